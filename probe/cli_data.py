@@ -1,0 +1,5 @@
+"""Data and feature commands: ``probe datasets``, ``probe extract``."""
+
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,13 @@
+"""Registers the commands that live beside the CLI's core (data, features, ...)."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    """Attach every sub-command module's commands to ``group`` (modules import only click)."""
+    from probe import cli_data
+
+    for command in cli_data.COMMANDS:
+        group.add_command(command)

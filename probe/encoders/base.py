@@ -1,0 +1,94 @@
+"""The one encoder protocol every loader implements.
+
+``encode(batch) -> float32 numpy [N, D]`` with the spec's pooling applied inside the encoder, so
+pooling is decided by the registry entry and never scattered across callers. Vision encoders take
+an already preprocessed float tensor ``[N, 3, H, W]`` (decoding and resizing happen in DataLoader
+workers, see :meth:`VisionEncoder.transform`); text encoders take a list of strings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from probe.errors import ProbeError
+from probe.registry import EncoderSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+def pick_device(device: str | None = None) -> str:
+    """CUDA when present, else CPU; an explicit choice wins."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def autocast(device: str):
+    """bf16 autocast on CUDA (fp16 where bf16 is unsupported); full float32 on CPU."""
+    import contextlib
+
+    import torch
+
+    if device.startswith("cuda"):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def to_numpy(features: torch.Tensor) -> np.ndarray:
+    return features.detach().float().cpu().numpy()
+
+
+class Encoder(ABC):
+    """A loaded encoder. ``dim`` equals ``spec.embed_dim``; a mismatch is caught on first encode."""
+
+    modality: str = ""
+
+    def __init__(self, spec: EncoderSpec, device: str):
+        self.spec = spec
+        self.device = device
+
+    @property
+    def dim(self) -> int:
+        return self.spec.embed_dim
+
+    @abstractmethod
+    def encode(self, batch: Any) -> np.ndarray:
+        """float32 array [N, embed_dim]."""
+
+    def _check_dim(self, out: np.ndarray) -> np.ndarray:
+        if out.ndim != 2 or out.shape[1] != self.spec.embed_dim:
+            raise ProbeError(
+                f"model {self.spec.name!r} produced features of shape {tuple(out.shape)}, "
+                f"but its registry entry says embed_dim = {self.spec.embed_dim}; fix the entry"
+            )
+        return out
+
+
+class VisionEncoder(Encoder):
+    modality = "vision"
+
+    def transform(self) -> Callable[[Any], torch.Tensor]:
+        """PIL image -> normalised float tensor [3, S, S] as the spec says (picklable for workers)."""
+        from probe.encoders.preprocess import build_transform
+
+        return build_transform(self.spec)
+
+
+class TextEncoder(Encoder):
+    modality = "text"
+    #: Encoders fitted on a corpus (TF-IDF) set this; the feature step then calls :meth:`fit`.
+    needs_fit: bool = False
+
+    def fit(self, texts: Sequence[str]) -> TextEncoder:
+        return self
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        prefix = self.spec.text_prefix
+        return [prefix + t for t in texts] if prefix else list(texts)

@@ -1,0 +1,88 @@
+"""Encoders loaded with Hugging Face transformers (ViT-style vision models, BERT-style text models)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from probe.encoders.base import TextEncoder, VisionEncoder, autocast, to_numpy
+from probe.encoders.pooling import pool_text_tokens, pool_vision_tokens
+from probe.registry import EncoderSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import torch
+
+
+def model_class(spec: EncoderSpec) -> Any:
+    import transformers
+
+    return getattr(transformers, spec.auto_class or "AutoModel")
+
+
+def load_pretrained(spec: EncoderSpec) -> Any:
+    return model_class(spec).from_pretrained(
+        spec.weights,
+        revision=spec.revision,
+        trust_remote_code=spec.trust_remote_code,
+        **spec.model_kwargs,
+    )
+
+
+class TransformersVisionEncoder(VisionEncoder):
+    def __init__(self, spec: EncoderSpec, model: Any, device: str):
+        super().__init__(spec, device)
+        self.model = model.eval().to(device)
+
+    def encode(self, batch: torch.Tensor) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), autocast(self.device):
+            out = self.model(pixel_values=batch.to(self.device, non_blocking=True))
+            if self.spec.pooling == "projection":
+                pooled = out.image_embeds
+            elif self.spec.pooling == "pooler":
+                pooled = out.pooler_output
+            else:
+                pooled = pool_vision_tokens(out.last_hidden_state, self.spec.pooling, self.spec.prefix_tokens)
+        return self._check_dim(to_numpy(pooled))
+
+
+class TransformersTextEncoder(TextEncoder):
+    def __init__(self, spec: EncoderSpec, model: Any, tokenizer: Any, device: str):
+        super().__init__(spec, device)
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+
+    def encode(self, batch: Sequence[str]) -> np.ndarray:
+        import torch
+
+        tokens = self.tokenizer(
+            self.prepare(batch),
+            padding=True,
+            truncation=True,
+            max_length=self.spec.max_length,
+            return_tensors="pt",
+        ).to(self.device)
+        with torch.inference_mode(), autocast(self.device):
+            out = self.model(**tokens)
+            if self.spec.pooling == "projection":
+                pooled = out.text_embeds
+            elif self.spec.pooling == "pooler":
+                pooled = out.pooler_output
+            else:
+                pooled = pool_text_tokens(out.last_hidden_state, tokens["attention_mask"], self.spec.pooling)
+        return self._check_dim(to_numpy(pooled))
+
+
+def load_transformers(spec: EncoderSpec, device: str) -> TransformersVisionEncoder | TransformersTextEncoder:
+    model = load_pretrained(spec)
+    if spec.modality == "vision":
+        return TransformersVisionEncoder(spec, model, device)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        spec.weights, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+    )
+    return TransformersTextEncoder(spec, model, tokenizer, device)

@@ -1,0 +1,305 @@
+"""The model catalogue: frozen, validated encoder specs read from ``registry/*.toml``.
+
+Each ``[[model]]`` table is one encoder. A ``[defaults.<family>]`` table in the same file holds the
+fields every entry of that family shares (family = the part of the name before ``/``), so an entry
+is a few lines. Unknown or missing fields are errors that name the file and the entry, because a
+misspelt ``pooling`` silently falling back to a default would change every number downstream.
+
+Only strings and numbers live here; nothing heavy is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODALITIES = ("vision", "text")
+LOADERS = ("timm", "transformers", "sentence-transformers", "packaged", "baseline")
+OBJECTIVES = ("ssl", "supervised", "contrastive", "none")
+POOLINGS = {
+    "vision": ("cls", "mean", "cls+mean", "pooler", "projection", "flatten"),
+    "text": ("mean", "cls", "last", "pooler", "projection", "model", "tfidf-svd"),
+}
+ENV_REGISTRY = "PROBE_REGISTRY"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*/[a-z0-9][a-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One encoder: where its weights come from and exactly how its inputs and outputs are shaped.
+
+    Weights, revision, preprocessing and pooling are bound together so they cannot drift apart;
+    the feature cache hashes all of them.
+    """
+
+    name: str
+    modality: str
+    loader: str
+    weights: str
+    pooling: str
+    embed_dim: int
+    params_m: float
+    objective: str
+    license: str
+    reference: str
+    revision: str = "main"
+    image_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str = "bicubic"
+    crop_pct: float = 1.0
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    auto_class: str | None = None
+    prefix_tokens: int = 1
+    max_length: int = 256
+    text_prefix: str = ""
+    trust_remote_code: bool = False
+    imagenet_knn: float | None = None
+    imagenet_linear: float | None = None
+    mteb_avg: float | None = None
+    notes: str = ""
+    source: str = ""
+
+    @property
+    def family(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def is_control(self) -> bool:
+        """Baselines (pixels, random weights, TF-IDF) are controls, never real models."""
+        return self.loader == "baseline" and not self.is_test
+
+    @property
+    def is_test(self) -> bool:
+        """Tiny random-weight entries for fast tests; never part of ``all``."""
+        return self.family == "test"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON records and cache keys (``source`` is where it was read, not what)."""
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        for key in ("mean", "std"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(EncoderSpec) if f.name != "source"}
+_REQUIRED = {
+    name
+    for name, f in _FIELDS.items()
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+}
+_VISION_REQUIRED = {"image_size", "mean", "std"}
+
+
+def _check_type(value: Any, name: str) -> Any:
+    """Coerce TOML values to the declared field types, or say what was expected."""
+    expected = _FIELDS[name].type
+    if name in ("mean", "std"):
+        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
+            raise ValueError(f"field {name!r} must be a list of 3 numbers, got {value!r}")
+        return tuple(float(v) for v in value)
+    if name in ("arch_kwargs", "model_kwargs"):
+        if not isinstance(value, dict):
+            raise ValueError(f"field {name!r} must be a table, got {value!r}")
+        return dict(value)
+    if "int" in str(expected) and "float" not in str(expected):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"field {name!r} must be an integer, got {value!r}")
+        return value
+    if "float" in str(expected):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"field {name!r} must be a number, got {value!r}")
+        return float(value)
+    if "bool" in str(expected):
+        if not isinstance(value, bool):
+            raise ValueError(f"field {name!r} must be true or false, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"field {name!r} must be a string, got {value!r}")
+    return value
+
+
+def _build_spec(raw: dict[str, Any], source: str) -> EncoderSpec:
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(_FIELDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown field {unknown[0]!r}{hint}")
+    required = _REQUIRED | (_VISION_REQUIRED if raw.get("modality") == "vision" else set())
+    missing = sorted(required - set(raw))
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    values = {k: _check_type(v, k) for k, v in raw.items()}
+    if not NAME_RE.match(values["name"]):
+        raise ValueError(f"name {values['name']!r} must look like 'family/arch.tag' in lower case")
+    for key, allowed in (("modality", MODALITIES), ("loader", LOADERS), ("objective", OBJECTIVES)):
+        if values[key] not in allowed:
+            raise ValueError(f"{key} {values[key]!r} is not one of {', '.join(allowed)}")
+    poolings = POOLINGS[values["modality"]]
+    if values["pooling"] not in poolings:
+        raise ValueError(f"pooling {values['pooling']!r} is not one of {', '.join(poolings)}")
+    if values["embed_dim"] <= 0:
+        raise ValueError(f"embed_dim must be positive, got {values['embed_dim']}")
+    return EncoderSpec(**values, source=source)
+
+
+def parse_registry_file(path: Path) -> list[EncoderSpec]:
+    """Read one TOML file; every problem is a :class:`ProbeError` naming the file and entry."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProbeError(f"cannot read registry file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProbeError(f"{path}: malformed TOML: {exc}") from None
+    top_unknown = sorted(set(data) - {"model", "defaults", "modality"})
+    if top_unknown:
+        raise ProbeError(
+            f"{path}: unknown top-level key {top_unknown[0]!r}; expected modality, [[model]] or [defaults.<family>]"
+        )
+    file_defaults = {"modality": data["modality"]} if "modality" in data else {}
+    defaults = data.get("defaults", {})
+    for family, table in defaults.items():
+        bad = sorted(set(table) - set(_FIELDS))
+        if bad:
+            raise ProbeError(f"{path}: [defaults.{family}]: unknown field {bad[0]!r}")
+    entries = data.get("model", [])
+    if not isinstance(entries, list):
+        raise ProbeError(f"{path}: 'model' must be an array of tables ([[model]])")
+    specs = []
+    for index, raw in enumerate(entries, start=1):
+        label = raw.get("name", f"#{index}")
+        family = str(raw.get("name", "")).split("/", 1)[0]
+        merged = {**file_defaults, **defaults.get(family, {}), **raw}
+        try:
+            specs.append(_build_spec(merged, source=str(path)))
+        except ValueError as exc:
+            raise ProbeError(f"{path}: model {label!r}: {exc}") from None
+    return specs
+
+
+def builtin_registry_dir() -> Path:
+    """The shipped catalogue: inside the wheel, or ``registry/`` beside the package in a checkout."""
+    here = Path(__file__).resolve().parent
+    bundled = here / "_registry"
+    return bundled if bundled.is_dir() else here.parent / "registry"
+
+
+def _expand(paths: Iterable[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            out.extend(sorted(path.glob("*.toml")))
+        elif path.exists():
+            out.append(path)
+        else:
+            raise ProbeError(f"registry path {str(path)!r} does not exist; give a .toml file or a folder of them")
+    return out
+
+
+class Registry:
+    """All specs from the built-in catalogue plus user files; lookups by name or shell pattern."""
+
+    def __init__(self, specs: Sequence[EncoderSpec]):
+        self._specs: dict[str, EncoderSpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                first = self._specs[spec.name].source
+                raise ProbeError(f"model {spec.name!r} is defined twice: in {first} and in {spec.source}")
+            self._specs[spec.name] = spec
+
+    @classmethod
+    def load(cls, extra: Iterable[str | Path] = (), include_builtin: bool = True) -> Registry:
+        """Built-in files, then ``$PROBE_REGISTRY`` (os.pathsep-separated), then ``extra``."""
+        paths: list[str | Path] = [builtin_registry_dir()] if include_builtin else []
+        env = os.environ.get(ENV_REGISTRY, "")
+        paths += [p for p in env.split(os.pathsep) if p]
+        paths += list(extra)
+        specs: list[EncoderSpec] = []
+        for path in _expand(paths):
+            specs.extend(parse_registry_file(path))
+        return cls(specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __iter__(self):
+        return iter(self.list())
+
+    def names(self) -> list[str]:
+        return natural_sorted(self._specs)
+
+    def get(self, name: str) -> EncoderSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise ProbeError(_no_match_message(name, self._specs)) from None
+
+    def list(
+        self,
+        patterns: Sequence[str] = (),
+        modality: str | None = None,
+        include_tests: bool = True,
+        strict: bool = False,
+    ) -> list[EncoderSpec]:
+        """Specs whose names match any shell-style pattern, naturally sorted.
+
+        With ``strict``, a pattern that matches nothing is an error suggesting close names.
+        ``all`` is a pattern meaning every non-test entry.
+        """
+        if modality is not None and modality not in MODALITIES:
+            raise ProbeError(f"modality {modality!r} is not one of {', '.join(MODALITIES)}")
+        pool = {n: s for n, s in self._specs.items() if modality is None or s.modality == modality}
+        if not patterns:
+            chosen = {n for n, s in pool.items() if include_tests or not s.is_test}
+        else:
+            chosen = set()
+            for pattern in patterns:
+                if pattern == "all":
+                    hits = {n for n, s in pool.items() if not s.is_test}
+                else:
+                    hits = {n for n in pool if fnmatch.fnmatchcase(n, pattern)}
+                if strict and not hits:
+                    raise ProbeError(_no_match_message(pattern, pool))
+                chosen |= hits
+        return [self._specs[n] for n in natural_sorted(chosen)]
+
+
+def _no_match_message(pattern: str, names: Iterable[str]) -> str:
+    names = natural_sorted(names)
+    stem = pattern.replace("*", "").replace("?", "").strip("/")
+    close = difflib.get_close_matches(stem, names, n=3, cutoff=0.6)
+    if not close and stem:
+        families = sorted({n.split("/", 1)[0] for n in names})
+        close_families = difflib.get_close_matches(stem.split("/", 1)[0], families, n=3, cutoff=0.5)
+        close = [f"{family}/*" for family in close_families]
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `probe models` lists them all"
+    return f"no model matches {pattern!r}{hint}"
+
+
+def natural_sort_key(text: str) -> list[Any]:
+    """'vit-b14' < 'vit-l14', 'lite2' < 'lite10': digits compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text.lower())]
+
+
+def natural_sorted(items: Iterable[str]) -> list[str]:
+    return sorted(items, key=natural_sort_key)

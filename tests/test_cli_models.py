@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+
+from conftest import assert_one_line_error
+
+
+def test_models_json_lists_dinov2(run_cli):
+    result = run_cli("models", "dinov2/*", "--json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    names = [r["name"] for r in records]
+    assert names and all(n.startswith("dinov2/") for n in names)
+    assert "dinov2/vit-g14" in names
+    first = records[0]
+    for key in ("loader", "embed_dim", "params_m", "objective", "license", "available", "availability"):
+        assert key in first
+    assert not first["available"] and "Hugging Face cache" in first["availability"]
+
+
+def test_available_lists_offline_entries_only(run_cli):
+    records = json.loads(run_cli("models", "--available", "--json").stdout)
+    names = {r["name"] for r in records}
+    assert {"efficientnet/lite0-in1k", "sentence-transformers/all-minilm-l6-v2.pypi",
+            "baseline/pixels-16", "baseline/random-vit-s16", "baseline/tfidf-svd-256"} <= names
+    assert all(r["loader"] in ("packaged", "baseline") for r in records)
+    assert not any(n.startswith("test/") for n in names)
+
+
+def test_hub_entry_becomes_available_from_local_cache(run_cli, tmp_path):
+    snapshot = tmp_path / "models--timm--vit_small_patch14_dinov2.lvd142m"
+    (snapshot / "snapshots" / "abc").mkdir(parents=True)
+    (snapshot / "refs").mkdir()
+    (snapshot / "refs" / "main").write_text("abc")
+    records = json.loads(run_cli("models", "dinov2/vit-s14", "--json", env={"HF_HUB_CACHE": str(tmp_path)}).stdout)
+    assert records[0]["available"] is True
+
+
+def test_unknown_pattern_is_one_line_exit_2(run_cli):
+    assert_one_line_error(run_cli("models", "dinov3/*"), "no model matches 'dinov3/*'", "did you mean")
+
+
+def test_bad_registry_file_is_one_line_exit_2(run_cli, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[model]]\nname = "x/y"\nmodality = "text"\ncolour = "red"\n')
+    assert_one_line_error(run_cli("--registry", str(bad), "models"), str(bad), "'x/y'", "unknown field 'colour'")
+    bad.write_text("[[model]\n")
+    assert_one_line_error(run_cli("--registry", str(bad), "models"), str(bad), "malformed TOML")
+
+
+def test_help_lists_examples(run_cli):
+    result = run_cli("models", "--help")
+    assert result.returncode == 0 and "probe models 'dinov2/*'" in result.stdout
