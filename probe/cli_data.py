@@ -2,4 +2,97 @@
 
 from __future__ import annotations
 
-COMMANDS: list = []
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1)
+def datasets(names: tuple[str, ...]) -> None:
+    """List datasets with their splits and sizes (bundled ones by default).
+
+    \b
+    Examples:
+      probe datasets
+      probe datasets imagefolder:~/data/pets karpathy:~/coco/dataset_coco.json
+    """
+    from probe.data import BUNDLED, LOCAL_KINDS, get_dataset
+    from probe.tables import print_table
+
+    rows = []
+    for name in names or BUNDLED:
+        ds = get_dataset(name)
+        sizes = []
+        for split in ds.info.splits:
+            data = ds.load(split)
+            sizes.append(f"{split}: {data.n_images} images, {len(data.captions)} captions")
+        labels = ", ".join(f"{k} ({len(v)} classes)" for k, v in ds.load(ds.info.splits[-1]).classes.items())
+        rows.append([ds.info.name, "; ".join(sizes), labels or "-", ds.info.protocol])
+    print_table(["dataset", "splits", "labels", "protocol"], rows)
+    if not names:
+        click.echo("Your own data: " + ", ".join(f"{k}:PATH" for k in LOCAL_KINDS) + " (see `probe extract --help`).")
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--model", "-m", "patterns", multiple=True, required=True, metavar="PATTERN",
+              help="Registry name or shell pattern (repeatable); 'all' = every available non-test entry.")
+@click.option("--dataset", "-d", default="shapes", show_default=True,
+              help="shapes, digits, imagefolder:PATH, karpathy:FILE, csv:FILE, jsonl:FILE or wds:PATH.")
+@click.option("--split", "-s", "splits", multiple=True, metavar="SPLIT", help="Split(s) to extract (default: all).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
+              help="DataLoader workers decoding images.")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage dtype of cached features.")
+@click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Feature cache folder [default: results/features or $PROBE_CACHE_DIR].")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if present].")
+@click.pass_obj
+def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_image, cache_dir, device) -> None:
+    """Extract features for models on a dataset into the cache (resumable; reused by every pair).
+
+    \b
+    Examples:
+      probe extract -m efficientnet/lite0-in1k -m 'sentence-transformers/*.pypi' -d shapes
+      probe extract -m all -d digits --split test --dtype float16
+      probe extract -m dinov2/vit-b14 -d imagefolder:~/data/pets --workers 8
+    """
+    from pathlib import Path
+
+    from probe.availability import check
+    from probe.data import get_dataset
+    from probe.errors import UnavailableError
+    from probe.features import ExtractionStats, split_features
+
+    specs = obj.registry.list(patterns, strict=True)
+    if any(p == "all" for p in patterns):
+        specs = [s for s in specs if check(s).ok or s.name in patterns]
+    for spec in specs:
+        status = check(spec)
+        if not status.ok:
+            raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
+    ds = get_dataset(dataset)
+    chosen = list(splits) or list(ds.info.splits)
+    for split in chosen:
+        if split not in ds.info.splits:
+            from probe.errors import ProbeError
+
+            raise ProbeError(f"dataset {ds.info.name!r} has no split {split!r}; valid: {', '.join(ds.info.splits)}")
+    fit = ds.load("train") if "train" in ds.info.splits else None
+    for split in chosen:
+        data = ds.load(split)
+        for spec in specs:
+            stats = ExtractionStats()
+            result = split_features(spec, data, fit_data=fit, cache_dir=Path(cache_dir) if cache_dir else None,
+                                    batch_size=batch_size, workers=workers, dtype=dtype,
+                                    on_bad_image=on_bad_image, device=device, stats=stats)
+            how = "cached" if stats.from_cache else f"computed ({stats.reused_chunks} chunk(s) resumed)"
+            skipped = len(result.meta["skipped"])
+            click.echo(f"{spec.name:<45} {split:<11} {tuple(result.features.shape)!s:<14} {how}"
+                       + (f", {skipped} bad image(s) skipped" if skipped else "") + f"  {result.path}")
+
+
+COMMANDS = [datasets, extract]

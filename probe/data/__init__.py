@@ -1,0 +1,51 @@
+"""Datasets by name: bundled ``shapes`` and ``digits``, or users' data as ``kind:PATH``."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from probe.data.base import DatasetInfo, SplitData
+from probe.errors import ProbeError
+
+BUNDLED = ("shapes", "digits")
+LOCAL_KINDS = ("imagefolder", "karpathy", "csv", "jsonl", "wds")
+
+
+class Dataset(Protocol):
+    info: DatasetInfo
+
+    def load(self, split: str) -> SplitData: ...
+
+
+class BundledDataset:
+    def __init__(self, name: str, seed: int = 0):
+        from probe.data import digits, shapes
+
+        self.module = {"shapes": shapes, "digits": digits}[name]
+        self.info = self.module.INFO
+        self.seed = seed
+
+    def load(self, split: str) -> SplitData:
+        return self.module.make_split(split, seed=self.seed)
+
+
+def get_dataset(name: str) -> Dataset:
+    """``shapes``, ``digits``, or ``imagefolder:PATH`` / ``karpathy:FILE`` / ``csv:FILE`` / ``jsonl:FILE`` / ``wds:PATH``."""
+    if name in BUNDLED:
+        return BundledDataset(name)
+    kind, sep, path = name.partition(":")
+    if sep and kind in LOCAL_KINDS and path:
+        from probe.data import local
+
+        if kind == "imagefolder":
+            return local.ImageFolderDataset(path)
+        if kind == "karpathy":
+            return local.KarpathyDataset(path)
+        if kind in ("csv", "jsonl"):
+            return local.TableDataset(path, kind)
+        return local.WebDataset(path)
+    valid = ", ".join(BUNDLED) + ", or " + ", ".join(f"{k}:PATH" for k in LOCAL_KINDS)
+    raise ProbeError(f"unknown dataset {name!r}; valid: {valid}")
+
+
+__all__ = ["BUNDLED", "Dataset", "DatasetInfo", "SplitData", "get_dataset"]

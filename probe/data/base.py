@@ -1,0 +1,93 @@
+"""What every dataset split looks like to the rest of probe.
+
+A split is a list of images plus captions that point at them, optional class labels for
+zero-shot classification, and optional Winoground-style swap pairs. Images are *references*
+(picklable objects with ``load() -> PIL.Image``) so DataLoader workers decode or draw them, and
+the main process never holds a split's pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class ImageRef(Protocol):
+    def load(self) -> Any:
+        """Return a PIL image; raise OSError/ValueError for a missing or corrupt file."""
+
+    def fingerprint(self) -> str:
+        """Short stable text identifying the content (a path + size + mtime, or scene parameters)."""
+
+
+@dataclass(frozen=True)
+class FileImage:
+    path: str
+
+    def load(self) -> Any:
+        from PIL import Image
+
+        with Image.open(self.path) as image:
+            image.load()
+            return image.convert("RGB")
+
+    def fingerprint(self) -> str:
+        import os
+
+        try:
+            stat = os.stat(self.path)
+            return f"{self.path}:{stat.st_size}:{int(stat.st_mtime)}"
+        except OSError:
+            return f"{self.path}:missing"
+
+
+@dataclass
+class SplitData:
+    """One split. ``caption_image[j]`` is the image index of caption ``j``."""
+
+    dataset: str
+    split: str
+    images: Sequence[Any]
+    captions: list[str]
+    caption_image: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    classes: dict[str, list[str]] = field(default_factory=dict)
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    swap_pairs: np.ndarray | None = None
+    protocol: str = ""
+
+    def __post_init__(self) -> None:
+        self.caption_image = np.asarray(self.caption_image, dtype=np.int64)
+        if len(self.captions) != len(self.caption_image):
+            raise ValueError("captions and caption_image differ in length")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    def image_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for ref in self.images:
+            digest.update(ref.fingerprint().encode())
+            digest.update(b"\0")
+        return digest.hexdigest()[:20]
+
+    def captions_of(self, image: int) -> list[int]:
+        return np.flatnonzero(self.caption_image == image).tolist()
+
+
+def text_fingerprint(texts: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    splits: tuple[str, ...]
+    protocol: str
+    description: str

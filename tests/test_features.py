@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error
+from PIL import Image
+
+from probe.data import get_dataset
+from probe.features import ExtractionStats, get_features, split_features
+from probe.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry.load()
+
+
+def test_cache_hit_skips_the_encoder_and_returns_same_numbers(registry, tmp_path):
+    spec = registry.get("test/tiny-vit")
+    data = get_dataset("shapes").load("val")
+    first = split_features(spec, data, cache_dir=tmp_path, batch_size=32, workers=0, progress=False)
+    assert first.features.shape == (data.n_images, 64) and first.meta["dtype"] == "float32"
+    stats = ExtractionStats()
+    again = split_features(spec, data, cache_dir=tmp_path, stats=stats, progress=False,
+                           device="no-such-device")  # the encoder is never built on a hit
+    assert stats.from_cache and np.array_equal(first.features, again.features)
+    meta = json.loads((first.path / "meta.json").read_text())
+    for key in ("spec", "revision", "pooling", "preprocessing", "content_fingerprint", "dtype", "shape",
+                "probe_version", "format_version"):
+        assert key in meta
+
+
+def test_key_changes_with_dtype_and_preprocessing(registry, tmp_path):
+    import dataclasses
+
+    spec = registry.get("test/tiny-vit")
+    data = get_dataset("shapes").load("val")
+    a = split_features(spec, data, cache_dir=tmp_path, workers=0, progress=False)
+    b = split_features(spec, data, cache_dir=tmp_path, workers=0, progress=False, dtype="float16")
+    c = split_features(dataclasses.replace(spec, crop_pct=0.8), data, cache_dir=tmp_path, workers=0, progress=False)
+    assert len({a.path, b.path, c.path}) == 3
+    assert b.features.dtype == np.float16 and np.allclose(a.features, b.features, atol=1e-2)
+    assert not np.allclose(a.features, c.features)
+
+
+def test_truncated_entry_is_detected_and_recomputed(registry, tmp_path):
+    spec = registry.get("test/tiny-bert")
+    data = get_dataset("shapes").load("val")
+    first = split_features(spec, data, cache_dir=tmp_path, progress=False)
+    path = first.path / "features.npy"
+    path.write_bytes(path.read_bytes()[:-100])
+    stats = ExtractionStats()
+    again = split_features(spec, data, cache_dir=tmp_path, stats=stats, progress=False)
+    assert not stats.from_cache and stats.computed_chunks > 0
+    assert np.array_equal(first.features, again.features)
+    # a flipped byte (same size) is caught by the checksum
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    stats = ExtractionStats()
+    split_features(spec, data, cache_dir=tmp_path, stats=stats, progress=False)
+    assert not stats.from_cache
+
+
+def test_get_features_api(tmp_path):
+    feats = get_features("test/tiny-bert", "shapes", "winoground", cache_dir=tmp_path, progress=False)
+    assert feats.shape == (120, 32) and feats.dtype == np.float32
+
+
+def _extract_cmd(cache, *extra):
+    return [sys.executable, "-m", "probe", "extract", "-m", "baseline/random-vit-s16", "-d", "shapes",
+            "--split", "val", "--batch-size", "8", "--workers", "0", "--cache-dir", str(cache), *extra]
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_bit_for_bit(tmp_path):
+    cache = tmp_path / "killed"
+    proc = subprocess.Popen(_extract_cmd(cache), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.rglob("chunks/*.npz"))) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = sorted(p.name for p in cache.rglob("chunks/*.npz"))
+    assert 2 <= len(finished) < 5 and not list(cache.rglob("meta.json"))
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.rglob("chunks/*.npz")}
+    resumed = subprocess.run(_extract_cmd(cache), cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(finished)} chunk(s) resumed" in resumed.stdout
+    clean = subprocess.run(_extract_cmd(tmp_path / "clean"), cwd=ROOT, capture_output=True, text=True)
+    assert clean.returncode == 0
+    a = np.load(next(cache.rglob("features.npy")))
+    b = np.load(next((tmp_path / "clean").rglob("features.npy")))
+    assert a.shape == (160, 768) and np.array_equal(a, b)
+    del stamps
+
+
+@pytest.mark.slow
+def test_concurrent_runs_share_one_entry(tmp_path):
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen(_extract_cmd(cache), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    entries = list(cache.rglob("meta.json"))
+    assert len(entries) == 1
+    assert sum("cached" in out for out, _ in outs) == 1  # the second run waited, then reused
+    assert np.load(entries[0].parent / "features.npy").shape == (160, 768)
+
+
+def _folder_with_bad_images(root):
+    for name, colour in (("a", (255, 0, 0)), ("b", (0, 255, 0))):
+        path = root / "train" / "thing" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), colour).save(path)
+    (root / "train" / "thing" / "c.png").write_bytes(b"not a png at all")
+    return f"imagefolder:{root}"
+
+
+def test_bad_images_skipped_and_listed_or_fail(run_cli, tmp_path):
+    dataset = _folder_with_bad_images(tmp_path / "imgs")
+    cache = tmp_path / "cache"
+    ok = run_cli("extract", "-m", "test/tiny-vit", "-d", dataset, "--cache-dir", str(cache), "--workers", "0")
+    assert ok.returncode == 0, ok.stderr
+    assert "1 bad image(s) skipped" in ok.stdout
+    meta = json.loads(next(cache.rglob("meta.json")).read_text())
+    assert meta["shape"] == [2, 64] and meta["skipped"][0]["index"] == 2 and "c.png" in meta["skipped"][0]["input"]
+    fail = run_cli("extract", "-m", "test/tiny-vit", "-d", dataset, "--cache-dir", str(tmp_path / "c2"),
+                   "--on-bad-image", "fail", "--workers", "0")
+    assert_one_line_error(fail, "bad image #2", "c.png")
+
+
+def test_extract_bad_input_is_one_line(run_cli, tmp_path):
+    assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "-d", "cifar10"), "unknown dataset 'cifar10'")
+    assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "-d", f"imagefolder:{tmp_path}/none"),
+                          "does not exist")
+    assert_one_line_error(run_cli("extract", "-m", "dinov2/vit-s14", "-d", "shapes"),
+                          "model 'dinov2/vit-s14' cannot be loaded here", "PROBE_ALLOW_DOWNLOAD")
+    assert_one_line_error(run_cli("extract", "-m", "nope/*"), "no model matches 'nope/*'")
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "-d", f"imagefolder:{tmp_path / 'empty'}"),
+                          "is empty")
+    assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "--split", "dev"), "has no split 'dev'")
