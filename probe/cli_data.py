@@ -41,7 +41,7 @@ def datasets(names: tuple[str, ...]) -> None:
               help="shapes, digits, imagefolder:PATH, karpathy:FILE, csv:FILE, jsonl:FILE or wds:PATH.")
 @click.option("--split", "-s", "splits", multiple=True, metavar="SPLIT", help="Split(s) to extract (default: all).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers decoding images.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of cached features.")

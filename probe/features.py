@@ -192,7 +192,7 @@ def extract(
     load_encoder: Callable[[], Any],
     cache_dir: Path | None = None,
     batch_size: int = 64,
-    workers: int = 1,
+    workers: int = 2,
     dtype: str = "float32",
     on_bad_image: str = "skip",
     chunk_batches: int = 4,
@@ -350,8 +350,12 @@ def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
 # --- the public API over datasets ------------------------------------------------------------------
 
 def split_features(spec: EncoderSpec, data: SplitData, *, fit_data: SplitData | None = None,
-                   input_set: str | None = None, texts: Sequence[str] | None = None, **kwargs: Any) -> FeatureSet:
-    """Image features of a split (vision spec) or features of its captions / given texts (text spec)."""
+                   input_set: str | None = None, texts: Sequence[str] | None = None, encoder: Any = None,
+                   **kwargs: Any) -> FeatureSet:
+    """Image features of a split (vision spec) or features of its captions / given texts (text spec).
+
+    ``encoder`` reuses an already loaded encoder on a miss (a sweep loads each model once).
+    """
     from probe.encoders import load_encoder
 
     if spec.modality == "vision":
@@ -364,7 +368,8 @@ def split_features(spec: EncoderSpec, data: SplitData, *, fit_data: SplitData | 
             kwargs["fit_texts"] = (fit_data or data).captions
     device = kwargs.pop("device", None)
     return extract(spec, data.dataset, data.split, name, inputs, content,
-                   load_encoder=lambda: load_encoder(spec, device=device), **kwargs)
+                   load_encoder=lambda: encoder if encoder is not None else load_encoder(spec, device=device),
+                   **kwargs)
 
 
 def get_features(model: str | EncoderSpec, dataset: str, split: str, **kwargs: Any) -> np.ndarray:

@@ -41,7 +41,10 @@ def test_vision_encoders_return_float32_of_declared_dim(registry, name):
     encoder = load_encoder(spec, device="cpu")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
     batch = torch.stack([encoder.transform()(image)] * 3)
-    assert batch.shape == (3, 3, spec.image_size, spec.image_size)
+    assert batch.shape == (3, 3, spec.image_size, spec.image_size) and batch.dtype == torch.uint8
+    normalised = encoder.pixels(batch)
+    expected = (batch[0, 0, 0, 0].item() / 255 - spec.mean[0]) / spec.std[0]
+    assert abs(normalised[0, 0, 0, 0].item() - expected) < 1e-6
     out = encoder.encode(batch)
     assert out.dtype == np.float32 and out.shape == (3, spec.embed_dim)
 
@@ -90,7 +93,7 @@ def test_efficientnet_recognises_real_photos(registry):
     from timm.data import ImageNetInfo
 
     from probe.encoders.packaged import load_packaged_classifier
-    from probe.encoders.preprocess import build_transform
+    from probe.encoders.preprocess import build_transform, normalize_batch
 
     spec = registry.get("efficientnet/lite0-in1k")
     model = load_packaged_classifier(spec)
@@ -101,7 +104,7 @@ def test_efficientnet_recognises_real_photos(registry):
         "chelsea": ({"tabby", "tiger cat", "Egyptian cat"}, data.chelsea()),
         "china": ({"palace", "monastery", "pagoda", "church", "dome", "stupa"}, load_sample_image("china.jpg")),
     }
-    batch = torch.stack([transform(Image.fromarray(img)) for _, img in expected.values()])
+    batch = normalize_batch(torch.stack([transform(Image.fromarray(img)) for _, img in expected.values()]), spec, "cpu")
     with torch.inference_mode():
         top5 = model(batch).topk(5, dim=1).indices
     for (label, (plausible, _)), row in zip(expected.items(), top5, strict=True):

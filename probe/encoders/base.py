@@ -75,10 +75,16 @@ class VisionEncoder(Encoder):
     modality = "vision"
 
     def transform(self) -> Callable[[Any], torch.Tensor]:
-        """PIL image -> normalised float tensor [3, S, S] as the spec says (picklable for workers)."""
+        """PIL image -> uint8 tensor [3, S, S] resized and cropped as the spec says (picklable for workers)."""
         from probe.encoders.preprocess import build_transform
 
         return build_transform(self.spec)
+
+    def pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        """The batch on this encoder's device, normalised (uint8 in) or as given (float in)."""
+        from probe.encoders.preprocess import normalize_batch
+
+        return normalize_batch(batch, self.spec, self.device)
 
 
 class TextEncoder(Encoder):

@@ -26,7 +26,7 @@ class PixelEncoder(VisionEncoder):
     """The normalised image itself, flattened (image_size² × 3 values)."""
 
     def encode(self, batch: torch.Tensor) -> np.ndarray:
-        return self._check_dim(to_numpy(batch.flatten(1)))
+        return self._check_dim(to_numpy(self.pixels(batch).flatten(1)))
 
 
 class TfidfSvdEncoder(TextEncoder):

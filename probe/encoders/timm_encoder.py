@@ -36,7 +36,7 @@ class TimmVisionEncoder(VisionEncoder):
         import torch
 
         with torch.inference_mode(), autocast(self.device):
-            out = self.forward(batch.to(self.device, non_blocking=True))
+            out = self.forward(self.pixels(batch))
         return self._check_dim(to_numpy(out))
 
 

@@ -39,7 +39,7 @@ class TransformersVisionEncoder(VisionEncoder):
         import torch
 
         with torch.inference_mode(), autocast(self.device):
-            out = self.model(pixel_values=batch.to(self.device, non_blocking=True))
+            out = self.model(pixel_values=self.pixels(batch))
             if self.spec.pooling == "projection":
                 pooled = out.image_embeds
             elif self.spec.pooling == "pooler":
