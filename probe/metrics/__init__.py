@@ -1,0 +1,1 @@
+"""Metrics: small pure functions over features (similarity, and later retrieval, zero-shot, kNN)."""

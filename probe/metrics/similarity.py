@@ -1,0 +1,268 @@
+"""Training-free similarity between two representations of the same items (rows aligned).
+
+Definitions (see DESIGN.md): rows are L2-normalised first unless ``normalize=False``; neighbours
+exclude the item itself.
+
+- ``mutual_knn``: mean over i of |kNN_A(i) ∩ kNN_B(i)| / k (the platonic-representation metric).
+- ``cka``: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)); linear kernels are computed in feature space
+  (O(N d²)) instead of N×N Gram matrices; ``unbiased`` uses Song et al.'s HSIC estimator.
+- ``cknna``: unbiased CKA restricted to pairs that are k-nearest neighbours in both spaces
+  (Huh et al. 2024); only the ≤ k entries per row that survive the mask are ever formed.
+- ``svcca``: mean canonical correlation after reducing each side to its top ``dim`` SVD directions.
+
+Nearest neighbours come from one chunked matmul + top-k pass per side, shared by mutual kNN and
+CKNNA, so no N×N matrix is held in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from probe.errors import ProbeError
+
+CHUNK_ROWS = 2048
+
+
+def check_pair(a: Any, b: Any, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate paired features; one-line errors for the mistakes users make."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ProbeError(f"features must be 2-D [N, D]; got shapes {a.shape} and {b.shape}")
+    if a.shape[0] != b.shape[0]:
+        raise ProbeError(f"paired features need the same number of rows; got {a.shape[0]} and {b.shape[0]}")
+    for name, x in (("first", a), ("second", b)):
+        if not np.isfinite(x).all():
+            raise ProbeError(f"the {name} features contain NaN or infinite values")
+    if k is not None and not 1 <= k < a.shape[0]:
+        raise ProbeError(f"k must be between 1 and N-1 = {a.shape[0] - 1}; got k = {k}")
+    return a, b
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def knn(x: np.ndarray, k: int, chunk: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner-product neighbours of every row, self excluded: (indices [N, k], values [N, k])."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    n = t.shape[0]
+    idx = torch.empty((n, k), dtype=torch.int64)
+    val = torch.empty((n, k), dtype=torch.float32)
+    with torch.inference_mode():
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            sims = t[start:stop] @ t.T
+            rows = torch.arange(stop - start)
+            sims[rows, rows + start] = -torch.inf
+            top = torch.topk(sims, k, dim=1)
+            idx[start:stop], val[start:stop] = top.indices, top.values
+    return idx.numpy(), val.numpy()
+
+
+def mutual_knn(a: Any, b: Any, k: int = 10, normalize: bool = True) -> float:
+    a, b = check_pair(a, b, k)
+    if normalize:
+        a, b = l2_normalize(a), l2_normalize(b)
+    idx_a, _ = knn(a, k)
+    idx_b, _ = knn(b, k)
+    return _overlap(idx_a, idx_b)
+
+
+def _overlap(idx_a: np.ndarray, idx_b: np.ndarray) -> float:
+    k = idx_a.shape[1]
+    hits = (idx_a[:, :, None] == idx_b[:, None, :]).any(axis=2).sum(axis=1)
+    return float(hits.mean() / k)
+
+
+# --- CKA ------------------------------------------------------------------------------------------
+
+def _gram_free_terms(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Sums needed by HSIC for K = x xᵀ, L = y yᵀ, computed without forming K or L (float64 accumulation)."""
+    import torch
+
+    xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+    with torch.inference_mode():
+        xy = (xt.T @ yt).double()
+        xx = (xt.T @ xt).double()
+        yy = (yt.T @ yt).double()
+    return {"kl": float((xy * xy).sum()), "kk": float((xx * xx).sum()), "ll": float((yy * yy).sum())}
+
+
+def linear_hsic_terms(x: np.ndarray, y: np.ndarray, unbiased: bool) -> tuple[float, float, float]:
+    """(HSIC(K,L), HSIC(K,K), HSIC(L,L)) for linear kernels, each up to the same constant factor."""
+    n = x.shape[0]
+    if not unbiased:
+        xc, yc = x - x.mean(0, keepdims=True), y - y.mean(0, keepdims=True)
+        terms = _gram_free_terms(xc, yc)
+        return terms["kl"], terms["kk"], terms["ll"]
+    if n < 4:
+        raise ProbeError(f"unbiased CKA needs at least 4 rows; got {n}")
+    terms = _gram_free_terms(x, y)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    dx, dy = (x64 * x64).sum(1), (y64 * y64).sum(1)  # Gram diagonals
+    sx, sy = x64.sum(0), y64.sum(0)
+    rx, ry = x64 @ sx - dx, y64 @ sy - dy  # row sums of the zero-diagonal Grams
+
+    def hsic(tr: float, diag_a, diag_b, row_a, row_b) -> float:
+        trace = tr - float((diag_a * diag_b).sum())
+        sum_a, sum_b = float(row_a.sum()), float(row_b.sum())
+        return (trace + sum_a * sum_b / ((n - 1) * (n - 2)) - 2 * float(row_a @ row_b) / (n - 2)) / (n * (n - 3))
+
+    return (hsic(terms["kl"], dx, dy, rx, ry), hsic(terms["kk"], dx, dx, rx, rx), hsic(terms["ll"], dy, dy, ry, ry))
+
+
+def hsic_gram(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:  # noqa: E741
+    """HSIC from explicit Gram matrices (biased: centred Frobenius product; unbiased: Song et al.)."""
+    n = k.shape[0]
+    if not unbiased:
+        h = np.eye(n) - 1.0 / n
+        return float(np.sum((h @ k @ h) * l))
+    kt, lt = k.copy(), l.copy()
+    np.fill_diagonal(kt, 0)
+    np.fill_diagonal(lt, 0)
+    return float((np.sum(kt * lt.T) + kt.sum() * lt.sum() / ((n - 1) * (n - 2))
+                  - 2 * np.sum(kt @ lt) / (n - 2)) / (n * (n - 3)))
+
+
+def cka(a: Any, b: Any, kernel: str = "linear", unbiased: bool = False, normalize: bool = True,
+        sigma_frac: float = 1.0) -> float:
+    """Centred kernel alignment; ``kernel="rbf"`` uses bandwidth = sigma_frac × median distance."""
+    a, b = check_pair(a, b)
+    if normalize:
+        a, b = l2_normalize(a), l2_normalize(b)
+    if kernel == "linear":
+        kl, kk, ll = linear_hsic_terms(a, b, unbiased)
+    elif kernel == "rbf":
+        k, l = _rbf(a, sigma_frac), _rbf(b, sigma_frac)  # noqa: E741
+        kl, kk, ll = hsic_gram(k, l, unbiased), hsic_gram(k, k, unbiased), hsic_gram(l, l, unbiased)
+    else:
+        raise ProbeError(f"kernel {kernel!r} is not one of linear, rbf")
+    denom = np.sqrt(max(kk, 0.0) * max(ll, 0.0))
+    return float(kl / denom) if denom > 0 else 0.0
+
+
+def _rbf(x: np.ndarray, sigma_frac: float) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    sq = (x64 * x64).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x64 @ x64.T, 0)
+    median = np.median(np.sqrt(d2[np.triu_indices_from(d2, k=1)]))
+    sigma = sigma_frac * median if median > 0 else 1.0
+    return np.exp(-d2 / (2 * sigma**2))
+
+
+# --- CKNNA ----------------------------------------------------------------------------------------
+
+def _sparse_unbiased_hsic(rows, cols, kv, lv, n: int) -> float:
+    """Song et al.'s unbiased HSIC for matrices that are zero outside the listed entries (no diagonal)."""
+    keys = rows * n + cols
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    reverse = cols * n + rows
+    pos = np.searchsorted(sorted_keys, reverse)
+    pos = np.minimum(pos, len(sorted_keys) - 1)
+    found = sorted_keys[pos] == reverse
+    l_transposed = np.where(found, lv[order][pos], 0.0)
+    trace = float((kv * l_transposed).sum())
+    col_sum_k = np.bincount(cols, weights=kv, minlength=n)
+    row_sum_l = np.bincount(rows, weights=lv, minlength=n)
+    cross = float(col_sum_k @ row_sum_l)
+    return (trace + kv.sum() * lv.sum() / ((n - 1) * (n - 2)) - 2 * cross / (n - 2)) / (n * (n - 3))
+
+
+def cknna(a: Any, b: Any, k: int = 10, normalize: bool = True) -> float:
+    a, b = check_pair(a, b, k)
+    if a.shape[0] < 4:
+        raise ProbeError(f"CKNNA needs at least 4 rows; got {a.shape[0]}")
+    if normalize:
+        a, b = l2_normalize(a), l2_normalize(b)
+    idx_a, val_a = knn(a, k)
+    idx_b, val_b = knn(b, k)
+    return _cknna_from_knn(idx_a, val_a, idx_b, val_b)
+
+
+def _cknna_from_knn(idx_a, val_a, idx_b, val_b) -> float:
+    n, k = idx_a.shape
+    val_a, val_b = val_a.astype(np.float64), val_b.astype(np.float64)
+    match = idx_a[:, :, None] == idx_b[:, None, :]  # [n, k, k]
+    i, p, q = np.nonzero(match)
+    rows, cols = i, idx_a[i, p]
+    kl = _sparse_unbiased_hsic(rows, cols, val_a[i, p], val_b[i, q], n)
+    all_rows = np.repeat(np.arange(n), k)
+    kk = _sparse_unbiased_hsic(all_rows, idx_a.ravel(), val_a.ravel(), val_a.ravel(), n)
+    ll = _sparse_unbiased_hsic(all_rows, idx_b.ravel(), val_b.ravel(), val_b.ravel(), n)
+    denom = np.sqrt(max(kk, 0.0) * max(ll, 0.0))
+    return float(kl / denom) if denom > 0 else 0.0
+
+
+# --- SVCCA ----------------------------------------------------------------------------------------
+
+def svcca(a: Any, b: Any, dim: int = 10, normalize: bool = True) -> float:
+    a, b = check_pair(a, b)
+    if not 1 <= dim <= min(a.shape[1], b.shape[1], a.shape[0] - 1):
+        raise ProbeError(f"svcca dim must be between 1 and {min(a.shape[1], b.shape[1], a.shape[0] - 1)}; got {dim}")
+    if normalize:
+        a, b = l2_normalize(a), l2_normalize(b)
+
+    def reduce(x: np.ndarray) -> np.ndarray:
+        xc = x.astype(np.float64) - x.mean(0)
+        u, s, _ = np.linalg.svd(xc, full_matrices=False)
+        return u[:, :dim] * s[:dim]
+
+    qa, _ = np.linalg.qr(reduce(a))
+    qb, _ = np.linalg.qr(reduce(b))
+    correlations = np.linalg.svd(qa.T @ qb, compute_uv=False)
+    return float(np.clip(correlations, 0, 1).mean())
+
+
+# --- uncertainty ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScoreWithUncertainty:
+    value: float
+    ci_low: float
+    ci_high: float
+    null_mean: float
+    p_value: float
+    n: int
+
+
+METRICS: dict[str, Callable[..., float]] = {"mutual_knn": mutual_knn, "cka": cka, "cknna": cknna, "svcca": svcca}
+NEIGHBOUR_METRICS = {"mutual_knn", "cknna"}
+
+
+def score(metric: str, a: Any, b: Any, n_boot: int = 100, n_perm: int = 100, level: float = 0.95,
+          seed: int = 0, subsample: float = 0.8, **kwargs: Any) -> ScoreWithUncertainty:
+    """A metric with a confidence interval over resampled pairs and a shuffled-pairing null.
+
+    Neighbour metrics resample *without* replacement (a fraction ``subsample`` of the pairs):
+    a duplicated row would be its own nearest neighbour in both spaces and inflate the score.
+    Other metrics use the ordinary bootstrap (with replacement).
+    """
+    if metric not in METRICS:
+        raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    fn = METRICS[metric]
+    a, b = check_pair(a, b, kwargs.get("k"))
+    rng = np.random.default_rng(seed)
+    n = a.shape[0]
+    value = fn(a, b, **kwargs)
+    boots = []
+    for _ in range(n_boot):
+        if metric in NEIGHBOUR_METRICS:
+            rows = rng.choice(n, size=max(int(subsample * n), kwargs.get("k", 10) + 2), replace=False)
+        else:
+            rows = rng.integers(0, n, n)
+        boots.append(fn(a[rows], b[rows], **kwargs))
+    nulls = [fn(a, b[rng.permutation(n)], **kwargs) for _ in range(n_perm)]
+    alpha = (1 - level) / 2
+    low, high = (np.quantile(boots, [alpha, 1 - alpha]) if boots else (np.nan, np.nan))
+    p = (1 + sum(v >= value for v in nulls)) / (1 + len(nulls)) if nulls else float("nan")
+    return ScoreWithUncertainty(value, float(low), float(high), float(np.mean(nulls)) if nulls else float("nan"),
+                                float(p), n)
