@@ -84,39 +84,38 @@ def _overlap(idx_a: np.ndarray, idx_b: np.ndarray) -> float:
 
 # --- CKA ------------------------------------------------------------------------------------------
 
-def _gram_free_terms(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Sums needed by HSIC for K = x xᵀ, L = y yᵀ, computed without forming K or L (float64 accumulation)."""
+def linear_hsic_terms(x: np.ndarray, y: np.ndarray, unbiased: bool) -> tuple[float, float, float]:
+    """(HSIC(K,L), HSIC(K,K), HSIC(L,L)) for K = x xᵀ, L = y yᵀ, each up to the same constant factor.
+
+    Only the d×d products xᵀy, xᵀx, yᵀy are formed (float32 matmuls, float64 from there on);
+    centring is applied to those products afterwards (xcᵀyc = xᵀy − N·μxμyᵀ), so no centred copy
+    of the data is made.
+    """
     import torch
 
+    n = x.shape[0]
+    if unbiased and n < 4:
+        raise ProbeError(f"unbiased CKA needs at least 4 rows; got {n}")
     xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
     with torch.inference_mode():
-        xy = (xt.T @ yt).double()
-        xx = (xt.T @ xt).double()
-        yy = (yt.T @ yt).double()
-    return {"kl": float((xy * xy).sum()), "kk": float((xx * xx).sum()), "ll": float((yy * yy).sum())}
+        xy, xx, yy = (xt.T @ yt).double(), (xt.T @ xt).double(), (yt.T @ yt).double()
+        sx, sy = xt.double().sum(0), yt.double().sum(0)
+        if not unbiased:
+            mx, my = sx / n, sy / n
+            xy = xy - n * torch.outer(mx, my)
+            xx = xx - n * torch.outer(mx, mx)
+            yy = yy - n * torch.outer(my, my)
+            return float((xy * xy).sum()), float((xx * xx).sum()), float((yy * yy).sum())
+        dx, dy = (xt * xt).sum(1).double(), (yt * yt).sum(1).double()  # Gram diagonals
+        rx, ry = (xt @ sx.float()).double() - dx, (yt @ sy.float()).double() - dy  # zero-diagonal row sums
 
+        def hsic(frob: torch.Tensor, diag_a, diag_b, row_a, row_b) -> float:
+            trace = float(frob) - float((diag_a * diag_b).sum())
+            sum_a, sum_b = float(row_a.sum()), float(row_b.sum())
+            return (trace + sum_a * sum_b / ((n - 1) * (n - 2)) - 2 * float(row_a @ row_b) / (n - 2)) / (n * (n - 3))
 
-def linear_hsic_terms(x: np.ndarray, y: np.ndarray, unbiased: bool) -> tuple[float, float, float]:
-    """(HSIC(K,L), HSIC(K,K), HSIC(L,L)) for linear kernels, each up to the same constant factor."""
-    n = x.shape[0]
-    if not unbiased:
-        xc, yc = x - x.mean(0, keepdims=True), y - y.mean(0, keepdims=True)
-        terms = _gram_free_terms(xc, yc)
-        return terms["kl"], terms["kk"], terms["ll"]
-    if n < 4:
-        raise ProbeError(f"unbiased CKA needs at least 4 rows; got {n}")
-    terms = _gram_free_terms(x, y)
-    x64, y64 = x.astype(np.float64), y.astype(np.float64)
-    dx, dy = (x64 * x64).sum(1), (y64 * y64).sum(1)  # Gram diagonals
-    sx, sy = x64.sum(0), y64.sum(0)
-    rx, ry = x64 @ sx - dx, y64 @ sy - dy  # row sums of the zero-diagonal Grams
-
-    def hsic(tr: float, diag_a, diag_b, row_a, row_b) -> float:
-        trace = tr - float((diag_a * diag_b).sum())
-        sum_a, sum_b = float(row_a.sum()), float(row_b.sum())
-        return (trace + sum_a * sum_b / ((n - 1) * (n - 2)) - 2 * float(row_a @ row_b) / (n - 2)) / (n * (n - 3))
-
-    return (hsic(terms["kl"], dx, dy, rx, ry), hsic(terms["kk"], dx, dx, rx, rx), hsic(terms["ll"], dy, dy, ry, ry))
+        return (hsic((xy * xy).sum(), dx, dy, rx, ry), hsic((xx * xx).sum(), dx, dx, rx, rx),
+                hsic((yy * yy).sum(), dy, dy, ry, ry))
 
 
 def hsic_gram(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:  # noqa: E741
