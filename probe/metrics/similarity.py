@@ -49,22 +49,38 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def knn(x: np.ndarray, k: int, chunk: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner-product neighbours of every row, self excluded: (indices [N, k], values [N, k])."""
+    """Top-k inner-product neighbours of every row, self excluded: (indices [N, k], values [N, k]).
+
+    The Gram matrix is symmetric, so only blocks on and above the diagonal are multiplied; each
+    off-diagonal block updates the running top-k of both its row block and (transposed) its
+    column block. That halves the matmul work; no N×N matrix is ever held.
+    """
     import torch
 
     t = torch.from_numpy(np.ascontiguousarray(x))
     n = t.shape[0]
-    idx = torch.empty((n, k), dtype=torch.int64)
-    val = torch.empty((n, k), dtype=torch.float32)
+    best_val = torch.full((n, k), -torch.inf)
+    best_idx = torch.zeros((n, k), dtype=torch.int64)
+
+    def merge(start: int, stop: int, sims: torch.Tensor, offset: int) -> None:
+        top = torch.topk(sims, min(k, sims.shape[1]), dim=1)
+        values = torch.cat([best_val[start:stop], top.values], dim=1)
+        indices = torch.cat([best_idx[start:stop], top.indices + offset], dim=1)
+        keep = torch.topk(values, k, dim=1)
+        best_val[start:stop] = keep.values
+        best_idx[start:stop] = torch.gather(indices, 1, keep.indices)
+
+    bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
     with torch.inference_mode():
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            sims = t[start:stop] @ t.T
-            rows = torch.arange(stop - start)
-            sims[rows, rows + start] = -torch.inf
-            top = torch.topk(sims, k, dim=1)
-            idx[start:stop], val[start:stop] = top.indices, top.values
-    return idx.numpy(), val.numpy()
+        for i, (r0, r1) in enumerate(bounds):
+            for c0, c1 in bounds[i:]:
+                sims = t[r0:r1] @ t[c0:c1].T
+                if r0 == c0:
+                    sims.fill_diagonal_(-torch.inf)
+                merge(r0, r1, sims, c0)
+                if r0 != c0:
+                    merge(c0, c1, sims.T.contiguous(), r0)
+    return best_idx.numpy(), best_val.numpy()
 
 
 def mutual_knn(a: Any, b: Any, k: int = 10, normalize: bool = True) -> float:
