@@ -221,10 +221,12 @@ def extract(
     if found is not None:
         stats.from_cache = True
         return found
+    from filelock import Timeout
+
     lock = entry.lock()
     try:
         lock.acquire(timeout=1)
-    except Exception:
+    except Timeout:
         log.warning("another run is extracting %s; waiting for it", entry.dir)
         lock.acquire()
     try:
