@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from probe.cli import CONTEXT
 
 
 @click.command(context_settings=CONTEXT)
@@ -23,11 +23,10 @@ def datasets(names: tuple[str, ...]) -> None:
     rows = []
     for name in names or BUNDLED:
         ds = get_dataset(name)
-        sizes = []
-        for split in ds.info.splits:
-            data = ds.load(split)
-            sizes.append(f"{split}: {data.n_images} images, {len(data.captions)} captions")
-        labels = ", ".join(f"{k} ({len(v)} classes)" for k, v in ds.load(ds.info.splits[-1]).classes.items())
+        loaded = {split: ds.load(split) for split in ds.info.splits}
+        sizes = [f"{split}: {d.n_images} images, {len(d.captions)} captions" for split, d in loaded.items()]
+        last = loaded[ds.info.splits[-1]]
+        labels = ", ".join(f"{k} ({len(v)} classes)" for k, v in last.classes.items())
         rows.append([ds.info.name, "; ".join(sizes), labels or "-", ds.info.protocol])
     print_table(["dataset", "splits", "labels", "protocol"], rows)
     if not names:
@@ -65,11 +64,15 @@ def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_i
     from probe.availability import check
     from probe.data import get_dataset
     from probe.errors import UnavailableError
-    from probe.features import ExtractionStats, split_features
+    from probe.features import ExtractionStats, needs_fit_corpus, split_features
 
     specs = obj.registry.list(patterns, strict=True)
     if any(p == "all" for p in patterns):
-        specs = [s for s in specs if check(s).ok or s.name in patterns]
+        unavailable = [s for s in specs if not check(s).ok and s.name not in patterns]
+        if unavailable:
+            click.echo(f"skipping {len(unavailable)} model(s) whose weights are not on this machine "
+                       f"(`probe models` says why for each): {', '.join(s.name for s in unavailable)}", err=True)
+        specs = [s for s in specs if s not in unavailable]
     for spec in specs:
         status = check(spec)
         if not status.ok:
@@ -81,9 +84,10 @@ def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_i
             from probe.errors import ProbeError
 
             raise ProbeError(f"dataset {ds.info.name!r} has no split {split!r}; valid: {', '.join(ds.info.splits)}")
-    fit = ds.load("train") if "train" in ds.info.splits else None
+    needs_fit = "train" in ds.info.splits and any(needs_fit_corpus(s) for s in specs)
+    fit = ds.load("train") if needs_fit else None
     for split in chosen:
-        data = ds.load(split)
+        data = fit if fit is not None and split == "train" else ds.load(split)
         for spec in specs:
             stats = ExtractionStats()
             result = split_features(spec, data, fit_data=fit, cache_dir=Path(cache_dir) if cache_dir else None,

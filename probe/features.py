@@ -44,6 +44,11 @@ _DESCRIPTIVE = {"license", "reference", "notes", "params_m", "imagenet_knn", "im
 log = logging.getLogger("probe.features")
 
 
+def needs_fit_corpus(spec: EncoderSpec) -> bool:
+    """Encoders fitted on the dataset's train captions (the TF-IDF control) before encoding."""
+    return spec.modality == "text" and spec.weights == "tfidf-svd"
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get(ENV_CACHE, Path("results") / "features"))
 
@@ -366,7 +371,7 @@ def split_features(spec: EncoderSpec, data: SplitData, *, fit_data: SplitData | 
     else:
         inputs = list(texts) if texts is not None else data.captions
         content, name = text_fingerprint(inputs), input_set or "captions"
-        if spec.weights == "tfidf-svd" and "fit_texts" not in kwargs:
+        if needs_fit_corpus(spec) and "fit_texts" not in kwargs:
             kwargs["fit_texts"] = (fit_data or data).captions
     device = kwargs.pop("device", None)
     return extract(spec, data.dataset, data.split, name, inputs, content,
@@ -386,7 +391,7 @@ def get_features(model: str | EncoderSpec, dataset: str, split: str, **kwargs: A
     spec = Registry.load().get(model) if isinstance(model, str) else model
     ds = get_dataset(dataset)
     data = ds.load(split)
-    fit = ds.load("train") if spec.weights == "tfidf-svd" and "train" in ds.info.splits else None
+    fit = ds.load("train") if needs_fit_corpus(spec) and "train" in ds.info.splits else None
     result = split_features(spec, data, fit_data=fit, **kwargs)
     n = data.n_images if spec.modality == "vision" else len(data.captions)
     return result.dense(n)

@@ -236,8 +236,7 @@ def single_captions(scene: Scene, extra: dict, rng: np.random.Generator) -> list
         f"a {colour} {fill_words} {shape} drawn on a noisy {background} background",
         f"a simple picture showing a {colour} {shape}",
     ]
-    order = rng.permutation(len(options))[:5]
-    return [_an(t) for t in [options[0]] + [options[i] for i in order if i != 0][:4]]
+    return _five_captions(options, rng)
 
 
 def pair_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
@@ -250,6 +249,11 @@ def pair_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
         f"two objects: a {c1} {s1} next to a {c2} {s2}",
         f"a {c1} {s1} beside a {c2} {s2}",
     ]
+    return _five_captions(options, rng)
+
+
+def _five_captions(options: list[str], rng: np.random.Generator) -> list[str]:
+    """The plain first phrasing, then four others in a seeded random order (like COCO's five)."""
     order = rng.permutation(len(options))[:5]
     return [_an(t) for t in [options[0]] + [options[i] for i in order if i != 0][:4]]
 

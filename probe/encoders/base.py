@@ -29,15 +29,21 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cuda_dtype() -> Any:
+    """bf16 where the GPU supports it, else fp16."""
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def autocast(device: str):
-    """bf16 autocast on CUDA (fp16 where bf16 is unsupported); full float32 on CPU."""
+    """Half-precision autocast on CUDA (:func:`cuda_dtype`); full float32 on CPU."""
     import contextlib
 
     import torch
 
     if device.startswith("cuda"):
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast("cuda", dtype=cuda_dtype())
     return contextlib.nullcontext()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from probe.encoders.base import TextEncoder
+from probe.encoders.base import TextEncoder, cuda_dtype
 from probe.errors import ProbeError
 from probe.registry import EncoderSpec
 
@@ -68,11 +68,6 @@ def load_sentence_transformer(spec: EncoderSpec, device: str, path: str | None =
         kwargs["revision"] = spec.revision
     model = SentenceTransformer(path or spec.weights, **kwargs)
     if device.startswith("cuda"):
-        model = model.to(dtype=_cuda_dtype())
+        model = model.to(dtype=cuda_dtype())
     return SentenceTransformerEncoder(spec, model, device)
 
-
-def _cuda_dtype() -> Any:
-    import torch
-
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
