@@ -264,19 +264,20 @@ def _extract_locked(entry, spec, dataset, split, input_set, inputs, content, key
                 raise ProbeError(f"model {spec.name!r} must be fitted on a corpus; none was given")
             encoder.fit(fit_texts)
         entry.chunks.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=n, initial=n - sum(len(ranges[c]) for c in missing), unit=" " + input_set,
-                   desc=f"{spec.name} {dataset}/{split}", disable=not progress, leave=False)
-        chunk_iter = _image_chunks if spec.modality == "vision" else _text_chunks
-        for chunk, ids, feats, bad in chunk_iter(encoder, inputs, missing, ranges, batch_size, workers, bar):
-            if bad and on_bad_image == "fail":
-                position, error = bad[0]
-                raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
-            write_npz(entry.chunk_path(chunk), features=feats.astype(dtype), ids=np.asarray(ids, dtype=np.int64),
-                      bad=np.asarray([p for p, _ in bad], dtype=np.int64),
-                      errors=np.asarray([e for _, e in bad] or [""], dtype=str))
-            done[chunk] = entry.read_chunk(chunk, ranges[chunk], spec.embed_dim)
-            stats.computed_chunks += 1
-        bar.close()
+        # Bars only on a terminal (tqdm's disable=None): logs and captured stderr stay one clean
+        # line per message; `with` clears the bar even when a chunk fails.
+        with tqdm(total=n, initial=n - sum(len(ranges[c]) for c in missing), unit=" " + input_set,
+                  desc=f"{spec.name} {dataset}/{split}", disable=None if progress else True, leave=False) as bar:
+            chunk_iter = _image_chunks if spec.modality == "vision" else _text_chunks
+            for chunk, ids, feats, bad in chunk_iter(encoder, inputs, missing, ranges, batch_size, workers, bar):
+                if bad and on_bad_image == "fail":
+                    position, error = bad[0]
+                    raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
+                write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
+                          ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
+                          errors=np.asarray([e for _, e in bad] or [""], dtype=str))
+                done[chunk] = entry.read_chunk(chunk, ranges[chunk], spec.embed_dim)
+                stats.computed_chunks += 1
     parts = [done[c] for c in range(n_chunks)]
     if any(p is None for p in parts):
         raise ProbeError(f"extraction of {entry.dir} did not finish; run again to resume")
