@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from probe.registry import EncoderSpec
 
@@ -115,3 +117,18 @@ def _check_baseline(spec: EncoderSpec) -> Availability:
     if _module_present("timm"):
         return Availability(True, "random weights")
     return Availability(False, "needs timm: `pip install timm`")
+
+
+def resolve_models(registry: Any, patterns: Sequence[str], modality: str | None = None
+                   ) -> tuple[list[EncoderSpec], list[EncoderSpec]]:
+    """``(to_use, skipped)``: specs matching ``patterns``; entries reached only through ``all`` whose
+    weights are not on this machine are skipped (and reported by the caller), never silently dropped.
+
+    Entries named explicitly stay in ``to_use`` even when unavailable, so the caller fails or
+    records a failure for them with the reason.
+    """
+    specs = registry.list(patterns, modality=modality, strict=True)
+    skipped = []
+    if "all" in patterns:
+        skipped = [s for s in specs if s.name not in patterns and not check(s).ok]
+    return [s for s in specs if s not in skipped], skipped

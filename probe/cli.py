@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors -> one line on stderr, exit 2."""
     _register_lazy_commands()
     try:
-        cli.main(args=argv, prog_name="probe", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="probe", standalone_mode=False)
+        if isinstance(code, int):  # click returns ctx.exit(n) codes instead of raising without standalone mode
+            return code
     except ProbeError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

@@ -61,18 +61,15 @@ def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_i
     """
     from pathlib import Path
 
-    from probe.availability import check
+    from probe.availability import check, resolve_models
     from probe.data import get_dataset
     from probe.errors import UnavailableError
     from probe.features import ExtractionStats, needs_fit_corpus, split_features
 
-    specs = obj.registry.list(patterns, strict=True)
-    if any(p == "all" for p in patterns):
-        unavailable = [s for s in specs if not check(s).ok and s.name not in patterns]
-        if unavailable:
-            click.echo(f"skipping {len(unavailable)} model(s) whose weights are not on this machine "
-                       f"(`probe models` says why for each): {', '.join(s.name for s in unavailable)}", err=True)
-        specs = [s for s in specs if s not in unavailable]
+    specs, unavailable = resolve_models(obj.registry, patterns)
+    if unavailable:
+        click.echo(f"skipping {len(unavailable)} model(s) whose weights are not on this machine "
+                   f"(`probe models` says why for each): {', '.join(s.name for s in unavailable)}", err=True)
     for spec in specs:
         status = check(spec)
         if not status.ok:

@@ -7,7 +7,8 @@ import click
 
 def register(group: click.Group) -> None:
     """Attach every sub-command module's commands to ``group`` (modules import only click)."""
-    from probe import cli_data
+    from probe import cli_data, cli_run
 
-    for command in cli_data.COMMANDS:
-        group.add_command(command)
+    for module in (cli_data, cli_run):
+        for command in module.COMMANDS:
+            group.add_command(command)

@@ -359,10 +359,11 @@ def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
 
 def split_features(spec: EncoderSpec, data: SplitData, *, fit_data: SplitData | None = None,
                    input_set: str | None = None, texts: Sequence[str] | None = None, encoder: Any = None,
-                   **kwargs: Any) -> FeatureSet:
+                   encoder_factory: Callable[[], Any] | None = None, **kwargs: Any) -> FeatureSet:
     """Image features of a split (vision spec) or features of its captions / given texts (text spec).
 
-    ``encoder`` reuses an already loaded encoder on a miss (a sweep loads each model once).
+    ``encoder`` reuses an already loaded encoder on a miss; ``encoder_factory`` is called only on a
+    miss (a sweep loads each model at most once, and not at all when everything is cached).
     """
     from probe.encoders import load_encoder
 
@@ -376,7 +377,8 @@ def split_features(spec: EncoderSpec, data: SplitData, *, fit_data: SplitData | 
             kwargs["fit_texts"] = (fit_data or data).captions
     device = kwargs.pop("device", None)
     return extract(spec, data.dataset, data.split, name, inputs, content,
-                   load_encoder=lambda: encoder if encoder is not None else load_encoder(spec, device=device),
+                   load_encoder=lambda: (encoder if encoder is not None else encoder_factory() if encoder_factory
+                                         else load_encoder(spec, device=device)),
                    **kwargs)
 
 

@@ -60,6 +60,8 @@ class SplitData:
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
     swap_pairs: np.ndarray | None = None
     protocol: str = ""
+    #: Zero-shot prompt templates per label task ("a drawing of a {}."); generic ones when absent.
+    templates: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.caption_image = np.asarray(self.caption_image, dtype=np.int64)

@@ -66,4 +66,6 @@ def make_split(split: str, seed: int = 0) -> SplitData:
         dataset="digits", split=split, images=[DigitImage(int(i)) for i in chosen], captions=captions,
         caption_image=np.array(caption_image), labels={"digit": target[chosen].astype(np.int64)},
         classes={"digit": list(NAMES)}, protocol=INFO.protocol,
+        templates={"digit": ["a handwritten {}.", "the digit {}.", "a picture of the number {}.",
+                             "a blurry handwritten {}."]},
     )

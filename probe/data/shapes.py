@@ -252,6 +252,14 @@ def pair_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
     return _five_captions(options, rng)
 
 
+TEMPLATES = {
+    "shape": ["a {}.", "a drawing of a {}.", "a picture of a {}.", "a {} on a textured background.",
+              "a small {}.", "a large {}."],
+    "colour": ["a {} shape.", "something {}.", "a drawing of something {}.", "a {} object.",
+               "a picture of a {} thing."],
+}
+
+
 def _five_captions(options: list[str], rng: np.random.Generator) -> list[str]:
     """The plain first phrasing, then four others in a seeded random order (like COCO's five)."""
     order = rng.permutation(len(options))[:5]
@@ -316,4 +324,5 @@ def make_split(split: str, seed: int = 0) -> SplitData:
         attributes={"n_objects": np.array(n_objects)},
         swap_pairs=np.array(swap_pairs, dtype=np.int64).reshape(-1, 2) if swap_pairs else None,
         protocol=INFO.protocol,
+        templates=TEMPLATES,
     )

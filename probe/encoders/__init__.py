@@ -6,6 +6,7 @@ One module per loader family; each is imported only when an entry of that family
 from __future__ import annotations
 
 import os
+import sys
 
 from probe.availability import check, downloads_allowed
 from probe.encoders.base import Encoder, TextEncoder, VisionEncoder, pick_device
@@ -28,6 +29,13 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
     if not downloads_allowed():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not sys.stderr.isatty():
+        # transformers draws its own "Loading weights" bar; off a terminal it only clutters logs
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if spec.modality == "text" and spec.weights != "tfidf-svd" or spec.loader == "transformers":
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
     device = pick_device(device)
     if spec.loader == "timm":
         from probe.encoders.timm_encoder import load_timm

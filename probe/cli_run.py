@@ -1,0 +1,102 @@
+"""Alignment probing command: ``probe run``."""
+
+from __future__ import annotations
+
+import click
+
+from probe.cli import CONTEXT
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--vision", "vision", multiple=True, required=True, metavar="PATTERN",
+              help="Vision model name or shell pattern (repeatable); 'all' = every available non-test entry.")
+@click.option("--text", "text", multiple=True, required=True, metavar="PATTERN",
+              help="Text model name or shell pattern (repeatable); 'all' as for --vision.")
+@click.option("--dataset", "-d", default="shapes", show_default=True,
+              help="shapes, digits, karpathy:FILE, csv:FILE, ... (needs a train split and a test or val split).")
+@click.option("--head", "heads", multiple=True, default=("linear",), show_default=True, metavar="HEAD",
+              help="linear, mlp or star (repeatable: a grid fitted in one pass).")
+@click.option("--loss", "losses", multiple=True, default=("siglip",), show_default=True, metavar="LOSS",
+              help="siglip or infonce (repeatable).")
+@click.option("--lr", "lrs", multiple=True, type=float, default=(1e-3,), show_default=True,
+              help="AdamW learning rate (repeatable).")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Most epochs; early stopping on the val split usually ends sooner.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=2), help="Head training batch.")
+@click.option("--out-dim", default=512, show_default=True, type=click.IntRange(min=1), help="Shared space width.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--task", "tasks", multiple=True, metavar="TASK",
+              help="retrieval, zeroshot, compositional (repeatable) [default: all the dataset supports].")
+@click.option("--skip-existing", is_flag=True, help="Skip pairs whose successful record exists (resume a sweep).")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), default=None,
+              help="Where records go [default: results or $PROBE_RESULTS_DIR].")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Feature cache [default: results/features or $PROBE_CACHE_DIR].")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
+              help="DataLoader workers for feature extraction.")
+@click.option("--device", default=None, help="Device for feature extraction [default: cuda if present].")
+@click.pass_obj
+def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
+        results_dir, cache_dir, workers, device) -> None:
+    """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
+
+    Features come from the cache (extracted on a miss, each encoder once). Heads are fitted on the
+    train split, stopped early on val, and scored on test: retrieval R@1/5/10 both ways and the
+    probing score (mean of the two R@10, SAIL) with a bootstrap interval, zero-shot top-1/top-5,
+    and Winoground-style scores where the dataset has swap pairs. A failing pair is recorded with
+    its reason and the sweep goes on; the exit code is 1 if any pair failed.
+
+    \b
+    Examples:
+      probe run --vision all --text all
+      probe run --vision efficientnet/lite0-in1k --text 'sentence-transformers/*' --head linear --head star
+      probe run --vision 'dinov2/*' --text all --loss siglip --loss infonce --lr 1e-3 --lr 3e-4
+      probe run --vision all --text all --skip-existing      # resume an interrupted sweep
+    """
+    from pathlib import Path
+
+    from probe.availability import resolve_models
+    from probe.data import get_dataset
+    from probe.errors import ProbeError
+    from probe.heads import check_head
+    from probe.losses import check_loss
+    from probe.results import default_results_dir
+    from probe.sweep import TASKS, Sweep
+    from probe.train import ProbeConfig
+
+    for head in heads:
+        check_head(head)
+    for loss in losses:
+        check_loss(loss)
+    for task in tasks:
+        if task not in TASKS:
+            raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    v_specs, v_skipped = resolve_models(obj.registry, vision, modality="vision")
+    t_specs, t_skipped = resolve_models(obj.registry, text, modality="text")
+    skipped = v_skipped + t_skipped
+    if skipped:
+        click.echo(f"skipping {len(skipped)} model(s) whose weights are not on this machine "
+                   f"(`probe models` says why for each): {', '.join(s.name for s in skipped)}", err=True)
+    if not v_specs or not t_specs:
+        raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
+    configs = [ProbeConfig(head=h, loss=lo, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim, seed=seed)
+               for h in dict.fromkeys(heads) for lo in dict.fromkeys(losses) for lr in dict.fromkeys(lrs)]
+    sweep = Sweep(
+        vision=v_specs, text=t_specs, dataset=get_dataset(dataset), configs=configs,
+        tasks=set(tasks or TASKS), explicit_tasks=bool(tasks), skip_existing=skip_existing,
+        results_dir=Path(results_dir) if results_dir else default_results_dir(),
+        extract_kwargs={"cache_dir": Path(cache_dir) if cache_dir else None, "workers": workers, "device": device},
+        echo=click.echo,
+    )
+    sweep.prepare()
+    n = len(v_specs) * len(t_specs) * len(configs)
+    click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s) = {n} result(s) "
+               f"on {sweep.dataset.info.name}", err=True)
+    outcome = sweep.run()
+    click.echo(f"done: {len(outcome.written)} written, {len(outcome.failed)} failed, "
+               f"{outcome.skipped_existing} already there; records in {sweep.results_dir / 'records'}", err=True)
+    if outcome.failed:
+        raise click.exceptions.Exit(1)
+
+
+COMMANDS = [run]

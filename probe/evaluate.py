@@ -1,0 +1,60 @@
+"""Score a fitted alignment probe on held-out features: retrieval, zero-shot, compositional.
+
+Metric keys are namespaced (``retrieval/i2t_R@1``, ``zeroshot/shape_top1``,
+``compositional/group``, ``alignment/probing_score``) so records from different tasks merge into
+one table without clashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from probe.train import AlignmentProbe, PairedFeatures
+
+
+@dataclass
+class ZeroShotTask:
+    """One label task: class-major prompt features (classes x templates) and the images' labels."""
+
+    name: str
+    prompt_features: np.ndarray
+    n_classes: int
+    labels: np.ndarray
+
+
+def evaluate(probe: AlignmentProbe, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTask] = (),
+             compositional: tuple[PairedFeatures, np.ndarray] | None = None,
+             n_boot: int = 1000, seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``(metrics, confidence_intervals)`` of ``probe`` on the held-out features."""
+    from probe.metrics.compositional import winoground_scores
+    from probe.metrics.retrieval import probing_score_ci, recall_from_ranks, retrieval_ranks
+    from probe.metrics.zeroshot import class_embeddings, topk_accuracy
+
+    keep = test.usable_pairs()
+    image_ok = np.isfinite(test.images).all(axis=1)
+    images = probe.embed_images(np.where(image_ok[:, None], test.images, 0.0))
+    texts = probe.embed_texts(test.texts[keep])
+    owner = test.caption_image[keep]
+    i2t, t2i = retrieval_ranks(images, texts, owner)
+    i2t[~image_ok] = -1  # skipped images are not queries
+    metrics: dict[str, float] = {}
+    for name, ranks in (("i2t", i2t), ("t2i", t2i)):
+        for k, value in recall_from_ranks(ranks).items():
+            metrics[f"retrieval/{name}_R@{k}"] = value
+    metrics["alignment/probing_score"] = 0.5 * (metrics["retrieval/i2t_R@10"] + metrics["retrieval/t2i_R@10"])
+    intervals = {"alignment/probing_score": list(probing_score_ci(i2t, t2i, owner, n_boot=n_boot, seed=seed))}
+    for task in zeroshot:
+        classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
+        labels = np.where(image_ok, task.labels, -1)
+        ks = (1, 5) if task.n_classes > 5 else (1,)
+        for k, value in topk_accuracy(images, classes, labels, ks).items():
+            metrics[f"zeroshot/{task.name}_top{k}"] = value
+    if compositional is not None:
+        pairs, swap = compositional
+        scores = winoground_scores(probe.embed_images(pairs.images), probe.embed_texts(pairs.texts),
+                                   pairs.caption_image, swap)
+        metrics |= {f"compositional/{k}": v for k, v in scores.items()}
+    return metrics, intervals

@@ -1,0 +1,106 @@
+"""Image <-> text retrieval Recall@k with several captions per image, on embeddings.
+
+A query counts as a hit at k if one of its positives is in the top k. Ties are broken against the
+query: a negative scoring *equal* to the best positive ranks above it. So a collapsed head that
+gives every pair the same score gets Recall@k = 0, not 1 (``torch.topk`` would pick by index).
+
+The score matrix is never held whole: queries go through in chunks, and each chunk keeps only the
+rank of its best positive, so 5k images x 25k captions needs a few hundred MB at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+KS = (1, 5, 10)
+
+
+def _tensor(x: Any):
+    import torch
+
+    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
+
+
+def ranks_of_best_positive(scores, positives) -> np.ndarray:
+    """Per query (row): number of negatives scoring >= its best positive (-1 if it has none)."""
+    import torch
+
+    scores, positives = _tensor(scores), torch.as_tensor(positives, dtype=torch.bool)
+    best = scores.masked_fill(~positives, float("-inf")).amax(dim=1, keepdim=True)
+    rank = ((scores >= best) & ~positives).sum(dim=1)
+    return torch.where(positives.any(dim=1), rank, -1).numpy()
+
+
+def recall_from_ranks(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[int, float]:
+    valid = ranks >= 0
+    return {k: float((ranks[valid] < k).mean()) if valid.any() else float("nan") for k in ks}
+
+
+def recall_at_k(scores, positives, ks: Sequence[int] = KS) -> dict[int, float]:
+    """Recall@k of a dense ``[queries, candidates]`` score matrix and boolean positives mask."""
+    return recall_from_ranks(ranks_of_best_positive(scores, positives), ks)
+
+
+def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks of the best positive for every image query (i2t) and every caption query (t2i).
+
+    ``image_emb`` [Ni, d] and ``text_emb`` [Nt, d] are compared by dot product (normalise first for
+    cosine); ``caption_image[j]`` is the image of caption ``j``. Images without captions get -1.
+    """
+    import torch
+
+    images, texts = _tensor(image_emb), _tensor(text_emb)
+    owner = torch.as_tensor(np.asarray(caption_image), dtype=torch.long)
+    n_images = images.shape[0]
+    i2t = np.empty(n_images, dtype=np.int64)
+    t2i = np.empty(texts.shape[0], dtype=np.int64)
+    with torch.inference_mode():
+        for start in range(0, n_images, chunk):
+            rows = torch.arange(start, min(start + chunk, n_images))
+            scores = images[rows] @ texts.T
+            positives = owner[None, :] == rows[:, None]
+            i2t[rows.numpy()] = ranks_of_best_positive(scores, positives)
+        for start in range(0, texts.shape[0], chunk):
+            stop = min(start + chunk, texts.shape[0])
+            scores = texts[start:stop] @ images.T
+            own = scores.gather(1, owner[start:stop, None])
+            t2i[start:stop] = ((scores >= own).sum(dim=1) - 1).numpy()
+    return i2t, t2i
+
+
+def retrieval_metrics(image_emb, text_emb, caption_image, ks: Sequence[int] = KS) -> dict[str, float]:
+    """``{'i2t_R@1': ..., 't2i_R@10': ..., 'probing_score': mean of the two R@10}``."""
+    i2t, t2i = retrieval_ranks(image_emb, text_emb, caption_image)
+    out = {f"i2t_R@{k}": v for k, v in recall_from_ranks(i2t, ks).items()}
+    out |= {f"t2i_R@{k}": v for k, v in recall_from_ranks(t2i, ks).items()}
+    if 10 in ks:
+        out["probing_score"] = 0.5 * (out["i2t_R@10"] + out["t2i_R@10"])
+    return out
+
+
+def probing_score_ci(i2t: np.ndarray, t2i: np.ndarray, caption_image, *, k: int = 10, n_boot: int = 1000,
+                     level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the probing score, resampling images together with their captions.
+
+    The gallery stays fixed (resampling it would change how hard retrieval is); only which queries
+    are asked varies. Images and their captions move together because their hits are correlated.
+    """
+    owner = np.asarray(caption_image)
+    n = len(i2t)
+    hit_i = (i2t < k) & (i2t >= 0)
+    has_i = i2t >= 0
+    hit_t = np.bincount(owner, weights=(t2i < k).astype(float), minlength=n)
+    count_t = np.bincount(owner, minlength=n).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(n_boot, n))
+    # counts[b, i]: how often image i was drawn in resample b
+    counts = np.zeros((n_boot, n))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), n), draws.ravel()), 1)
+    r_i = counts @ hit_i / np.maximum(counts @ has_i, 1)
+    r_t = counts @ hit_t / np.maximum(counts @ count_t, 1)
+    scores = 0.5 * (r_i + r_t)
+    alpha = (1 - level) / 2
+    return float(np.quantile(scores, alpha)), float(np.quantile(scores, 1 - alpha))

@@ -1,0 +1,46 @@
+"""Zero-shot classification with prompt templates and template ensembling (CLIP's recipe).
+
+A class's embedding is the mean of its L2-normalised prompt embeddings over the templates,
+renormalised. An image is classified by its most similar class embedding; top-k counts the true
+class as found when fewer than k other classes score at least as high (ties go against it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Used when a dataset brings no templates of its own (a subset of CLIP's ImageNet prompts).
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a photo of the {}.", "a drawing of a {}.",
+                     "a close-up photo of a {}.", "a photo of a small {}.", "a photo of a large {}.")
+
+
+def prompts(classes: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Class-major list: all templates of class 0, then of class 1, ... ("a arrow" becomes "an arrow")."""
+    import re
+
+    return [re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", t.format(c)) for c in classes for t in templates]
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
+    """[n_classes * n_templates, d] class-major prompt embeddings -> [n_classes, d] ensembled."""
+    per_class = _normalise(np.asarray(prompt_emb, dtype=np.float64)).reshape(n_classes, -1, prompt_emb.shape[1])
+    return _normalise(per_class.mean(axis=1))
+
+
+def topk_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
+                  ks: Sequence[int] = (1, 5)) -> dict[int, float]:
+    """Accuracy over images with a label >= 0 (unlabelled images, label -1, are left out)."""
+    labels = np.asarray(labels)
+    keep = labels >= 0
+    if not keep.any():
+        return {k: float("nan") for k in ks}
+    scores = np.asarray(image_emb, dtype=np.float64)[keep] @ np.asarray(class_emb, dtype=np.float64).T
+    true = scores[np.arange(keep.sum()), labels[keep]]
+    rank = (scores >= true[:, None]).sum(axis=1) - 1
+    return {k: float((rank < k).mean()) for k in ks}

@@ -1,0 +1,265 @@
+"""Fit alignment heads on cached frozen features.
+
+An :class:`AlignmentProbe` follows scikit-learn's habits: the constructor stores a
+:class:`ProbeConfig`, ``fit`` returns ``self``, learned state ends in ``_``. :func:`fit_grid` fits
+several configurations in one pass over the features: configurations that share batch size,
+epochs and seed see the very same batches, so a head/loss/lr grid costs one data pass.
+
+Training pairs are (image, caption) rows; a batch holding two captions of one image marks both as
+positives (multi-positive losses). AdamW, linear warmup then cosine decay, early stopping on the
+validation probing score (best epoch kept). Deterministic on CPU for a given seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from probe.errors import ProbeError
+from probe.heads import check_head, make_head
+from probe.losses import check_loss, make_loss
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    head: str = "linear"
+    loss: str = "siglip"
+    out_dim: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 40
+    batch_size: int = 256
+    warmup: float = 0.05
+    patience: int = 8
+    norm: bool = True
+    star_width: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_head(self.head)
+        check_loss(self.loss)
+        for name in ("out_dim", "epochs", "batch_size", "star_width"):
+            if getattr(self, name) < 1:
+                raise ProbeError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ProbeError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.warmup < 1:
+            raise ProbeError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def tag(self) -> str:
+        """Short file-name-safe id; the defaults are left out so common runs get short names."""
+        base = ProbeConfig()
+        extra = [f"{k}{v}" for k, v in asdict(self).items() if k not in ("head", "loss") and v != getattr(base, k)]
+        return "-".join([self.head, self.loss, *extra])
+
+
+@dataclass
+class PairedFeatures:
+    """Features of one split: ``texts[j]`` describes ``images[caption_image[j]]``."""
+
+    images: np.ndarray
+    texts: np.ndarray
+    caption_image: np.ndarray
+
+    def usable_pairs(self) -> np.ndarray:
+        """Caption indices whose caption and image both have finite features (skipped images are NaN)."""
+        ok_image = np.isfinite(self.images).all(axis=1)
+        ok_text = np.isfinite(self.texts).all(axis=1)
+        return np.flatnonzero(ok_text & ok_image[self.caption_image])
+
+
+@dataclass
+class _Trainer:
+    """One configuration's modules, optimiser and early-stopping state inside a grid."""
+
+    probe: AlignmentProbe
+    vision: Any
+    text: Any
+    loss: Any
+    optimiser: Any
+    schedule: Any
+    best_score: float = -math.inf
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    done: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class AlignmentProbe:
+    """A vision head and a text head mapping frozen features into one space."""
+
+    # learned state, set by fit / fit_grid
+    vision_head_: Any
+    text_head_: Any
+    loss_: Any
+    history_: list[dict[str, float]]
+    best_epoch_: int
+    steps_: int
+    error_: str | None = None
+
+    def __init__(self, config: ProbeConfig | None = None):
+        self.config = config or ProbeConfig()
+
+    def fit(self, train: PairedFeatures, val: PairedFeatures | None = None) -> AlignmentProbe:
+        fit_grid([self], train, val)
+        if self.error_:
+            raise ProbeError(self.error_)
+        return self
+
+    def _embed(self, head: Any, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = head(torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)))
+            return torch.nn.functional.normalize(out, dim=-1).numpy()
+
+    def embed_images(self, x: np.ndarray) -> np.ndarray:
+        """L2-normalised aligned image embeddings."""
+        return self._embed(self.vision_head_, x)
+
+    def embed_texts(self, x: np.ndarray) -> np.ndarray:
+        """L2-normalised aligned text embeddings."""
+        return self._embed(self.text_head_, x)
+
+
+def _validation_score(trainer: _Trainer, val: PairedFeatures, keep: np.ndarray) -> float:
+    from probe.metrics.retrieval import retrieval_metrics
+
+    probe = trainer.probe
+    probe.vision_head_, probe.text_head_ = trainer.vision, trainer.text
+    trainer.vision.eval()
+    trainer.text.eval()
+    score = retrieval_metrics(probe.embed_images(val.images), probe.embed_texts(val.texts[keep]),
+                              val.caption_image[keep])["probing_score"]
+    trainer.vision.train()
+    trainer.text.train()
+    return score
+
+
+def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: int) -> _Trainer:
+    import torch
+
+    cfg = probe.config
+    torch.manual_seed(cfg.seed)
+    vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
+    text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
+    loss = make_loss(cfg.loss)
+    decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim > 1]
+    no_decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim <= 1]
+    optimiser = torch.optim.AdamW([
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay + list(loss.parameters()), "weight_decay": 0.0},
+    ], lr=cfg.lr)
+    warmup = int(cfg.warmup * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    return _Trainer(probe, vision, text, loss, optimiser, schedule)
+
+
+def _state(trainer: _Trainer) -> dict:
+    return copy.deepcopy({"vision": trainer.vision.state_dict(), "text": trainer.text.state_dict(),
+                          "loss": trainer.loss.state_dict()})
+
+
+def fit_grid(probes: Sequence[AlignmentProbe], train: PairedFeatures, val: PairedFeatures | None = None,
+             progress: Any = None) -> list[AlignmentProbe]:
+    """Fit every probe; those sharing (batch_size, epochs, seed) train in lockstep on shared batches.
+
+    A probe whose loss turns NaN or infinite stops with ``error_`` set; the others go on.
+    """
+    groups: dict[tuple[int, int, int], list[AlignmentProbe]] = {}
+    for probe in probes:
+        probe.error_ = None
+        cfg = probe.config
+        groups.setdefault((cfg.batch_size, cfg.epochs, cfg.seed), []).append(probe)
+    for (batch_size, epochs, seed), members in groups.items():
+        _fit_lockstep(members, train, val, batch_size, epochs, seed, progress)
+    return list(probes)
+
+
+def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: PairedFeatures | None,
+                  batch_size: int, epochs: int, seed: int, progress: Any) -> None:
+    import torch
+
+    pairs = train.usable_pairs()
+    if len(pairs) < 2:
+        raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
+    images = torch.as_tensor(np.ascontiguousarray(train.images, dtype=np.float32))
+    texts = torch.as_tensor(np.ascontiguousarray(train.texts, dtype=np.float32))
+    owner = torch.as_tensor(train.caption_image, dtype=torch.long)
+    batch_size = min(batch_size, len(pairs))
+    steps_per_epoch = len(pairs) // batch_size  # drop the ragged last batch: contrastive losses want full ones
+    val_keep = val.usable_pairs() if val is not None else None
+    trainers = [_make_trainer(p, images.shape[1], texts.shape[1], epochs * steps_per_epoch) for p in probes]
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        order = torch.as_tensor(pairs[rng.permutation(len(pairs))])
+        losses = {id(t): 0.0 for t in trainers}
+        for step in range(steps_per_epoch):
+            batch = order[step * batch_size:(step + 1) * batch_size]
+            img_rows = owner[batch]
+            x_img, x_txt = images[img_rows], texts[batch]
+            positives = img_rows[:, None] == img_rows[None, :]
+            for trainer in trainers:
+                if trainer.done:
+                    continue
+                a = torch.nn.functional.normalize(trainer.vision(x_img), dim=-1)
+                b = torch.nn.functional.normalize(trainer.text(x_txt), dim=-1)
+                loss = trainer.loss(a, b, positives)
+                if not torch.isfinite(loss):
+                    trainer.done = True
+                    trainer.probe.error_ = f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
+                    continue
+                trainer.optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                trainer.optimiser.step()
+                trainer.schedule.step()
+                losses[id(trainer)] += loss.item() / steps_per_epoch
+        for trainer in trainers:
+            if trainer.done:
+                continue
+            entry = {"epoch": epoch + 1, "loss": losses[id(trainer)]}
+            if val is not None and val_keep is not None:
+                entry["val_probing_score"] = score = _validation_score(trainer, val, val_keep)
+                if score > trainer.best_score:
+                    trainer.best_score, trainer.best_state, trainer.bad_epochs = score, _state(trainer), 0
+                else:
+                    trainer.bad_epochs += 1
+                    trainer.done = trainer.bad_epochs >= trainer.probe.config.patience
+            trainer.history.append(entry)
+        if progress is not None:
+            progress(epoch + 1, epochs)
+        if all(t.done for t in trainers):
+            break
+    for trainer in trainers:
+        _finish(trainer, steps_per_epoch)
+
+
+def _finish(trainer: _Trainer, steps_per_epoch: int) -> None:
+    probe = trainer.probe
+    if trainer.best_state is not None:
+        trainer.vision.load_state_dict(trainer.best_state["vision"])
+        trainer.text.load_state_dict(trainer.best_state["text"])
+        trainer.loss.load_state_dict(trainer.best_state["loss"])
+    trainer.vision.eval()
+    trainer.text.eval()
+    probe.vision_head_, probe.text_head_, probe.loss_ = trainer.vision, trainer.text, trainer.loss
+    probe.history_ = trainer.history
+    scored = [h for h in trainer.history if "val_probing_score" in h]
+    probe.best_epoch_ = int(max(scored, key=lambda h: h["val_probing_score"])["epoch"]) if scored else len(trainer.history)
+    probe.steps_ = len(trainer.history) * steps_per_epoch

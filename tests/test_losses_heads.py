@@ -1,0 +1,92 @@
+"""Losses and heads against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from probe.errors import ProbeError
+from probe.heads import make_head
+from probe.losses import infonce, make_loss, siglip
+
+IMAGE = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+TEXT = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
+# <image_i, text_j>: [[0.6, 0.0], [0.8, 1.0]]
+
+
+def nll(pos: list[float], all_: list[float]) -> float:
+    return -math.log(sum(math.exp(x) for x in pos) / sum(math.exp(x) for x in all_))
+
+
+def test_infonce_one_positive_per_row_is_clip_loss():
+    # scale 2: logits [[1.2, 0], [1.6, 2]]
+    rows = nll([1.2], [1.2, 0.0]) + nll([2.0], [1.6, 2.0])
+    cols = nll([1.2], [1.2, 1.6]) + nll([2.0], [0.0, 2.0])
+    expected = 0.5 * (rows / 2 + cols / 2)
+    got = infonce(IMAGE, TEXT, torch.eye(2, dtype=torch.bool), torch.tensor(math.log(2.0)))
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_infonce_several_positives_counts_their_total_probability():
+    positives = torch.tensor([[True, True], [False, True]])
+    rows = nll([1.2, 0.0], [1.2, 0.0]) + nll([2.0], [1.6, 2.0])  # the first is 0: every candidate is positive
+    cols = nll([1.2], [1.2, 1.6]) + nll([0.0, 2.0], [0.0, 2.0])
+    got = infonce(IMAGE, TEXT, positives, torch.tensor(math.log(2.0)))
+    assert got.item() == pytest.approx(0.5 * (rows / 2 + cols / 2), rel=1e-6)
+
+
+def test_infonce_logit_scale_is_clamped_at_100():
+    big = infonce(IMAGE, TEXT, torch.eye(2, dtype=torch.bool), torch.tensor(math.log(1000.0)))
+    at_cap = infonce(IMAGE, TEXT, torch.eye(2, dtype=torch.bool), torch.tensor(math.log(100.0)))
+    assert big.item() == pytest.approx(at_cap.item())
+
+
+def test_siglip_matches_the_paper_formula():
+    t, b = math.log(10.0), -10.0
+    sims = [[0.6, 0.0], [0.8, 1.0]]
+    labels = [[1, -1], [-1, 1]]
+    total = sum(-math.log(1 / (1 + math.exp(-labels[i][j] * (10 * sims[i][j] + b)))) for i in range(2) for j in range(2))
+    got = siglip(IMAGE, TEXT, torch.eye(2, dtype=torch.bool), torch.tensor(t), torch.tensor(b))
+    assert got.item() == pytest.approx(total / 2, rel=1e-6)
+    # several positives: the off-diagonal (0, 1) becomes a positive pair
+    labels[0][1] = 1
+    total = sum(-math.log(1 / (1 + math.exp(-labels[i][j] * (10 * sims[i][j] + b)))) for i in range(2) for j in range(2))
+    positives = torch.tensor([[True, True], [False, True]])
+    assert siglip(IMAGE, TEXT, positives, torch.tensor(t), torch.tensor(b)).item() == pytest.approx(total / 2, rel=1e-6)
+
+
+def test_loss_modules_start_from_the_published_values():
+    clip = make_loss("infonce")
+    assert clip.log_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-5)
+    sig = make_loss("siglip")
+    assert sig.log_scale.item() == pytest.approx(math.log(10))
+    assert sig.bias.item() == pytest.approx(-10.0)
+    with pytest.raises(ProbeError, match="unknown loss 'clip'; valid: infonce, siglip"):
+        make_loss("clip")
+
+
+def test_heads_compute_their_formulas():
+    torch.manual_seed(0)
+    x = torch.randn(5, 6)
+    ln = ((x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)).numpy()
+
+    linear = make_head("linear", 6, 3)
+    w, b = linear[1].weight.detach().numpy(), linear[1].bias.detach().numpy()
+    np.testing.assert_allclose(linear(x).detach().numpy(), ln @ w.T + b, atol=1e-5)
+
+    star = make_head("star", 6, 3, star_width=2)
+    layer = star[1]
+    f1 = ln @ layer.f1.weight.detach().numpy().T + layer.f1.bias.detach().numpy()
+    f2 = ln @ layer.f2.weight.detach().numpy().T + layer.f2.bias.detach().numpy()
+    gated = np.clip(f1, 0, 6) * f2
+    expected = gated @ layer.g.weight.detach().numpy().T + layer.g.bias.detach().numpy()
+    assert layer.f1.out_features == 12  # hidden width = star_width x in_dim
+    np.testing.assert_allclose(star(x).detach().numpy(), expected, atol=1e-5)
+
+    mlp = make_head("mlp", 6, 3, norm=False)
+    assert [type(m).__name__ for m in mlp] == ["Linear", "GELU", "Linear"] and mlp[0].out_features == 12
+    with pytest.raises(ProbeError, match="unknown head 'deep'; valid: linear, mlp, star"):
+        make_head("deep", 6, 3)

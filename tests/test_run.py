@@ -1,0 +1,136 @@
+"""``probe run`` end to end on tiny test encoders, and on the real offline models (slow)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, assert_one_line_error
+
+from probe.results import VOLATILE, load
+
+TINY = ("--vision", "test/tiny-vit", "--vision", "test/tiny-vit-wide", "--text", "test/tiny-bert")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One feature cache for the module: the tiny encoders run once per split."""
+    return tmp_path_factory.mktemp("features")
+
+
+def records(folder) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))}
+
+
+def test_run_writes_one_reproducible_record_per_pair(run_cli, tmp_path, cache):
+    env = {"PROBE_CACHE_DIR": str(cache)}
+    first = run_cli("run", *TINY, "--epochs", "2", "--results", str(tmp_path / "a"), env=env)
+    assert first.returncode == 0, first.stderr
+    run_cli("run", *TINY, "--epochs", "2", "--results", str(tmp_path / "b"), env=env)
+    a, b = records(tmp_path / "a"), records(tmp_path / "b")
+    assert len(a) == 2 and a.keys() == b.keys()
+    for name, record in a.items():
+        strip = {k: v for k, v in record.items() if k not in VOLATILE}
+        assert strip == {k: v for k, v in b[name].items() if k not in VOLATILE}
+        assert record["schema_version"] == 1 and record["status"] == "ok" and record["seed"] == 0
+        assert record["config"]["head"] == "linear" and record["config"]["epochs"] == 2
+        assert record["vision"]["name"].startswith("test/tiny-vit") and record["text"]["name"] == "test/tiny-bert"
+        assert record["splits"] == {"fit": "train", "val": "val", "eval": "test", "compositional": "winoground"}
+        metrics = record["metrics"]
+        for key in ("retrieval/i2t_R@1", "retrieval/t2i_R@10", "alignment/probing_score", "zeroshot/shape_top1",
+                    "zeroshot/colour_top5", "compositional/group"):
+            assert 0.0 <= metrics[key] <= 1.0, key
+        lo, hi = record["intervals"]["alignment/probing_score"]
+        assert lo <= metrics["alignment/probing_score"] <= hi
+        assert set(record["features"]["text"]) >= {"fit", "eval", "prompts-shape", "prompts-colour"}
+    frame = load(tmp_path / "a")
+    assert sorted(frame["vision"]) == ["test/tiny-vit", "test/tiny-vit-wide"]
+    row = frame[frame["vision"] == "test/tiny-vit"].iloc[0]
+    record = next(r for r in a.values() if r["vision"]["name"] == "test/tiny-vit")
+    assert row["alignment/probing_score"] == record["metrics"]["alignment/probing_score"]
+    assert row["alignment/probing_score_hi"] == record["intervals"]["alignment/probing_score"][1]
+
+
+def test_skip_existing_finishes_only_what_is_missing(run_cli, tmp_path, cache):
+    env = {"PROBE_CACHE_DIR": str(cache)}
+    out = tmp_path / "r"
+    part = run_cli("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2",
+                   "--results", str(out), env=env)
+    assert part.returncode == 0, part.stderr
+    (done,) = out.rglob("*.json")
+    stamp = done.stat().st_mtime_ns
+    rest = run_cli("run", *TINY, "--epochs", "2", "--results", str(out), "--skip-existing", env=env)
+    assert rest.returncode == 0, rest.stderr
+    assert "1 written, 0 failed, 1 already there" in rest.stderr
+    assert done.stat().st_mtime_ns == stamp and len(records(out)) == 2
+
+
+def test_interrupted_run_resumes(tmp_path, cache):
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "probe", "run", *TINY, "--head", "linear", "--head", "mlp", "--epochs", "8",
+           "--results", str(out)]
+    env = {**__import__("os").environ, "PROBE_CACHE_DIR": str(cache)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list(out.rglob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = records(out)
+    assert 1 <= len(before) <= 4
+    resumed = subprocess.run(cmd + ["--skip-existing"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{4 - len(before)} written, 0 failed, {len(before)} already there" in resumed.stderr
+    after = records(out)
+    assert len(after) == 4 and all(after[name] == record for name, record in before.items())
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(run_cli, tmp_path, cache):
+    out = tmp_path / "r"
+    result = run_cli("run", "--vision", "test/tiny-vit", "--vision", "dinov2/vit-s14", "--text", "test/tiny-bert",
+                     "--epochs", "2", "--results", str(out), env={"PROBE_CACHE_DIR": str(cache)})
+    assert result.returncode == 1
+    assert "1 written, 1 failed" in result.stderr
+    by_vision = {r["vision"]["name"]: r for r in records(out).values()}
+    assert by_vision["test/tiny-vit"]["status"] == "ok"
+    failed = by_vision["dinov2/vit-s14"]
+    assert failed["status"] == "failed" and "cannot be loaded here" in failed["error"]
+    assert "metrics" not in failed
+
+
+def test_run_bad_input_is_one_line(run_cli, tmp_path):
+    tiny = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert")
+    assert_one_line_error(run_cli("run", *tiny, "--head", "deep"), "unknown head 'deep'", "linear, mlp, star")
+    assert_one_line_error(run_cli("run", *tiny, "--loss", "clip"), "unknown loss 'clip'", "infonce, siglip")
+    assert_one_line_error(run_cli("run", *tiny, "--task", "vqa"), "unknown task 'vqa'")
+    assert_one_line_error(run_cli("run", "--vision", "nope/*", "--text", "test/tiny-bert"), "no model matches 'nope/*'")
+    table = tmp_path / "pairs.csv"
+    (tmp_path / "a.png").write_bytes(b"")
+    table.write_text("image,caption,split\na.png,a cat,train\na.png,a dog,test\n")
+    assert_one_line_error(run_cli("run", *tiny, "-d", f"csv:{table}", "--task", "zeroshot"),
+                          "has no class labels", "zero-shot")
+
+
+@pytest.mark.slow
+def test_real_pair_beats_chance_and_the_random_weight_control(run_cli, tmp_path):
+    """EfficientNet-Lite0 + all-MiniLM-L6-v2 against the same network with random weights."""
+    out = tmp_path / "r"
+    result = run_cli("run", "--vision", "efficientnet/lite0-in1k", "--vision", "baseline/random-efficientnet-lite0",
+                     "--text", "sentence-transformers/all-minilm-l6-v2.pypi", "--results", str(out),
+                     env={"PROBE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    by_vision = {r["vision"]["name"]: r for r in records(out).values()}
+    real = by_vision["efficientnet/lite0-in1k"]["metrics"]
+    control = by_vision["baseline/random-efficientnet-lite0"]
+    assert control["vision"]["control"] is True
+    control_metrics = control["metrics"]
+    # chance: 14 shapes -> 0.07 top-1; R@10 over 320 test images / 1600 captions -> about 0.03
+    assert real["zeroshot/shape_top1"] > 0.5 and real["zeroshot/shape_top1"] > control_metrics["zeroshot/shape_top1"] + 0.2
+    assert real["alignment/probing_score"] > 0.6
+    assert real["alignment/probing_score"] > control_metrics["alignment/probing_score"] + 0.2
+    real_lo = by_vision["efficientnet/lite0-in1k"]["intervals"]["alignment/probing_score"][0]
+    assert real_lo > control["intervals"]["alignment/probing_score"][1]  # intervals do not overlap

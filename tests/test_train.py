@@ -1,0 +1,103 @@
+"""Fitting heads: learning, determinism, one-pass grids, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from probe.errors import ProbeError
+from probe.metrics.retrieval import retrieval_metrics
+from probe.train import AlignmentProbe, PairedFeatures, ProbeConfig, fit_grid
+
+
+def paired(seed: int, n_images: int = 300, per_image: int = 3) -> PairedFeatures:
+    """Images and captions that are two noisy linear views of one latent per image."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n_images, 16))
+    to_image, to_text = np.random.default_rng(99).normal(size=(2, 16, 40))
+    owner = np.repeat(np.arange(n_images), per_image)
+    images = latent @ to_image + 0.3 * rng.normal(size=(n_images, 40))
+    texts = latent[owner] @ to_text[:, :24] + 0.3 * rng.normal(size=(len(owner), 24))
+    return PairedFeatures(images.astype(np.float32), texts.astype(np.float32), owner)
+
+
+def small(**kw) -> ProbeConfig:
+    return ProbeConfig(**({"out_dim": 32, "epochs": 15, "batch_size": 64} | kw))
+
+
+def state(probe: AlignmentProbe) -> list[np.ndarray]:
+    return [p.detach().numpy().copy() for m in (probe.vision_head_, probe.text_head_) for p in m.parameters()]
+
+
+@pytest.mark.parametrize("head,loss", [("linear", "siglip"), ("mlp", "infonce"), ("star", "siglip")])
+def test_heads_learn_a_shared_structure(head, loss):
+    train, val, test = paired(0), paired(1, 100), paired(2, 100)
+    probe = AlignmentProbe(small(head=head, loss=loss, star_width=2, lr=3e-3)).fit(train, val)
+    got = retrieval_metrics(probe.embed_images(test.images), probe.embed_texts(test.texts), test.caption_image)
+    assert got["probing_score"] > 0.8  # chance is about 10 / 100
+    assert probe.best_epoch_ == max(probe.history_, key=lambda h: h["val_probing_score"])["epoch"]
+    norms = np.linalg.norm(probe.embed_images(test.images), axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+
+
+def test_same_seed_same_heads_and_other_seed_differs():
+    train, val = paired(0), paired(1, 100)
+    a = AlignmentProbe(small(epochs=3)).fit(train, val)
+    b = AlignmentProbe(small(epochs=3)).fit(train, val)
+    c = AlignmentProbe(small(epochs=3, seed=1)).fit(train, val)
+    for x, y in zip(state(a), state(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a.history_ == b.history_
+    assert any(not np.array_equal(x, y) for x, y in zip(state(a), state(c), strict=True))
+
+
+def test_a_grid_in_one_pass_equals_each_config_alone():
+    train, val = paired(0), paired(1, 100)
+    configs = [small(epochs=4), small(epochs=4, loss="infonce"), small(epochs=4, lr=3e-3, head="mlp")]
+    grid = fit_grid([AlignmentProbe(c) for c in configs], train, val)
+    for config, fitted in zip(configs, grid, strict=True):
+        alone = AlignmentProbe(config).fit(train, val)
+        for x, y in zip(state(fitted), state(alone), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    train, val = paired(0), paired(1, 100)
+    probe = AlignmentProbe(small(epochs=60, patience=2, lr=3e-2)).fit(train, val)
+    scores = [h["val_probing_score"] for h in probe.history_]
+    assert len(scores) < 60
+    best = int(np.argmax(scores))
+    assert probe.best_epoch_ == best + 1 and len(scores) - 1 - best == 2  # stopped after `patience` bad epochs
+    got = retrieval_metrics(probe.embed_images(val.images), probe.embed_texts(val.texts), val.caption_image)
+    assert got["probing_score"] == pytest.approx(scores[best])  # the kept weights are the best epoch's
+
+
+def test_nan_loss_is_reported_and_others_go_on():
+    train, val = paired(0), paired(1, 100)
+    train.images[:] *= 1e30  # finite, but its square overflows inside LayerNorm
+    bad = AlignmentProbe(small(epochs=2))
+    with pytest.raises(ProbeError, match="loss became nan at epoch 1, step 1"):
+        bad.fit(train, val)
+    # in a grid, one diverging config (absurd learning rate) does not stop the others
+    diverging, good = fit_grid([AlignmentProbe(small(epochs=3, lr=1e30)), AlignmentProbe(small(epochs=3))],
+                               paired(0), val)
+    assert diverging.error_ and "loss became" in diverging.error_
+    assert good.error_ is None and len(good.history_) == 3
+
+
+def test_skipped_images_are_left_out_of_training():
+    train, val = paired(0), paired(1, 100)
+    train.images[5] = np.nan
+    assert 5 not in set(train.caption_image[train.usable_pairs()])
+    probe = AlignmentProbe(small(epochs=2)).fit(train, val)
+    assert all(torch.isfinite(p).all() for p in probe.vision_head_.parameters())
+
+
+def test_config_checks():
+    with pytest.raises(ProbeError, match="unknown head 'big'"):
+        ProbeConfig(head="big")
+    with pytest.raises(ProbeError, match="lr must be a positive number"):
+        ProbeConfig(lr=-1)
+    assert ProbeConfig().tag == "linear-siglip"
+    assert ProbeConfig(head="star", lr=3e-4).tag == "star-siglip-lr0.0003"
