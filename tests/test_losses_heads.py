@@ -90,3 +90,16 @@ def test_heads_compute_their_formulas():
     assert [type(m).__name__ for m in mlp] == ["Linear", "GELU", "Linear"] and mlp[0].out_features == 12
     with pytest.raises(ProbeError, match="unknown head 'deep'; valid: linear, mlp, star"):
         make_head("deep", 6, 3)
+
+
+def test_blocked_softplus_sum_matches_torch_value_and_gradient():
+    from probe.losses import softplus_sum
+
+    z = (torch.randn(200, 70, dtype=torch.float64) * 15).requires_grad_()
+    ours = softplus_sum(z)
+    ours.backward()
+    ref_z = z.detach().clone().requires_grad_()
+    ref = torch.nn.functional.softplus(ref_z, threshold=1000).sum()
+    ref.backward()
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    torch.testing.assert_close(z.grad, ref_z.grad, rtol=1e-12, atol=1e-14)
