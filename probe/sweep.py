@@ -22,6 +22,7 @@ from probe.train import ProbeConfig
 
 TASKS = ("retrieval", "zeroshot", "compositional")
 COMPOSITIONAL_SPLIT = "winoground"
+ROLES = ("fit", "val", "eval", "compositional")
 
 
 @dataclass
@@ -82,8 +83,8 @@ class EncoderFeatures:
 
 
 def encoder_features(spec: EncoderSpec, splits: SweepSplits, label_tasks: list[str],
-                     extract_kwargs: dict[str, Any]) -> EncoderFeatures:
-    """Features for every role, extracting on a miss with one encoder loaded at most once."""
+                     extract_kwargs: dict[str, Any], roles: tuple[str, ...] = ROLES) -> EncoderFeatures:
+    """Features for the given roles, extracting on a miss with one encoder loaded at most once."""
     from probe.features import split_features
     from probe.metrics.zeroshot import DEFAULT_TEMPLATES, prompts
 
@@ -99,14 +100,14 @@ def encoder_features(spec: EncoderSpec, splits: SweepSplits, label_tasks: list[s
 
     kwargs = {k: v for k, v in extract_kwargs.items() if k != "device"}
     out = EncoderFeatures({})
-    for role, data in (("fit", splits.fit), ("val", splits.val), ("eval", splits.eval),
-                       ("compositional", splits.compositional)):
+    for role in roles:
+        data = getattr(splits, role)
         if data is None:
             continue
         fs = split_features(spec, data, fit_data=splits.fit, encoder_factory=factory, **kwargs)
         out.by_role[role] = fs.dense(data.n_images if spec.modality == "vision" else len(data.captions))
         out.keys[role] = fs.path.name
-    if spec.modality == "text":
+    if spec.modality == "text" and "eval" in roles:
         for task in label_tasks:
             texts = prompts(splits.eval.classes[task], splits.eval.templates.get(task) or DEFAULT_TEMPLATES)
             fs = split_features(spec, splits.eval, fit_data=splits.fit, texts=texts, input_set=f"prompts-{task}",

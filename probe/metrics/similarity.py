@@ -259,7 +259,9 @@ def score(metric: str, a: Any, b: Any, n_boot: int = 100, n_perm: int = 100, lev
 
     Neighbour metrics resample *without* replacement (a fraction ``subsample`` of the pairs):
     a duplicated row would be its own nearest neighbour in both spaces and inflate the score.
-    Other metrics use the ordinary bootstrap (with replacement).
+    Their interval is the basic interval centred on the full-sample value and scaled by the
+    delete-d jackknife factor sqrt(m / (n - m)) (Shao & Wu 1989). Other metrics use the ordinary
+    percentile bootstrap (with replacement).
     """
     if metric not in METRICS:
         raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
@@ -278,6 +280,14 @@ def score(metric: str, a: Any, b: Any, n_boot: int = 100, n_perm: int = 100, lev
     nulls = [fn(a, b[rng.permutation(n)], **kwargs) for _ in range(n_perm)]
     alpha = (1 - level) / 2
     low, high = (np.quantile(boots, [alpha, 1 - alpha]) if boots else (np.nan, np.nan))
+    if boots and metric in NEIGHBOUR_METRICS:
+        # A subsample of m of the n pairs is a smaller problem (k neighbours among fewer points), so
+        # its values are shifted, and without replacement they spread less than new data would.
+        # Centre on the full-sample value and widen by the delete-d jackknife factor sqrt(m / d).
+        m = len(rows)
+        widen = np.sqrt(m / max(n - m, 1))
+        centre = float(np.median(boots))
+        low, high = value - widen * (high - centre), value + widen * (centre - low)
     p = (1 + sum(v >= value for v in nulls)) / (1 + len(nulls)) if nulls else float("nan")
     return ScoreWithUncertainty(value, float(low), float(high), float(np.mean(nulls)) if nulls else float("nan"),
                                 float(p), n)

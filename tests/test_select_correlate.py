@@ -1,0 +1,123 @@
+"""kNN, unimodal quality scores, rank correlation, `probe select` and `probe correlate`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error
+
+from probe.metrics.knn import weighted_knn_accuracy, weighted_knn_predict
+from probe.metrics.quality import text_quality, vision_quality
+from probe.metrics.rank import spearman
+from probe.select import first_caption_rows, rank_agreement
+
+
+def test_weighted_knn_equals_scikit_learn_with_the_same_weights():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 16))
+    y_train, y_test = rng.integers(0, 5, 400), rng.integers(0, 5, 150)
+    train = centres[y_train] + 1.5 * rng.normal(size=(400, 16))
+    test = centres[y_test] + 1.5 * rng.normal(size=(150, 16))
+    ours = weighted_knn_predict(train, y_train, test, ks=(10, 20))
+    for k in (10, 20):
+        sk = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute",
+                                  weights=lambda d: np.exp((1 - d) / 0.07)).fit(train, y_train)
+        np.testing.assert_array_equal(ours[k], sk.predict(test))
+    acc = weighted_knn_accuracy(train, np.where(np.arange(400) % 7 == 0, -1, y_train), test, y_test)
+    assert 0.5 < acc[20] <= 1.0  # well above chance (0.2); unlabelled train rows are left out
+
+
+def test_vision_quality_separates_informative_from_random_features():
+    rng = np.random.default_rng(0)
+    y_train, y_test = rng.integers(0, 4, 300), rng.integers(0, 4, 100)
+    centres = rng.normal(size=(4, 8)) * 3
+    good = vision_quality(centres[y_train] + rng.normal(size=(300, 8)), {"c": y_train},
+                          centres[y_test] + rng.normal(size=(100, 8)), {"c": y_test})
+    noise = vision_quality(rng.normal(size=(300, 8)), {"c": y_train}, rng.normal(size=(100, 8)), {"c": y_test})
+    for key in ("vision/knn20", "vision/linear", "vision/kmeans_nmi"):
+        assert good[key] > noise[key] + 0.3, key
+    assert good["vision/knn20_c"] == good["vision/knn20"]
+
+
+def test_text_quality_sts_follows_shared_labels():
+    rng = np.random.default_rng(0)
+    n = 200
+    labels = {"a": rng.integers(0, 3, n), "b": rng.integers(0, 4, n)}
+    owner = np.repeat(np.arange(n), 2)
+    basis_a, basis_b = rng.normal(size=(3, 12)), rng.normal(size=(4, 12))
+
+    def embed(noise: float):
+        return basis_a[labels["a"][owner]] + basis_b[labels["b"][owner]] + noise * rng.normal(size=(2 * n, 12))
+
+    sharp = text_quality(embed(0.1), owner, labels, embed(0.1), owner, labels)
+    blurred = text_quality(embed(3.0), owner, labels, embed(3.0), owner, labels)
+    assert sharp["text/sts"] > 0.7 and sharp["text/sts"] > blurred["text/sts"] + 0.3
+    assert sharp["text/score"] == pytest.approx(
+        np.mean([sharp["text/sts"], sharp["text/clustering"], sharp["text/classification"]]))
+
+
+def test_exact_spearman_p_value_by_enumeration():
+    rho, p = spearman([1, 2, 3], [10, 20, 30])
+    assert rho == 1.0 and p == pytest.approx(2 / 6)  # two of the six orderings are as extreme
+    x, y = [3, 1, 4, 1.5, 5, 9], [2, 7, 1, 8, 2.5, 8.5]
+    rho, p = spearman(x, y)
+    from scipy.stats import spearmanr
+    perms = [spearmanr(x, [y[i] for i in perm]).statistic for perm in itertools.permutations(range(6))]
+    assert p == pytest.approx(np.mean(np.abs(perms) >= abs(rho) - 1e-12))
+
+
+def test_rank_agreement_and_first_caption_rows():
+    predicted = {("v1", "t"): 0.9, ("v2", "t"): 0.5, ("v3", "t"): 0.7, ("v4", "t"): 0.1}
+    probed = {("v1", "t"): 0.8, ("v2", "t"): 0.6, ("v3", "t"): 0.4, ("v4", "t"): 0.2}
+    got = rank_agreement(predicted, probed, top=2)
+    assert got["n"] == 4 and got["spearman"] == pytest.approx(0.8)
+    assert got["top_hits"] == 1 and got["regret"] == 0.0  # selected v1, v3; best probed v1, v2
+    assert rank_agreement(predicted, {("v1", "t"): 1.0}, 2) is None
+    images = np.arange(8.0).reshape(4, 2)
+    images[2] = np.nan
+    texts = np.arange(12.0).reshape(6, 2) * 10
+    a, b = first_caption_rows(images, texts, np.array([0, 0, 1, 2, 3, 3]), max_pairs=10)
+    np.testing.assert_array_equal(a, images[[0, 1, 3]])
+    np.testing.assert_array_equal(b, texts[[0, 2, 4]])
+
+
+TINY = ("--vision", "test/tiny-vit", "--vision", "test/tiny-vit-wide", "--text", "test/tiny-bert")
+
+
+def test_select_and_correlate_cli(run_cli, tmp_path):
+    env = {"PROBE_CACHE_DIR": str(tmp_path / "cache"), "PROBE_RESULTS_DIR": str(tmp_path / "r")}
+    before = run_cli("select", "--top", "1", *TINY, "--metric", "cka", env=env)
+    assert before.returncode == 0, before.stderr
+    assert "top 1 of 2 pairs by cka on shapes/train" in before.stdout and "run `probe run`" in before.stdout
+    sims = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records" / "similarity").rglob("*.json")]
+    assert len(sims) == 2 and sims[0]["n_pairs"] == 720
+    assert set(sims[0]["metrics"]) == {"similarity/mutual_knn", "similarity/cka", "similarity/cknna",
+                                       "similarity/svcca"}
+    assert_one_line_error(run_cli("correlate", env=env), "no successful probing records", "probe run")
+    ran = run_cli("run", *TINY, "--vision", "baseline/pixels-16", "--epochs", "2", env=env)
+    assert ran.returncode == 0, ran.stderr
+    after = run_cli("select", "--top", "2", *TINY, "--vision", "baseline/pixels-16", env=env)
+    assert "ranking vs probing score over 3 probed pairs" in after.stdout
+    corr = run_cli("correlate", env=env)
+    assert corr.returncode == 0, corr.stderr
+    assert "vision kNN@20" in corr.stdout and "similarity mutual_knn" in corr.stdout
+    table = json.loads(next((tmp_path / "r" / "records" / "correlation").rglob("*.json")).read_text())["table"]
+    knn_row = next(r for r in table if r["correlate"] == "vision kNN@20")
+    assert knn_row["n"] == 3 and -1 <= knn_row["spearman"] <= 1
+    corr_records = list((tmp_path / "r" / "records" / "correlates").rglob("*.json"))
+    assert len(corr_records) == 4  # three vision encoders, one text encoder
+
+
+def test_select_bad_input(run_cli, tmp_path):
+    env = {"PROBE_CACHE_DIR": str(tmp_path / "cache"), "PROBE_RESULTS_DIR": str(tmp_path / "r")}
+    assert_one_line_error(run_cli("select", "--metric", "rsa", *TINY, env=env), "unknown metric 'rsa'",
+                          "mutual_knn, cka, cknna, svcca")
+    assert_one_line_error(run_cli("select", *TINY, "--split", "dev", env=env), "has no split 'dev'")
+    assert_one_line_error(run_cli("select", "--vision", "nope*", env=env), "no model matches 'nope*'")
+    assert_one_line_error(run_cli("select", *TINY, "--split", "winoground", "--k", "200", env=env),
+                          "has 120 usable pairs", "lower --k")
