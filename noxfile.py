@@ -47,7 +47,10 @@ def demo(session: nox.Session) -> None:
     install_probe(session, "offline-models")
     session.run("probe", "install-offline", "all-mpnet-base-v2")
     session.run("probe", "models", "--available")
-    session.run("probe", "extract", "--model", "all", "--dataset", "shapes")
+    session.run("probe", "run", "--vision", "all", "--text", "all", "--dataset", "shapes", "--skip-existing")
+    session.run("probe", "select", "--top", "3", "--dataset", "shapes")
+    session.run("probe", "correlate", "--dataset", "shapes")
+    session.run("probe", "report")  # prints the leaderboard's path
 
 
 @nox.session(python=PYTHON)

@@ -38,10 +38,12 @@ def _fmt(value, digits: int = 3) -> str:
 @click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Neighbours (mutual kNN, CKNNA).")
 @click.option("--max-pairs", default=5000, show_default=True, type=click.IntRange(min=3),
               help="Seeded subsample of pairs for large splits.")
+@click.option("--n-boot", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Bootstrap resamples for the intervals (and shuffles for the null).")
 @click.option("--recompute", is_flag=True, help="Recompute similarity records that exist.")
 @common
 @click.pass_obj
-def select(obj, top, metric, vision, text, split, k, max_pairs, recompute, dataset, results_dir, cache_dir, head,
+def select(obj, top, metric, vision, text, split, k, max_pairs, n_boot, recompute, dataset, results_dir, cache_dir, head,
            loss, workers, device) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
@@ -74,7 +76,7 @@ def select(obj, top, metric, vision, text, split, k, max_pairs, recompute, datas
                    f"{', '.join(s.name for s in v_skipped + t_skipped)}", err=True)
     results = Path(results_dir) if results_dir else default_results_dir()
     ds = get_dataset(dataset)
-    run = SelectionRun(ds, split, results, k=k, max_pairs=max_pairs,
+    run = SelectionRun(ds, split, results, k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot,
                        extract_kwargs={"cache_dir": Path(cache_dir) if cache_dir else None, "workers": workers,
                                        "device": device}, echo=click.echo)
     records = run.run(v_specs, t_specs, recompute=recompute)

@@ -35,7 +35,7 @@ def first_caption_rows(images: np.ndarray, texts: np.ndarray, caption_image: np.
     return images[rows], texts[first_caption[rows]]
 
 
-def similarity_metrics(a: np.ndarray, b: np.ndarray, k: int = 10, n_boot: int = 100, n_perm: int = 100,
+def similarity_metrics(a: np.ndarray, b: np.ndarray, k: int = 10, n_boot: int = 50, n_perm: int = 50,
                        seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
     """``(metrics, intervals, null)`` for every similarity metric on aligned rows."""
     from probe.metrics.similarity import score
@@ -60,8 +60,8 @@ class SelectionRun:
     results_dir: Path
     k: int = 10
     max_pairs: int = 5000
-    n_boot: int = 100
-    n_perm: int = 100
+    n_boot: int = 50
+    n_perm: int = 50
     seed: int = 0
     extract_kwargs: dict[str, Any] | None = None
     echo: Callable[[str], None] = print

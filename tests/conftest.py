@@ -49,3 +49,10 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One feature cache for the whole session: the tiny encoders run once per split of `shapes`.
+    Sharing is safe because entries are content-addressed, locked and verified."""
+    return tmp_path_factory.mktemp("shared-features")

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import ortho_group
 
 from probe.errors import ProbeError
-from probe.metrics.similarity import cka, cknna, mutual_knn, score, svcca
+from probe.metrics.similarity import METRICS, cka, cknna, mutual_knn, score, svcca
 
 
 def normed(x):
@@ -184,7 +184,8 @@ def test_blocked_knn_equals_direct_across_blocks(pair):
         assert np.allclose(val, np.take_along_axis(x @ x.T, idx, axis=1), atol=1e-6)
 
 
-def test_neighbour_metric_interval_covers_the_value_and_matches_the_sampling_spread():
+@pytest.mark.parametrize("metric,kwargs", [("mutual_knn", {"k": 10}), ("cka", {}), ("svcca", {})])
+def test_interval_covers_the_value_and_matches_the_sampling_spread(metric, kwargs):
     """Against the spread of the metric over fresh datasets from the same process."""
 
     to_a, to_b = np.random.default_rng(7).normal(size=(8, 32)), np.random.default_rng(8).normal(size=(8, 24))
@@ -194,11 +195,11 @@ def test_neighbour_metric_interval_covers_the_value_and_matches_the_sampling_spr
         latent = rng.normal(size=(n, 8))
         return latent @ to_a + rng.normal(size=(n, 32)), latent @ to_b + rng.normal(size=(n, 24))
 
-    fresh = [mutual_knn(*draw(s), k=10) for s in range(60)]
+    fresh = [METRICS[metric](*draw(s), **kwargs) for s in range(60)]
     true_width = np.quantile(fresh, 0.975) - np.quantile(fresh, 0.025)
     widths = []
     for s in range(5):
-        result = score("mutual_knn", *draw(100 + s), k=10, n_boot=60, n_perm=0)
+        result = score(metric, *draw(100 + s), n_boot=60, n_perm=0, **kwargs)
         assert result.ci_low <= result.value <= result.ci_high
         widths.append(result.ci_high - result.ci_low)
     assert 0.6 * true_width < np.mean(widths) < 1.6 * true_width

@@ -112,6 +112,12 @@ def linear_hsic_terms(x: np.ndarray, y: np.ndarray, unbiased: bool) -> tuple[flo
     n = x.shape[0]
     if unbiased and n < 4:
         raise ProbeError(f"unbiased CKA needs at least 4 rows; got {n}")
+    dx_, dy_ = x.shape[1], y.shape[1]
+    if n * (dx_ + dy_) < dx_ * dx_ + dy_ * dy_ + dx_ * dy_:  # fewer rows than features: N x N Grams are cheaper
+        xt_, yt_ = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+        with torch.inference_mode():
+            k, l = (xt_ @ xt_.T).double().numpy(), (yt_ @ yt_.T).double().numpy()  # noqa: E741
+        return hsic_gram(k, l, unbiased), hsic_gram(k, k, unbiased), hsic_gram(l, l, unbiased)
     xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
     with torch.inference_mode():
         xy, xx, yy = (xt.T @ yt).double(), (xt.T @ xt).double(), (yt.T @ yt).double()
@@ -137,14 +143,15 @@ def linear_hsic_terms(x: np.ndarray, y: np.ndarray, unbiased: bool) -> tuple[flo
 def hsic_gram(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:  # noqa: E741
     """HSIC from explicit Gram matrices (biased: centred Frobenius product; unbiased: Song et al.)."""
     n = k.shape[0]
-    if not unbiased:
-        h = np.eye(n) - 1.0 / n
-        return float(np.sum((h @ k @ h) * l))
+    if not unbiased:  # tr(H K H L) with the centring done by row / column means, O(N^2)
+        kc = k - k.mean(0, keepdims=True) - k.mean(1, keepdims=True) + k.mean()
+        return float(np.sum(kc * l))
     kt, lt = k.copy(), l.copy()
     np.fill_diagonal(kt, 0)
     np.fill_diagonal(lt, 0)
+    # 1' Kt Lt 1 = (Kt' 1) . (Lt 1): no N^3 product
     return float((np.sum(kt * lt.T) + kt.sum() * lt.sum() / ((n - 1) * (n - 2))
-                  - 2 * np.sum(kt @ lt) / (n - 2)) / (n * (n - 3)))
+                  - 2 * (kt.sum(0) @ lt.sum(1)) / (n - 2)) / (n * (n - 3)))
 
 
 def cka(a: Any, b: Any, kernel: str = "linear", unbiased: bool = False, normalize: bool = True,
@@ -225,16 +232,36 @@ def svcca(a: Any, b: Any, dim: int = 10, normalize: bool = True) -> float:
         raise ProbeError(f"svcca dim must be between 1 and {min(a.shape[1], b.shape[1], a.shape[0] - 1)}; got {dim}")
     if normalize:
         a, b = l2_normalize(a), l2_normalize(b)
+    return _mean_canonical_correlation(_basis(a, dim), _basis(b, dim))
 
-    def reduce(x: np.ndarray) -> np.ndarray:
-        xc = x.astype(np.float64) - x.mean(0)
-        u, s, _ = np.linalg.svd(xc, full_matrices=False)
-        return u[:, :dim] * s[:dim]
 
-    qa, _ = np.linalg.qr(reduce(a))
-    qb, _ = np.linalg.qr(reduce(b))
+def _basis(x: np.ndarray, dim: int) -> np.ndarray:
+    """Orthonormal basis of the top-``dim`` principal components (U S of the centred data), from the
+    smaller of its two Gram matrices: an N x N or d x d symmetric eigenproblem, not a full SVD."""
+    from scipy.linalg import eigh
+
+    xc = x.astype(np.float64) - x.mean(0)
+    gram = xc @ xc.T if xc.shape[0] <= xc.shape[1] else xc.T @ xc
+    m = gram.shape[0]
+    values, vectors = eigh(gram, subset_by_index=[m - dim, m - 1])  # only the top dim pairs
+    components = vectors * np.sqrt(np.maximum(values, 0)) if xc.shape[0] <= xc.shape[1] else xc @ vectors
+    return np.linalg.qr(components)[0]
+
+
+def _mean_canonical_correlation(qa: np.ndarray, qb: np.ndarray) -> float:
+    """Mean canonical correlation of two orthonormal bases of the same rows."""
     correlations = np.linalg.svd(qa.T @ qb, compute_uv=False)
     return float(np.clip(correlations, 0, 1).mean())
+
+
+def _svcca_shuffled(a: np.ndarray, b: np.ndarray, perms: list[np.ndarray], dim: int = 10, normalize: bool = True
+                    ) -> list[float]:
+    """SVCCA under shuffled pairings, reducing each side once: shuffling rows permutes b's principal
+    components and the rows of its orthonormal basis, and changes nothing else."""
+    if normalize:
+        a, b = l2_normalize(a), l2_normalize(b)
+    qa, qb = _basis(a, dim), _basis(b, dim)
+    return [_mean_canonical_correlation(qa, qb[perm]) for perm in perms]
 
 
 # --- uncertainty ----------------------------------------------------------------------------------
@@ -250,18 +277,17 @@ class ScoreWithUncertainty:
 
 
 METRICS: dict[str, Callable[..., float]] = {"mutual_knn": mutual_knn, "cka": cka, "cknna": cknna, "svcca": svcca}
-NEIGHBOUR_METRICS = {"mutual_knn", "cknna"}
 
 
 def score(metric: str, a: Any, b: Any, n_boot: int = 100, n_perm: int = 100, level: float = 0.95,
           seed: int = 0, subsample: float = 0.8, **kwargs: Any) -> ScoreWithUncertainty:
     """A metric with a confidence interval over resampled pairs and a shuffled-pairing null.
 
-    Neighbour metrics resample *without* replacement (a fraction ``subsample`` of the pairs):
-    a duplicated row would be its own nearest neighbour in both spaces and inflate the score.
-    Their interval is the basic interval centred on the full-sample value and scaled by the
-    delete-d jackknife factor sqrt(m / (n - m)) (Shao & Wu 1989). Other metrics use the ordinary
-    percentile bootstrap (with replacement).
+    Pairs are resampled *without* replacement (a fraction ``subsample`` of them): a duplicated row
+    would be its own nearest neighbour in both spaces, and duplicates add shared variance that
+    inflates CKA and SVCCA when N is not much larger than d. The interval is the basic interval
+    centred on the full-sample value and scaled by the delete-d jackknife factor sqrt(m / (n - m))
+    (Shao & Wu 1989).
     """
     if metric not in METRICS:
         raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
@@ -271,20 +297,22 @@ def score(metric: str, a: Any, b: Any, n_boot: int = 100, n_perm: int = 100, lev
     n = a.shape[0]
     value = fn(a, b, **kwargs)
     boots = []
+    m = max(int(subsample * n), kwargs.get("k", 10) + 2)
     for _ in range(n_boot):
-        if metric in NEIGHBOUR_METRICS:
-            rows = rng.choice(n, size=max(int(subsample * n), kwargs.get("k", 10) + 2), replace=False)
-        else:
-            rows = rng.integers(0, n, n)
+        rows = rng.choice(n, size=m, replace=False)
         boots.append(fn(a[rows], b[rows], **kwargs))
-    nulls = [fn(a, b[rng.permutation(n)], **kwargs) for _ in range(n_perm)]
+    perms = [rng.permutation(n) for _ in range(n_perm)]
+    if metric == "svcca":
+        nulls = _svcca_shuffled(a, b, perms, **kwargs)
+    else:
+        nulls = [fn(a, b[perm], **kwargs) for perm in perms]
     alpha = (1 - level) / 2
     low, high = (np.quantile(boots, [alpha, 1 - alpha]) if boots else (np.nan, np.nan))
-    if boots and metric in NEIGHBOUR_METRICS:
-        # A subsample of m of the n pairs is a smaller problem (k neighbours among fewer points), so
-        # its values are shifted, and without replacement they spread less than new data would.
-        # Centre on the full-sample value and widen by the delete-d jackknife factor sqrt(m / d).
-        m = len(rows)
+    if boots:
+        # A subsample of m of the n pairs is a smaller problem, so its values are shifted (k neighbours
+        # among fewer points; spurious canonical correlations grow as N shrinks towards d), and
+        # without replacement they spread less than new data would. Centre on the full-sample value
+        # and widen by the delete-d jackknife factor sqrt(m / d).
         widen = np.sqrt(m / max(n - m, 1))
         centre = float(np.median(boots))
         low, high = value - widen * (high - centre), value + widen * (centre - low)
