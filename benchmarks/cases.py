@@ -268,5 +268,75 @@ def similarity(sizes: tuple[int, ...] = (1000, 10000), dv: int = 768, dt: int = 
     return results
 
 
-CASES: dict[str, Callable[[], dict | list[dict]]] = {"similarity": similarity, "cli_help": cli_help, "extraction": extraction,
+def retrieval(n_images: int = 5000, per_image: int = 5, dim: int = 512, batch_size: int = 256) -> dict:
+    """Recall@1/5/10 both ways against CLIP_benchmark's recall_at_k, run as its evaluate() runs it
+    (one score matrix, a positive-pair mask, batchify per k and direction), on the same embeddings."""
+    import numpy as np
+    import torch
+    from clip_benchmark.metrics.zeroshot_retrieval import batchify, recall_at_k
+
+    from probe.metrics.retrieval import retrieval_metrics
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(n_images, dim)).astype(np.float32)
+    owner = np.repeat(np.arange(n_images), per_image)
+    texts = (images[owner] + 12.0 * rng.normal(size=(len(owner), dim))).astype(np.float32)  # R@1 well below 1
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+
+    def baseline() -> dict[str, float]:
+        image_t, text_t = torch.from_numpy(images), torch.from_numpy(texts)
+        scores = text_t @ image_t.t()
+        positive = torch.zeros_like(scores, dtype=torch.bool)
+        positive[torch.arange(len(scores)), torch.from_numpy(owner)] = True
+        out = {}
+        for k in (1, 5, 10):
+            out[f"t2i_R@{k}"] = (batchify(recall_at_k, scores, positive, batch_size, "cpu", k=k) > 0).float().mean().item()
+            out[f"i2t_R@{k}"] = (batchify(recall_at_k, scores.T, positive.T, batch_size, "cpu", k=k) > 0
+                                 ).float().mean().item()
+        return out
+
+    ours_result = retrieval_metrics(images, texts, owner)
+    ours = best_of(lambda: retrieval_metrics(images, texts, owner), 2)
+    base_result = baseline()
+    base = best_of(baseline, 1)
+    agree = all(abs(ours_result[k] - v) < 1e-6 for k, v in base_result.items())
+    rate = matmul_rate()
+    floor = 2 * len(owner) * n_images * dim / rate
+    return {"case": f"retrieval[{n_images}x{len(owner)}]", "ours_s": ours, "baseline_s": base, "ratio": base / ours,
+            "agree": bool(agree), "floor_s": floor,
+            "note": f"target >= 8x; floor (one {len(owner)} x {n_images} score matrix) {floor:.2f}s = "
+                    f"{100 * floor / ours:.0f}% of ours; R@1 i2t {ours_result['i2t_R@1']:.3f}"}
+
+
+def knn(n_train: int = 50000, n_test: int = 10000, dim: int = 768, classes: int = 100, k: int = 20) -> dict:
+    """Weighted kNN (faiss, exp(sim / 0.07) votes) against scikit-learn's brute-force
+    KNeighborsClassifier with the same weights on the same features."""
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from probe.metrics.knn import weighted_knn_predict
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(classes, dim)).astype(np.float32)
+    y_train, y_test = rng.integers(0, classes, n_train), rng.integers(0, classes, n_test)
+    train = centres[y_train] + 6.0 * rng.normal(size=(n_train, dim)).astype(np.float32)  # accuracy well below 1
+    test = centres[y_test] + 6.0 * rng.normal(size=(n_test, dim)).astype(np.float32)
+    ours_pred = weighted_knn_predict(train, y_train, test, ks=(k,))[k]
+    ours = best_of(lambda: weighted_knn_predict(train, y_train, test, ks=(k,)), 2)
+    model = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute",
+                                 weights=lambda d: np.exp((1 - d) / 0.07)).fit(train, y_train)
+    start = time.perf_counter()
+    base_pred = model.predict(test)
+    base = time.perf_counter() - start
+    agreement = float((ours_pred == base_pred).mean())
+    rate = matmul_rate()
+    floor = 2 * n_train * n_test * dim / rate
+    return {"case": f"knn[{n_train}x{n_test},d={dim}]", "ours_s": ours, "baseline_s": base, "ratio": base / ours,
+            "agree": agreement > 0.999, "floor_s": floor,
+            "note": f"target >= 3x; predictions equal on {100 * agreement:.2f}% (float32 ties); accuracy "
+                    f"{(ours_pred == y_test).mean():.3f}; floor {floor:.2f}s = {100 * floor / ours:.0f}% of ours"}
+
+
+CASES: dict[str, Callable[[], dict | list[dict]]] = {"retrieval": retrieval, "knn": knn, "similarity": similarity, "cli_help": cli_help, "extraction": extraction,
                                                      "training": training}

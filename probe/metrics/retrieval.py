@@ -4,8 +4,10 @@ A query counts as a hit at k if one of its positives is in the top k. Ties are b
 query: a negative scoring *equal* to the best positive ranks above it. So a collapsed head that
 gives every pair the same score gets Recall@k = 0, not 1 (``torch.topk`` would pick by index).
 
-The score matrix is never held whole: queries go through in chunks, and each chunk keeps only the
-rank of its best positive, so 5k images x 25k captions needs a few hundred MB at most.
+The score matrix is computed once and never held whole: captions go through in chunks, each chunk
+giving exact caption->image ranks and updating a short running top list per image, so 5k images x
+25k captions needs a few hundred MB and one matmul's time (CLIP_benchmark's ``recall_at_k`` builds
+a one-hot [queries, k, candidates] tensor per k and direction).
 """
 
 from __future__ import annotations
@@ -44,30 +46,43 @@ def recall_at_k(scores, positives, ks: Sequence[int] = KS) -> dict[int, float]:
     return recall_from_ranks(ranks_of_best_positive(scores, positives), ks)
 
 
-def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k: int = max(KS)
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Ranks of the best positive for every image query (i2t) and every caption query (t2i).
 
     ``image_emb`` [Ni, d] and ``text_emb`` [Nt, d] are compared by dot product (normalise first for
-    cosine); ``caption_image[j]`` is the image of caption ``j``. Images without captions get -1.
+    cosine); ``caption_image[j]`` is the image of caption ``j``. The [Nt, Ni] score matrix is
+    computed once, in chunks of captions: each chunk gives its captions' exact t2i ranks and updates
+    every image's running top list of captions, deep enough (``max_k`` + most captions of one
+    image) that i2t ranks below ``max_k`` are exact; larger i2t ranks are reported as that depth.
+    Images without captions get -1.
     """
     import torch
 
     images, texts = _tensor(image_emb), _tensor(text_emb)
     owner = torch.as_tensor(np.asarray(caption_image), dtype=torch.long)
-    n_images = images.shape[0]
-    i2t = np.empty(n_images, dtype=np.int64)
-    t2i = np.empty(texts.shape[0], dtype=np.int64)
+    n_images, n_texts = images.shape[0], texts.shape[0]
+    per_image = torch.bincount(owner, minlength=n_images)
+    depth = min(n_texts, max_k + int(per_image.max()) if n_texts else 0)
+    top_values = torch.full((n_images, depth), float("-inf"))
+    top_index = torch.full((n_images, depth), -1, dtype=torch.long)
+    t2i = np.empty(n_texts, dtype=np.int64)
     with torch.inference_mode():
-        for start in range(0, n_images, chunk):
-            rows = torch.arange(start, min(start + chunk, n_images))
-            scores = images[rows] @ texts.T
-            positives = owner[None, :] == rows[:, None]
-            i2t[rows.numpy()] = ranks_of_best_positive(scores, positives)
-        for start in range(0, texts.shape[0], chunk):
-            stop = min(start + chunk, texts.shape[0])
-            scores = texts[start:stop] @ images.T
-            own = scores.gather(1, owner[start:stop, None])
-            t2i[start:stop] = ((scores >= own).sum(dim=1) - 1).numpy()
+        for start in range(0, n_texts, chunk):
+            stop = min(start + chunk, n_texts)
+            scores = images @ texts[start:stop].T  # [Ni, c]: the only matmul
+            own = scores.gather(0, owner[None, start:stop]).squeeze(0)
+            t2i[start:stop] = ((scores >= own[None, :]).sum(dim=0) - 1).numpy()
+            values, index = scores.topk(min(depth, stop - start), dim=1)
+            merged_values = torch.cat([top_values, values], dim=1)
+            merged_index = torch.cat([top_index, index + start], dim=1)
+            top_values, keep = merged_values.topk(depth, dim=1)
+            top_index = merged_index.gather(1, keep)
+        positive = (owner[top_index.clamp(min=0)] == torch.arange(n_images)[:, None]) & (top_index >= 0)
+        best = top_values.masked_fill(~positive, float("-inf")).amax(dim=1, keepdim=True)
+        rank = ((top_values >= best) & ~positive).sum(dim=1)
+        rank = torch.where(positive.any(dim=1), rank, depth)  # best positive below the list: rank >= depth
+        i2t = torch.where(per_image > 0, rank, -1).numpy()
     return i2t, t2i
 
 
