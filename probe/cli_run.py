@@ -34,10 +34,12 @@ from probe.cli import CONTEXT
               help="Feature cache [default: results/features or $PROBE_CACHE_DIR].")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers for feature extraction.")
+@click.option("--extract-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Batch size of feature extraction on a cache miss.")
 @click.option("--device", default=None, help="Device for feature extraction [default: cuda if present].")
 @click.pass_obj
 def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
-        results_dir, cache_dir, workers, device) -> None:
+        results_dir, cache_dir, workers, extract_batch_size, device) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
     Features come from the cache (extracted on a miss, each encoder once). Heads are fitted on the
@@ -85,7 +87,8 @@ def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_
         vision=v_specs, text=t_specs, dataset=get_dataset(dataset), configs=configs,
         tasks=set(tasks or TASKS), explicit_tasks=bool(tasks), skip_existing=skip_existing,
         results_dir=Path(results_dir) if results_dir else default_results_dir(),
-        extract_kwargs={"cache_dir": Path(cache_dir) if cache_dir else None, "workers": workers, "device": device},
+        extract_kwargs={"cache_dir": Path(cache_dir) if cache_dir else None, "workers": workers, "device": device,
+                        "batch_size": extract_batch_size},
         echo=click.echo,
     )
     sweep.prepare()

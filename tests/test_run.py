@@ -127,7 +127,7 @@ def test_real_pair_beats_chance_and_the_random_weight_control(run_cli, tmp_path)
     control = by_vision["baseline/random-efficientnet-lite0"]
     assert control["vision"]["control"] is True
     control_metrics = control["metrics"]
-    # chance: 14 shapes -> 0.07 top-1; R@10 over 200 test images / 1000 captions -> about 0.05
+    # chance: 14 shapes -> 0.07 top-1; R@10 over 150 test images / 750 captions -> about 0.07
     assert real["zeroshot/shape_top1"] > 0.5 and real["zeroshot/shape_top1"] > control_metrics["zeroshot/shape_top1"] + 0.2
     assert real["alignment/probing_score"] > 0.6
     assert real["alignment/probing_score"] > control_metrics["alignment/probing_score"] + 0.2

@@ -95,7 +95,7 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     assert before.returncode == 0, before.stderr
     assert "top 1 of 2 pairs by cka on shapes/train" in before.stdout and "run `probe run`" in before.stdout
     sims = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records" / "similarity").rglob("*.json")]
-    assert len(sims) == 2 and sims[0]["n_pairs"] == 400
+    assert len(sims) == 2 and sims[0]["n_pairs"] == 300
     assert set(sims[0]["metrics"]) == {"similarity/mutual_knn", "similarity/cka", "similarity/cknna",
                                        "similarity/svcca"}
     assert_one_line_error(run_cli("correlate", env=env), "no successful probing records", "probe run")
@@ -119,5 +119,5 @@ def test_select_bad_input(run_cli, tmp_path, shared_cache):
                           "mutual_knn, cka, cknna, svcca")
     assert_one_line_error(run_cli("select", *TINY, "--split", "dev", env=env), "has no split 'dev'")
     assert_one_line_error(run_cli("select", "--vision", "nope*", env=env), "no model matches 'nope*'")
-    assert_one_line_error(run_cli("select", *TINY, "--split", "winoground", "--k", "200", env=env),
-                          "has 100 usable pairs", "lower --k")
+    assert_one_line_error(run_cli("select", *TINY, "--split", "winoground", "--k", "100", env=env),
+                          "has 80 usable pairs", "lower --k")

@@ -21,9 +21,9 @@ import numpy as np
 
 from probe.data.base import DatasetInfo, SplitData
 
-GENERATOR_VERSION = "shapes-2"
+GENERATOR_VERSION = "shapes-3"
 CANVAS = 128
-SPLIT_SIZES = {"train": 400, "val": 100, "test": 200, "winoground": 100}
+SPLIT_SIZES = {"train": 300, "val": 75, "test": 150, "winoground": 80}
 SPLIT_IDS = {"train": 1, "val": 2, "test": 3, "winoground": 4}
 TWO_OBJECT_FRACTION = 0.3
 
@@ -44,8 +44,8 @@ POSITIONS = {"top left": (0.3, 0.3), "top right": (0.7, 0.3), "bottom left": (0.
 INFO = DatasetInfo(
     name="shapes",
     splits=tuple(SPLIT_SIZES),
-    protocol="probe shapes v2 (procedural; 400/100/200 images, 5 captions each; zero-shot on single-object "
-             "scenes; 50 swap pairs)",
+    protocol="probe shapes v3 (procedural; 300/75/150 images, 5 captions each; zero-shot on single-object "
+             "scenes; 40 swap pairs)",
     description="drawn scenes: 14 categories x 8 colours, textures, clutter; Winoground colour swaps",
 )
 
