@@ -174,7 +174,8 @@ def correlate(obj, recompute, dataset, results_dir, cache_dir, head, loss, worke
                 similarity[(r["vision"]["name"], r["text"]["name"])] = r["metrics"]
     rows = correlation_table(results, ds.info.name, probed, models, similarity)
     print_table(["correlate", "n pairs", "Spearman r", "p-value"],
-                [[r["correlate"], str(r["n"]), _fmt(r["spearman"]), _fmt(r["p_value"], 3)] for r in rows],
+                [[r["correlate"], str(r["n"]), _fmt(r["spearman"]),
+                  "-" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in rows],
                 title=f"what predicts the probing score on {ds.info.name} ({len(probed)} probed pairs)")
     write_record(record_path(results, "correlation", ds.info.name, f"{head or 'any'}-{loss or 'any'}"),
                  new_record("correlation", dataset=ds.info.name, seed=0, config={"head": head, "loss": loss},

@@ -1,7 +1,7 @@
 """Contrastive losses for alignment heads, with several captions per image.
 
-Both take L2-normalised image and text embeddings of one batch and a boolean ``positives`` matrix
-(``positives[i, j]``: text ``j`` describes image ``i``). A batch drawn from (image, caption) pairs
+Both take L2-normalised image and text embeddings of one batch and the positive pairs, as a
+boolean matrix (``positives[i, j]``: text ``j`` describes image ``i``) or as ``(rows, cols)``. A batch drawn from (image, caption) pairs
 can hold the same image twice; marking both captions positive keeps them from being pushed apart.
 
 - ``infonce``: CLIP's symmetric cross-entropy with a learnable temperature (init 0.07, the logit
@@ -41,7 +41,7 @@ def _segment_logsumexp(values: torch.Tensor, segment: torch.Tensor, n: int) -> t
     return total.log() + peak
 
 
-def infonce(image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+def infonce(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE; ``log_scale`` is log(1 / temperature).
 
     Only the all-pairs logsumexps touch every entry of the [B, B] logits; the positives' terms are
@@ -50,9 +50,10 @@ def infonce(image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, lo
     import torch
 
     scale = log_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
-    logits = (scale * image) @ text.T
-    rows, cols = positives.nonzero(as_tuple=True)
-    pos = logits[rows, cols]
+    scaled = scale * image
+    logits = scaled @ text.T
+    rows, cols = positive_pairs(positives)
+    pos = _pair_dots(scaled, text, rows, cols)  # from the embeddings: no gradient scattered into [B, B]
     row_has = torch.zeros(logits.shape[0], dtype=torch.bool).index_fill(0, rows, True)
     col_has = torch.zeros(logits.shape[1], dtype=torch.bool).index_fill(0, cols, True)
     i2t = (torch.logsumexp(logits, dim=1) - _segment_logsumexp(pos, rows, logits.shape[0]))[row_has].mean()
@@ -60,7 +61,7 @@ def infonce(image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, lo
     return 0.5 * (i2t + t2i)
 
 
-def siglip(image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, log_scale: torch.Tensor,
+def siglip(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.Tensor,
            bias: torch.Tensor) -> torch.Tensor:
     """SigLIP sigmoid loss: ``-sum log sigmoid(label * z) / batch`` with labels +1 / -1.
 
@@ -69,9 +70,50 @@ def siglip(image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, log
     """
     import torch
 
-    logits = torch.addmm(bias, log_scale.exp() * image, text.T)  # the bias rides along the matmul's output pass
-    rows, cols = positives.nonzero(as_tuple=True)
-    return (softplus_sum(logits) - logits[rows, cols].sum()) / image.shape[0]
+    scaled = log_scale.exp() * image
+    logits = torch.addmm(bias, scaled, text.T)  # the bias rides along the matmul's output pass
+    rows, cols = positive_pairs(positives)
+    # the positives' logits from the embeddings: no gradient scattered into a [B, B] matrix
+    positive_sum = _pair_dots(scaled, text, rows, cols).sum() + bias * len(rows)
+    return (softplus_sum(logits) - positive_sum) / image.shape[0]
+
+
+def _pair_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``<a[rows[p]], b[cols[p]]>`` per pair; when the pairs start with the whole diagonal (as
+    :func:`batch_positive_pairs` gives them) that part needs no gather, nor a scatter backwards."""
+    import torch
+
+    n = a.shape[0]
+    diagonal = torch.arange(n)
+    if len(rows) >= n and torch.equal(rows[:n], diagonal) and torch.equal(cols[:n], diagonal):
+        head = (a * b).sum(dim=1)
+        if len(rows) == n:
+            return head
+        return torch.cat([head, (a[rows[n:]] * b[cols[n:]]).sum(dim=1)])
+    return (a[rows] * b[cols]).sum(dim=1)
+
+
+def positive_pairs(positives) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, cols)`` of the positive pairs, from a boolean [B, B] mask or given as such a tuple."""
+    if isinstance(positives, tuple):
+        return positives
+    return positives.nonzero(as_tuple=True)
+
+
+def batch_positive_pairs(image_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive (image row, text row) pairs of a batch of (image, caption) rows: every row with
+    itself, plus every two rows that share an image, without building a [B, B] mask."""
+    import torch
+
+    _, group, counts = torch.unique(image_ids, return_inverse=True, return_counts=True)
+    diagonal = torch.arange(len(image_ids))
+    shared = torch.nonzero(counts[group] > 1).squeeze(1)
+    if len(shared) == 0:
+        return diagonal, diagonal
+    same = group[shared][:, None] == group[shared][None, :]
+    same.fill_diagonal_(False)
+    extra_rows, extra_cols = same.nonzero(as_tuple=True)
+    return torch.cat([diagonal, shared[extra_rows]]), torch.cat([diagonal, shared[extra_cols]])
 
 
 def softplus_sum(z: torch.Tensor) -> torch.Tensor:
@@ -94,9 +136,9 @@ def _softplus_sum_function():
             ctx.save_for_backward(z)
             total = torch.zeros((), dtype=torch.float64, device=z.device)
             with torch.no_grad():
-                for block in z.split(64):
+                for block in z.split(64):  # float32 sums per block, float64 across blocks
                     tail = block.abs().neg_().exp_().add_(1).log_()
-                    total += block.clamp(min=0).sum(dtype=torch.float64) + tail.sum(dtype=torch.float64)
+                    total += float(block.clamp(min=0).sum()) + float(tail.sum())
             return total.to(z.dtype)
 
         @staticmethod

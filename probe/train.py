@@ -22,7 +22,7 @@ import numpy as np
 
 from probe.errors import ProbeError
 from probe.heads import check_head, make_head
-from probe.losses import check_loss, make_loss
+from probe.losses import batch_positive_pairs, check_loss, make_loss
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
             batch = order[step * batch_size:(step + 1) * batch_size]
             img_rows = owner[batch]
             x_img, x_txt = images[img_rows], texts[batch]
-            positives = img_rows[:, None] == img_rows[None, :]
+            positives = batch_positive_pairs(img_rows)
             for trainer in trainers:
                 if trainer.done:
                     continue

@@ -103,3 +103,20 @@ def test_blocked_softplus_sum_matches_torch_value_and_gradient():
     ref.backward()
     assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
     torch.testing.assert_close(z.grad, ref_z.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_batch_positive_pairs_equal_the_mask_and_give_the_same_losses():
+    from probe.losses import batch_positive_pairs
+
+    ids = torch.tensor([3, 1, 3, 7, 1, 3, 9])
+    rows, cols = batch_positive_pairs(ids)
+    mask = ids[:, None] == ids[None, :]
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(map(tuple, mask.nonzero().tolist()))
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(7, 5), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(7, 5), dim=-1)
+    scale, bias = torch.tensor(2.0), torch.tensor(-1.0)
+    assert siglip(a, b, (rows, cols), scale, bias).item() == pytest.approx(siglip(a, b, mask, scale, bias).item())
+    assert infonce(a, b, (rows, cols), scale).item() == pytest.approx(infonce(a, b, mask, scale).item())
+    unique = torch.arange(4)
+    assert [t.tolist() for t in batch_positive_pairs(unique)] == [[0, 1, 2, 3], [0, 1, 2, 3]]
