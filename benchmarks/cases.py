@@ -34,7 +34,7 @@ def cli_help() -> dict:
             "agree": heavy == "[]", "note": f"best of 7, +{(ours - base) * 1000:.0f} ms; heavy modules imported: {heavy}"}
 
 
-def extraction(model: str = "efficientnet/lite0-in1k", split: str = "val", batch_size: int = 32,
+def extraction(model: str = "efficientnet/lite0-in1k", split: str = "train", batch_size: int = 32,
                workers: int = 2, device: str | None = None, rounds: int = 3) -> dict:
     """End-to-end `extract` (draw, decode, preprocess in workers, encode, cache write) against the
     encoder's pure forward on the same images preloaded as tensors, same batch size."""
