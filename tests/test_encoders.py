@@ -86,7 +86,8 @@ def test_minilm_matches_sentence_transformers(registry):
 
 
 @pytest.mark.slow
-def test_efficientnet_recognises_real_photos(registry):
+@pytest.mark.parametrize("name", ["efficientnet/lite0-in1k", "efficientnet/lite1-in1k", "efficientnet/lite2-in1k"])
+def test_efficientnet_recognises_real_photos(registry, name):
     from PIL import Image
     from skimage import data
     from sklearn.datasets import load_sample_image
@@ -95,7 +96,7 @@ def test_efficientnet_recognises_real_photos(registry):
     from probe.encoders.packaged import load_packaged_classifier
     from probe.encoders.preprocess import build_transform, normalize_batch
 
-    spec = registry.get("efficientnet/lite0-in1k")
+    spec = registry.get(name)
     model = load_packaged_classifier(spec)
     transform = build_transform(spec)
     info = ImageNetInfo()
