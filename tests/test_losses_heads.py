@@ -96,13 +96,16 @@ def test_blocked_softplus_sum_matches_torch_value_and_gradient():
     from probe.losses import softplus_sum
 
     z = (torch.randn(200, 70, dtype=torch.float64) * 15).requires_grad_()
-    ours = softplus_sum(z)
+    bias = torch.tensor(-3.0, dtype=torch.float64, requires_grad=True)
+    ours = softplus_sum(z, bias)
     ours.backward()
     ref_z = z.detach().clone().requires_grad_()
-    ref = torch.nn.functional.softplus(ref_z, threshold=1000).sum()
+    ref_bias = bias.detach().clone().requires_grad_()
+    ref = torch.nn.functional.softplus(ref_z + ref_bias, threshold=1000).sum()
     ref.backward()
     assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
     torch.testing.assert_close(z.grad, ref_z.grad, rtol=1e-12, atol=1e-14)
+    assert bias.grad.item() == pytest.approx(ref_bias.grad.item(), rel=1e-10)
 
 
 def test_batch_positive_pairs_equal_the_mask_and_give_the_same_losses():
