@@ -19,6 +19,13 @@ from probe.errors import ProbeError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def echo_skipped(skipped: list) -> None:
+    """Name, on one stderr line, the entries that `all` reached but whose weights are not here."""
+    if skipped:
+        click.echo(f"skipping {len(skipped)} model(s) whose weights are not on this machine "
+                   f"(`probe models` says why for each): {', '.join(s.name for s in skipped)}", err=True)
+
+
 class Context:
     """Shared options: extra registry files and whether downloads are allowed."""
 
@@ -142,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.UsageError as exc:  # bad option value, missing option, unknown command: one line too
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return 2
     except click.ClickException as exc:
         exc.show()
         return 2 if exc.exit_code == 2 else exc.exit_code

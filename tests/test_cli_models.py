@@ -51,3 +51,11 @@ def test_bad_registry_file_is_one_line_exit_2(run_cli, tmp_path):
 def test_help_lists_examples(run_cli):
     result = run_cli("models", "--help")
     assert result.returncode == 0 and "probe models 'dinov2/*'" in result.stdout
+
+
+def test_click_usage_errors_are_one_line(run_cli):
+    assert_one_line_error(run_cli("run", "--vision", "x", "--text", "y", "--epochs", "0"),
+                          "Invalid value for '--epochs'", "probe run --help")
+    assert_one_line_error(run_cli("select", "--top", "0"), "Invalid value for '--top'")
+    assert_one_line_error(run_cli("run", "--vision", "x"), "Missing option '--text'")
+    assert_one_line_error(run_cli("nosuchcommand"), "No such command")
