@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT
+from probe.cli import CONTEXT, echo_skipped
 
 
 @click.command(context_settings=CONTEXT)
@@ -67,9 +67,7 @@ def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_i
     from probe.features import ExtractionStats, needs_fit_corpus, split_features
 
     specs, unavailable = resolve_models(obj.registry, patterns)
-    if unavailable:
-        click.echo(f"skipping {len(unavailable)} model(s) whose weights are not on this machine "
-                   f"(`probe models` says why for each): {', '.join(s.name for s in unavailable)}", err=True)
+    echo_skipped(unavailable)
     for spec in specs:
         status = check(spec)
         if not status.ok:

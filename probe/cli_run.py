@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT
+from probe.cli import CONTEXT, echo_skipped
 
 
 @click.command(context_settings=CONTEXT)
@@ -75,10 +75,7 @@ def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_
             raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     v_specs, v_skipped = resolve_models(obj.registry, vision, modality="vision")
     t_specs, t_skipped = resolve_models(obj.registry, text, modality="text")
-    skipped = v_skipped + t_skipped
-    if skipped:
-        click.echo(f"skipping {len(skipped)} model(s) whose weights are not on this machine "
-                   f"(`probe models` says why for each): {', '.join(s.name for s in skipped)}", err=True)
+    echo_skipped(v_skipped + t_skipped)
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
     configs = [ProbeConfig(head=h, loss=lo, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim, seed=seed)

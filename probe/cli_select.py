@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT
+from probe.cli import CONTEXT, echo_skipped
 
 _COMMON = [
     click.option("--dataset", "-d", default="shapes", show_default=True, help="Dataset (as for `probe run`)."),
@@ -71,25 +71,23 @@ def select(obj, top, metric, vision, text, split, k, max_pairs, n_boot, recomput
         raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(SIMILARITY_METRICS)}")
     v_specs, v_skipped = resolve_models(obj.registry, vision, modality="vision")
     t_specs, t_skipped = resolve_models(obj.registry, text, modality="text")
-    if v_skipped + t_skipped:
-        click.echo(f"skipping {len(v_skipped + t_skipped)} model(s) whose weights are not on this machine: "
-                   f"{', '.join(s.name for s in v_skipped + t_skipped)}", err=True)
+    echo_skipped(v_skipped + t_skipped)
     results = Path(results_dir) if results_dir else default_results_dir()
     ds = get_dataset(dataset)
     run = SelectionRun(ds, split, results, k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot,
                        extract_kwargs={"cache_dir": Path(cache_dir) if cache_dir else None, "workers": workers,
-                                       "device": device}, echo=click.echo)
+                                       "device": device})
     records = run.run(v_specs, t_specs, recompute=recompute)
     key = f"similarity/{metric}"
     ranked = sorted(records, key=lambda r: -r["metrics"][key])
     probed = probing_scores(results, ds.info.name, head, loss)
+    def named(side: dict) -> str:
+        return side["name"] + (" (control)" if side["control"] else "")
+
     rows = []
     for rank, r in enumerate(ranked[:top], 1):
         pair = (r["vision"]["name"], r["text"]["name"])
         lo, hi = r["intervals"][key]
-        def named(side: dict) -> str:
-            return side["name"] + (" (control)" if side["control"] else "")
-
         rows.append([str(rank), named(r["vision"]), named(r["text"]),
                      f"{r['metrics'][key]:.3f} [{lo:.3f}, {hi:.3f}]", _fmt(r["null"][key]["mean"]),
                      _fmt(probed.get(pair))])
@@ -150,8 +148,9 @@ def correlate(obj, recompute, dataset, results_dir, cache_dir, head, loss, worke
     extract_kwargs = {"cache_dir": Path(cache_dir) if cache_dir else None, "workers": workers, "device": device}
     models: dict[str, dict] = {}
     names = sorted({name for pair in probed for name in pair})
+    known = {s.name for s in obj.registry.list()}
     for name in names:
-        if name not in {s.name for s in obj.registry.list()}:
+        if name not in known:
             click.echo(f"skipping {name}: no longer in the registry", err=True)
             continue
         spec = obj.registry.get(name)
@@ -166,13 +165,9 @@ def correlate(obj, recompute, dataset, results_dir, cache_dir, head, loss, worke
                   _fmt(v.get("text/score")), _fmt(v.get("text/sts")),
                   _fmt(v.get("published:imagenet_knn", v.get("published:mteb_avg")), 1)] for name, v in models.items()],
                 title=f"unimodal correlates on {ds.info.name}")
-    similarity_dir = results / "records" / "similarity"
-    similarity = {}
-    if similarity_dir.exists():
-        for r in iter_records(results, "similarity"):
-            if r["dataset"] == ds.info.name and r["status"] == "ok":
-                similarity[(r["vision"]["name"], r["text"]["name"])] = r["metrics"]
-    rows = correlation_table(results, ds.info.name, probed, models, similarity)
+    similarity = {(r["vision"]["name"], r["text"]["name"]): r["metrics"] for r in iter_records(results, "similarity")
+                  if r["dataset"] == ds.info.name and r["status"] == "ok"}
+    rows = correlation_table(probed, models, similarity)
     print_table(["correlate", "n pairs", "Spearman r", "p-value"],
                 [[r["correlate"], str(r["n"]), _fmt(r["spearman"]),
                   "-" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in rows],

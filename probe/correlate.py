@@ -59,9 +59,8 @@ TEXT_CORRELATES = {"text score (MTEB-style)": "text/score", "text STS": "text/st
                    "published MTEB avg": "published:mteb_avg"}
 
 
-def correlation_table(results_dir: Path, dataset: str, probed: dict[tuple[str, str], float],
-                      models: dict[str, dict[str, Any]], similarity: dict[tuple[str, str], dict[str, float]]
-                      ) -> list[dict[str, Any]]:
+def correlation_table(probed: dict[tuple[str, str], float], models: dict[str, dict[str, Any]],
+                      similarity: dict[tuple[str, str], dict[str, float]]) -> list[dict[str, Any]]:
     """Rows ``{correlate, n, spearman, p_value}`` over the probed pairs that have the correlate.
 
     ``models``: per encoder name, its correlates record metrics plus ``published:<field>`` values;

@@ -30,7 +30,7 @@ def evaluate(probe: AlignmentProbe, test: PairedFeatures, *, zeroshot: Sequence[
              n_boot: int = 1000, seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]]]:
     """``(metrics, confidence_intervals)`` of ``probe`` on the held-out features."""
     from probe.metrics.compositional import winoground_scores
-    from probe.metrics.retrieval import probing_score_ci, recall_from_ranks, retrieval_ranks
+    from probe.metrics.retrieval import metrics_from_ranks, probing_score_ci, retrieval_ranks
     from probe.metrics.zeroshot import class_embeddings, topk_accuracy
 
     keep = test.usable_pairs()
@@ -40,11 +40,8 @@ def evaluate(probe: AlignmentProbe, test: PairedFeatures, *, zeroshot: Sequence[
     owner = test.caption_image[keep]
     i2t, t2i = retrieval_ranks(images, texts, owner)
     i2t[~image_ok] = -1  # skipped images are not queries
-    metrics: dict[str, float] = {}
-    for name, ranks in (("i2t", i2t), ("t2i", t2i)):
-        for k, value in recall_from_ranks(ranks).items():
-            metrics[f"retrieval/{name}_R@{k}"] = value
-    metrics["alignment/probing_score"] = 0.5 * (metrics["retrieval/i2t_R@10"] + metrics["retrieval/t2i_R@10"])
+    metrics = {(f"alignment/{key}" if key == "probing_score" else f"retrieval/{key}"): value
+               for key, value in metrics_from_ranks(i2t, t2i).items()}
     intervals = {"alignment/probing_score": list(probing_score_ci(i2t, t2i, owner, n_boot=n_boot, seed=seed))}
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)

@@ -98,6 +98,7 @@ def is_complete(path: Path) -> bool:
 
 
 def iter_records(results_dir: Path | str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every record (of one kind) under ``results_dir``; empty when none has been written yet."""
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     base = root / "records" / kind if kind else root / "records"
     return [read_record(p) | {"_path": str(p)} for p in sorted(base.rglob("*.json"))]

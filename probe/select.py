@@ -8,7 +8,6 @@ records exist, :func:`rank_agreement` says how well it did.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,6 @@ class SelectionRun:
     n_perm: int = 50
     seed: int = 0
     extract_kwargs: dict[str, Any] | None = None
-    echo: Callable[[str], None] = print
 
     def path(self, v: EncoderSpec, t: EncoderSpec) -> Path:
         from probe.results import record_path
@@ -119,7 +117,7 @@ def probing_scores(results_dir: Path, dataset: str, head: str | None = None, los
     from probe.results import iter_records
 
     best: dict[tuple[str, str], float] = {}
-    for record in iter_records(results_dir, "alignment") if (results_dir / "records" / "alignment").exists() else []:
+    for record in iter_records(results_dir, "alignment"):
         config = record.get("config", {})
         if record["status"] != "ok" or record["dataset"] != dataset:
             continue

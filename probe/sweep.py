@@ -35,8 +35,7 @@ class SweepSplits:
     compositional: SplitData | None = None
 
     def names(self) -> dict[str, str | None]:
-        return {role: (getattr(self, role).split if getattr(self, role) is not None else None)
-                for role in ("fit", "val", "eval", "compositional")}
+        return {role: (getattr(self, role).split if getattr(self, role) is not None else None) for role in ROLES}
 
 
 def plan_splits(dataset: Any, tasks: set[str], explicit_tasks: bool) -> tuple[SweepSplits, list[str]]:
@@ -136,6 +135,7 @@ class Sweep:
     skip_existing: bool = False
     extract_kwargs: dict[str, Any] = field(default_factory=dict)
     echo: Callable[[str], None] = print
+    _plan: tuple[SweepSplits, list[str]] | None = field(default=None, init=False, repr=False)
 
     def record_path(self, v: EncoderSpec, t: EncoderSpec, config: ProbeConfig) -> Path:
         from probe.results import record_path
@@ -143,14 +143,14 @@ class Sweep:
         return record_path(self.results_dir, "alignment", self.dataset.info.name, v.name, t.name,
                            f"{config.tag}-seed{config.seed}")
 
-    def prepare(self) -> None:
+    def prepare(self) -> tuple[SweepSplits, list[str]]:
         """Load and check the splits (errors surface here, before any work starts)."""
-        if not hasattr(self, "_plan"):
+        if self._plan is None:
             self._plan = plan_splits(self.dataset, self.tasks, self.explicit_tasks)
+        return self._plan
 
     def run(self) -> SweepOutcome:
-        self.prepare()
-        splits, label_tasks = self._plan
+        splits, label_tasks = self.prepare()
         outcome = SweepOutcome()
         todo = {}
         for v in self.vision:

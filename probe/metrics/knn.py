@@ -11,19 +11,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from probe.metrics.similarity import l2_normalize
+
 TEMPERATURE = 0.07
-
-
-def _normalised(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def nearest(train: np.ndarray, test: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(similarities, indices)`` [n_test, k] of each test row's k most cosine-similar train rows."""
     import faiss
 
-    train, test = _normalised(train), _normalised(test)
+    # faiss wants contiguous float32 rows
+    train = l2_normalize(np.ascontiguousarray(train, dtype=np.float32))
+    test = l2_normalize(np.ascontiguousarray(test, dtype=np.float32))
     index = faiss.IndexFlatIP(train.shape[1])
     index.add(train)
     return index.search(test, k)

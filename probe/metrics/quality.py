@@ -12,14 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from probe.metrics.knn import weighted_knn_accuracy
+from probe.metrics.similarity import l2_normalize
 
 
 def _labelled(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {task: np.asarray(v) for task, v in labels.items() if (np.asarray(v) >= 0).sum() >= 2}
-
-
-def _normalised(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def linear_probe_accuracy(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray,
@@ -41,7 +38,7 @@ def kmeans_score(x: np.ndarray, y: np.ndarray, measure: str = "nmi", seed: int =
 
     keep = y >= 0
     k = len(np.unique(y[keep]))
-    clusters = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(_normalised(x[keep]))
+    clusters = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(l2_normalize(x[keep]))
     fn = normalized_mutual_info_score if measure == "nmi" else v_measure_score
     return float(fn(y[keep], clusters))
 
@@ -86,7 +83,7 @@ def text_quality(train_texts: np.ndarray, train_owner: np.ndarray, train_labels:
     keep = i != j
     i, j = i[keep], j[keep]
     truth = sum((y_test[t][i] == y_test[t][j]).astype(float) for t in tasks)
-    unit = _normalised(test_texts)
+    unit = l2_normalize(test_texts)
     cosine = (unit[i] * unit[j]).sum(axis=1)
     out = _summarise("text", per_task)
     out["text/sts"] = float(spearmanr(cosine, truth).statistic)

@@ -88,7 +88,11 @@ def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k
 
 def retrieval_metrics(image_emb, text_emb, caption_image, ks: Sequence[int] = KS) -> dict[str, float]:
     """``{'i2t_R@1': ..., 't2i_R@10': ..., 'probing_score': mean of the two R@10}``."""
-    i2t, t2i = retrieval_ranks(image_emb, text_emb, caption_image)
+    return metrics_from_ranks(*retrieval_ranks(image_emb, text_emb, caption_image), ks)
+
+
+def metrics_from_ranks(i2t: np.ndarray, t2i: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+    """Recall@k both ways (queries with rank -1 left out) and the probing score when 10 is in ``ks``."""
     out = {f"i2t_R@{k}": v for k, v in recall_from_ranks(i2t, ks).items()}
     out |= {f"t2i_R@{k}": v for k, v in recall_from_ranks(t2i, ks).items()}
     if 10 in ks:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from probe.metrics.similarity import l2_normalize
+
 #: Used when a dataset brings no templates of its own (a subset of CLIP's ImageNet prompts).
 DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a photo of the {}.", "a drawing of a {}.",
                      "a close-up photo of a {}.", "a photo of a small {}.", "a photo of a large {}.")
@@ -23,14 +25,10 @@ def prompts(classes: Sequence[str], templates: Sequence[str]) -> list[str]:
     return [re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", t.format(c)) for c in classes for t in templates]
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
     """[n_classes * n_templates, d] class-major prompt embeddings -> [n_classes, d] ensembled."""
-    per_class = _normalise(np.asarray(prompt_emb, dtype=np.float64)).reshape(n_classes, -1, prompt_emb.shape[1])
-    return _normalise(per_class.mean(axis=1))
+    per_class = l2_normalize(np.asarray(prompt_emb, dtype=np.float64)).reshape(n_classes, -1, prompt_emb.shape[1])
+    return l2_normalize(per_class.mean(axis=1))
 
 
 def topk_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,

@@ -39,7 +39,7 @@ def _scatter(rows, key: str, label: str, path: Path) -> Path | None:
                 continue
             ax.scatter([r[key] for r in sel], [r["alignment/probing_score"] for r in sel], s=40,
                        facecolors="none" if control else colours(i % 10), edgecolors=colours(i % 10),
-                       label=text + (" (controls hollow)" if control and i == 0 else "") if not control else None)
+                       label=None if control else text)
     xs = [r[key] for r in points]
     title = f"{label} vs probing score"
     if len(points) >= 3 and len(set(xs)) > 1:

@@ -26,23 +26,18 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
-def _records(results_dir: Path, kind: str) -> list[dict[str, Any]]:
-    from probe.results import iter_records
-
-    return iter_records(results_dir, kind) if (results_dir / "records" / kind).exists() else []
-
-
 def build_table(results_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(rows, failures)``. Raises ProbeError when there is no alignment record at all."""
     from probe.errors import ProbeError
+    from probe.results import iter_records
 
-    alignment = _records(results_dir, "alignment")
+    alignment = iter_records(results_dir, "alignment")
     if not alignment:
         raise ProbeError(f"no results under {results_dir / 'records'}; run `probe run` first")
-    correlates = {(r["dataset"], r["model"]["name"]): r["metrics"] for r in _records(results_dir, "correlates")
+    correlates = {(r["dataset"], r["model"]["name"]): r["metrics"] for r in iter_records(results_dir, "correlates")
                   if r["status"] == "ok"}
     similarity: dict[tuple[str, str, str], dict[str, float]] = {}
-    for r in sorted(_records(results_dir, "similarity"), key=lambda r: r["split"] != "train"):
+    for r in sorted(iter_records(results_dir, "similarity"), key=lambda r: r["split"] != "train"):
         similarity.setdefault((r["dataset"], r["vision"]["name"], r["text"]["name"]), r["metrics"])  # train first
     rows, failures = [], []
     for r in alignment:
