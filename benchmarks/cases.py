@@ -150,7 +150,7 @@ def training(dv: int = 1280, dt: int = 384, out: int = 512) -> list[dict]:
         images, texts = torch.as_tensor(feats.images), torch.as_tensor(feats.texts)
         owner = torch.as_tensor(feats.caption_image)
         ours_times, base_times = [], []
-        for _ in range(2):  # interleaved; the first round also warms the allocator for both sides
+        for _ in range(3):  # interleaved; the first round also warms the allocator for both sides
             probe = AlignmentProbe(cfg)
             start = time.perf_counter()
             fit_grid([probe], feats)

@@ -19,11 +19,18 @@ from probe.errors import ProbeError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+SKIPPED_SHOWN = 5
+
+
 def echo_skipped(skipped: list) -> None:
     """Name, on one stderr line, the entries that `all` reached but whose weights are not here."""
     if skipped:
-        click.echo(f"skipping {len(skipped)} model(s) whose weights are not on this machine "
-                   f"(`probe models` says why for each): {', '.join(s.name for s in skipped)}", err=True)
+        names = [s.name for s in skipped]
+        shown = ", ".join(names[:SKIPPED_SHOWN])
+        if len(names) > SKIPPED_SHOWN:
+            shown += f" and {len(names) - SKIPPED_SHOWN} more"
+        click.echo(f"skipping {len(names)} model(s) whose weights are not on this machine: {shown} "
+                   "(`probe models` says why for each)", err=True)
 
 
 class Context:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probe.train import AlignmentProbe, PairedFeatures
+from probe.train import AlignmentProbe, PairedFeatures, rank_held_out
 
 
 @dataclass
@@ -30,19 +30,15 @@ def evaluate(probe: AlignmentProbe, test: PairedFeatures, *, zeroshot: Sequence[
              n_boot: int = 1000, seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]]]:
     """``(metrics, confidence_intervals)`` of ``probe`` on the held-out features."""
     from probe.metrics.compositional import winoground_scores
-    from probe.metrics.retrieval import metrics_from_ranks, probing_score_ci, retrieval_ranks
+    from probe.metrics.retrieval import metrics_from_ranks, probing_score_ci
     from probe.metrics.zeroshot import class_embeddings, topk_accuracy
 
-    keep = test.usable_pairs()
-    image_ok = np.isfinite(test.images).all(axis=1)
-    images = probe.embed_images(np.where(image_ok[:, None], test.images, 0.0))
-    texts = probe.embed_texts(test.texts[keep])
-    owner = test.caption_image[keep]
-    i2t, t2i = retrieval_ranks(images, texts, owner)
-    i2t[~image_ok] = -1  # skipped images are not queries
+    ranked = rank_held_out(probe, test)
+    images, image_ok = ranked.images, ranked.image_ok
     metrics = {(f"alignment/{key}" if key == "probing_score" else f"retrieval/{key}"): value
-               for key, value in metrics_from_ranks(i2t, t2i).items()}
-    intervals = {"alignment/probing_score": list(probing_score_ci(i2t, t2i, owner, n_boot=n_boot, seed=seed))}
+               for key, value in metrics_from_ranks(ranked.i2t, ranked.t2i).items()}
+    intervals = {"alignment/probing_score": list(probing_score_ci(ranked.i2t, ranked.t2i, ranked.caption_image,
+                                                                  n_boot=n_boot, seed=seed))}
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def siglip(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.
     rows, cols = positive_pairs(positives)
     # the positives' logits from the embeddings: no gradient scattered into a [B, B] matrix
     positive_sum = _pair_dots(scaled, text, rows, cols).sum() + bias * len(rows)
-    return (softplus_sum(scaled @ text.T, bias) - positive_sum) / image.shape[0]
+    return (pairwise_softplus_sum(scaled, text, bias) - positive_sum) / image.shape[0]
 
 
 def _pair_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -114,50 +115,84 @@ def batch_positive_pairs(image_ids: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return torch.cat([diagonal, shared[extra_rows]]), torch.cat([diagonal, shared[extra_cols]])
 
 
-def softplus_sum(z: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``softplus(z + bias).sum()`` (gradients ``sigmoid(z + bias)`` and its sum), in row blocks.
+def pairwise_softplus_sum(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``softplus(a @ b.T + bias).sum()``, with gradients for ``a``, ``b`` and ``bias``.
 
-    On a CPU, ``torch.nn.functional.softplus`` over a 4096 x 4096 matrix takes ~100 ms (log1p is
-    not vectorised and every pass streams the whole matrix from memory). Here every elementwise
-    step runs on blocks of 64 rows that stay in cache, with ``softplus(x) = max(x, 0) +
-    log(1 + exp(-|x|))``, and the bias is added block by block rather than in a pass of its own;
-    the backward pass likewise fuses the sigmoid, the scaling and the bias gradient (~25 ms each way).
+    The [B, B] logits live only inside this function. On a CPU, ``torch.nn.functional.softplus``
+    over 4096 x 4096 entries takes ~100 ms (log1p is not vectorised and every pass streams the
+    whole matrix from memory), and autograd would keep the logits, then build their gradient in a
+    second [B, B] matrix. Here the logits are computed by one matmul, every elementwise step runs
+    on row blocks of 128k entries that stay in cache, ``softplus(x) = max(x, 0) + log(1 + exp(-|x|))``,
+    and the same block is overwritten by ``sigmoid(x) = exp(min(x, 0) - log(1 + exp(-|x|)))``,
+    the gradient of the sum, reusing the exponential. The backward pass is then just the two
+    matmuls with that matrix; the upstream scalar scales their [B, d] results, not the [B, B] one.
     """
     import torch
 
-    return _softplus_sum_function().apply(z, bias if bias is not None else torch.zeros((), dtype=z.dtype))
+    return _pairwise_softplus_sum_function().apply(a, b, bias if bias is not None else torch.zeros((), dtype=a.dtype))
 
 
-BLOCK_ROWS = 64
+_spare_buffers: dict[tuple, torch.Tensor] = {}  # at most one free [B, B] CPU buffer
+
+
+def _logits_buffer(owner: object, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+    """A [rows, cols] buffer for the logits, reused across training steps on a CPU.
+
+    A fresh 64 MiB tensor is fresh pages from the kernel: at batch 4096 first-touch page faults
+    add ~12 ms to each step's logits matmul. The buffer goes back to the spare slot only when
+    ``owner`` (the autograd context that saved it) is freed, so no live graph can see it reused,
+    even with ``retain_graph``.
+    """
+    import torch
+
+    if like.device.type != "cpu":  # accelerators have caching allocators of their own
+        return torch.empty(rows, cols, dtype=like.dtype, device=like.device)
+    key = (rows, cols, like.dtype)
+    buffer = _spare_buffers.pop(key, None)
+    if buffer is None:
+        buffer = torch.empty(rows, cols, dtype=like.dtype)
+    weakref.finalize(owner, _return_buffer, key, buffer)
+    return buffer
+
+
+def _return_buffer(key: tuple, buffer: torch.Tensor) -> None:
+    _spare_buffers.clear()  # keep one: a grid with several batch sizes must not pile buffers up
+    _spare_buffers[key] = buffer
+
+
+BLOCK_ELEMENTS = 1 << 17  # 512 KiB of float32: a block and its temporaries stay in a 1 MiB L2
 
 
 @functools.cache
-def _softplus_sum_function():
+def _pairwise_softplus_sum_function():
     import torch
 
-    class SoftplusSum(torch.autograd.Function):
+    class PairwiseSoftplusSum(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, z, bias):
-            ctx.save_for_backward(z, bias)
-            total = 0.0
-            with torch.no_grad():
-                for block in z.split(BLOCK_ROWS):  # float32 sums per block, float64 across blocks
-                    x = block + bias
-                    total += float(x.clamp(min=0).sum()) + float(x.abs_().neg_().exp_().add_(1).log_().sum())
-            return torch.tensor(total, dtype=z.dtype)
+        def forward(ctx, a, b, bias):
+            logits = torch.mm(a, b.T, out=_logits_buffer(ctx, a.shape[0], b.shape[0], a))
+            # owned here: overwritten block by block with its sigmoid
+            keep = any(ctx.needs_input_grad)
+            total, bias_grad = 0.0, 0.0
+            for block in logits.split(max(1, BLOCK_ELEMENTS // logits.shape[1])):  # float32 sums per block, float64 across blocks
+                x = block + bias
+                log_term = x.abs().neg_().exp_().add_(1).log_()
+                total += float(x.clamp(min=0).sum()) + float(log_term.sum())
+                if keep:
+                    torch.clamp(x, max=0, out=block).sub_(log_term).exp_()
+                    bias_grad += float(block.sum())
+            ctx.save_for_backward(a, b, logits if keep else None)
+            ctx.bias_grad = bias_grad
+            return torch.tensor(total, dtype=a.dtype)
 
         @staticmethod
         def backward(ctx, grad):
-            z, bias = ctx.saved_tensors
-            out = torch.empty_like(z)
-            bias_grad = 0.0
-            for block, dest in zip(z.split(BLOCK_ROWS), out.split(BLOCK_ROWS), strict=True):
-                torch.sigmoid(block + bias, out=dest)
-                dest.mul_(grad)
-                bias_grad += float(dest.sum())
-            return out, torch.tensor(bias_grad, dtype=z.dtype)
+            a, b, sigmoid = ctx.saved_tensors
+            grad_a = (sigmoid @ b).mul_(grad) if ctx.needs_input_grad[0] else None
+            grad_b = (sigmoid.T @ a).mul_(grad) if ctx.needs_input_grad[1] else None
+            return grad_a, grad_b, grad * ctx.bias_grad
 
-    return SoftplusSum
+    return PairwiseSoftplusSum
 
 
 def make_loss(kind: str) -> torch.nn.Module:

@@ -131,18 +131,46 @@ class AlignmentProbe:
         return self._embed(self.text_head_, x)
 
 
-def _validation_score(trainer: _Trainer, val: PairedFeatures, keep: np.ndarray) -> float:
-    from probe.metrics.retrieval import retrieval_metrics
+@dataclass
+class HeldOutRanks:
+    """A held-out split embedded by a probe and ranked both ways (see :func:`rank_held_out`)."""
+
+    images: np.ndarray  # [n_images, d], zeros where the features were not finite
+    image_ok: np.ndarray  # [n_images] bool
+    caption_image: np.ndarray  # owner image of each caption kept
+    i2t: np.ndarray  # rank of each image's best caption, -1 for images that are not queries
+    t2i: np.ndarray
+
+
+def rank_held_out(probe: AlignmentProbe, split: PairedFeatures) -> HeldOutRanks:
+    """Embed a validation or test split and rank it both ways.
+
+    Images whose features are not finite (skipped at extraction) stay in the gallery as zero
+    vectors but are not queries, and their captions are left out; early stopping and the final
+    evaluation go through here, so both score the same queries.
+    """
+    from probe.metrics.retrieval import retrieval_ranks
+
+    keep = split.usable_pairs()
+    image_ok = np.isfinite(split.images).all(axis=1)
+    images = probe.embed_images(np.where(image_ok[:, None], split.images, 0.0))
+    owner = split.caption_image[keep]
+    i2t, t2i = retrieval_ranks(images, probe.embed_texts(split.texts[keep]), owner)
+    i2t[~image_ok] = -1
+    return HeldOutRanks(images, image_ok, owner, i2t, t2i)
+
+
+def _validation_score(trainer: _Trainer, val: PairedFeatures) -> float:
+    from probe.metrics.retrieval import metrics_from_ranks
 
     probe = trainer.probe
     probe.vision_head_, probe.text_head_ = trainer.vision, trainer.text
     trainer.vision.eval()
     trainer.text.eval()
-    score = retrieval_metrics(probe.embed_images(val.images), probe.embed_texts(val.texts[keep]),
-                              val.caption_image[keep])["probing_score"]
+    ranked = rank_held_out(probe, val)
     trainer.vision.train()
     trainer.text.train()
-    return score
+    return metrics_from_ranks(ranked.i2t, ranked.t2i)["probing_score"]
 
 
 def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: int) -> _Trainer:
@@ -204,7 +232,6 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
     owner = torch.as_tensor(train.caption_image, dtype=torch.long)
     batch_size = min(batch_size, len(pairs))
     steps_per_epoch = len(pairs) // batch_size  # drop the ragged last batch: contrastive losses want full ones
-    val_keep = val.usable_pairs() if val is not None else None
     trainers = [_make_trainer(p, images.shape[1], texts.shape[1], epochs * steps_per_epoch) for p in probes]
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):
@@ -234,8 +261,8 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
             if trainer.done:
                 continue
             entry = {"epoch": epoch + 1, "loss": losses[id(trainer)]}
-            if val is not None and val_keep is not None:
-                entry["val_probing_score"] = score = _validation_score(trainer, val, val_keep)
+            if val is not None:
+                entry["val_probing_score"] = score = _validation_score(trainer, val)
                 if score > trainer.best_score:
                     trainer.best_score, trainer.best_state, trainer.bad_epochs = score, _state(trainer), 0
                 else:

@@ -59,3 +59,18 @@ def test_click_usage_errors_are_one_line(run_cli):
     assert_one_line_error(run_cli("select", "--top", "0"), "Invalid value for '--top'")
     assert_one_line_error(run_cli("run", "--vision", "x"), "Missing option '--text'")
     assert_one_line_error(run_cli("nosuchcommand"), "No such command")
+
+
+def test_skipped_models_are_named_on_one_short_line(capsys):
+    from types import SimpleNamespace
+
+    from probe.cli import echo_skipped
+
+    echo_skipped([SimpleNamespace(name=f"hub/model-{i}") for i in range(42)])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "skipping 42 model(s)" in err
+    assert "hub/model-4 and 37 more" in err and "hub/model-5" not in err
+    echo_skipped([SimpleNamespace(name="hub/a"), SimpleNamespace(name="hub/b")])
+    assert "hub/a, hub/b (" in capsys.readouterr().err
+    echo_skipped([])
+    assert capsys.readouterr().err == ""

@@ -92,20 +92,39 @@ def test_heads_compute_their_formulas():
         make_head("deep", 6, 3)
 
 
-def test_blocked_softplus_sum_matches_torch_value_and_gradient():
-    from probe.losses import softplus_sum
+def test_pairwise_softplus_sum_matches_torch_value_and_gradients():
+    from probe.losses import pairwise_softplus_sum
 
-    z = (torch.randn(200, 70, dtype=torch.float64) * 15).requires_grad_()
+    a = (torch.randn(200, 9, dtype=torch.float64) * 4).requires_grad_()
+    b = (torch.randn(70, 9, dtype=torch.float64) * 4).requires_grad_()
     bias = torch.tensor(-3.0, dtype=torch.float64, requires_grad=True)
-    ours = softplus_sum(z, bias)
-    ours.backward()
-    ref_z = z.detach().clone().requires_grad_()
-    ref_bias = bias.detach().clone().requires_grad_()
-    ref = torch.nn.functional.softplus(ref_z + ref_bias, threshold=1000).sum()
-    ref.backward()
+    ours = pairwise_softplus_sum(a, b, bias)
+    (2.5 * ours).backward()  # an upstream factor other than 1 must scale every gradient
+    refs = [t.detach().clone().requires_grad_() for t in (a, b, bias)]
+    ref = torch.nn.functional.softplus(refs[0] @ refs[1].T + refs[2], threshold=1000).sum()
+    (2.5 * ref).backward()
     assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
-    torch.testing.assert_close(z.grad, ref_z.grad, rtol=1e-12, atol=1e-14)
-    assert bias.grad.item() == pytest.approx(ref_bias.grad.item(), rel=1e-10)
+    for mine, theirs in zip((a, b, bias), refs, strict=True):
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():  # no gradient wanted: same value, nothing kept for backward
+        assert pairwise_softplus_sum(a, b, bias).item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+def test_reused_logits_buffer_never_reaches_a_graph_that_is_still_alive():
+    from probe.losses import pairwise_softplus_sum
+
+    torch.manual_seed(0)
+    a, b = torch.randn(50, 4, requires_grad=True), torch.randn(40, 4, requires_grad=True)
+    first = pairwise_softplus_sum(a, b)
+    first.backward(retain_graph=True)
+    once = a.grad.clone()
+    for _ in range(3):  # steps with other inputs of the same shape: candidates for the buffer
+        pairwise_softplus_sum(torch.randn(50, 4) * 5, torch.randn(40, 4) * 5).item()
+        loss = pairwise_softplus_sum(torch.randn(50, 4, requires_grad=True), b.detach())
+        loss.backward()
+    a.grad = None
+    first.backward()  # the first graph's saved sigmoid must be untouched
+    torch.testing.assert_close(a.grad, once)
 
 
 def test_batch_positive_pairs_equal_the_mask_and_give_the_same_losses():

@@ -8,7 +8,7 @@ import torch
 
 from probe.errors import ProbeError
 from probe.metrics.retrieval import retrieval_metrics
-from probe.train import AlignmentProbe, PairedFeatures, ProbeConfig, fit_grid
+from probe.train import AlignmentProbe, PairedFeatures, ProbeConfig, fit_grid, rank_held_out
 
 
 def paired(seed: int, n_images: int = 300, per_image: int = 3) -> PairedFeatures:
@@ -92,6 +92,28 @@ def test_skipped_images_are_left_out_of_training():
     assert 5 not in set(train.caption_image[train.usable_pairs()])
     probe = AlignmentProbe(small(epochs=2)).fit(train, val)
     assert all(torch.isfinite(p).all() for p in probe.vision_head_.parameters())
+
+
+def test_a_skipped_validation_image_is_left_out_of_early_stopping():
+    train, val = paired(0), paired(1, 100)
+    val.images[7] = np.nan  # skipped at extraction
+    probe = AlignmentProbe(small(epochs=1)).fit(train, val)  # one epoch: the fitted weights are the scored ones
+    score = probe.history_[0]["val_probing_score"]
+    # by hand: image 7 is no query and its captions are dropped; it stays in the gallery as a zero vector
+    ok = np.arange(100) != 7
+    images = probe.embed_images(np.where(ok[:, None], val.images, 0.0))
+    keep = val.caption_image != 7
+    texts, owner = probe.embed_texts(val.texts[keep]), val.caption_image[keep]
+    sims = images @ texts.T
+    top_texts = np.argsort(-sims, axis=1)[:, :10]
+    i2t = np.mean([np.isin(owner[top_texts[i]], i).any() for i in np.flatnonzero(ok)])
+    top_images = np.argsort(-sims.T, axis=1)[:, :10]
+    t2i = np.mean([owner[j] in top_images[j] for j in range(len(owner))])
+    assert np.isfinite(score) and score == pytest.approx((i2t + t2i) / 2)
+    ranked = rank_held_out(probe, val)  # the ranks behind it, as the final evaluation sees them too
+    own = sims[owner, np.arange(len(owner))]
+    np.testing.assert_array_equal(ranked.t2i, (sims > own).sum(axis=0))
+    assert ranked.i2t[7] == -1 and (ranked.i2t[ok] >= 0).all()
 
 
 def test_config_checks():
