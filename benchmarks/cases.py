@@ -159,15 +159,22 @@ def training(dv: int = 1280, dt: int = 384, out: int = 512) -> list[dict]:
             plain = _plain_training_loop(images, texts, owner, order, cfg, steps, batch)
             base_times.append(time.perf_counter() - start)
         ours, base = min(ours_times), min(base_times)
-        agree = all(torch.allclose(p, q, rtol=1e-3, atol=1e-5)
-                    for p, q in zip(probe.vision_head_.parameters(), plain.parameters(), strict=True))
+        # Compared as functions: Adam moves every weight by about lr whatever its gradient's size,
+        # so weights with near-zero gradients differ by float noise in the gradient's sign.
+        with torch.no_grad():
+            plain.eval()
+            x = images[:512]
+            gap = float((torch.nn.functional.normalize(probe.vision_head_(x), dim=-1)
+                         - torch.nn.functional.normalize(plain(x), dim=-1)).abs().max())
+        agree = gap < 1e-4
         flops = steps * _step_flops(head, batch, dv, dt, out, cfg.star_width)
         results.append({
             "case": f"training[{head},{loss},batch{batch}]", "ours_s": ours, "baseline_s": base,
             "ratio": base / ours, "agree": bool(agree), "samples_per_s": n / ours,
             "floor_s": flops / rate, "matmul_gflops": rate / 1e9,
             "note": f"{n / ours:,.0f} samples/s; {100 * flops / rate / ours:.0f}% of the {rate / 1e9:.0f} GFLOP/s "
-                    f"matmul rate (target >= 80% for linear); plain loop {n / base:,.0f} samples/s"})
+                    f"matmul rate (target >= 80% for linear); plain loop {n / base:,.0f} samples/s; "
+                    f"embeddings differ by <= {gap:.1e}"})
     return results
 
 

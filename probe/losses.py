@@ -45,21 +45,26 @@ def _segment_logsumexp(values: torch.Tensor, segment: torch.Tensor, n: int) -> t
 def infonce(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE; ``log_scale`` is log(1 / temperature).
 
-    Only the all-pairs logsumexps touch every entry of the [B, B] logits; the positives' terms are
-    gathered by index, since a batch has about B of them, not B^2.
+    Only the all-pairs logsumexps touch every entry of the [B, B] logits (in
+    :func:`pairwise_logsumexp_sum`); the positives' terms are gathered by index, since a batch has
+    about B of them, not B^2.
     """
     import torch
 
     scale = log_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
     scaled = scale * image
-    logits = scaled @ text.T
+    n_rows, n_cols = image.shape[0], text.shape[0]
     rows, cols = positive_pairs(positives)
     pos = _pair_dots(scaled, text, rows, cols)  # from the embeddings: no gradient scattered into [B, B]
-    row_has = torch.zeros(logits.shape[0], dtype=torch.bool).index_fill(0, rows, True)
-    col_has = torch.zeros(logits.shape[1], dtype=torch.bool).index_fill(0, cols, True)
-    i2t = (torch.logsumexp(logits, dim=1) - _segment_logsumexp(pos, rows, logits.shape[0]))[row_has].mean()
-    t2i = (torch.logsumexp(logits, dim=0) - _segment_logsumexp(pos, cols, logits.shape[1]))[col_has].mean()
-    return 0.5 * (i2t + t2i)
+    row_has = torch.zeros(n_rows, dtype=torch.bool).index_fill(0, rows, True)
+    col_has = torch.zeros(n_cols, dtype=torch.bool).index_fill(0, cols, True)
+    # rows (columns) without a positive take no part: weight 0
+    row_weights = row_has.to(image.dtype) / row_has.sum()
+    col_weights = col_has.to(image.dtype) / col_has.sum()
+    all_pairs = pairwise_logsumexp_sum(scaled, text, row_weights, col_weights)
+    positive_i2t = _segment_logsumexp(pos, rows, n_rows)[row_has].mean()
+    positive_t2i = _segment_logsumexp(pos, cols, n_cols)[col_has].mean()
+    return 0.5 * (all_pairs - positive_i2t - positive_t2i)
 
 
 def siglip(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.Tensor,
@@ -193,6 +198,61 @@ def _pairwise_softplus_sum_function():
             return grad_a, grad_b, grad * ctx.bias_grad
 
     return PairwiseSoftplusSum
+
+
+def pairwise_logsumexp_sum(a: torch.Tensor, b: torch.Tensor, row_weights: torch.Tensor,
+                           col_weights: torch.Tensor) -> torch.Tensor:
+    """``row_weights @ logsumexp(L, 1) + col_weights @ logsumexp(L, 0)`` for ``L = a @ b.T``, with
+    gradients for ``a`` and ``b`` (the weights are constants).
+
+    Like :func:`pairwise_softplus_sum`, the [B, B] logits live only in here and are visited in
+    cache-sized row blocks, twice: the first pass gives each block's row logsumexps and updates a
+    running (max, sum) per column (the streaming logsumexp); the second overwrites the block with
+    the gradient ``row_weights_i softmax_row(L)_ij + col_weights_j softmax_col(L)_ij``. Autograd
+    over ``torch.logsumexp`` both ways would instead stream several [B, B] temporaries through memory.
+    """
+    return _pairwise_logsumexp_sum_function().apply(a, b, row_weights, col_weights)
+
+
+@functools.cache
+def _pairwise_logsumexp_sum_function():
+    import torch
+
+    class PairwiseLogsumexpSum(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b, row_weights, col_weights):
+            logits = torch.mm(a, b.T, out=_logits_buffer(ctx, a.shape[0], b.shape[0], a))
+            step = max(1, BLOCK_ELEMENTS // logits.shape[1])
+            row_lse = torch.empty(logits.shape[0], dtype=a.dtype)
+            col_max = torch.full((logits.shape[1],), float("-inf"), dtype=a.dtype)
+            col_sum = torch.zeros(logits.shape[1], dtype=a.dtype)
+            for start, block in zip(range(0, logits.shape[0], step), logits.split(step), strict=True):
+                peak = block.amax(dim=1, keepdim=True)
+                row_lse[start:start + len(block)] = (block - peak).exp_().sum(dim=1).log_().add_(peak.squeeze(1))
+                new_max = torch.maximum(col_max, block.amax(dim=0))
+                col_sum.mul_((col_max - new_max).exp_()).add_((block - new_max).exp_().sum(dim=0))
+                col_max = new_max
+            col_lse = col_sum.log_().add_(col_max)
+            total = (row_weights * row_lse).sum(dtype=torch.float64) + (col_weights * col_lse).sum(dtype=torch.float64)
+            keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+            if keep:
+                col_part = torch.empty(step, logits.shape[1], dtype=a.dtype)
+                for start, block in zip(range(0, logits.shape[0], step), logits.split(step), strict=True):
+                    part = col_part[:len(block)]
+                    torch.sub(block, col_lse, out=part).exp_().mul_(col_weights)
+                    rows = slice(start, start + len(block))
+                    block.sub_(row_lse[rows, None]).exp_().mul_(row_weights[rows, None]).add_(part)
+            ctx.save_for_backward(a, b, logits if keep else None)
+            return total.to(a.dtype)
+
+        @staticmethod
+        def backward(ctx, grad):
+            a, b, gradient = ctx.saved_tensors
+            grad_a = (gradient @ b).mul_(grad) if ctx.needs_input_grad[0] else None
+            grad_b = (gradient.T @ a).mul_(grad) if ctx.needs_input_grad[1] else None
+            return grad_a, grad_b, None, None
+
+    return PairwiseLogsumexpSum
 
 
 def make_loss(kind: str) -> torch.nn.Module:

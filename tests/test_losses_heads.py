@@ -38,6 +38,26 @@ def test_infonce_several_positives_counts_their_total_probability():
     assert got.item() == pytest.approx(0.5 * (rows / 2 + cols / 2), rel=1e-6)
 
 
+def test_infonce_gradients_equal_the_dense_masked_formula():
+    torch.manual_seed(1)
+    image = torch.nn.functional.normalize(torch.randn(9, 5, dtype=torch.float64), dim=1).requires_grad_()
+    text = torch.nn.functional.normalize(torch.randn(7, 5, dtype=torch.float64), dim=1).requires_grad_()
+    log_scale = torch.tensor(math.log(20.0), dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(9, 7) < 0.3
+    mask[0], mask[:, 0] = False, False  # a row and a column without positives take no part
+    mask[1, 1] = mask[2, 2] = True
+    infonce(image, text, mask, log_scale).backward()
+    leaves = [t.detach().clone().requires_grad_() for t in (image, text, log_scale)]
+    logits = leaves[2].exp() * leaves[0] @ leaves[1].T
+    masked = logits.masked_fill(~mask, float("-inf"))
+    rows, cols = mask.any(1), mask.any(0)
+    i2t = (torch.logsumexp(logits, 1) - torch.logsumexp(masked, 1))[rows].mean()
+    t2i = (torch.logsumexp(logits, 0) - torch.logsumexp(masked, 0))[cols].mean()
+    (0.5 * (i2t + t2i)).backward()
+    for ours, ref in zip((image, text, log_scale), leaves, strict=True):
+        torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-10, atol=1e-12)
+
+
 def test_infonce_logit_scale_is_clamped_at_100():
     big = infonce(IMAGE, TEXT, torch.eye(2, dtype=torch.bool), torch.tensor(math.log(1000.0)))
     at_cap = infonce(IMAGE, TEXT, torch.eye(2, dtype=torch.bool), torch.tensor(math.log(100.0)))
@@ -108,6 +128,26 @@ def test_pairwise_softplus_sum_matches_torch_value_and_gradients():
         torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-10, atol=1e-12)
     with torch.no_grad():  # no gradient wanted: same value, nothing kept for backward
         assert pairwise_softplus_sum(a, b, bias).item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])  # 100: logits far apart, where a naive exp overflows
+def test_pairwise_logsumexp_sum_matches_torch_value_and_gradients(scale):
+    from probe.losses import pairwise_logsumexp_sum
+
+    torch.manual_seed(0)
+    a = (torch.nn.functional.normalize(torch.randn(300, 16, dtype=torch.float64), dim=1) * scale).requires_grad_()
+    b = torch.nn.functional.normalize(torch.randn(200, 16, dtype=torch.float64), dim=1).requires_grad_()
+    row_weights, col_weights = torch.rand(300, dtype=torch.float64), torch.rand(200, dtype=torch.float64)
+    row_weights[::7] = 0  # rows without a positive
+    ours = pairwise_logsumexp_sum(a, b, row_weights, col_weights)
+    (3.0 * ours).backward()
+    ref_a, ref_b = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    logits = ref_a @ ref_b.T
+    ref = row_weights @ torch.logsumexp(logits, 1) + col_weights @ torch.logsumexp(logits, 0)
+    (3.0 * ref).backward()
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    torch.testing.assert_close(a.grad, ref_a.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(b.grad, ref_b.grad, rtol=1e-10, atol=1e-11)
 
 
 def test_reused_logits_buffer_never_reaches_a_graph_that_is_still_alive():
