@@ -59,6 +59,12 @@ def knn(x: np.ndarray, k: int, chunk: int = CHUNK_ROWS) -> tuple[np.ndarray, np.
 
     t = torch.from_numpy(np.ascontiguousarray(x))
     n = t.shape[0]
+    if n <= chunk:  # one block: the whole Gram matrix at once, no running top-k to merge into
+        with torch.inference_mode():
+            gram = t @ t.T
+            gram.fill_diagonal_(-torch.inf)
+            top = torch.topk(gram, k, dim=1)
+        return top.indices.numpy(), top.values.numpy()
     best_val = torch.full((n, k), -torch.inf)
     best_idx = torch.zeros((n, k), dtype=torch.int64)
 
