@@ -21,8 +21,8 @@ SIMILARITY_METRICS = ("mutual_knn", "cka", "cknna", "svcca")
 
 def first_caption_rows(images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray, max_pairs: int,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned rows (image, its first caption), images with non-finite features dropped, at most
-    ``max_pairs`` of them (a seeded subsample)."""
+    """Aligned (image row, caption row) indices: each image with its first caption, images or
+    captions with non-finite features dropped, at most ``max_pairs`` of them (a seeded subsample)."""
     owner = np.asarray(caption_image)
     first_caption = np.full(len(images), -1)
     first_caption[owner[::-1]] = np.arange(len(owner))[::-1]  # last write wins: the first caption
@@ -31,18 +31,16 @@ def first_caption_rows(images: np.ndarray, texts: np.ndarray, caption_image: np.
     rows = rows[np.isfinite(texts[first_caption[rows]]).all(axis=1)]
     if len(rows) > max_pairs:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
-    return images[rows], texts[first_caption[rows]]
+    return rows, first_caption[rows]
 
 
-def similarity_metrics(a: np.ndarray, b: np.ndarray, k: int = 10, n_boot: int = 50, n_perm: int = 50,
-                       seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
-    """``(metrics, intervals, null)`` for every similarity metric on aligned rows."""
-    from probe.metrics.similarity import score
+def similarity_metrics(a: Any, b: Any, plan: Any) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
+    """``(metrics, intervals, null)`` of every similarity metric, from two prepared sides
+    (:func:`probe.metrics.similarity.side`) on the same rows."""
+    from probe.metrics.similarity import pair_scores
 
     metrics, intervals, null = {}, {}, {}
-    for name in SIMILARITY_METRICS:
-        kwargs = {"k": k} if name in ("mutual_knn", "cknna") else {}
-        result = score(name, a, b, n_boot=n_boot, n_perm=n_perm, seed=seed, **kwargs)
+    for name, result in pair_scores(a, b, plan).items():
         key = f"similarity/{name}"
         metrics[key] = result.value
         intervals[key] = [result.ci_low, result.ci_high]
@@ -72,6 +70,7 @@ class SelectionRun:
 
     def run(self, vision: list[EncoderSpec], text: list[EncoderSpec], recompute: bool = False) -> list[dict]:
         from probe.errors import ProbeError
+        from probe.metrics.similarity import resample_plan, side
         from probe.results import is_complete, new_record, read_record, write_record
         from probe.sweep import SweepSplits, encoder_features, spec_summary
 
@@ -88,6 +87,16 @@ class SelectionRun:
                 features[spec.name] = encoder_features(spec, splits, [], self.extract_kwargs or {}, roles=("eval",))
             return features[spec.name].by_role["eval"]
 
+        # Each encoder's side (neighbours, principal basis, self-HSIC on every resample) is prepared
+        # once per set of rows and reused with every partner: V + T preparations, not 2 V T.
+        sides: dict[tuple[str, bytes], Any] = {}
+
+        def prepared(spec: EncoderSpec, x: np.ndarray, rows: np.ndarray, plan: Any) -> Any:
+            key = (spec.name, rows.tobytes())
+            if key not in sides:
+                sides[key] = side(x[rows], plan, SIMILARITY_METRICS, k=self.k)
+            return sides[key]
+
         records = []
         for v in vision:
             for t in text:
@@ -95,19 +104,24 @@ class SelectionRun:
                 if not recompute and is_complete(path):
                     records.append(read_record(path))
                     continue
-                a, b = first_caption_rows(feats(v), feats(t), data.caption_image, self.max_pairs, self.seed)
-                if len(a) <= self.k + 1:
-                    raise ProbeError(f"split {self.split!r} has {len(a)} usable pairs; need more than k + 1 = "
-                                     f"{self.k + 1} (lower --k)")
-                metrics, intervals, null = similarity_metrics(a, b, self.k, self.n_boot, self.n_perm, self.seed)
+                image_rows, caption_rows = first_caption_rows(feats(v), feats(t), data.caption_image,
+                                                              self.max_pairs, self.seed)
+                if len(image_rows) <= self.k + 1:
+                    raise ProbeError(f"split {self.split!r} has {len(image_rows)} usable pairs; need more than "
+                                     f"k + 1 = {self.k + 1} (lower --k)")
+                plan = resample_plan(len(image_rows), self.n_boot, self.n_perm, self.seed, k=self.k)
+                metrics, intervals, null = similarity_metrics(prepared(v, feats(v), image_rows, plan),
+                                                              prepared(t, feats(t), caption_rows, plan), plan)
                 record = new_record("similarity", dataset=self.dataset.info.name, split=self.split, seed=self.seed,
                                     config={"k": self.k, "max_pairs": self.max_pairs, "n_boot": self.n_boot,
                                             "n_perm": self.n_perm, "pairs": "image + first caption"},
-                                    n_pairs=len(a), vision=spec_summary(v), text=spec_summary(t),
+                                    n_pairs=len(image_rows), vision=spec_summary(v), text=spec_summary(t),
                                     metrics=metrics, intervals=intervals, interval_level=0.95, null=null)
                 write_record(path, record)
                 records.append(record)
             features.pop(v.name, None)
+            for key in [key for key in sides if key[0] == v.name]:
+                del sides[key]
         return records
 
 

@@ -81,9 +81,9 @@ def test_rank_agreement_and_first_caption_rows():
     images = np.arange(8.0).reshape(4, 2)
     images[2] = np.nan
     texts = np.arange(12.0).reshape(6, 2) * 10
-    a, b = first_caption_rows(images, texts, np.array([0, 0, 1, 2, 3, 3]), max_pairs=10)
-    np.testing.assert_array_equal(a, images[[0, 1, 3]])
-    np.testing.assert_array_equal(b, texts[[0, 2, 4]])
+    image_rows, caption_rows = first_caption_rows(images, texts, np.array([0, 0, 1, 2, 3, 3]), max_pairs=10)
+    np.testing.assert_array_equal(image_rows, [0, 1, 3])
+    np.testing.assert_array_equal(caption_rows, [0, 2, 4])
 
 
 TINY = ("--vision", "test/tiny-vit", "--vision", "test/tiny-vit-wide", "--text", "test/tiny-bert")

@@ -203,3 +203,37 @@ def test_interval_covers_the_value_and_matches_the_sampling_spread(metric, kwarg
         assert result.ci_low <= result.value <= result.ci_high
         widths.append(result.ci_high - result.ci_low)
     assert 0.6 * true_width < np.mean(widths) < 1.6 * true_width
+
+
+def test_prepared_sides_give_what_each_metric_gives_on_every_resample(pair):
+    """The shared-side path (neighbours, bases, self-HSIC once per encoder and resample; shuffles
+    as relabelling) against calling the metric functions on every resample."""
+    from probe.metrics.similarity import pair_scores, resample_plan, side
+
+    a, b = pair
+    plan = resample_plan(len(a), n_boot=8, n_perm=8, seed=3, k=5)
+    got = pair_scores(side(a, plan, k=5, dim=4), side(b, plan, k=5, dim=4), plan)
+    for metric, kwargs in (("mutual_knn", {"k": 5}), ("cknna", {"k": 5}), ("cka", {}), ("svcca", {"dim": 4})):
+        fn = METRICS[metric]
+        value = fn(a, b, **kwargs)
+        boots = [fn(a[rows], b[rows], **kwargs) for rows in plan.boots]
+        nulls = [fn(a, b[perm], **kwargs) for perm in plan.perms]
+        widen = np.sqrt(plan.m / (plan.n - plan.m))
+        q_low, q_high = np.quantile(boots, [0.025, 0.975])
+        result = got[metric]
+        assert result.value == pytest.approx(value, abs=1e-6)
+        assert result.ci_low == pytest.approx(value - widen * (q_high - np.median(boots)), abs=1e-5)
+        assert result.ci_high == pytest.approx(value + widen * (np.median(boots) - q_low), abs=1e-5)
+        assert result.null_mean == pytest.approx(np.mean(nulls), abs=1e-6)
+        assert result.p_value == pytest.approx((1 + sum(v >= value - 1e-9 for v in nulls)) / 9)
+
+
+def test_sides_must_match_their_plan(pair):
+    from probe.metrics.similarity import resample_plan, side
+
+    a, _ = pair
+    plan = resample_plan(len(a) - 1, n_boot=2, n_perm=2)
+    with pytest.raises(ProbeError, match="features have 120 rows but the resample plan is for 119"):
+        side(a, plan)
+    with pytest.raises(ProbeError, match="unknown metric 'procrustes'"):
+        side(a, resample_plan(len(a), 1, 1), ("procrustes",))
