@@ -259,15 +259,21 @@ def svcca(a: Any, b: Any, dim: int = 10, normalize: bool = True) -> float:
 
 def _basis(x: np.ndarray, dim: int) -> np.ndarray:
     """Orthonormal basis of the top-``dim`` principal components (U S of the centred data), from the
-    smaller of its two Gram matrices: an N x N or d x d symmetric eigenproblem, not a full SVD."""
-    from scipy.linalg import eigh
+    smaller of its two Gram matrices: an N x N or d x d symmetric eigenproblem, not a full SVD.
 
-    xc = x.astype(np.float64) - x.mean(0)
-    gram = xc @ xc.T if xc.shape[0] <= xc.shape[1] else xc.T @ xc
-    m = gram.shape[0]
-    values, vectors = eigh(gram, subset_by_index=[m - dim, m - 1])  # only the top dim pairs
-    components = vectors * np.sqrt(np.maximum(values, 0)) if xc.shape[0] <= xc.shape[1] else xc @ vectors
-    return np.linalg.qr(components)[0]
+    All in torch: interleaving numpy's BLAS threads with torch's OpenMP threads (the neighbour
+    searches next to it) made each basis several times slower on a 2-core machine.
+    """
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x)).double()
+    xc = xt - xt.mean(0)
+    few_rows = xc.shape[0] <= xc.shape[1]
+    with torch.inference_mode():
+        values, vectors = torch.linalg.eigh(xc @ xc.T if few_rows else xc.T @ xc)  # ascending
+        values, vectors = values[-dim:], vectors[:, -dim:]
+        components = vectors * values.clamp(min=0).sqrt() if few_rows else xc @ vectors
+        return torch.linalg.qr(components)[0].numpy()
 
 
 def _mean_canonical_correlation(qa: np.ndarray, qb: np.ndarray) -> float:
