@@ -22,6 +22,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 SKIPPED_SHOWN = 5
 
 
+def checked_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--device`` callback: an unknown or absent device fails before any work starts."""
+    if value is None:
+        return None
+    from probe.encoders.base import pick_device
+
+    return pick_device(value)
+
+
 def echo_skipped(skipped: list) -> None:
     """Name, on one stderr line, the entries that `all` reached but whose weights are not here."""
     if skipped:

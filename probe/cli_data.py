@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT, echo_skipped
+from probe.cli import CONTEXT, checked_device, echo_skipped
 
 
 @click.command(context_settings=CONTEXT)
@@ -48,7 +48,7 @@ def datasets(names: tuple[str, ...]) -> None:
               help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Feature cache folder [default: results/features or $PROBE_CACHE_DIR].")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if present].")
+@click.option("--device", default=None, callback=checked_device, help="cpu, cuda, cuda:1 ... [default: cuda if present].")
 @click.pass_obj
 def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_image, cache_dir, device) -> None:
     """Extract features for models on a dataset into the cache (resumable; reused by every pair).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT, echo_skipped
+from probe.cli import CONTEXT, checked_device, echo_skipped
 
 
 @click.command(context_settings=CONTEXT)
@@ -36,7 +36,8 @@ from probe.cli import CONTEXT, echo_skipped
               help="DataLoader workers for feature extraction.")
 @click.option("--extract-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Batch size of feature extraction on a cache miss.")
-@click.option("--device", default=None, help="Device for feature extraction [default: cuda if present].")
+@click.option("--device", default=None, callback=checked_device,
+              help="Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
 @click.pass_obj
 def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
         results_dir, cache_dir, workers, extract_batch_size, device) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT, echo_skipped
+from probe.cli import CONTEXT, checked_device, echo_skipped
 
 _COMMON = [
     click.option("--dataset", "-d", default="shapes", show_default=True, help="Dataset (as for `probe run`)."),
@@ -15,7 +15,7 @@ _COMMON = [
     click.option("--head", default=None, help="Compare with probing records of this head only [default: best of any]."),
     click.option("--loss", default=None, help="Compare with probing records of this loss only [default: best of any]."),
     click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0)),
-    click.option("--device", default=None, help="Device for feature extraction on a cache miss."),
+    click.option("--device", default=None, callback=checked_device, help="Device for feature extraction on a cache miss."),
 ]
 
 

@@ -37,8 +37,9 @@ def _segment_logsumexp(values: torch.Tensor, segment: torch.Tensor, n: int) -> t
     """logsumexp of ``values`` grouped by ``segment`` (ids in [0, n)); O(len(values)), no dense mask."""
     import torch
 
-    peak = torch.full((n,), float("-inf"), dtype=values.dtype).scatter_reduce(0, segment, values.detach(), "amax")
-    total = torch.zeros(n, dtype=values.dtype).index_add(0, segment, (values - peak[segment]).exp())
+    peak = torch.full((n,), float("-inf"), dtype=values.dtype, device=values.device).scatter_reduce(
+        0, segment, values.detach(), "amax")
+    total = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, segment, (values - peak[segment]).exp())
     return total.log() + peak
 
 
@@ -56,8 +57,8 @@ def infonce(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch
     n_rows, n_cols = image.shape[0], text.shape[0]
     rows, cols = positive_pairs(positives)
     pos = _pair_dots(scaled, text, rows, cols)  # from the embeddings: no gradient scattered into [B, B]
-    row_has = torch.zeros(n_rows, dtype=torch.bool).index_fill(0, rows, True)
-    col_has = torch.zeros(n_cols, dtype=torch.bool).index_fill(0, cols, True)
+    row_has = torch.zeros(n_rows, dtype=torch.bool, device=image.device).index_fill(0, rows, True)
+    col_has = torch.zeros(n_cols, dtype=torch.bool, device=image.device).index_fill(0, cols, True)
     # rows (columns) without a positive take no part: weight 0
     row_weights = row_has.to(image.dtype) / row_has.sum()
     col_weights = col_has.to(image.dtype) / col_has.sum()
@@ -88,7 +89,7 @@ def _pair_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch
     import torch
 
     n = a.shape[0]
-    diagonal = torch.arange(n)
+    diagonal = torch.arange(n, device=a.device)
     if len(rows) >= n and torch.equal(rows[:n], diagonal) and torch.equal(cols[:n], diagonal):
         head = (a * b).sum(dim=1)
         if len(rows) == n:
@@ -110,7 +111,7 @@ def batch_positive_pairs(image_ids: torch.Tensor) -> tuple[torch.Tensor, torch.T
     import torch
 
     _, group, counts = torch.unique(image_ids, return_inverse=True, return_counts=True)
-    diagonal = torch.arange(len(image_ids))
+    diagonal = torch.arange(len(image_ids), device=image_ids.device)
     shared = torch.nonzero(counts[group] > 1).squeeze(1)
     if len(shared) == 0:
         return diagonal, diagonal
@@ -134,7 +135,10 @@ def pairwise_softplus_sum(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor |
     """
     import torch
 
-    return _pairwise_softplus_sum_function().apply(a, b, bias if bias is not None else torch.zeros((), dtype=a.dtype))
+    bias = bias if bias is not None else torch.zeros((), dtype=a.dtype, device=a.device)
+    if a.device.type != "cpu":  # what the blocks save on a CPU, an accelerator's bandwidth gives for free
+        return torch.nn.functional.softplus(a @ b.T + bias, threshold=1000).sum()
+    return _pairwise_softplus_sum_function().apply(a, b, bias)
 
 
 _spare_buffers: dict[tuple, torch.Tensor] = {}  # at most one free [B, B] CPU buffer
@@ -150,8 +154,6 @@ def _logits_buffer(owner: object, rows: int, cols: int, like: torch.Tensor) -> t
     """
     import torch
 
-    if like.device.type != "cpu":  # accelerators have caching allocators of their own
-        return torch.empty(rows, cols, dtype=like.dtype, device=like.device)
     key = (rows, cols, like.dtype)
     buffer = _spare_buffers.pop(key, None)
     if buffer is None:
@@ -211,6 +213,11 @@ def pairwise_logsumexp_sum(a: torch.Tensor, b: torch.Tensor, row_weights: torch.
     the gradient ``row_weights_i softmax_row(L)_ij + col_weights_j softmax_col(L)_ij``. Autograd
     over ``torch.logsumexp`` both ways would instead stream several [B, B] temporaries through memory.
     """
+    if a.device.type != "cpu":  # as in pairwise_softplus_sum: plain autograd on accelerators
+        import torch
+
+        logits = a @ b.T
+        return row_weights @ torch.logsumexp(logits, 1) + col_weights @ torch.logsumexp(logits, 0)
     return _pairwise_logsumexp_sum_function().apply(a, b, row_weights, col_weights)
 
 

@@ -214,10 +214,13 @@ class Sweep:
         def paired(role: str) -> PairedFeatures:
             return PairedFeatures(vf.by_role[role], tf.by_role[role], getattr(splits, role).caption_image)
 
+        from probe.encoders.base import pick_device
+
+        device = pick_device(self.extract_kwargs.get("device"))  # heads train where the encoders ran
         start = time.perf_counter()
         probes = [AlignmentProbe(c) for c in configs]
         try:
-            fit_grid(probes, paired("fit"), paired("val") if splits.val is not None else None)
+            fit_grid(probes, paired("fit"), paired("val") if splits.val is not None else None, device=device)
         except ProbeError as exc:
             for config in configs:
                 fail(config, str(exc))
@@ -237,7 +240,7 @@ class Sweep:
                                           seed=probe.config.seed)
             record = base(probe.config) | {
                 "metrics": metrics, "intervals": intervals, "interval_level": 0.95,
-                "training": {"epochs_run": len(probe.history_), "best_epoch": probe.best_epoch_,
+                "training": {"device": device, "epochs_run": len(probe.history_), "best_epoch": probe.best_epoch_,
                              "steps": probe.steps_, "history": probe.history_},
                 "timing": {"fit_grid_s": round(fit_seconds, 3), "eval_s": round(time.perf_counter() - start, 3),
                            "grid_size": len(probes)},

@@ -109,8 +109,8 @@ class AlignmentProbe:
     def __init__(self, config: ProbeConfig | None = None):
         self.config = config or ProbeConfig()
 
-    def fit(self, train: PairedFeatures, val: PairedFeatures | None = None) -> AlignmentProbe:
-        fit_grid([self], train, val)
+    def fit(self, train: PairedFeatures, val: PairedFeatures | None = None, device: str = "cpu") -> AlignmentProbe:
+        fit_grid([self], train, val, device=device)
         if self.error_:
             raise ProbeError(self.error_)
         return self
@@ -118,9 +118,10 @@ class AlignmentProbe:
     def _embed(self, head: Any, x: np.ndarray) -> np.ndarray:
         import torch
 
+        device = next(head.parameters()).device
         with torch.inference_mode():
-            out = head(torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)))
-            return torch.nn.functional.normalize(out, dim=-1).numpy()
+            out = head(torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device))
+            return torch.nn.functional.normalize(out, dim=-1).cpu().numpy()
 
     def embed_images(self, x: np.ndarray) -> np.ndarray:
         """L2-normalised aligned image embeddings."""
@@ -173,14 +174,14 @@ def _validation_score(trainer: _Trainer, val: PairedFeatures) -> float:
     return metrics_from_ranks(ranked.i2t, ranked.t2i)["probing_score"]
 
 
-def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: int) -> _Trainer:
+def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: int, device: str) -> _Trainer:
     import torch
 
     cfg = probe.config
-    torch.manual_seed(cfg.seed)
-    vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
-    text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
-    loss = make_loss(cfg.loss)
+    torch.manual_seed(cfg.seed)  # initialised on the CPU: the same starting weights on every device
+    vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width).to(device)
+    text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width).to(device)
+    loss = make_loss(cfg.loss).to(device)
     decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim > 1]
     no_decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim <= 1]
     optimiser = torch.optim.AdamW([
@@ -205,10 +206,11 @@ def _state(trainer: _Trainer) -> dict:
 
 
 def fit_grid(probes: Sequence[AlignmentProbe], train: PairedFeatures, val: PairedFeatures | None = None,
-             progress: Any = None) -> list[AlignmentProbe]:
+             progress: Any = None, device: str = "cpu") -> list[AlignmentProbe]:
     """Fit every probe; those sharing (batch_size, epochs, seed) train in lockstep on shared batches.
 
-    A probe whose loss turns NaN or infinite stops with ``error_`` set; the others go on.
+    A probe whose loss turns NaN or infinite stops with ``error_`` set; the others go on. The
+    features, heads and batches live on ``device``; the fitted heads stay there.
     """
     groups: dict[tuple[int, int, int], list[AlignmentProbe]] = {}
     for probe in probes:
@@ -216,26 +218,26 @@ def fit_grid(probes: Sequence[AlignmentProbe], train: PairedFeatures, val: Paire
         cfg = probe.config
         groups.setdefault((cfg.batch_size, cfg.epochs, cfg.seed), []).append(probe)
     for (batch_size, epochs, seed), members in groups.items():
-        _fit_lockstep(members, train, val, batch_size, epochs, seed, progress)
+        _fit_lockstep(members, train, val, batch_size, epochs, seed, progress, device)
     return list(probes)
 
 
 def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: PairedFeatures | None,
-                  batch_size: int, epochs: int, seed: int, progress: Any) -> None:
+                  batch_size: int, epochs: int, seed: int, progress: Any, device: str) -> None:
     import torch
 
     pairs = train.usable_pairs()
     if len(pairs) < 2:
         raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
-    images = torch.as_tensor(np.ascontiguousarray(train.images, dtype=np.float32))
-    texts = torch.as_tensor(np.ascontiguousarray(train.texts, dtype=np.float32))
-    owner = torch.as_tensor(train.caption_image, dtype=torch.long)
+    images = torch.as_tensor(np.ascontiguousarray(train.images, dtype=np.float32), device=device)
+    texts = torch.as_tensor(np.ascontiguousarray(train.texts, dtype=np.float32), device=device)
+    owner = torch.as_tensor(train.caption_image, dtype=torch.long, device=device)
     batch_size = min(batch_size, len(pairs))
     steps_per_epoch = len(pairs) // batch_size  # drop the ragged last batch: contrastive losses want full ones
-    trainers = [_make_trainer(p, images.shape[1], texts.shape[1], epochs * steps_per_epoch) for p in probes]
+    trainers = [_make_trainer(p, images.shape[1], texts.shape[1], epochs * steps_per_epoch, device) for p in probes]
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):
-        order = torch.as_tensor(pairs[rng.permutation(len(pairs))])
+        order = torch.as_tensor(pairs[rng.permutation(len(pairs))], device=device)
         losses = {id(t): 0.0 for t in trainers}
         for step in range(steps_per_epoch):
             batch = order[step * batch_size:(step + 1) * batch_size]

@@ -74,3 +74,15 @@ def test_skipped_models_are_named_on_one_short_line(capsys):
     assert "hub/a, hub/b (" in capsys.readouterr().err
     echo_skipped([])
     assert capsys.readouterr().err == ""
+
+
+def test_an_unknown_or_absent_device_fails_before_any_work(run_cli, tmp_path):
+    import torch
+
+    env = {"PROBE_RESULTS_DIR": str(tmp_path / "r")}
+    assert_one_line_error(run_cli("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--device", "gpu",
+                                  env=env), "unknown device 'gpu'", "valid: cpu, cuda")
+    absent = f"cuda:{torch.cuda.device_count()}"  # one past the last device torch sees
+    assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--device", absent, env=env),
+                          f"device '{absent}' is not available")
+    assert not (tmp_path / "r").exists()  # nothing started

@@ -11,6 +11,7 @@ import time
 import pytest
 from conftest import ROOT, assert_one_line_error
 
+from probe.encoders.base import pick_device
 from probe.results import VOLATILE, load
 
 TINY = ("--vision", "test/tiny-vit", "--vision", "test/tiny-vit-wide", "--text", "test/tiny-bert")
@@ -37,6 +38,7 @@ def test_run_writes_one_reproducible_record_per_pair(run_cli, tmp_path, cache):
         assert strip == {k: v for k, v in b[name].items() if k not in VOLATILE}
         assert record["schema_version"] == 1 and record["status"] == "ok" and record["seed"] == 0
         assert record["config"]["head"] == "linear" and record["config"]["epochs"] == 2
+        assert record["training"]["device"] == pick_device()  # heads train where the encoders ran
         assert record["vision"]["name"].startswith("test/tiny-vit") and record["text"]["name"] == "test/tiny-bert"
         assert record["splits"] == {"fit": "train", "val": "val", "eval": "test", "compositional": "winoground"}
         metrics = record["metrics"]

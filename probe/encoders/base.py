@@ -21,12 +21,23 @@ if TYPE_CHECKING:
 
 
 def pick_device(device: str | None = None) -> str:
-    """CUDA when present, else CPU; an explicit choice wins."""
-    if device:
-        return device
+    """CUDA when present, else CPU; an explicit choice wins once it is known to exist here."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        from probe.errors import ProbeError
+
+        raise ProbeError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N") from None
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        from probe.errors import ProbeError
+
+        raise ProbeError(f"device {device!r} is not available: torch sees {torch.cuda.device_count()} CUDA "
+                         "device(s) here; use --device cpu")
+    return device
 
 
 def cuda_dtype() -> Any:
