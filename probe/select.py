@@ -69,6 +69,8 @@ class SelectionRun:
                            f"{self.split}-k{self.k}-n{self.max_pairs}-seed{self.seed}")
 
     def run(self, vision: list[EncoderSpec], text: list[EncoderSpec], recompute: bool = False) -> list[dict]:
+        from tqdm.auto import tqdm
+
         from probe.errors import ProbeError
         from probe.metrics.similarity import resample_plan, side
         from probe.results import is_complete, new_record, read_record, write_record
@@ -98,8 +100,12 @@ class SelectionRun:
             return sides[key]
 
         records = []
+        # a bar on a terminal only (disable=None), as for extraction: captured stderr stays clean
+        bar = tqdm(total=len(vision) * len(text), desc=f"similarity {self.dataset.info.name}/{self.split}",
+                   unit=" pair", disable=None, leave=False)
         for v in vision:
             for t in text:
+                bar.update(1)
                 path = self.path(v, t)
                 if not recompute and is_complete(path):
                     records.append(read_record(path))
@@ -122,6 +128,7 @@ class SelectionRun:
             features.pop(v.name, None)
             for key in [key for key in sides if key[0] == v.name]:
                 del sides[key]
+        bar.close()
         return records
 
 
