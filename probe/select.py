@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probe.registry import EncoderSpec
+
+if TYPE_CHECKING:
+    from probe.metrics.similarity import ResamplePlan, Side
 
 SIMILARITY_METRICS = ("mutual_knn", "cka", "cknna", "svcca")
 
@@ -34,7 +37,8 @@ def first_caption_rows(images: np.ndarray, texts: np.ndarray, caption_image: np.
     return rows, first_caption[rows]
 
 
-def similarity_metrics(a: Any, b: Any, plan: Any) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
+def similarity_metrics(a: Side, b: Side, plan: ResamplePlan
+                       ) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
     """``(metrics, intervals, null)`` of every similarity metric, from two prepared sides
     (:func:`probe.metrics.similarity.side`) on the same rows."""
     from probe.metrics.similarity import pair_scores
@@ -91,9 +95,9 @@ class SelectionRun:
 
         # Each encoder's side (neighbours, principal basis, self-HSIC on every resample) is prepared
         # once per set of rows and reused with every partner: V + T preparations, not 2 V T.
-        sides: dict[tuple[str, bytes], Any] = {}
+        sides: dict[tuple[str, bytes], Side] = {}
 
-        def prepared(spec: EncoderSpec, x: np.ndarray, rows: np.ndarray, plan: Any) -> Any:
+        def prepared(spec: EncoderSpec, x: np.ndarray, rows: np.ndarray, plan: ResamplePlan) -> Side:
             key = (spec.name, rows.tobytes())
             if key not in sides:
                 sides[key] = side(x[rows], plan, SIMILARITY_METRICS, k=self.k)

@@ -29,12 +29,8 @@ def pick_device(device: str | None = None) -> str:
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        from probe.errors import ProbeError
-
         raise ProbeError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N") from None
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        from probe.errors import ProbeError
-
         raise ProbeError(f"device {device!r} is not available: torch sees {torch.cuda.device_count()} CUDA "
                          "device(s) here; use --device cpu")
     return device
