@@ -46,7 +46,7 @@ def extraction(model: str = "efficientnet/lite0-in1k", split: str = "train", bat
 
     from probe.data import get_dataset
     from probe.encoders import load_encoder
-    from probe.features import split_features
+    from probe.features import ExtractOptions, split_features
     from probe.registry import Registry
 
     spec = Registry.load().get(model)
@@ -65,8 +65,8 @@ def extraction(model: str = "efficientnet/lite0-in1k", split: str = "train", bat
         base_times.append(best_of(forward, 1))
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            result = split_features(spec, data, cache_dir=Path(tmp), batch_size=batch_size, workers=workers,
-                                    progress=False, encoder=encoder)
+            result = split_features(spec, data, ExtractOptions(cache_dir=Path(tmp), batch_size=batch_size,
+                                                               workers=workers, progress=False), encoder=encoder)
             timings.append(time.perf_counter() - start)
     base = min(base_times)
     ours = min(timings)
@@ -107,8 +107,8 @@ def _plain_training_loop(images, texts, owner, order, cfg, steps: int, batch: in
 
     import torch
 
-    from probe.heads import make_head
-    from probe.losses import make_loss
+    from probe.align.heads import make_head
+    from probe.align.losses import make_loss
 
     torch.manual_seed(cfg.seed)
     vision = make_head(cfg.head, images.shape[1], cfg.out_dim, star_width=cfg.star_width).to(images.device)
@@ -149,8 +149,9 @@ def training(dv: int = 1280, dt: int = 384, out: int = 512, device: str | None =
     import numpy as np
     import torch
 
+    from probe.align.config import ProbeConfig
+    from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
     from probe.encoders.base import pick_device
-    from probe.train import AlignmentProbe, PairedFeatures, ProbeConfig, fit_grid
 
     device = pick_device(device)
     rate = matmul_rate(device=device)
@@ -299,7 +300,8 @@ def selection(n_vision: int = 3, n_text: int = 3, n: int = 1000, n_boot: int = 1
     per pair, against every metric recomputed on every resample of every pair."""
     import numpy as np
 
-    from probe.metrics.similarity import METRICS, pair_scores, resample_plan, side
+    from probe.metrics.resampling import pair_scores, resample_plan, side
+    from probe.metrics.similarity import METRICS
 
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(n, 32)).astype(np.float32)

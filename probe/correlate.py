@@ -8,54 +8,85 @@ with the probing score by Spearman's rank correlation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from probe.features.options import ExtractOptions
+from probe.features.roles import EncoderFeatures
+from probe.pipeline.runner import Item
+from probe.pipeline.splits import SplitPlan
+from probe.records import keys
 from probe.registry import EncoderSpec
 
 
-def correlates_path(results_dir: Path, dataset: str, spec: EncoderSpec) -> Path:
-    from probe.results import record_path
+@dataclass
+class CorrelatesWork:
+    """One correlates record per encoder (a :class:`~probe.pipeline.runner.PairWork` over single
+    encoders); nothing to do on a dataset without class labels."""
 
-    return record_path(results_dir, "correlates", dataset, spec.name)
+    dataset_name: str
+    plan: SplitPlan
+    results_dir: Path
+    options: ExtractOptions
+    label: str = "correlates"
 
+    def units(self, item: Item) -> Sequence[str]:
+        return ("correlates",) if self.plan.label_tasks else ()
 
-def encoder_correlates(spec: EncoderSpec, dataset: Any, results_dir: Path, extract_kwargs: dict[str, Any],
-                       recompute: bool = False) -> dict[str, Any] | None:
-    """The correlates record of one encoder (computed and written on a miss); None without labels."""
-    from probe.metrics.quality import text_quality, vision_quality
-    from probe.results import is_complete, new_record, read_record, write_record
-    from probe.sweep import encoder_features, plan_splits, spec_summary
+    def path(self, item: Item, unit: str = "correlates") -> Path:
+        from probe.records.store import record_path
 
-    path = correlates_path(results_dir, dataset.info.name, spec)
-    if not recompute and is_complete(path):
-        return read_record(path)
-    splits, label_tasks = plan_splits(dataset, {"zeroshot"}, explicit_tasks=False)
-    if not label_tasks:
-        return None
-    feats = encoder_features(spec, splits, [], extract_kwargs, roles=("fit", "eval"))
-    fit, held_out = feats.by_role["fit"], feats.by_role["eval"]
-    if spec.modality == "vision":
-        metrics = vision_quality(fit, splits.fit.labels, held_out, splits.eval.labels)
-    else:
-        metrics = text_quality(fit, splits.fit.caption_image, splits.fit.labels,
-                               held_out, splits.eval.caption_image, splits.eval.labels)
-    record = new_record("correlates", dataset=dataset.info.name, splits=splits.names(), seed=0,
-                        model=spec_summary(spec), modality=spec.modality, metrics=metrics,
-                        config={"knn_temperature": 0.07, "knn_k": [10, 20], "linear": "standardise + logistic, C=1",
-                                "kmeans": "k = classes, n_init 3", "tasks": label_tasks})
-    write_record(path, record)
-    return record
+        return record_path(self.results_dir, "correlates", self.dataset_name, item[0].name)
+
+    def features(self, spec: EncoderSpec) -> EncoderFeatures:
+        from probe.features.roles import encoder_features
+
+        return encoder_features(spec, self.plan, self.options, roles=("fit", "eval"), with_prompts=False)
+
+    def _record(self, spec: EncoderSpec, **results: Any):
+        from probe.records.schema import CorrelatesRecord, encoder_ref
+
+        return CorrelatesRecord.new(dataset=self.dataset_name, splits=self.plan.names(), seed=0,
+                                    model=encoder_ref(spec), modality=spec.modality,
+                                    config={"knn_temperature": 0.07, "knn_k": [10, 20],
+                                            "linear": "standardise + logistic, C=1",
+                                            "kmeans": "k = classes, n_init 3", "tasks": list(self.plan.label_tasks)},
+                                    **results)
+
+    def failure(self, item: Item, unit: str, reason: str):
+        return self._record(item[0], error=reason)
+
+    def run(self, item: Item, features: Sequence[EncoderFeatures], units: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        from probe.metrics.quality import text_quality, vision_quality
+
+        (spec,), (feats,) = item, features
+        fit, held_out = self.plan.fit, self.plan.held_out
+        x_fit, x_eval = feats.by_role["fit"], feats.by_role["eval"]
+        if spec.modality == "vision":
+            metrics = vision_quality(x_fit, fit.labels, x_eval, held_out.labels)
+        else:
+            metrics = text_quality(x_fit, fit.caption_image, fit.labels, x_eval, held_out.caption_image,
+                                   held_out.labels)
+        for unit in units:
+            yield unit, self._record(spec, metrics=metrics)
+
+    def describe(self, item: Item, unit: str, record: Any) -> str:
+        if not record.ok:
+            return f"{item[0].name}: FAILED: {record.error}"
+        shown = [k for k in (*VISION_CORRELATES.values(), *TEXT_CORRELATES.values()) if k in record.metrics]
+        return f"{item[0].name}: " + ", ".join(f"{k} {record.metrics[k]:.3f}" for k in shown)
 
 
 #: correlate name -> (which encoder it describes, metric key or published field)
-VISION_CORRELATES = {"vision kNN@20": "vision/knn20", "vision kNN@10": "vision/knn10",
-                     "vision linear probe": "vision/linear", "vision k-means NMI": "vision/kmeans_nmi",
+VISION_CORRELATES = {"vision kNN@20": keys.VISION_KNN20, "vision kNN@10": keys.VISION_KNN10,
+                     "vision linear probe": keys.VISION_LINEAR, "vision k-means NMI": keys.VISION_KMEANS_NMI,
                      "published ImageNet kNN": "published:imagenet_knn"}
-TEXT_CORRELATES = {"text score (MTEB-style)": "text/score", "text STS": "text/sts",
-                   "text clustering": "text/clustering", "text classification": "text/classification",
+TEXT_CORRELATES = {"text score (MTEB-style)": keys.TEXT_SCORE, "text STS": keys.TEXT_STS,
+                   "text clustering": keys.TEXT_CLUSTERING, "text classification": keys.TEXT_CLASSIFICATION,
                    "published MTEB avg": "published:mteb_avg"}
 
 
@@ -75,7 +106,7 @@ def correlation_table(probed: dict[tuple[str, str], float], models: dict[str, di
 
     sources = [(name, "vision", key) for name, key in VISION_CORRELATES.items()]
     sources += [(name, "text", key) for name, key in TEXT_CORRELATES.items()]
-    sources += [(key.replace("similarity/", "similarity "), "pair", key)
+    sources += [(key.replace("/", " ", 1), "pair", key)
                 for key in sorted({k for m in similarity.values() for k in m})]
     rows = []
     for name, source, key in sources:

@@ -29,12 +29,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODALITIES = ("vision", "text")
-LOADERS = ("timm", "transformers", "sentence-transformers", "packaged", "baseline")
 OBJECTIVES = ("ssl", "supervised", "contrastive", "none")
-POOLINGS = {
-    "vision": ("cls", "mean", "cls+mean", "pooler", "projection", "flatten"),
-    "text": ("mean", "cls", "last", "pooler", "projection", "model", "tfidf-svd"),
-}
 ENV_REGISTRY = "PROBE_REGISTRY"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*/[a-z0-9][a-z0-9_.+-]*$")
 
@@ -51,13 +46,14 @@ class EncoderSpec:
     modality: str
     loader: str
     weights: str
-    pooling: str
     embed_dim: int
     params_m: float
     objective: str
     license: str
     reference: str
     revision: str = "main"
+    #: how token outputs become one vector; which values are valid is the loader family's to say
+    pooling: str | None = None
     image_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -151,12 +147,12 @@ def _build_spec(raw: dict[str, Any], source: str) -> EncoderSpec:
     values = {k: _check_type(v, k) for k, v in raw.items()}
     if not NAME_RE.match(values["name"]):
         raise ValueError(f"name {values['name']!r} must look like 'family/arch.tag' in lower case")
-    for key, allowed in (("modality", MODALITIES), ("loader", LOADERS), ("objective", OBJECTIVES)):
+    for key, allowed in (("modality", MODALITIES), ("objective", OBJECTIVES)):
         if values[key] not in allowed:
             raise ValueError(f"{key} {values[key]!r} is not one of {', '.join(allowed)}")
-    poolings = POOLINGS[values["modality"]]
-    if values["pooling"] not in poolings:
-        raise ValueError(f"pooling {values['pooling']!r} is not one of {', '.join(poolings)}")
+    from probe.encoders.families import family
+
+    family(values["loader"]).validate(values)  # the loader family knows its poolings and needs
     if values["embed_dim"] <= 0:
         raise ValueError(f"embed_dim must be positive, got {values['embed_dim']}")
     return EncoderSpec(**values, source=source)

@@ -8,18 +8,30 @@ records exist, :func:`rank_agreement` says how well it did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from probe.errors import ProbeError
+from probe.features.options import ExtractOptions
+from probe.pipeline.runner import Item
+from probe.pipeline.splits import SplitPlan
+from probe.records import keys
 from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
-    from probe.metrics.similarity import ResamplePlan, Side
+    from probe.metrics.resampling import ResamplePlan, Side
 
-SIMILARITY_METRICS = ("mutual_knn", "cka", "cknna", "svcca")
+SIMILARITY_METRICS = keys.SIMILARITY_METRICS
+
+
+def check_metric(metric: str) -> str:
+    if metric not in SIMILARITY_METRICS:
+        raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(SIMILARITY_METRICS)}")
+    return metric
 
 
 def first_caption_rows(images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray, max_pairs: int,
@@ -41,11 +53,11 @@ def similarity_metrics(a: Side, b: Side, plan: ResamplePlan
                        ) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
     """``(metrics, intervals, null)`` of every similarity metric, from two prepared sides
     (:func:`probe.metrics.similarity.side`) on the same rows."""
-    from probe.metrics.similarity import pair_scores
+    from probe.metrics.resampling import pair_scores
 
     metrics, intervals, null = {}, {}, {}
     for name, result in pair_scores(a, b, plan).items():
-        key = f"similarity/{name}"
+        key = keys.similarity(name)
         metrics[key] = result.value
         intervals[key] = [result.ci_low, result.ci_high]
         null[key] = {"mean": result.null_mean, "p_value": result.p_value}
@@ -53,104 +65,120 @@ def similarity_metrics(a: Side, b: Side, plan: ResamplePlan
 
 
 @dataclass
-class SelectionRun:
-    """Compute (or reuse) one similarity record per pair on one split of one dataset."""
+class SimilarityWork:
+    """One similarity record per pair on one split (a :class:`~probe.pipeline.runner.PairWork`).
 
-    dataset: Any
-    split: str
+    Each encoder's side of the resampling plan (neighbours, principal basis, self-HSIC on every
+    resample) is prepared once per set of rows and reused with every partner: V + T preparations,
+    not 2 V T. A vision encoder's sides are dropped when its row of pairs is done.
+    """
+
+    dataset_name: str
+    plan: SplitPlan
     results_dir: Path
+    options: ExtractOptions
     k: int = 10
     max_pairs: int = 5000
     n_boot: int = 50
     n_perm: int = 50
     seed: int = 0
-    extract_kwargs: dict[str, Any] | None = None
+    _sides: dict[tuple[str, bytes], Side] = field(default_factory=dict, repr=False)
+    _row: str | None = field(default=None, repr=False)
 
-    def path(self, v: EncoderSpec, t: EncoderSpec) -> Path:
-        from probe.results import record_path
+    def __post_init__(self) -> None:
+        data = self.plan.held_out
+        usable = len(np.unique(data.caption_image))
+        if usable <= self.k + 1:
+            raise ProbeError(f"split {data.split!r} has {usable} usable pairs; need more than k + 1 = {self.k + 1} "
+                             "(lower --k)")
 
-        return record_path(self.results_dir, "similarity", self.dataset.info.name, v.name, t.name,
+    @property
+    def split(self) -> str:
+        return self.plan.held_out.split
+
+    @property
+    def label(self) -> str:
+        return f"similarity {self.dataset_name}/{self.split}"
+
+    def units(self, item: Item) -> Sequence[str]:
+        return (self.split,)
+
+    def path(self, item: Item, unit: str) -> Path:
+        from probe.records.store import record_path
+
+        vision, text = item
+        return record_path(self.results_dir, "similarity", self.dataset_name, vision.name, text.name,
                            f"{self.split}-k{self.k}-n{self.max_pairs}-seed{self.seed}")
 
-    def run(self, vision: list[EncoderSpec], text: list[EncoderSpec], recompute: bool = False) -> list[dict]:
-        from tqdm.auto import tqdm
+    def features(self, spec: EncoderSpec) -> np.ndarray:
+        from probe.features.roles import encoder_features
 
-        from probe.errors import ProbeError
-        from probe.metrics.similarity import resample_plan, side
-        from probe.results import is_complete, new_record, read_record, write_record
-        from probe.sweep import SweepSplits, encoder_features, spec_summary
+        return encoder_features(spec, self.plan, self.options, roles=("eval",), with_prompts=False).by_role["eval"]
 
-        if self.split not in self.dataset.info.splits:
-            raise ProbeError(f"dataset {self.dataset.info.name!r} has no split {self.split!r}; "
-                             f"valid: {', '.join(self.dataset.info.splits)}")
-        data = self.dataset.load(self.split)
-        splits = SweepSplits(fit=self.dataset.load("train") if "train" in self.dataset.info.splits else data,
-                             val=None, eval=data)
-        features: dict[str, Any] = {}
+    def _record(self, item: Item, **results: Any):
+        from probe.records.schema import SimilarityRecord, encoder_ref
 
-        def feats(spec: EncoderSpec) -> np.ndarray:
-            if spec.name not in features:
-                features[spec.name] = encoder_features(spec, splits, [], self.extract_kwargs or {}, roles=("eval",))
-            return features[spec.name].by_role["eval"]
-
-        # Each encoder's side (neighbours, principal basis, self-HSIC on every resample) is prepared
-        # once per set of rows and reused with every partner: V + T preparations, not 2 V T.
-        sides: dict[tuple[str, bytes], Side] = {}
-
-        def prepared(spec: EncoderSpec, x: np.ndarray, rows: np.ndarray, plan: ResamplePlan) -> Side:
-            key = (spec.name, rows.tobytes())
-            if key not in sides:
-                sides[key] = side(x[rows], plan, SIMILARITY_METRICS, k=self.k)
-            return sides[key]
-
-        records = []
-        # a bar on a terminal only (disable=None), as for extraction: captured stderr stays clean
-        bar = tqdm(total=len(vision) * len(text), desc=f"similarity {self.dataset.info.name}/{self.split}",
-                   unit=" pair", disable=None, leave=False)
-        for v in vision:
-            for t in text:
-                bar.update(1)
-                path = self.path(v, t)
-                if not recompute and is_complete(path):
-                    records.append(read_record(path))
-                    continue
-                image_rows, caption_rows = first_caption_rows(feats(v), feats(t), data.caption_image,
-                                                              self.max_pairs, self.seed)
-                if len(image_rows) <= self.k + 1:
-                    raise ProbeError(f"split {self.split!r} has {len(image_rows)} usable pairs; need more than "
-                                     f"k + 1 = {self.k + 1} (lower --k)")
-                plan = resample_plan(len(image_rows), self.n_boot, self.n_perm, self.seed, k=self.k)
-                metrics, intervals, null = similarity_metrics(prepared(v, feats(v), image_rows, plan),
-                                                              prepared(t, feats(t), caption_rows, plan), plan)
-                record = new_record("similarity", dataset=self.dataset.info.name, split=self.split, seed=self.seed,
+        vision, text = item
+        return SimilarityRecord.new(dataset=self.dataset_name, split=self.split, seed=self.seed,
                                     config={"k": self.k, "max_pairs": self.max_pairs, "n_boot": self.n_boot,
                                             "n_perm": self.n_perm, "pairs": "image + first caption"},
-                                    n_pairs=len(image_rows), vision=spec_summary(v), text=spec_summary(t),
-                                    metrics=metrics, intervals=intervals, interval_level=0.95, null=null)
-                write_record(path, record)
-                records.append(record)
-            features.pop(v.name, None)
-            for key in [key for key in sides if key[0] == v.name]:
-                del sides[key]
-        bar.close()
-        return records
+                                    vision=encoder_ref(vision), text=encoder_ref(text), **results)
+
+    def failure(self, item: Item, unit: str, reason: str):
+        return self._record(item, error=reason)
+
+    def _prepared(self, spec: EncoderSpec, x: np.ndarray, rows: np.ndarray, plan: ResamplePlan) -> Side:
+        from probe.metrics.resampling import side
+
+        key = (spec.name, rows.tobytes())
+        if key not in self._sides:
+            self._sides[key] = side(x[rows], plan, SIMILARITY_METRICS, k=self.k)
+        return self._sides[key]
+
+    def run(self, item: Item, features: Sequence[np.ndarray], units: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        from probe.metrics.resampling import resample_plan
+
+        vision, text = item
+        if self._row != vision.name:
+            self._sides = {key: value for key, value in self._sides.items() if key[0] != self._row}
+            self._row = vision.name
+        x_v, x_t = features
+        image_rows, caption_rows = first_caption_rows(x_v, x_t, self.plan.held_out.caption_image, self.max_pairs,
+                                                      self.seed)
+        if len(image_rows) <= self.k + 1:
+            raise ProbeError(f"split {self.split!r} has {len(image_rows)} usable pairs for this pair; need more than "
+                             f"k + 1 = {self.k + 1} (lower --k)")
+        plan = resample_plan(len(image_rows), self.n_boot, self.n_perm, self.seed, k=self.k)
+        metrics, intervals, null = similarity_metrics(self._prepared(vision, x_v, image_rows, plan),
+                                                      self._prepared(text, x_t, caption_rows, plan), plan)
+        for unit in units:
+            yield unit, self._record(item, n_pairs=len(image_rows), metrics=metrics, intervals=intervals,
+                                     interval_level=0.95, null=null)
+
+    def describe(self, item: Item, unit: str, record: Any) -> str:
+        vision, text = item
+        if not record.ok:
+            return f"{vision.name} x {text.name}: FAILED: {record.error}"
+        return f"{vision.name} x {text.name}: " + ", ".join(
+            f"{key.split('/', 1)[1]} {value:.3f}" for key, value in record.metrics.items())
 
 
 def probing_scores(results_dir: Path, dataset: str, head: str | None = None, loss: str | None = None
                    ) -> dict[tuple[str, str], float]:
-    """Best probing score per (vision, text) among successful alignment records (optionally one head/loss)."""
-    from probe.results import iter_records
+    """Best probing score per (vision, text) among successful alignment records of ``dataset``
+    (optionally one head/loss); records scored on different benchmarks are never mixed."""
+    from probe.records.store import iter_records
+    from probe.records.table import best_by_pair
 
-    best: dict[tuple[str, str], float] = {}
-    for record in iter_records(results_dir, "alignment"):
-        config = record.get("config", {})
-        if record["status"] != "ok" or record["dataset"] != dataset:
-            continue
-        if (head and config.get("head") != head) or (loss and config.get("loss") != loss):
-            continue
-        pair = (record["vision"]["name"], record["text"]["name"])
-        best[pair] = max(best.get(pair, -np.inf), record["metrics"]["alignment/probing_score"])
-    return best
+    stored = [s for s in iter_records(results_dir, "alignment")
+              if s.record.dataset == dataset and (not head or s.record.config.head == head)
+              and (not loss or s.record.config.loss == loss)]
+    best = best_by_pair(stored)
+    benchmarks = sorted({key.benchmark for key in best})
+    if len(benchmarks) > 1:
+        raise ProbeError(f"probing records of {dataset!r} score several benchmarks ({', '.join(benchmarks)}); "
+                         "compare one at a time")
+    return {(key.vision, key.text): item.record.metric(keys.PROBING_SCORE) for key, item in best.items()}
 
 
 def rank_agreement(predicted: dict[tuple[str, str], float], probed: dict[tuple[str, str], float],

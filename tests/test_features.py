@@ -12,7 +12,7 @@ from conftest import ROOT, assert_one_line_error
 from PIL import Image
 
 from probe.data import get_dataset
-from probe.features import ExtractionStats, get_features, split_features
+from probe.features import ExtractionStats, ExtractOptions, get_features, split_features
 from probe.registry import Registry
 
 
@@ -24,11 +24,11 @@ def registry():
 def test_cache_hit_skips_the_encoder_and_returns_same_numbers(registry, tmp_path):
     spec = registry.get("test/tiny-vit")
     data = get_dataset("shapes").load("val")
-    first = split_features(spec, data, cache_dir=tmp_path, batch_size=32, workers=0, progress=False)
+    first = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, batch_size=32, workers=0, progress=False))
     assert first.features.shape == (data.n_images, 64) and first.meta["dtype"] == "float32"
     stats = ExtractionStats()
-    again = split_features(spec, data, cache_dir=tmp_path, stats=stats, progress=False,
-                           device="no-such-device")  # the encoder is never built on a hit
+    again = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, progress=False, device="no-such-device"),
+                           stats=stats)  # the encoder is never built on a hit
     assert stats.from_cache and np.array_equal(first.features, again.features)
     meta = json.loads((first.path / "meta.json").read_text())
     for key in ("spec", "revision", "pooling", "preprocessing", "content_fingerprint", "dtype", "shape",
@@ -41,9 +41,10 @@ def test_key_changes_with_dtype_and_preprocessing(registry, tmp_path):
 
     spec = registry.get("test/tiny-vit")
     data = get_dataset("shapes").load("val")
-    a = split_features(spec, data, cache_dir=tmp_path, workers=0, progress=False)
-    b = split_features(spec, data, cache_dir=tmp_path, workers=0, progress=False, dtype="float16")
-    c = split_features(dataclasses.replace(spec, crop_pct=0.8), data, cache_dir=tmp_path, workers=0, progress=False)
+    a = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, workers=0, progress=False))
+    b = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, workers=0, progress=False, dtype="float16"))
+    c = split_features(dataclasses.replace(spec, crop_pct=0.8), data,
+                       ExtractOptions(cache_dir=tmp_path, workers=0, progress=False))
     assert len({a.path, b.path, c.path}) == 3
     assert b.features.dtype == np.float16 and np.allclose(a.features, b.features, atol=1e-2)
     assert not np.allclose(a.features, c.features)
@@ -52,11 +53,11 @@ def test_key_changes_with_dtype_and_preprocessing(registry, tmp_path):
 def test_truncated_entry_is_detected_and_recomputed(registry, tmp_path):
     spec = registry.get("test/tiny-bert")
     data = get_dataset("shapes").load("val")
-    first = split_features(spec, data, cache_dir=tmp_path, progress=False)
+    first = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, progress=False))
     path = first.path / "features.npy"
     path.write_bytes(path.read_bytes()[:-100])
     stats = ExtractionStats()
-    again = split_features(spec, data, cache_dir=tmp_path, stats=stats, progress=False)
+    again = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, progress=False), stats=stats)
     assert not stats.from_cache and stats.computed_chunks > 0
     assert np.array_equal(first.features, again.features)
     # a flipped byte (same size) is caught by the checksum
@@ -64,7 +65,7 @@ def test_truncated_entry_is_detected_and_recomputed(registry, tmp_path):
     raw[-1] ^= 0xFF
     path.write_bytes(bytes(raw))
     stats = ExtractionStats()
-    split_features(spec, data, cache_dir=tmp_path, stats=stats, progress=False)
+    split_features(spec, data, ExtractOptions(cache_dir=tmp_path, progress=False), stats=stats)
     assert not stats.from_cache
 
 

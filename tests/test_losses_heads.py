@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from probe.align.heads import make_head
+from probe.align.losses import infonce, make_loss, siglip
 from probe.errors import ProbeError
-from probe.heads import make_head
-from probe.losses import infonce, make_loss, siglip
 
 IMAGE = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 TEXT = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
@@ -113,7 +113,7 @@ def test_heads_compute_their_formulas():
 
 
 def test_pairwise_softplus_sum_matches_torch_value_and_gradients():
-    from probe.losses import pairwise_softplus_sum
+    from probe.align.losses import pairwise_softplus_sum
 
     a = (torch.randn(200, 9, dtype=torch.float64) * 4).requires_grad_()
     b = (torch.randn(70, 9, dtype=torch.float64) * 4).requires_grad_()
@@ -132,7 +132,7 @@ def test_pairwise_softplus_sum_matches_torch_value_and_gradients():
 
 @pytest.mark.parametrize("scale", [1.0, 100.0])  # 100: logits far apart, where a naive exp overflows
 def test_pairwise_logsumexp_sum_matches_torch_value_and_gradients(scale):
-    from probe.losses import pairwise_logsumexp_sum
+    from probe.align.losses import pairwise_logsumexp_sum
 
     torch.manual_seed(0)
     a = (torch.nn.functional.normalize(torch.randn(300, 16, dtype=torch.float64), dim=1) * scale).requires_grad_()
@@ -151,7 +151,7 @@ def test_pairwise_logsumexp_sum_matches_torch_value_and_gradients(scale):
 
 
 def test_reused_logits_buffer_never_reaches_a_graph_that_is_still_alive():
-    from probe.losses import pairwise_softplus_sum
+    from probe.align.losses import pairwise_softplus_sum
 
     torch.manual_seed(0)
     a, b = torch.randn(50, 4, requires_grad=True), torch.randn(40, 4, requires_grad=True)
@@ -168,7 +168,7 @@ def test_reused_logits_buffer_never_reaches_a_graph_that_is_still_alive():
 
 
 def test_batch_positive_pairs_equal_the_mask_and_give_the_same_losses():
-    from probe.losses import batch_positive_pairs
+    from probe.align.losses import batch_positive_pairs
 
     ids = torch.tensor([3, 1, 3, 7, 1, 3, 9])
     rows, cols = batch_positive_pairs(ids)

@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT, assert_one_line_error
 
 from probe.encoders.base import pick_device
-from probe.results import VOLATILE, load
+from probe.records import load
+from probe.records.schema import VOLATILE
 
 TINY = ("--vision", "test/tiny-vit", "--vision", "test/tiny-vit-wide", "--text", "test/tiny-bert")
 

@@ -33,15 +33,27 @@ def test_weighted_knn_equals_scikit_learn_with_the_same_weights():
 
 
 def test_vision_quality_separates_informative_from_random_features():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     rng = np.random.default_rng(0)
     y_train, y_test = rng.integers(0, 4, 300), rng.integers(0, 4, 100)
+    coin_train, coin_test = rng.integers(0, 2, 300), rng.integers(0, 2, 100)  # a second task the features ignore
     centres = rng.normal(size=(4, 8)) * 3
-    good = vision_quality(centres[y_train] + rng.normal(size=(300, 8)), {"c": y_train},
-                          centres[y_test] + rng.normal(size=(100, 8)), {"c": y_test})
+    train, test = centres[y_train] + rng.normal(size=(300, 8)), centres[y_test] + rng.normal(size=(100, 8))
+    good = vision_quality(train, {"c": y_train, "coin": coin_train}, test, {"c": y_test, "coin": coin_test})
     noise = vision_quality(rng.normal(size=(300, 8)), {"c": y_train}, rng.normal(size=(100, 8)), {"c": y_test})
     for key in ("vision/knn20", "vision/linear", "vision/kmeans_nmi"):
-        assert good[key] > noise[key] + 0.3, key
-    assert good["vision/knn20_c"] == good["vision/knn20"]
+        assert noise[key] + 0.3 < good[f"{key}_c"], key
+        assert good[key] == pytest.approx((good[f"{key}_c"] + good[f"{key}_coin"]) / 2)  # the mean over tasks
+    # per-task scores equal scikit-learn's, computed here independently (cosine, weights exp(s / 0.07))
+    knn = KNeighborsClassifier(n_neighbors=20, metric="cosine", algorithm="brute",
+                               weights=lambda d: np.exp((1 - d) / 0.07)).fit(train, y_train)
+    assert good["vision/knn20_c"] == pytest.approx(knn.score(test, y_test))
+    linear = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(train, coin_train)
+    assert good["vision/linear_coin"] == pytest.approx(linear.score(test, coin_test))
 
 
 def test_text_quality_sts_follows_shared_labels():
@@ -108,7 +120,16 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     assert "vision kNN@20" in corr.stdout and "similarity mutual_knn" in corr.stdout
     table = json.loads(next((tmp_path / "r" / "records" / "correlation").rglob("*.json")).read_text())["table"]
     knn_row = next(r for r in table if r["correlate"] == "vision kNN@20")
-    assert knn_row["n"] == 3 and -1 <= knn_row["spearman"] <= 1
+    # the same correlation recomputed from the records by scipy
+    from scipy.stats import spearmanr
+
+    records = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records").rglob("*.json")]
+    knn = {r["model"]["name"]: r["metrics"]["vision/knn20"] for r in records if r["kind"] == "correlates"
+           and r["modality"] == "vision"}
+    probing = {r["vision"]["name"]: r["metrics"]["alignment/probing_score"] for r in records if r["kind"] == "alignment"}
+    names = sorted(probing)
+    assert knn_row["n"] == 3 and knn_row["spearman"] == pytest.approx(
+        spearmanr([knn[n] for n in names], [probing[n] for n in names]).statistic)
     corr_records = list((tmp_path / "r" / "records" / "correlates").rglob("*.json"))
     assert len(corr_records) == 4  # three vision encoders, one text encoder
 

@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import ortho_group
 
 from probe.errors import ProbeError
-from probe.metrics.similarity import METRICS, cka, cknna, mutual_knn, score, svcca
+from probe.metrics.resampling import score
+from probe.metrics.similarity import METRICS, cka, cknna, mutual_knn, svcca
 
 
 def normed(x):
@@ -208,7 +209,7 @@ def test_interval_covers_the_value_and_matches_the_sampling_spread(metric, kwarg
 def test_prepared_sides_give_what_each_metric_gives_on_every_resample(pair):
     """The shared-side path (neighbours, bases, self-HSIC once per encoder and resample; shuffles
     as relabelling) against calling the metric functions on every resample."""
-    from probe.metrics.similarity import pair_scores, resample_plan, side
+    from probe.metrics.resampling import pair_scores, resample_plan, side
 
     a, b = pair
     plan = resample_plan(len(a), n_boot=8, n_perm=8, seed=3, k=5)
@@ -229,7 +230,7 @@ def test_prepared_sides_give_what_each_metric_gives_on_every_resample(pair):
 
 
 def test_sides_must_match_their_plan(pair):
-    from probe.metrics.similarity import resample_plan, side
+    from probe.metrics.resampling import resample_plan, side
 
     a, _ = pair
     plan = resample_plan(len(a) - 1, n_boot=2, n_perm=2)

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from probe.align.config import ProbeConfig
+from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
 from probe.errors import ProbeError
+from probe.evaluation.held_out import rank_held_out
 from probe.metrics.retrieval import retrieval_metrics
-from probe.train import AlignmentProbe, PairedFeatures, ProbeConfig, fit_grid, rank_held_out
 
 
 def paired(seed: int, n_images: int = 300, per_image: int = 3) -> PairedFeatures:

@@ -54,6 +54,16 @@ def autocast(device: str):
     return contextlib.nullcontext()
 
 
+def quiet_transformers() -> None:
+    """transformers draws its own "Loading weights" bar; off a terminal it only clutters logs."""
+    import sys
+
+    if not sys.stderr.isatty():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def to_numpy(features: torch.Tensor) -> np.ndarray:
     return features.detach().float().cpu().numpy()
 

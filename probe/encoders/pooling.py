@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def pool_vision_tokens(tokens: torch.Tensor, pooling: str, prefix_tokens: int) -> torch.Tensor:
+def pool_vision_tokens(tokens: torch.Tensor, pooling: str | None, prefix_tokens: int) -> torch.Tensor:
     """tokens [N, L, D] with ``prefix_tokens`` leading CLS/register tokens.
 
     ``cls+mean`` concatenates the CLS token with the mean of patch tokens (DINOv2's linear-eval
@@ -28,7 +28,7 @@ def pool_vision_tokens(tokens: torch.Tensor, pooling: str, prefix_tokens: int) -
     raise ProbeError(f"pooling {pooling!r} does not apply to token sequences; use cls, mean or cls+mean")
 
 
-def pool_text_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool_text_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str | None) -> torch.Tensor:
     """hidden [N, L, D], attention mask [N, L]; ``last`` takes the last non-padding token."""
     import torch
 

@@ -1,14 +1,18 @@
 """Text encoders loaded with sentence-transformers, using the model's own pooling module.
 
 The registry's ``pooling`` must agree with the model's pooling configuration; a disagreement is an
-error rather than a silent choice, so the catalogue documents what really happens.
+error rather than a silent choice, so the catalogue documents what really happens. An entry may
+leave ``pooling`` out when the model's own module is not one of the standard ones (it is then used
+as it is, unchecked).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from probe.encoders.base import TextEncoder, cuda_dtype
+from probe.encoders.availability import hf_cache_dir
+from probe.encoders.base import TextEncoder, cuda_dtype, quiet_transformers
+from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.errors import ProbeError
 from probe.registry import EncoderSpec
 
@@ -40,7 +44,7 @@ class SentenceTransformerEncoder(TextEncoder):
         super().__init__(spec, device)
         self.model = model
         actual = model_pooling(model)
-        if spec.pooling != "model" and actual is not None and actual != spec.pooling:
+        if spec.pooling is not None and actual is not None and actual != spec.pooling:
             raise ProbeError(
                 f"model {spec.name!r} pools with {actual!r} but its registry entry says {spec.pooling!r}"
             )
@@ -60,14 +64,30 @@ class SentenceTransformerEncoder(TextEncoder):
         return self._check_dim(np.asarray(out, dtype=np.float32))
 
 
-def load_sentence_transformer(spec: EncoderSpec, device: str, path: str | None = None) -> SentenceTransformerEncoder:
+def load_sentence_transformer(spec: EncoderSpec, device: str, path: str | None = None,
+                              allow_download: bool = False) -> SentenceTransformerEncoder:
     from sentence_transformers import SentenceTransformer
 
+    quiet_transformers()
     kwargs: dict[str, Any] = {"device": device, "trust_remote_code": spec.trust_remote_code}
     if path is None:
         kwargs["revision"] = spec.revision
+        kwargs["local_files_only"] = not allow_download
+        kwargs["cache_folder"] = str(hf_cache_dir())
     model = SentenceTransformer(path or spec.weights, **kwargs)
     if device.startswith("cuda"):
         model = model.to(dtype=cuda_dtype())
     return SentenceTransformerEncoder(spec, model, device)
 
+
+class SentenceTransformersFamily(LoaderFamily):
+    """Text models loaded by sentence-transformers with their own pooling module."""
+
+    name = "sentence-transformers"
+    poolings = {"text": (*TOKEN_POOLINGS["text"], None)}
+
+    def load(self, spec: EncoderSpec, device: str, allow_download: bool) -> SentenceTransformerEncoder:
+        return load_sentence_transformer(spec, device, allow_download=allow_download)
+
+
+FAMILY = SentenceTransformersFamily()

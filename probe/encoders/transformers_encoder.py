@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from probe.encoders.base import TextEncoder, VisionEncoder, autocast, to_numpy
+from probe.encoders.availability import hf_cache_dir
+from probe.encoders.base import TextEncoder, VisionEncoder, autocast, quiet_transformers, to_numpy
+from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.encoders.pooling import pool_text_tokens, pool_vision_tokens
 from probe.registry import EncoderSpec
 
@@ -21,11 +23,13 @@ def model_class(spec: EncoderSpec) -> Any:
     return getattr(transformers, spec.auto_class or "AutoModel")
 
 
-def load_pretrained(spec: EncoderSpec) -> Any:
+def load_pretrained(spec: EncoderSpec, allow_download: bool = False) -> Any:
     return model_class(spec).from_pretrained(
         spec.weights,
         revision=spec.revision,
         trust_remote_code=spec.trust_remote_code,
+        local_files_only=not allow_download,
+        cache_dir=hf_cache_dir(),
         **spec.model_kwargs,
     )
 
@@ -76,13 +80,30 @@ class TransformersTextEncoder(TextEncoder):
         return self._check_dim(to_numpy(pooled))
 
 
-def load_transformers(spec: EncoderSpec, device: str) -> TransformersVisionEncoder | TransformersTextEncoder:
-    model = load_pretrained(spec)
+def load_transformers(spec: EncoderSpec, device: str, allow_download: bool = False
+                      ) -> TransformersVisionEncoder | TransformersTextEncoder:
+    quiet_transformers()
+    model = load_pretrained(spec, allow_download)
     if spec.modality == "vision":
         return TransformersVisionEncoder(spec, model, device)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(
-        spec.weights, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        spec.weights, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+        local_files_only=not allow_download, cache_dir=hf_cache_dir(),
     )
     return TransformersTextEncoder(spec, model, tokenizer, device)
+
+
+class TransformersFamily(LoaderFamily):
+    """ViT-style vision models and BERT-style text models through ``transformers`` Auto classes."""
+
+    name = "transformers"
+    poolings = {"vision": (*TOKEN_POOLINGS["vision"], "pooler", "projection"),
+                "text": (*TOKEN_POOLINGS["text"], "pooler", "projection")}
+
+    def load(self, spec: EncoderSpec, device: str, allow_download: bool) -> TransformersVisionEncoder | TransformersTextEncoder:
+        return load_transformers(spec, device, allow_download)
+
+
+FAMILY = TransformersFamily()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from probe.metrics.similarity import l2_normalize
+from probe.metrics.vectors import l2_normalize
 
 TEMPERATURE = 0.07
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from probe.metrics.knn import weighted_knn_accuracy
-from probe.metrics.similarity import l2_normalize
+from probe.metrics.vectors import l2_normalize
 
 
 def _labelled(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

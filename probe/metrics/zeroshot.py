@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from probe.metrics.similarity import l2_normalize
+from probe.metrics.vectors import l2_normalize
 
 #: Used when a dataset brings no templates of its own (a subset of CLIP's ImageNet prompts).
 DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a photo of the {}.", "a drawing of a {}.",

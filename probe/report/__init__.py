@@ -11,10 +11,11 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from probe.records import keys
 from probe.report.table import COLUMNS, build_table, flat_rows
 
 
-def build_report(results_dir: Path, out_dir: Path, selection_metric: str = "similarity/mutual_knn"
+def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.DEFAULT_SELECTION
                  ) -> dict[str, Path]:
     """Write leaderboard.html/.csv/.json and plots/*.png under ``out_dir``; returns their paths."""
     import platform
@@ -24,11 +25,15 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = "simi
 
     from probe import __version__
     from probe.io import atomic_open, write_json
+    from probe.records.store import iter_records
+    from probe.records.table import best_by_pair
     from probe.report.plots import make_plots
 
     rows, failures = build_table(results_dir)
+    best_paths = {str(s.path) for s in best_by_pair(iter_records(results_dir, "alignment")).values()}
+    best = [row for row in rows if row["provenance"]["record"] in best_paths]
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(rows, out_dir / "plots", selection_metric)
+    plots = make_plots(rows, best, out_dir / "plots", selection_metric)
     table = flat_rows(rows)
     with atomic_open(out_dir / "leaderboard.csv", "w") as handle:
         pd.DataFrame(table).to_csv(handle, index=False)

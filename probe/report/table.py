@@ -6,68 +6,75 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from probe.records import keys
+
 #: (column key, header, number format) in display order; keys ending in a record's metric name hold
 #: exactly the record's value.
 COLUMNS: list[tuple[str, str, str]] = [
     ("vision", "vision", ""), ("text", "text", ""), ("head", "head", ""), ("loss", "loss", ""),
     ("dataset", "dataset", ""),
-    ("alignment/probing_score", "probing score", ".3f"),
-    ("alignment/probing_score_lo", "CI low", ".3f"), ("alignment/probing_score_hi", "CI high", ".3f"),
-    ("zeroshot/top1", "zero-shot top-1", ".3f"),
-    ("retrieval/i2t_R@1", "I→T R@1", ".3f"), ("retrieval/i2t_R@5", "I→T R@5", ".3f"),
-    ("retrieval/i2t_R@10", "I→T R@10", ".3f"),
-    ("retrieval/t2i_R@1", "T→I R@1", ".3f"), ("retrieval/t2i_R@5", "T→I R@5", ".3f"),
-    ("retrieval/t2i_R@10", "T→I R@10", ".3f"),
-    ("compositional/group", "Winoground group", ".3f"),
-    ("vision/knn20", "vision kNN@20", ".3f"), ("text/score", "text score", ".3f"),
-    ("similarity/mutual_knn", "mutual kNN", ".3f"), ("similarity/cka", "CKA", ".3f"),
-    ("similarity/cknna", "CKNNA", ".3f"), ("similarity/svcca", "SVCCA", ".3f"),
+    (keys.PROBING_SCORE, "probing score", ".3f"),
+    (keys.interval_bounds(keys.PROBING_SCORE)[0], "CI low", ".3f"),
+    (keys.interval_bounds(keys.PROBING_SCORE)[1], "CI high", ".3f"),
+    (keys.ZEROSHOT_MEAN_TOP1, "zero-shot top-1", ".3f"),
+    (keys.retrieval("i2t_R@1"), "I→T R@1", ".3f"), (keys.retrieval("i2t_R@5"), "I→T R@5", ".3f"),
+    (keys.retrieval("i2t_R@10"), "I→T R@10", ".3f"),
+    (keys.retrieval("t2i_R@1"), "T→I R@1", ".3f"), (keys.retrieval("t2i_R@5"), "T→I R@5", ".3f"),
+    (keys.retrieval("t2i_R@10"), "T→I R@10", ".3f"),
+    (keys.COMPOSITIONAL_GROUP, "Winoground group", ".3f"),
+    (keys.VISION_KNN20, "vision kNN@20", ".3f"), (keys.TEXT_SCORE, "text score", ".3f"),
+    (keys.similarity("mutual_knn"), "mutual kNN", ".3f"), (keys.similarity("cka"), "CKA", ".3f"),
+    (keys.similarity("cknna"), "CKNNA", ".3f"), (keys.similarity("svcca"), "SVCCA", ".3f"),
     ("params_m", "params (M)", ".1f"),
 ]
+#: Columns of a flattened record the page keeps (the rest stay in the record file).
+_KEPT = ("vision", "text", "head", "loss", "dataset", "benchmark", "vision_control", "text_control")
 
 
 def build_table(results_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(rows, failures)``. Raises ProbeError when there is no alignment record at all."""
     from probe.errors import ProbeError
-    from probe.results import iter_records
+    from probe.records.store import iter_records
+    from probe.records.table import flatten
 
     alignment = iter_records(results_dir, "alignment")
     if not alignment:
         raise ProbeError(f"no results under {results_dir / 'records'}; run `probe run` first")
-    correlates = {(r["dataset"], r["model"]["name"]): r["metrics"] for r in iter_records(results_dir, "correlates")
-                  if r["status"] == "ok"}
+    correlates = {(s.record.dataset, s.record.model.name): s.record.metrics
+                  for s in iter_records(results_dir, "correlates") if s.record.ok}
     similarity: dict[tuple[str, str, str], dict[str, float]] = {}
-    for r in sorted(iter_records(results_dir, "similarity"), key=lambda r: r["split"] != "train"):
-        similarity.setdefault((r["dataset"], r["vision"]["name"], r["text"]["name"]), r["metrics"])  # train first
+    for s in sorted(iter_records(results_dir, "similarity"), key=lambda s: s.record.split != "train"):
+        if s.record.ok:  # train first
+            similarity.setdefault((s.record.dataset, s.record.vision.name, s.record.text.name), s.record.metrics)
     rows, failures = [], []
-    for r in alignment:
-        v, t, ds = r["vision"], r["text"], r["dataset"]
-        base = {"vision": v["name"], "text": t["name"], "head": r["config"]["head"], "loss": r["config"]["loss"],
-                "dataset": ds, "vision_control": v["control"], "text_control": t["control"]}
-        if r["status"] != "ok":
-            failures.append(base | {"error": r["error"], "created": r["created"], "path": r["_path"]})
+    for stored in alignment:
+        r, flat = stored.record, flatten(stored)
+        base = {k: flat[k] for k in _KEPT}
+        if not r.ok:
+            failures.append(base | {"error": r.error, "created": r.created, "path": str(stored.path)})
             continue
-        row = dict(base)
-        row |= r["metrics"]
-        lo, hi = r["intervals"]["alignment/probing_score"]
-        row["alignment/probing_score_lo"], row["alignment/probing_score_hi"] = lo, hi
-        top1 = [value for key, value in r["metrics"].items() if key.startswith("zeroshot/") and key.endswith("_top1")]
-        row["zeroshot/top1"] = sum(top1) / len(top1) if top1 else None
-        row["vision/knn20"] = correlates.get((ds, v["name"]), {}).get("vision/knn20")
-        row["text/score"] = correlates.get((ds, t["name"]), {}).get("text/score")
-        row |= similarity.get((ds, v["name"], t["name"]), {})
-        row["params_m"] = (v.get("params_m") or 0) + (t.get("params_m") or 0)
-        row["provenance"] = {"versions": r["versions"], "created": r["created"], "seed": r["seed"],
-                             "config": r["config"], "vision": {k: v[k] for k in ("weights", "revision", "loader")},
-                             "text": {k: t[k] for k in ("weights", "revision", "loader")},
-                             "splits": r["splits"], "protocol": r["protocol"], "record": r["_path"]}
+        row = base | r.metrics
+        row[keys.interval_bounds(keys.PROBING_SCORE)[0]], row[keys.interval_bounds(keys.PROBING_SCORE)[1]] = \
+            r.interval(keys.PROBING_SCORE)
+        top1 = [value for key, value in r.metrics.items() if keys.is_zeroshot_top1(key)]
+        row[keys.ZEROSHOT_MEAN_TOP1] = sum(top1) / len(top1) if top1 else None
+        row[keys.VISION_KNN20] = correlates.get((r.dataset, r.vision.name), {}).get(keys.VISION_KNN20)
+        row[keys.TEXT_SCORE] = correlates.get((r.dataset, r.text.name), {}).get(keys.TEXT_SCORE)
+        row |= similarity.get((r.dataset, r.vision.name, r.text.name), {})
+        row["params_m"] = r.vision.params_m + r.text.params_m
+        row["provenance"] = {"versions": r.versions.model_dump(), "created": r.created, "seed": r.seed,
+                             "config": r.config.to_dict(),
+                             "vision": {"weights": r.vision.weights, "revision": r.vision.revision,
+                                        "loader": r.vision.loader},
+                             "text": {"weights": r.text.weights, "revision": r.text.revision, "loader": r.text.loader},
+                             "splits": r.splits, "protocol": r.protocol, "record": str(stored.path)}
         rows.append(row)
-    rows.sort(key=lambda row: -row["alignment/probing_score"])
+    rows.sort(key=lambda row: -row[keys.PROBING_SCORE])
     return rows, failures
 
 
 def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for CSV / JSON: the table's columns (every metric of the records) plus control flags."""
-    keys = [k for k, _, _ in COLUMNS]
-    extra = sorted({k for row in rows for k in row if "/" in k and k not in keys})
-    return [{k: row.get(k) for k in [*keys, *extra, "vision_control", "text_control"]} for row in rows]
+    columns = [k for k, _, _ in COLUMNS]
+    extra = sorted({k for row in rows for k in row if "/" in k and k not in columns})
+    return [{k: row.get(k) for k in [*columns, *extra, "vision_control", "text_control"]} for row in rows]

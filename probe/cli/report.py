@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT
+from probe.cli.common import CONTEXT, results_option
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default=None,
-              help="Records folder [default: results or $PROBE_RESULTS_DIR].")
+@results_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reports", show_default=True)
 @click.option("--metric", default="mutual_knn", show_default=True,
               help="Selection metric plotted against the probing score.")
@@ -23,15 +22,13 @@ def report(results_dir, out_dir, metric) -> None:
     """
     from pathlib import Path
 
-    from probe.errors import ProbeError
+    from probe.records import keys
+    from probe.records.store import default_results_dir
     from probe.report import build_report
-    from probe.results import default_results_dir
-    from probe.select import SIMILARITY_METRICS
+    from probe.select import check_metric
 
-    if metric not in SIMILARITY_METRICS:
-        raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(SIMILARITY_METRICS)}")
     paths = build_report(Path(results_dir) if results_dir else default_results_dir(), Path(out_dir),
-                         f"similarity/{metric}")
+                         keys.similarity(check_metric(metric)))
     plots = sum(1 for k in paths if k.startswith("plot:"))
     click.echo(f"wrote {paths['csv']}, {paths['json']} and {plots} plot(s)")
     click.echo(f"leaderboard: {paths['html'].resolve()}")

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probe.train import AlignmentProbe, PairedFeatures, rank_held_out
+from probe.align.train import AlignmentProbe, PairedFeatures
+from probe.evaluation.held_out import rank_held_out
+from probe.records import keys
 
 
 @dataclass
@@ -35,19 +37,19 @@ def evaluate(probe: AlignmentProbe, test: PairedFeatures, *, zeroshot: Sequence[
 
     ranked = rank_held_out(probe, test)
     images, image_ok = ranked.images, ranked.image_ok
-    metrics = {(f"alignment/{key}" if key == "probing_score" else f"retrieval/{key}"): value
+    metrics = {(keys.PROBING_SCORE if key == "probing_score" else keys.retrieval(key)): value
                for key, value in metrics_from_ranks(ranked.i2t, ranked.t2i).items()}
-    intervals = {"alignment/probing_score": list(probing_score_ci(ranked.i2t, ranked.t2i, ranked.caption_image,
+    intervals = {keys.PROBING_SCORE: list(probing_score_ci(ranked.i2t, ranked.t2i, ranked.caption_image,
                                                                   n_boot=n_boot, seed=seed))}
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)
         ks = (1, 5) if task.n_classes > 5 else (1,)
         for k, value in topk_accuracy(images, classes, labels, ks).items():
-            metrics[f"zeroshot/{task.name}_top{k}"] = value
+            metrics[keys.zeroshot(task.name, k)] = value
     if compositional is not None:
         pairs, swap = compositional
         scores = winoground_scores(probe.embed_images(pairs.images), probe.embed_texts(pairs.texts),
                                    pairs.caption_image, swap)
-        metrics |= {f"compositional/{k}": v for k, v in scores.items()}
+        metrics |= {keys.compositional(k): v for k, v in scores.items()}
     return metrics, intervals

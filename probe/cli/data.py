@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT, checked_device, echo_skipped
+from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, echo_skipped, workspace
 
 
 @click.command(context_settings=CONTEXT)
@@ -17,8 +17,8 @@ def datasets(names: tuple[str, ...]) -> None:
       probe datasets
       probe datasets imagefolder:~/data/pets karpathy:~/coco/dataset_coco.json
     """
+    from probe.cli.tables import print_table
     from probe.data import BUNDLED, LOCAL_KINDS, get_dataset
-    from probe.tables import print_table
 
     rows = []
     for name in names or BUNDLED:
@@ -46,11 +46,10 @@ def datasets(names: tuple[str, ...]) -> None:
               help="Storage dtype of cached features.")
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Feature cache folder [default: results/features or $PROBE_CACHE_DIR].")
-@click.option("--device", default=None, callback=checked_device, help="cpu, cuda, cuda:1 ... [default: cuda if present].")
+@cache_option
+@device_option("cpu, cuda, cuda:1 ... [default: cuda if present].")
 @click.pass_obj
-def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_image, cache_dir, device) -> None:
+def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, on_bad_image, cache_dir, device) -> None:
     """Extract features for models on a dataset into the cache (resumable; reused by every pair).
 
     \b
@@ -59,35 +58,31 @@ def extract(obj, patterns, dataset, splits, batch_size, workers, dtype, on_bad_i
       probe extract -m all -d digits --split test --dtype float16
       probe extract -m dinov2/vit-b14 -d imagefolder:~/data/pets --workers 8
     """
-    from pathlib import Path
-
-    from probe.availability import check, resolve_models
     from probe.data import get_dataset
+    from probe.encoders.availability import check
     from probe.errors import UnavailableError
-    from probe.features import ExtractionStats, needs_fit_corpus, split_features
+    from probe.features import ExtractionStats, ExtractOptions, fitted_on_corpus, split_features
+    from probe.pipeline.splits import load_split
 
-    specs, unavailable = resolve_models(obj.registry, patterns)
+    specs, unavailable = obj.resolve(patterns)
     echo_skipped(unavailable)
     for spec in specs:
-        status = check(spec)
+        status = check(spec, allow_download=obj.allow_download)
         if not status.ok:
             raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
     ds = get_dataset(dataset)
     chosen = list(splits) or list(ds.info.splits)
-    for split in chosen:
-        if split not in ds.info.splits:
-            from probe.errors import ProbeError
-
-            raise ProbeError(f"dataset {ds.info.name!r} has no split {split!r}; valid: {', '.join(ds.info.splits)}")
-    needs_fit = "train" in ds.info.splits and any(needs_fit_corpus(s) for s in specs)
-    fit = ds.load("train") if needs_fit else None
-    for split in chosen:
-        data = fit if fit is not None and split == "train" else ds.load(split)
+    loaded = {split: load_split(ds, split) for split in chosen}
+    needs_fit = "train" in ds.info.splits and any(fitted_on_corpus(s) for s in specs)
+    fit = None
+    if needs_fit:
+        fit = loaded["train"] if "train" in loaded else ds.load("train")
+    options = ExtractOptions(cache_dir=workspace(None, cache_dir)[1], batch_size=batch_size, workers=workers,
+                             dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download)
+    for split, data in loaded.items():
         for spec in specs:
             stats = ExtractionStats()
-            result = split_features(spec, data, fit_data=fit, cache_dir=Path(cache_dir) if cache_dir else None,
-                                    batch_size=batch_size, workers=workers, dtype=dtype,
-                                    on_bad_image=on_bad_image, device=device, stats=stats)
+            result = split_features(spec, data, options, fit_data=fit, stats=stats)
             how = "cached" if stats.from_cache else f"computed ({stats.reused_chunks} chunk(s) resumed)"
             skipped = len(result.meta["skipped"])
             click.echo(f"{spec.name:<45} {split:<11} {tuple(result.features.shape)!s:<14} {how}"

@@ -15,51 +15,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from probe.align.config import ProbeConfig
+from probe.align.heads import make_head
+from probe.align.losses import batch_positive_pairs, make_loss
 from probe.errors import ProbeError
-from probe.heads import check_head, make_head
-from probe.losses import batch_positive_pairs, check_loss, make_loss
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    head: str = "linear"
-    loss: str = "siglip"
-    out_dim: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    epochs: int = 40
-    batch_size: int = 256
-    warmup: float = 0.05
-    patience: int = 8
-    norm: bool = True
-    star_width: int = 8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_head(self.head)
-        check_loss(self.loss)
-        for name in ("out_dim", "epochs", "batch_size", "star_width"):
-            if getattr(self, name) < 1:
-                raise ProbeError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ProbeError(f"lr must be a positive number, got {self.lr}")
-        if not 0 <= self.warmup < 1:
-            raise ProbeError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def tag(self) -> str:
-        """Short file-name-safe id; the defaults are left out so common runs get short names."""
-        base = ProbeConfig()
-        extra = [f"{k}{v}" for k, v in asdict(self).items() if k not in ("head", "loss") and v != getattr(base, k)]
-        return "-".join([self.head, self.loss, *extra])
 
 
 @dataclass
@@ -132,36 +96,8 @@ class AlignmentProbe:
         return self._embed(self.text_head_, x)
 
 
-@dataclass
-class HeldOutRanks:
-    """A held-out split embedded by a probe and ranked both ways (see :func:`rank_held_out`)."""
-
-    images: np.ndarray  # [n_images, d], zeros where the features were not finite
-    image_ok: np.ndarray  # [n_images] bool
-    caption_image: np.ndarray  # owner image of each caption kept
-    i2t: np.ndarray  # rank of each image's best caption, -1 for images that are not queries
-    t2i: np.ndarray
-
-
-def rank_held_out(probe: AlignmentProbe, split: PairedFeatures) -> HeldOutRanks:
-    """Embed a validation or test split and rank it both ways.
-
-    Images whose features are not finite (skipped at extraction) stay in the gallery as zero
-    vectors but are not queries, and their captions are left out; early stopping and the final
-    evaluation go through here, so both score the same queries.
-    """
-    from probe.metrics.retrieval import retrieval_ranks
-
-    keep = split.usable_pairs()
-    image_ok = np.isfinite(split.images).all(axis=1)
-    images = probe.embed_images(np.where(image_ok[:, None], split.images, 0.0))
-    owner = split.caption_image[keep]
-    i2t, t2i = retrieval_ranks(images, probe.embed_texts(split.texts[keep]), owner)
-    i2t[~image_ok] = -1
-    return HeldOutRanks(images, image_ok, owner, i2t, t2i)
-
-
 def _validation_score(trainer: _Trainer, val: PairedFeatures) -> float:
+    from probe.evaluation.held_out import rank_held_out
     from probe.metrics.retrieval import metrics_from_ranks
 
     probe = trainer.probe

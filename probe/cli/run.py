@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli import CONTEXT, checked_device, echo_skipped
+from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped, results_option, workspace
 
 
 @click.command(context_settings=CONTEXT)
@@ -28,16 +28,13 @@ from probe.cli import CONTEXT, checked_device, echo_skipped
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="retrieval, zeroshot, compositional (repeatable) [default: all the dataset supports].")
 @click.option("--skip-existing", is_flag=True, help="Skip pairs whose successful record exists (resume a sweep).")
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default=None,
-              help="Where records go [default: results or $PROBE_RESULTS_DIR].")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Feature cache [default: results/features or $PROBE_CACHE_DIR].")
+@results_option
+@cache_option
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers for feature extraction.")
 @click.option("--extract-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Batch size of feature extraction on a cache miss.")
-@click.option("--device", default=None, callback=checked_device,
-              help="Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
+@device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
 @click.pass_obj
 def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
         results_dir, cache_dir, workers, extract_batch_size, device) -> None:
@@ -56,16 +53,15 @@ def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_
       probe run --vision 'dinov2/*' --text all --loss siglip --loss infonce --lr 1e-3 --lr 3e-4
       probe run --vision all --text all --skip-existing      # resume an interrupted sweep
     """
-    from pathlib import Path
-
-    from probe.availability import resolve_models
+    from probe.align.config import ProbeConfig
+    from probe.align.heads import check_head
+    from probe.align.losses import check_loss
+    from probe.align.sweep import AlignmentSweep
     from probe.data import get_dataset
     from probe.errors import ProbeError
-    from probe.heads import check_head
-    from probe.losses import check_loss
-    from probe.results import default_results_dir
-    from probe.sweep import TASKS, Sweep
-    from probe.train import ProbeConfig
+    from probe.features.options import ExtractOptions
+    from probe.pipeline.runner import PairRunner, pairs
+    from probe.pipeline.splits import TASKS, in_domain_plan
 
     for head in heads:
         check_head(head)
@@ -74,28 +70,25 @@ def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_
     for task in tasks:
         if task not in TASKS:
             raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-    v_specs, v_skipped = resolve_models(obj.registry, vision, modality="vision")
-    t_specs, t_skipped = resolve_models(obj.registry, text, modality="text")
+    v_specs, v_skipped = obj.resolve(vision, modality="vision")
+    t_specs, t_skipped = obj.resolve(text, modality="text")
     echo_skipped(v_skipped + t_skipped)
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
     configs = [ProbeConfig(head=h, loss=lo, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim, seed=seed)
                for h in dict.fromkeys(heads) for lo in dict.fromkeys(losses) for lr in dict.fromkeys(lrs)]
-    sweep = Sweep(
-        vision=v_specs, text=t_specs, dataset=get_dataset(dataset), configs=configs,
-        tasks=set(tasks or TASKS), explicit_tasks=bool(tasks), skip_existing=skip_existing,
-        results_dir=Path(results_dir) if results_dir else default_results_dir(),
-        extract_kwargs={"cache_dir": Path(cache_dir) if cache_dir else None, "workers": workers, "device": device,
-                        "batch_size": extract_batch_size},
-        echo=click.echo,
-    )
-    sweep.prepare()
+    results, cache = workspace(results_dir, cache_dir)
+    ds = get_dataset(dataset)
+    chosen = set(tasks or TASKS)
+    sweep = AlignmentSweep(ds.info.name, in_domain_plan(ds, chosen, explicit_tasks=bool(tasks)), configs, chosen,
+                           results, ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size,
+                                                   device=device, allow_download=obj.allow_download))
     n = len(v_specs) * len(t_specs) * len(configs)
     click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s) = {n} result(s) "
-               f"on {sweep.dataset.info.name}", err=True)
-    outcome = sweep.run()
+               f"on {ds.info.name}", err=True)
+    outcome = PairRunner(skip_existing=skip_existing, echo=click.echo).run(sweep, pairs(v_specs, t_specs))
     click.echo(f"done: {len(outcome.written)} written, {len(outcome.failed)} failed, "
-               f"{outcome.skipped_existing} already there; records in {sweep.results_dir / 'records'}", err=True)
+               f"{len(outcome.existing)} already there; records in {results / 'records'}", err=True)
     if outcome.failed:
         raise click.exceptions.Exit(1)
 

@@ -1,0 +1,1 @@
+"""Alignment heads on frozen features: head and loss definitions, configuration, training, the sweep."""

@@ -1,0 +1,104 @@
+"""The ``probe`` command line.
+
+Only click and probe's light modules are imported at start-up; every command imports what it needs
+inside its function, so ``probe --help`` stays fast. A :class:`~probe.errors.ProbeError` becomes a
+one-line message on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from probe.cli.common import CONTEXT, RunContext
+from probe.errors import ProbeError
+
+
+def _quiet_hub_libraries(allow_download: bool) -> None:
+    """The process-wide settings of the Hugging Face libraries, set once here and nowhere else.
+
+    Loaders already ask for local files only unless downloads are allowed; offline mode also stops
+    the libraries' own background requests. Off a terminal their progress bars only clutter logs.
+    """
+    if not allow_download:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="probe", message="probe %(version)s")
+@click.option(
+    "--registry",
+    "registry_paths",
+    multiple=True,
+    metavar="PATH",
+    help="Extra registry .toml file or folder (repeatable); also $PROBE_REGISTRY.",
+)
+@click.option(
+    "--allow-download",
+    is_flag=True,
+    help="Let hub entries download weights (else only locally cached or packaged weights load).",
+)
+@click.pass_context
+def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: bool) -> None:
+    """Measure how well frozen vision encoders line up with frozen text encoders.
+
+    \b
+    Examples:
+      probe models 'dinov2/*'            list DINOv2 entries
+      probe models --available           what loads on this machine
+      probe run --vision all --text all  probe every available pair on the demo data
+      probe select --top 3               rank pairs without training
+      probe report                       write reports/leaderboard.html
+    """
+    from probe.encoders.availability import downloads_allowed
+
+    allowed = allow_download or downloads_allowed()
+    _quiet_hub_libraries(allowed)
+    ctx.obj = RunContext(registry_paths, allow_download=allowed)
+
+
+def _register_commands() -> None:
+    """Attach every command module's commands (each imports only click and light modules)."""
+    from probe.cli import data, models, report, run, select
+
+    for module in (models, data, run, select, report):
+        for command in module.COMMANDS:
+            if command.name not in cli.commands:
+                cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors -> one line on stderr, exit 2."""
+    _register_commands()
+    try:
+        code = cli.main(args=argv, prog_name="probe", standalone_mode=False)
+        if isinstance(code, int):  # click returns ctx.exit(n) codes instead of raising without standalone mode
+            return code
+    except ProbeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.UsageError as exc:  # bad option value, missing option, unknown command: one line too
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if exc.exit_code == 2 else exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

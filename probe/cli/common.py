@@ -1,0 +1,87 @@
+"""What every command shares: click settings, the run context, shared options and messages.
+
+Imports only click and probe's light modules, so every command module can import it without
+pulling torch into ``probe --help``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SKIPPED_SHOWN = 5
+
+
+@dataclass
+class RunContext:
+    """Options of the ``probe`` group that every command sees: extra registry files, downloads."""
+
+    registry_paths: tuple[str, ...] = ()
+    allow_download: bool = False
+    _registry: Any = field(default=None, repr=False)
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from probe.registry import Registry
+
+            self._registry = Registry.load(self.registry_paths)
+        return self._registry
+
+    def resolve(self, patterns: tuple[str, ...], modality: str | None = None) -> tuple[list, list]:
+        """``(to_use, skipped)`` specs for ``patterns`` (see :func:`probe.encoders.availability.resolve_models`)."""
+        from probe.encoders.availability import resolve_models
+
+        return resolve_models(self.registry, patterns, modality=modality, allow_download=self.allow_download)
+
+
+def checked_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--device`` callback: an unknown or absent device fails before any work starts."""
+    if value is None:
+        return None
+    from probe.encoders.base import pick_device
+
+    return pick_device(value)
+
+
+def echo_skipped(skipped: list) -> None:
+    """Name, on one stderr line, the entries that `all` reached but whose weights are not here."""
+    if skipped:
+        names = [s.name for s in skipped]
+        shown = ", ".join(names[:SKIPPED_SHOWN])
+        if len(names) > SKIPPED_SHOWN:
+            shown += f" and {len(names) - SKIPPED_SHOWN} more"
+        click.echo(f"skipping {len(names)} model(s) whose weights are not on this machine: {shown} "
+                   "(`probe models` says why for each)", err=True)
+
+
+def workspace(results_dir: str | None, cache_dir: str | None) -> tuple[Path, Path]:
+    """``(results, cache)``: the feature cache lives in the results folder unless moved."""
+    from probe.features.options import default_cache_dir
+    from probe.records.store import default_results_dir
+
+    results = Path(results_dir) if results_dir else default_results_dir()
+    return results, (Path(cache_dir) if cache_dir else default_cache_dir(results))
+
+
+def results_option(fn: Callable) -> Callable:
+    return click.option("--results", "results_dir", type=click.Path(file_okay=False), default=None,
+                        help="Records folder [default: results or $PROBE_RESULTS_DIR].")(fn)
+
+
+def cache_option(fn: Callable) -> Callable:
+    return click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                        help="Feature cache [default: <results>/features or $PROBE_CACHE_DIR].")(fn)
+
+
+def device_option(help_text: str) -> Callable[[Callable], Callable]:
+    return click.option("--device", default=None, callback=checked_device, help=help_text)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,1 @@
+"""Scoring fitted heads on held-out data: retrieval, zero-shot classification, compositional tests."""

@@ -1,0 +1,41 @@
+"""A held-out split embedded by fitted heads and ranked both ways: the one path that early stopping
+and final evaluation share, so both score the same queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from probe.align.train import AlignmentProbe, PairedFeatures
+
+
+@dataclass
+class HeldOutRanks:
+    """A held-out split embedded by a probe and ranked both ways (see :func:`rank_held_out`)."""
+
+    images: np.ndarray  # [n_images, d], zeros where the features were not finite
+    image_ok: np.ndarray  # [n_images] bool
+    caption_image: np.ndarray  # owner image of each caption kept
+    i2t: np.ndarray  # rank of each image's best caption, -1 for images that are not queries
+    t2i: np.ndarray
+
+
+def rank_held_out(probe: AlignmentProbe, split: PairedFeatures) -> HeldOutRanks:
+    """Embed a validation or test split and rank it both ways.
+
+    Images whose features are not finite (skipped at extraction) stay in the gallery as zero
+    vectors but are not queries, and their captions are left out; early stopping and the final
+    evaluation go through here, so both score the same queries.
+    """
+    from probe.metrics.retrieval import retrieval_ranks
+
+    keep = split.usable_pairs()
+    image_ok = np.isfinite(split.images).all(axis=1)
+    images = probe.embed_images(np.where(image_ok[:, None], split.images, 0.0))
+    owner = split.caption_image[keep]
+    i2t, t2i = retrieval_ranks(images, probe.embed_texts(split.texts[keep]), owner)
+    i2t[~image_ok] = -1
+    return HeldOutRanks(images, image_ok, owner, i2t, t2i)

@@ -1,0 +1,86 @@
+"""Features of every encoder on every dataset split, computed once into a content-addressed cache.
+
+:func:`split_features` is the entry point over datasets (``cache`` holds the layout, ``extract``
+the resumable computation, ``roles`` the features a pair runner needs per split role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from probe.features.cache import ExtractionStats, FeatureSet
+from probe.features.options import ExtractOptions, default_cache_dir
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from probe.data.base import SplitData
+    from probe.registry import EncoderSpec
+
+__all__ = ["ExtractOptions", "ExtractionStats", "FeatureSet", "default_cache_dir", "fitted_on_corpus",
+           "get_features", "split_features"]
+
+
+def fitted_on_corpus(spec: EncoderSpec) -> bool:
+    """Whether ``spec`` is fitted on the training captions before it encodes (its loader family says)."""
+    from probe.encoders.families import family_of
+
+    return family_of(spec).fitted_on_corpus(spec)
+
+
+def split_features(spec: EncoderSpec, data: SplitData, options: ExtractOptions | None = None, *,
+                   fit_data: SplitData | None = None, input_set: str | None = None,
+                   texts: Sequence[str] | None = None, encoder: Any = None,
+                   encoder_factory: Callable[[], Any] | None = None,
+                   stats: ExtractionStats | None = None) -> FeatureSet:
+    """Image features of a split (vision spec) or features of its captions / given texts (text spec).
+
+    ``encoder`` reuses an already loaded encoder on a miss; ``encoder_factory`` is called only on a
+    miss (a sweep loads each model at most once, and not at all when everything is cached). An
+    encoder fitted on a corpus is fitted on ``fit_data``'s captions (``data``'s when absent).
+    """
+    from probe.data.base import text_fingerprint
+    from probe.features.extract import extract
+
+    options = options or ExtractOptions()
+    fit_texts = None
+    if spec.modality == "vision":
+        inputs: Sequence[Any] = data.images
+        content, name = data.image_fingerprint(), input_set or "images"
+    else:
+        inputs = list(texts) if texts is not None else data.captions
+        content, name = text_fingerprint(inputs), input_set or "captions"
+        if fitted_on_corpus(spec):
+            fit_texts = (fit_data or data).captions
+
+    def load() -> Any:
+        if encoder is not None:
+            return encoder
+        if encoder_factory is not None:
+            return encoder_factory()
+        from probe.encoders import load_encoder
+
+        return load_encoder(spec, device=options.device, allow_download=options.allow_download)
+
+    return extract(spec, data.dataset, data.split, name, inputs, content, load_encoder=load, options=options,
+                   fit_texts=fit_texts, stats=stats)
+
+
+def get_features(model: str | EncoderSpec, dataset: str, split: str, **options: Any) -> np.ndarray:
+    """float32 features of ``dataset``/``split`` for ``model``, extracted on a cache miss.
+
+    ``options`` are :class:`ExtractOptions` fields (``cache_dir``, ``dtype``, ``device`` ...). Vision
+    models give one row per image, text models one row per caption (rows of skipped images are NaN
+    so rows stay aligned with the split).
+    """
+    from probe.data import get_dataset
+    from probe.registry import Registry
+
+    spec = Registry.load().get(model) if isinstance(model, str) else model
+    ds = get_dataset(dataset)
+    data = ds.load(split)
+    fit = ds.load("train") if fitted_on_corpus(spec) and "train" in ds.info.splits else None
+    result = split_features(spec, data, ExtractOptions(**options), fit_data=fit)
+    n = data.n_images if spec.modality == "vision" else len(data.captions)
+    return result.dense(n)

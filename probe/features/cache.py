@@ -1,0 +1,137 @@
+"""The content-addressed feature cache: keys, entries, and the arrays they hold.
+
+Each (encoder, dataset, split, input set) lives in its own folder:
+
+    <cache>/<model>/<dataset>/<split>.<set>.<key>/
+        chunks/00000.npz ...   finished chunks (features + input ids), each written atomically
+        features.npy, index.npy, meta.json   the consolidated entry; meta.json is written last
+
+The key hashes everything that changes the numbers: the spec's weights, revision, preprocessing
+and pooling, the dataset's content fingerprint, the storage dtype and FORMAT_VERSION. A truncated
+or mismatched entry is detected (sizes and sha256 in meta.json) and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.io import sha256_file
+from probe.registry import EncoderSpec
+
+FORMAT_VERSION = 1
+#: Spec fields that cannot change the features (descriptions, licences, published scores).
+_DESCRIPTIVE = {"license", "reference", "notes", "params_m", "imagenet_knn", "imagenet_linear", "mteb_avg", "objective"}
+log = logging.getLogger("probe.features")
+
+
+@dataclass
+class FeatureSet:
+    """Cached features: row ``i`` of ``features`` belongs to input ``index[i]`` (skipped inputs absent)."""
+
+    features: np.ndarray
+    index: np.ndarray
+    meta: dict[str, Any]
+    path: Path
+
+    def dense(self, n: int) -> np.ndarray:
+        """float32 [n, D] aligned with the inputs; rows of skipped inputs are NaN."""
+        out = np.full((n, self.features.shape[1]), np.nan, dtype=np.float32)
+        out[self.index] = self.features
+        return out
+
+
+@dataclass
+class ExtractionStats:
+    computed_chunks: int = 0
+    reused_chunks: int = 0
+    from_cache: bool = False
+
+
+def spec_fingerprint(spec: EncoderSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.to_dict().items() if k not in _DESCRIPTIVE}
+
+
+def cache_key(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, dtype: str,
+              extra: dict[str, Any] | None = None) -> str:
+    payload = {"spec": spec_fingerprint(spec), "dataset": dataset, "split": split, "set": input_set,
+               "content": content, "dtype": dtype, "format": FORMAT_VERSION, "extra": extra or {}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")[:80] or "x"
+
+
+class CacheEntry:
+    """One cache folder; every method assumes the caller holds the entry's lock for writes."""
+
+    def __init__(self, root: Path, spec: EncoderSpec, dataset: str, split: str, input_set: str, key: str):
+        self.dir = root / _safe(spec.name) / _safe(dataset) / f"{_safe(split)}.{_safe(input_set)}.{key}"
+        self.chunks = self.dir / "chunks"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / "meta.json"
+
+    def lock(self):
+        from filelock import FileLock
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.dir / ".lock"))
+
+    def read(self, verify: bool = True) -> FeatureSet | None:
+        """The finished entry, or None if absent or damaged (a damaged entry is removed)."""
+        if not self.meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            files = {name: self.dir / name for name in ("features.npy", "index.npy")}
+            for name, path in files.items():
+                if path.stat().st_size != meta["files"][name]["bytes"]:
+                    raise ValueError(f"{name} has the wrong size")
+                if verify and sha256_file(path) != meta["files"][name]["sha256"]:
+                    raise ValueError(f"{name} does not match its checksum")
+            features = np.load(files["features.npy"], allow_pickle=False)
+            index = np.load(files["index.npy"], allow_pickle=False)
+            if list(features.shape) != meta["shape"] or str(features.dtype) != meta["dtype"]:
+                raise ValueError("shape or dtype differs from meta.json")
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            log.warning("cache entry %s is damaged (%s); recomputing", self.dir, exc)
+            self.discard_final()
+            return None
+        return FeatureSet(features, index, meta, self.dir)
+
+    def discard_final(self) -> None:
+        for name in ("meta.json", "features.npy", "index.npy"):
+            (self.dir / name).unlink(missing_ok=True)
+
+    def chunk_path(self, chunk: int) -> Path:
+        return self.chunks / f"{chunk:05d}.npz"
+
+    def read_chunk(self, chunk: int, rows: range, dim: int) -> dict[str, np.ndarray] | None:
+        path = self.chunk_path(chunk)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                out = {k: data[k] for k in ("features", "ids", "bad")}
+            ok = (out["features"].ndim == 2 and out["features"].shape[1] == dim
+                  and len(out["ids"]) == len(out["features"])
+                  and set(out["ids"].tolist()) | set(out["bad"].tolist()) == set(rows))
+            if not ok:
+                raise ValueError("chunk content does not cover its rows")
+            return out
+        except Exception as exc:  # a truncated zip raises several kinds of errors
+            log.warning("chunk %s is damaged (%s); recomputing it", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+
+

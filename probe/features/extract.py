@@ -1,0 +1,202 @@
+"""Feature extraction into the cache: atomic chunks, resumable, one lock per entry.
+
+A killed run resumes from its last finished chunk; a lock keeps two runs on one key from
+clobbering each other; the encoder is loaded only on a miss, so a warm cache never loads weights.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from probe import __version__
+from probe.data.base import text_fingerprint
+from probe.errors import ProbeError
+from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
+from probe.features.options import ExtractOptions
+from probe.io import sha256_file, write_json, write_npy, write_npz
+from probe.registry import EncoderSpec
+
+
+def _batches(positions: Sequence[int], size: int) -> list[list[int]]:
+    return [list(positions[i:i + size]) for i in range(0, len(positions), size)]
+
+
+class _ImageInputs:
+    """torch Dataset over image refs: (position, tensor or None, error or None); runs in workers."""
+
+    def __init__(self, refs: Sequence[Any], positions: Sequence[int], transform: Callable[[Any], Any]):
+        self.refs, self.positions, self.transform = refs, list(positions), transform
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int):
+        position = self.positions[i]
+        try:
+            return position, self.transform(self.refs[position].load()), None
+        except (OSError, ValueError) as exc:
+            return position, None, f"{type(exc).__name__}: {exc}"
+
+
+def _collate(items):
+    import torch
+
+    good = [(p, t) for p, t, _ in items if t is not None]
+    bad = [(p, err) for p, t, err in items if t is None]
+    tensor = torch.stack([t for _, t in good]) if good else None
+    return [p for p, _ in good], tensor, bad
+
+
+def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs: Sequence[Any], content: str, *,
+            load_encoder: Callable[[], Any], options: ExtractOptions, fit_texts: Sequence[str] | None = None,
+            stats: ExtractionStats | None = None) -> FeatureSet:
+    """Features of ``inputs`` (image refs for vision specs, strings for text specs), from cache or computed.
+
+    ``load_encoder`` is called only on a miss, so a warm cache never loads weights.
+    """
+    if not len(inputs):
+        raise ProbeError(f"dataset {dataset!r} split {split!r} has no {input_set} to encode")
+    stats = stats or ExtractionStats()
+    extra = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
+    key = cache_key(spec, dataset, split, input_set, content, options.dtype, extra)
+    entry = CacheEntry(options.cache, spec, dataset, split, input_set, key)
+    found = entry.read(verify=options.verify)
+    if found is not None:
+        stats.from_cache = True
+        return found
+    from filelock import Timeout
+
+    lock = entry.lock()
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        log.warning("another run is extracting %s; waiting for it", entry.dir)
+        lock.acquire()
+    try:
+        found = entry.read(verify=options.verify)
+        if found is not None:
+            stats.from_cache = True
+            return found
+        return _extract_locked(entry, spec, dataset, split, input_set, inputs, content, key, load_encoder, options,
+                               fit_texts, stats)
+    finally:
+        lock.release()
+
+
+def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: str, input_set: str,
+                    inputs: Sequence[Any], content: str, key: str, load_encoder: Callable[[], Any],
+                    options: ExtractOptions, fit_texts: Sequence[str] | None, stats: ExtractionStats) -> FeatureSet:
+    from tqdm.auto import tqdm
+
+    batch_size, dtype = options.batch_size, options.dtype
+    n = len(inputs)
+    chunk_size = batch_size * max(1, options.chunk_batches)
+    n_chunks = (n + chunk_size - 1) // chunk_size
+    ranges = [range(c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range(n_chunks)]
+    done = {c: entry.read_chunk(c, ranges[c], spec.embed_dim) for c in range(n_chunks)}
+    missing = [c for c, data in done.items() if data is None]
+    stats.reused_chunks = n_chunks - len(missing)
+    started = time.time()
+    if missing:
+        encoder = load_encoder()
+        if getattr(encoder, "needs_fit", False):
+            if fit_texts is None:
+                raise ProbeError(f"model {spec.name!r} must be fitted on a corpus; none was given")
+            encoder.fit(fit_texts)
+        entry.chunks.mkdir(parents=True, exist_ok=True)
+        # Bars only on a terminal (tqdm's disable=None): logs and captured stderr stay one clean
+        # line per message; `with` clears the bar even when a chunk fails.
+        with tqdm(total=n, initial=n - sum(len(ranges[c]) for c in missing), unit=" " + input_set,
+                  desc=f"{spec.name} {dataset}/{split}", disable=None if options.progress else True, leave=False) as bar:
+            chunk_iter = _image_chunks if spec.modality == "vision" else _text_chunks
+            for chunk, ids, feats, bad in chunk_iter(encoder, inputs, missing, ranges, batch_size, options.workers, bar):
+                if bad and options.on_bad_image == "fail":
+                    position, error = bad[0]
+                    raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
+                write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
+                          ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
+                          errors=np.asarray([e for _, e in bad] or [""], dtype=str))
+                done[chunk] = entry.read_chunk(chunk, ranges[chunk], spec.embed_dim)
+                stats.computed_chunks += 1
+    parts = [part for part in (done[c] for c in range(n_chunks)) if part is not None]
+    if len(parts) < n_chunks:
+        raise ProbeError(f"extraction of {entry.dir} did not finish; run again to resume")
+    features = np.concatenate([p["features"] for p in parts]).astype(dtype)
+    index = np.concatenate([p["ids"] for p in parts]).astype(np.int64)
+    skipped = sorted(int(b) for p in parts for b in p["bad"])
+    write_npy(entry.dir / "features.npy", features)
+    write_npy(entry.dir / "index.npy", index)
+    meta = {
+        "format_version": FORMAT_VERSION, "probe_version": __version__, "key": key,
+        "model": spec.name, "spec": spec.to_dict(), "revision": spec.revision, "pooling": spec.pooling,
+        "preprocessing": _preprocessing(spec), "dataset": dataset, "split": split, "set": input_set,
+        "content_fingerprint": content, "fit_fingerprint": text_fingerprint(fit_texts) if fit_texts else None,
+        "dtype": dtype, "shape": list(features.shape), "n_inputs": len(inputs),
+        "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
+        "seconds": round(time.time() - started, 3),
+        "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
+                  for name in ("features.npy", "index.npy")},
+    }
+    write_json(entry.meta_path, meta)
+    shutil.rmtree(entry.chunks, ignore_errors=True)
+    return FeatureSet(features, index, meta, entry.dir)
+
+
+def _preprocessing(spec: EncoderSpec) -> dict[str, Any]:
+    if spec.modality == "vision":
+        return {"image_size": spec.image_size, "mean": spec.mean, "std": spec.std,
+                "interpolation": spec.interpolation, "crop_pct": spec.crop_pct}
+    return {"max_length": spec.max_length, "text_prefix": spec.text_prefix}
+
+
+def _describe(item: Any) -> str:
+    return getattr(item, "path", None) or (item.fingerprint() if hasattr(item, "fingerprint") else str(item))[:200]
+
+
+def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar):
+    import torch
+    from torch.utils.data import DataLoader
+
+    positions = [p for c in missing for p in ranges[c]]
+    loader: Any = DataLoader(_ImageInputs(refs, positions, encoder.transform()), batch_size=batch_size,  # type: ignore[arg-type]
+                        num_workers=workers, collate_fn=_collate, shuffle=False,
+                        pin_memory=str(encoder.device).startswith("cuda"),
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    chunk_of = {p: c for c in missing for p in ranges[c]}
+    current, ids, feats, bad = None, [], [], []
+    for batch_ids, tensor, batch_bad in loader:
+        first = batch_ids[0] if batch_ids else batch_bad[0][0]
+        chunk = chunk_of[first]
+        if current is not None and chunk != current:
+            yield current, ids, _stack(feats, encoder.dim), bad
+            ids, feats, bad = [], [], []
+        current = chunk
+        if tensor is not None:
+            with torch.inference_mode():
+                feats.append(encoder.encode(tensor))
+            ids.extend(batch_ids)
+        bad.extend(batch_bad)
+        bar.update(len(batch_ids) + len(batch_bad))
+    if current is not None:
+        yield current, ids, _stack(feats, encoder.dim), bad
+
+
+def _text_chunks(encoder, texts, missing, ranges, batch_size, workers, bar):
+    for chunk in missing:
+        ids, feats = [], []
+        for batch in _batches(list(ranges[chunk]), batch_size):
+            feats.append(encoder.encode([texts[i] for i in batch]))
+            ids.extend(batch)
+            bar.update(len(batch))
+        yield chunk, ids, _stack(feats, encoder.dim), []
+
+
+def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+
+

@@ -1,0 +1,54 @@
+"""How features are extracted and where they are kept, as one frozen value passed down whole."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from probe.errors import ProbeError
+
+ENV_CACHE = "PROBE_CACHE_DIR"
+DTYPES = ("float16", "float32")
+ON_BAD_IMAGE = ("skip", "fail")
+
+
+def default_cache_dir(results_dir: Path | None = None) -> Path:
+    """``$PROBE_CACHE_DIR``, else ``<results>/features`` (``results/features`` by default)."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    return (results_dir if results_dir is not None else Path("results")) / "features"
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Everything that decides how a cache miss is computed (and where hits are found).
+
+    ``device`` and ``allow_download`` reach the encoder loader; ``allow_download=None`` means
+    ``$PROBE_ALLOW_DOWNLOAD`` decides.
+    """
+
+    cache_dir: Path | None = None
+    batch_size: int = 64
+    workers: int = 2
+    dtype: str = "float32"
+    on_bad_image: str = "skip"
+    chunk_batches: int = 4
+    progress: bool = True
+    verify: bool = True
+    device: str | None = None
+    allow_download: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ProbeError(f"feature dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise ProbeError(f"--on-bad-image {self.on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}")
+        if self.batch_size < 1:
+            raise ProbeError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ProbeError(f"workers must be 0 or more, got {self.workers}")
+
+    @property
+    def cache(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()

@@ -1,0 +1,1 @@
+"""Running work over many encoders: the pair runner, split plans, executors."""

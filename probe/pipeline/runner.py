@@ -1,0 +1,194 @@
+"""The pair runner: one loop for every command that works pair by pair (or encoder by encoder).
+
+A command describes its work as a :class:`PairWork`: which result units an item of encoders has
+(head configurations of a pair, one similarity record, one correlates record), where each unit's
+record goes, how to get one encoder's features, and ``item, features, units -> records``. The
+runner does the rest the same way for every command:
+
+- plans the items and skips units whose successful record exists (``skip_existing``);
+- keeps in memory only the features of the encoders the current item needs (items come vision-major,
+  so a vision encoder's features stay for its whole row and a text encoder's are re-read from the
+  cache, which is cheap, instead of every text encoder's staying resident for the whole sweep);
+- turns an encoder that cannot give features, or a pair whose work raises, into failure records
+  with the reason, and goes on;
+- writes every record, shows a progress bar on a terminal and a line per result.
+
+The executor is the seam for running items elsewhere (a process pool, Ray): it receives the jobs
+and a sink for finished records; :class:`LocalExecutor` runs them in this process, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from probe.errors import ProbeError
+from probe.registry import EncoderSpec
+
+U = TypeVar("U")
+Item = tuple[EncoderSpec, ...]
+#: Errors that fail one item and let the run go on; anything else is a bug and stops the run.
+ITEM_ERRORS = (ProbeError, OSError, RuntimeError, ValueError, ImportError)
+
+
+class PairWork(Protocol[U]):
+    """What a command does per item; see the module docstring."""
+
+    @property
+    def label(self) -> str:
+        """What the progress bar calls the run."""
+
+    def units(self, item: Item) -> Sequence[U]:
+        """Every result of ``item``; each becomes exactly one record."""
+
+    def path(self, item: Item, unit: U) -> Path:
+        """Where the record of ``unit`` goes."""
+
+    def features(self, spec: EncoderSpec) -> Any:
+        """One encoder's features (may raise one of :data:`ITEM_ERRORS`)."""
+
+    def run(self, item: Item, features: Sequence[Any], units: Sequence[U]) -> Iterator[tuple[U, Any]]:
+        """``(unit, record)`` for the pending units; a record may itself be a failure."""
+
+    def failure(self, item: Item, unit: U, reason: str) -> Any:
+        """The failure record of ``unit``."""
+
+    def describe(self, item: Item, unit: U, record: Any) -> str:
+        """One line about a finished record (shown as the run goes)."""
+
+
+@dataclass(frozen=True)
+class Job(Generic[U]):
+    """An item and its pending units."""
+
+    item: Item
+    units: tuple[U, ...]
+
+
+@dataclass
+class RunOutcome:
+    written: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every record of the run, reused or new, successful or not."""
+        return self.existing + self.written + self.failed
+
+
+def pairs(vision: Sequence[EncoderSpec], text: Sequence[EncoderSpec]) -> list[Item]:
+    """Vision-major (vision, text) items: each vision encoder's row of partners in turn."""
+    return [(v, t) for v in vision for t in text]
+
+
+def singles(specs: Sequence[EncoderSpec]) -> list[Item]:
+    return [(spec,) for spec in specs]
+
+
+def reason(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, for a failure record."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class ResidentFeatures:
+    """Features of the encoders the current item needs, and nothing else; failures are remembered
+    (with their reason) so an encoder that cannot give features is not retried for every partner."""
+
+    def __init__(self, load: Callable[[EncoderSpec], Any]):
+        self._load = load
+        self._held: dict[str, Any] = {}
+        self.failures: dict[str, str] = {}
+
+    def need(self, item: Item) -> list[Any] | str:
+        """The item's features in order, or the reason one of them is missing."""
+        names = {spec.name for spec in item}
+        for name in [n for n in self._held if n not in names]:
+            del self._held[name]
+        for spec in item:
+            if spec.name in self.failures:
+                return self.failures[spec.name]
+            if spec.name not in self._held:
+                try:
+                    self._held[spec.name] = self._load(spec)
+                except ITEM_ERRORS as exc:
+                    self.failures[spec.name] = f"features of {spec.name} failed: {reason(exc)}"
+                    return self.failures[spec.name]
+        return [self._held[spec.name] for spec in item]
+
+
+Sink = Callable[[Item, Any, Any], None]
+
+
+class LocalExecutor:
+    """Runs jobs one after another in this process."""
+
+    def execute(self, jobs: Sequence[Job], work: PairWork, sink: Sink) -> None:
+        resident = ResidentFeatures(work.features)
+        for job in jobs:
+            features = resident.need(job.item)
+            if isinstance(features, str):
+                for unit in job.units:
+                    sink(job.item, unit, work.failure(job.item, unit, features))
+                continue
+            finished: set[int] = set()
+            try:
+                for unit, record in work.run(job.item, features, job.units):
+                    finished.add(id(unit))
+                    sink(job.item, unit, record)
+            except ITEM_ERRORS as exc:
+                for unit in job.units:
+                    if id(unit) not in finished:
+                        sink(job.item, unit, work.failure(job.item, unit, reason(exc)))
+
+
+@dataclass
+class PairRunner:
+    """Plans, runs and records items of encoders; see the module docstring."""
+
+    skip_existing: bool = False
+    echo: Callable[[str], None] | None = None
+    progress: bool = True
+    executor: Any = field(default_factory=LocalExecutor)
+
+    def plan(self, work: PairWork, items: Iterable[Item]) -> tuple[list[Job], list[Path]]:
+        """Jobs with their pending units, and the records that are already there."""
+        from probe.records.store import is_complete
+
+        jobs, existing = [], []
+        for item in items:
+            pending = []
+            for unit in work.units(item):
+                path = work.path(item, unit)
+                if self.skip_existing and is_complete(path):
+                    existing.append(path)
+                else:
+                    pending.append(unit)
+            if pending:
+                jobs.append(Job(item, tuple(pending)))
+        return jobs, existing
+
+    def run(self, work: PairWork, items: Iterable[Item]) -> RunOutcome:
+        from tqdm.auto import tqdm
+
+        from probe.records.store import write_record
+
+        jobs, existing = self.plan(work, items)
+        outcome = RunOutcome(existing=existing)
+        total = sum(len(job.units) for job in jobs)
+        # a bar on a terminal only (disable=None): captured output and logs stay one line per result
+        with tqdm(total=total, desc=work.label, unit=" result", disable=None if self.progress else True,
+                  leave=False) as bar:
+            def sink(item: Item, unit: Any, record: Any) -> None:
+                path = write_record(work.path(item, unit), record)
+                (outcome.written if record.ok else outcome.failed).append(path)
+                bar.update(1)
+                if self.echo is not None:
+                    line = work.describe(item, unit, record)
+                    bar.write(line) if not bar.disable else self.echo(line)
+
+            self.executor.execute(jobs, work, sink)
+        return outcome

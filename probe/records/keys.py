@@ -1,0 +1,59 @@
+"""Metric keys: the namespaced strings records, tables, plots and rankings agree on.
+
+Keys are ``<namespace>/<name>`` so records of different tasks merge into one table without
+clashes. Every module that reads or writes a metric takes its key from here; a typo is then an
+``AttributeError`` at import time instead of a silently empty column.
+"""
+
+from __future__ import annotations
+
+PROBING_SCORE = "alignment/probing_score"
+#: Mean of the zero-shot top-1 accuracies over a record's label tasks (a report column).
+ZEROSHOT_MEAN_TOP1 = "zeroshot/top1"
+COMPOSITIONAL_GROUP = "compositional/group"
+VISION_KNN20 = "vision/knn20"
+VISION_KNN10 = "vision/knn10"
+VISION_LINEAR = "vision/linear"
+VISION_KMEANS_NMI = "vision/kmeans_nmi"
+TEXT_SCORE = "text/score"
+TEXT_STS = "text/sts"
+TEXT_CLUSTERING = "text/clustering"
+TEXT_CLASSIFICATION = "text/classification"
+SIMILARITY_METRICS = ("mutual_knn", "cka", "cknna", "svcca")
+
+
+def retrieval(name: str) -> str:
+    """``retrieval('i2t_R@10')`` -> ``retrieval/i2t_R@10``."""
+    return f"retrieval/{name}"
+
+
+def zeroshot(task: str, k: int) -> str:
+    return f"zeroshot/{task}_top{k}"
+
+
+def is_zeroshot_top1(key: str) -> bool:
+    """A per-task zero-shot top-1 key (not the report's mean over tasks)."""
+    return key.startswith("zeroshot/") and key.endswith("_top1") and key != ZEROSHOT_MEAN_TOP1
+
+
+def compositional(score: str) -> str:
+    return f"compositional/{score}"
+
+
+def similarity(metric: str) -> str:
+    """``similarity('cka')`` -> ``similarity/cka``; unknown metrics are refused by the callers' checks."""
+    return f"similarity/{metric}"
+
+
+def quality(modality: str, name: str) -> str:
+    """Unimodal scores: ``quality('vision', 'knn20')`` -> ``vision/knn20``."""
+    return f"{modality}/{name}"
+
+
+def interval_bounds(key: str) -> tuple[str, str]:
+    """Column names of a metric's interval in flat tables: ``<key>_lo``, ``<key>_hi``."""
+    return f"{key}_lo", f"{key}_hi"
+
+
+#: The selection metric rankings and plots use unless told otherwise.
+DEFAULT_SELECTION = similarity("mutual_knn")

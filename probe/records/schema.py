@@ -1,0 +1,271 @@
+"""Typed result records: one pydantic model per kind, unknown fields rejected.
+
+Every result probe writes is one JSON file holding one of these models. The fields say what the
+numbers are and where they came from: schema and package versions, git revision, seed, the full
+configuration, both encoders' names, weights and revisions, the dataset, protocol and splits, the
+namespaced metrics (see :mod:`probe.records.keys`) and their bootstrap intervals. A failed result is
+a record too (``status: "failed"`` with the reason and no metrics), so a sweep shows what is missing.
+
+A record is written with the fields it was given (``exclude_unset``), so a failure record carries
+no empty ``metrics`` and an older file read and written again keeps its shape. A new kind is one
+class here plus its name in :data:`Record`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from probe.align.config import ProbeConfig
+
+#: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
+SCHEMA_VERSION = 1
+#: Fields that legitimately differ between two identical runs.
+VOLATILE = ("created", "timing")
+Status = Literal["ok", "failed"]
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors: a misspelt key must not be silently dropped on the next write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Versions(Strict):
+    probe: str
+    git: str | None
+    python: str
+    torch: str
+    numpy: str
+
+
+class EncoderRef(Strict):
+    """What a record says about one encoder: enough to find the same weights again."""
+
+    name: str
+    loader: str
+    weights: str
+    revision: str
+    objective: str
+    params_m: float
+    embed_dim: int
+    control: bool
+    published: dict[str, float] = Field(default_factory=dict)
+
+
+class RecordBase(Strict):
+    schema_version: int
+    kind: str
+    status: Status
+    error: str | None
+    created: str
+    versions: Versions
+    dataset: str
+    seed: int
+
+    @classmethod
+    def new(cls, error: str | None = None, **fields: Any):
+        """A record stamped with the schema version, the time and the software versions; with
+        ``error`` it is a failure record (the reason instead of results)."""
+        stamp = {"schema_version": SCHEMA_VERSION, "kind": cls.model_fields["kind"].default,
+                 "status": "failed" if error else "ok", "error": error,
+                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": provenance()}
+        return cls(**stamp, **fields)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON-ready dict of the fields this record was given."""
+        return self.model_dump(exclude_unset=True)
+
+
+class Scored(RecordBase):
+    """A record that holds metrics when it succeeded."""
+
+    metrics: dict[str, float] | None = None
+    intervals: dict[str, tuple[float, float]] | None = None
+    interval_level: float | None = None
+
+    @model_validator(mode="after")
+    def _results_match_status(self):
+        if self.status == "ok" and self.metrics is None:
+            raise ValueError("a record with status 'ok' must hold metrics")
+        if self.status == "failed" and not self.error:
+            raise ValueError("a failed record must say why (error)")
+        return self
+
+    def metric(self, key: str) -> float | None:
+        return (self.metrics or {}).get(key)
+
+    def interval(self, key: str) -> tuple[float, float] | None:
+        return (self.intervals or {}).get(key)
+
+
+class EpochLog(Strict):
+    epoch: int
+    loss: float
+    val_probing_score: float | None = None
+
+
+class TrainingLog(Strict):
+    device: str
+    epochs_run: int
+    best_epoch: int
+    steps: int
+    history: list[EpochLog]
+
+
+class Timing(Strict):
+    fit_grid_s: float
+    eval_s: float
+    grid_size: int
+
+
+class AlignmentRecord(Scored):
+    """Heads fitted on one pair and scored (in-domain: the dataset's own held-out split)."""
+
+    kind: Literal["alignment"] = "alignment"
+    protocol: str
+    splits: dict[str, str | None]
+    config: ProbeConfig
+    vision: EncoderRef
+    text: EncoderRef
+    tasks: list[str]
+    features: dict[str, dict[str, str]]
+    training: TrainingLog | None = None
+    timing: Timing | None = None
+
+    @property
+    def benchmark(self) -> str:
+        """What the metrics score: the split of ``dataset`` that played the evaluation role."""
+        return str(self.splits.get("eval"))
+
+
+class SimilarityConfig(Strict):
+    k: int
+    max_pairs: int
+    n_boot: int
+    n_perm: int
+    pairs: str
+
+
+class NullStat(Strict):
+    mean: float
+    p_value: float
+
+
+class SimilarityRecord(Scored):
+    """Training-free similarity of one pair's paired embeddings (``probe select``)."""
+
+    kind: Literal["similarity"] = "similarity"
+    split: str
+    config: SimilarityConfig
+    vision: EncoderRef
+    text: EncoderRef
+    n_pairs: int | None = None
+    null: dict[str, NullStat] | None = None
+
+
+class CorrelatesConfig(Strict):
+    knn_temperature: float
+    knn_k: list[int]
+    linear: str
+    kmeans: str
+    tasks: list[str]
+
+
+class CorrelatesRecord(Scored):
+    """Unimodal scores of one encoder on a dataset (``probe correlate``)."""
+
+    kind: Literal["correlates"] = "correlates"
+    splits: dict[str, str | None]
+    model: EncoderRef
+    modality: Literal["vision", "text"]
+    config: CorrelatesConfig
+
+
+class SelectionConfig(Strict):
+    metric: str
+    top: int
+    k: int
+    max_pairs: int
+    head: str | None
+    loss: str | None
+
+
+class RankedPair(Strict):
+    vision: str
+    text: str
+    value: float
+
+
+class Agreement(Strict):
+    """How well a ranking predicted the probing scores of the same pairs."""
+
+    n: int
+    spearman: float
+    spearman_p: float
+    kendall: float
+    kendall_p: float
+    top_hits: int
+    top: int
+    best_probed: float
+    best_selected: float
+    regret: float
+
+
+class SelectionRecord(RecordBase):
+    kind: Literal["selection"] = "selection"
+    split: str
+    config: SelectionConfig
+    ranking: list[RankedPair]
+    agreement: Agreement | None
+
+
+class HeadFilter(Strict):
+    head: str | None
+    loss: str | None
+
+
+class CorrelationRow(Strict):
+    correlate: str
+    n: int
+    spearman: float | None
+    p_value: float | None
+
+
+class CorrelationRecord(RecordBase):
+    kind: Literal["correlation"] = "correlation"
+    config: HeadFilter
+    table: list[CorrelationRow]
+    n_pairs: int
+
+
+Record = Annotated[AlignmentRecord | SimilarityRecord | CorrelatesRecord | SelectionRecord | CorrelationRecord,
+                   Field(discriminator="kind")]
+
+
+def provenance() -> dict[str, Any]:
+    import platform
+
+    import numpy
+    import torch
+
+    from probe import __version__
+    from probe.records.git import git_revision
+
+    return {"probe": __version__, "git": git_revision(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+def encoder_ref(spec: Any) -> EncoderRef:
+    """The record's view of a registry entry."""
+    published = {k: getattr(spec, k) for k in ("imagenet_knn", "imagenet_linear", "mteb_avg")
+                 if getattr(spec, k) is not None}
+    return EncoderRef(name=spec.name, loader=spec.loader, weights=spec.weights, revision=spec.revision,
+                      objective=spec.objective, params_m=spec.params_m, embed_dim=spec.embed_dim,
+                      control=spec.is_control, published=published)

@@ -1,0 +1,114 @@
+"""Reading and writing records: one JSON file per result, append-only, mergeable across machines.
+
+:func:`read_record` is the one way in: it migrates a file written under an older schema version
+step by step (:data:`MIGRATIONS`), refuses one it cannot read with a one-line reason, and returns a
+typed record. Paths are ``<results>/records/<kind>/<dataset>/<parts joined by __>.json``, so records
+from several machines can be gathered into one folder without clashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+ENV_RESULTS = "PROBE_RESULTS_DIR"
+#: ``MIGRATIONS[n]`` turns a version-n record (a dict) into a version n+1 record.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+#: The oldest schema version this probe can still migrate from.
+OLDEST_READABLE = 1
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A record and the file it was read from."""
+
+    path: Path
+    record: Any  # probe.records.schema.Record
+
+
+def default_results_dir() -> Path:
+    return Path(os.environ.get(ENV_RESULTS, "results"))
+
+
+def record_path(results_dir: Path, kind: str, dataset: str, *parts: str) -> Path:
+    def safe(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
+
+    return results_dir / "records" / kind / safe(dataset) / ("__".join(safe(p) for p in parts) + ".json")
+
+
+def write_record(path: Path, record: Any) -> Path:
+    from probe.io import write_json
+
+    write_json(path, record.dump())
+    return path
+
+
+def migrate(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` brought to the current schema version, or a ProbeError saying why it cannot be."""
+    from probe.records.schema import SCHEMA_VERSION
+
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ProbeError(f"result record {where} has no integer schema_version ({version!r}); it is not a probe record")
+    readable = str(SCHEMA_VERSION) if OLDEST_READABLE == SCHEMA_VERSION else f"{OLDEST_READABLE} to {SCHEMA_VERSION}"
+    if version > SCHEMA_VERSION:
+        raise ProbeError(f"result record {where} has schema_version {version}; this probe reads {readable} "
+                         "(upgrade probe to read it)")
+    if version < OLDEST_READABLE:
+        raise ProbeError(f"result record {where} has schema_version {version}; this probe reads {readable} "
+                         "(re-run it, or use the probe version that wrote it)")
+    while version < SCHEMA_VERSION:
+        data = {**MIGRATIONS[version](data), "schema_version": version + 1}
+        version += 1
+    return data
+
+
+def parse_record(data: Any, where: str) -> Any:
+    """A typed record from already-decoded JSON (migrated first)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from probe.records.schema import Record
+
+    if not isinstance(data, dict):
+        raise ProbeError(f"result record {where} is not a JSON object")
+    data = migrate(data, where)
+    try:
+        return TypeAdapter(Record).validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "record"
+        raise ProbeError(f"result record {where} is malformed: {field}: {first['msg']} "
+                         f"({exc.error_count()} problem(s))") from None
+
+
+def read_record(path: Path) -> Any:
+    """One typed record; a file that cannot be read, decoded, migrated or validated is a ProbeError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError covers JSON and UTF-8 decoding errors
+        raise ProbeError(f"cannot read result record {path}: {exc}") from None
+    return parse_record(data, str(path))
+
+
+def is_complete(path: Path) -> bool:
+    """True when a successful record is already there (``--skip-existing``); failures are retried."""
+    if not path.exists():
+        return False
+    try:
+        return read_record(path).ok
+    except ProbeError:
+        return False
+
+
+def iter_records(results_dir: Path | str | None = None, kind: str | None = None) -> list[Stored]:
+    """Every record (of one kind) under ``results_dir``, with its path; empty when none exists yet."""
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    base = root / "records" / kind if kind else root / "records"
+    return [Stored(p, read_record(p)) for p in sorted(base.rglob("*.json"))]

@@ -1,0 +1,150 @@
+"""Typed records: validation, schema migration, one flattener, one best-per-pair rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probe.align.config import ProbeConfig
+from probe.errors import ProbeError
+from probe.records import best_by_pair, flatten, iter_records, read_record, record_path, write_record
+from probe.records import store as record_store
+from probe.records.keys import PROBING_SCORE
+from probe.records.schema import AlignmentRecord, EncoderRef, SimilarityRecord
+
+VERSIONS = {"probe": "0", "git": None, "python": "3", "torch": "2", "numpy": "1"}
+
+
+def ref(name: str) -> dict:
+    return {"name": name, "loader": "baseline", "weights": "w", "revision": "main", "objective": "none",
+            "params_m": 1.0, "embed_dim": 8, "control": False, "published": {}}
+
+
+def alignment(dataset: str, vision: str, text: str, score: float, lr: float = 1e-3, **extra) -> dict:
+    config = ProbeConfig(lr=lr).to_dict()
+    return {"schema_version": 1, "kind": "alignment", "status": "ok", "error": None, "created": "2026-01-01",
+            "versions": VERSIONS, "dataset": dataset, "seed": 0, "protocol": "in-domain",
+            "splits": {"fit": "train", "val": "val", "eval": "test", "compositional": None}, "config": config,
+            "vision": ref(vision), "text": ref(text), "tasks": ["retrieval"], "features": {"vision": {}, "text": {}},
+            "metrics": {PROBING_SCORE: score, "retrieval/i2t_R@1": score / 2},
+            "intervals": {PROBING_SCORE: [score - 0.1, score + 0.1]}, "interval_level": 0.95} | extra
+
+
+def write(folder: Path, data: dict | bytes, name: str) -> Path:
+    meta = data if isinstance(data, dict) else {}
+    path = folder / "records" / meta.get("kind", "alignment") / meta.get("dataset", "d") / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(json.dumps(data).encode() if isinstance(data, dict) else data)
+    return path
+
+
+def test_a_record_round_trips_and_keeps_its_shape(tmp_path):
+    data = alignment("shapes", "v", "t", 0.5)
+    path = write(tmp_path, data, "a")
+    record = read_record(path)
+    assert isinstance(record, AlignmentRecord) and isinstance(record.vision, EncoderRef)
+    assert record.config == ProbeConfig() and record.metric(PROBING_SCORE) == 0.5
+    again = write_record(tmp_path / "copy.json", record)
+    assert json.loads(again.read_text()) == json.loads(json.dumps(data))  # nothing added, nothing lost
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda d: d | {"colour": "red"}, "colour: Extra inputs are not permitted"),
+    (lambda d: {**d, "vision": ref("v") | {"wieghts": "x"}}, "vision.wieghts"),
+    (lambda d: {**d, "config": {**d["config"], "hed": "mlp"}}, "config"),
+    (lambda d: {k: v for k, v in d.items() if k != "metrics"}, "must hold metrics"),
+    (lambda d: d | {"status": "failed", "metrics": None}, "must say why"),
+    (lambda d: d | {"status": "maybe"}, "status"),
+    (lambda d: d | {"kind": "vibes"}, "kind"),
+])
+def test_malformed_records_are_refused_with_the_field(tmp_path, change, fragment):
+    path = write(tmp_path, change(alignment("shapes", "v", "t", 0.5)), "bad")
+    with pytest.raises(ProbeError, match="malformed") as info:
+        read_record(path)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert not record_store.is_complete(path)  # --skip-existing recomputes it instead of trusting it
+
+
+def test_undecodable_files_are_one_line_errors(tmp_path):
+    bad_bytes = write(tmp_path, b"\xff\xfe\x00 not utf-8", "bytes")
+    with pytest.raises(ProbeError, match="cannot read result record"):
+        read_record(bad_bytes)
+    not_object = write(tmp_path, b"[1, 2]", "list")
+    with pytest.raises(ProbeError, match="not a JSON object"):
+        read_record(not_object)
+
+
+def test_older_schemas_are_migrated_step_by_step_and_others_refused(tmp_path, monkeypatch):
+    from probe.records import schema
+
+    seen = []
+
+    def v1_to_v2(d):
+        seen.append(1)
+        return {**d, "metrics": {k.replace("alignment/", "align/"): v for k, v in d["metrics"].items()}}
+
+    def v2_to_v3(d):
+        seen.append(2)
+        return {**d, "metrics": {k.replace("align/", "alignment/"): v for k, v in d["metrics"].items()}}
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(record_store, "MIGRATIONS", {1: v1_to_v2, 2: v2_to_v3})
+    record = read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25), "old"))
+    assert seen == [1, 2] and record.schema_version == 3 and record.metric(PROBING_SCORE) == 0.25
+    monkeypatch.setattr(record_store, "OLDEST_READABLE", 2)
+    with pytest.raises(ProbeError, match=r"schema_version 1; this probe reads 2 to 3 \(re-run it"):
+        read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25), "older"))
+    with pytest.raises(ProbeError, match=r"schema_version 4; this probe reads 2 to 3 \(upgrade probe"):
+        read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version=4), "newer"))
+    with pytest.raises(ProbeError, match="no integer schema_version"):
+        read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version="1"), "text"))
+
+
+def test_failure_records_carry_the_reason_and_no_metrics(tmp_path):
+    record = SimilarityRecord.new(error="features of v failed: OSError: gone", dataset="shapes", split="train",
+                                  seed=0, config={"k": 10, "max_pairs": 5, "n_boot": 1, "n_perm": 1, "pairs": "x"},
+                                  vision=ref("v"), text=ref("t"))
+    path = write_record(record_path(tmp_path, "similarity", "shapes", "v", "t"), record)
+    stored = json.loads(path.read_text())
+    assert stored["status"] == "failed" and "metrics" not in stored and stored["error"].startswith("features of v")
+    assert not record_store.is_complete(path)
+
+
+def test_best_by_pair_keys_by_dataset_and_benchmark(tmp_path):
+    rows = [alignment("shapes", "v", "t", 0.4), alignment("shapes", "v", "t", 0.6, lr=3e-4),
+            alignment("digits", "v", "t", 0.1), alignment("shapes", "v", "t2", 0.3),
+            alignment("shapes", "v", "t", 0.9, status="failed", error="nan loss", metrics=None)]
+    for i, data in enumerate(rows):
+        write(tmp_path, data, f"r{i}")
+    best = best_by_pair(iter_records(tmp_path))
+    got = {key: item.record.metric(PROBING_SCORE) for key, item in best.items()}
+    assert got == {("shapes", "test", "v", "t"): 0.6, ("digits", "test", "v", "t"): 0.1,
+                   ("shapes", "test", "v", "t2"): 0.3}
+
+
+def test_flatten_names_every_config_field_so_grid_rows_differ(tmp_path):
+    for i, lr in enumerate((1e-3, 3e-4)):
+        write(tmp_path, alignment("shapes", "v", "t", 0.5 + i / 10, lr=lr), f"lr{i}")
+    rows = [flatten(s) for s in iter_records(tmp_path)]
+    assert sorted(r["lr"] for r in rows) == [3e-4, 1e-3]
+    row = next(r for r in rows if r["lr"] == 1e-3)
+    assert row["epochs"] == 40 and row["head"] == "linear" and row["benchmark"] == "test"
+    assert row[PROBING_SCORE] == 0.5 and row[f"{PROBING_SCORE}_lo"] == pytest.approx(0.4)
+    assert row["path"].endswith("lr0.json") and row["vision"] == "v" and row["vision_control"] is False
+
+
+def test_heatmap_gives_each_dataset_its_own_grid():
+    from probe.report.plots import heatmap_grids
+
+    best = [{"dataset": "shapes", "benchmark": "test", "vision": "v", "text": "t", PROBING_SCORE: 0.9},
+            {"dataset": "digits", "benchmark": "test", "vision": "v", "text": "t", PROBING_SCORE: 0.1},
+            {"dataset": "digits", "benchmark": "test", "vision": "w", "text": "t", PROBING_SCORE: 0.2}]
+    grids = heatmap_grids(best)
+    assert set(grids) == {("shapes", "test"), ("digits", "test")}
+    visions, texts, grid = grids[("shapes", "test")]
+    assert visions == ["v"] and texts == ["t"] and grid.tolist() == [[0.9]]
+    visions, _, grid = grids[("digits", "test")]
+    assert visions == ["v", "w"] and np.allclose(grid[:, 0], [0.1, 0.2])
