@@ -164,21 +164,20 @@ class SimilarityWork:
 
 
 def probing_scores(results_dir: Path, dataset: str, head: str | None = None, loss: str | None = None
-                   ) -> dict[tuple[str, str], float]:
-    """Best probing score per (vision, text) among successful alignment records of ``dataset``
-    (optionally one head/loss); records scored on different benchmarks are never mixed."""
+                   ) -> dict[str, dict[tuple[str, str], float]]:
+    """Per benchmark (label such as ``shapes/test``): the best probing score of each (vision, text)
+    pair among successful alignment records fitted on ``dataset`` (optionally one head/loss).
+    Scores of different benchmarks are never mixed."""
     from probe.records.store import iter_records
     from probe.records.table import best_by_pair
 
     stored = [s for s in iter_records(results_dir, "alignment")
               if s.record.dataset == dataset and (not head or s.record.config.head == head)
               and (not loss or s.record.config.loss == loss)]
-    best = best_by_pair(stored)
-    benchmarks = sorted({key.benchmark for key in best})
-    if len(benchmarks) > 1:
-        raise ProbeError(f"probing records of {dataset!r} score several benchmarks ({', '.join(benchmarks)}); "
-                         "compare one at a time")
-    return {(key.vision, key.text): item.record.metric(keys.PROBING_SCORE) for key, item in best.items()}
+    out: dict[str, dict[tuple[str, str], float]] = {}
+    for key, item in sorted(best_by_pair(stored).items()):
+        out.setdefault(key.benchmark, {})[(key.vision, key.text)] = item.record.metric(keys.PROBING_SCORE)
+    return out
 
 
 def rank_agreement(predicted: dict[tuple[str, str], float], probed: dict[tuple[str, str], float],

@@ -29,6 +29,31 @@ def test_shapes_is_deterministic_and_labelled():
     assert get_dataset("shapes").load("val").image_fingerprint() != a.image_fingerprint()
 
 
+def test_shapes_ood_shares_the_classes_and_nothing_else():
+    shapes, ood = get_dataset("shapes").load("test"), get_dataset("shapes-ood").load("test")
+    again = get_dataset("shapes-ood").load("test")
+    assert ood.captions == again.captions and ood.image_fingerprint() == again.image_fingerprint()
+    assert ood.dataset == "shapes-ood" and ood.classes == shapes.classes  # zero-shot on the same classes
+    assert not set(ood.templates["shape"]) & set(shapes.templates["shape"])
+    assert not set(ood.captions) & {c for s in ("train", "val", "test") for c in get_dataset("shapes").load(s).captions}
+    shapes_scenes = {repr(ref) for s in ("train", "val", "test") for ref in get_dataset("shapes").load(s).images}
+    assert not {repr(ref) for ref in ood.images} & shapes_scenes
+    from probe.data import shapes as shapes_module
+    from probe.data import shapes_ood
+
+    assert not set(shapes_ood.BACKGROUNDS.values()) & set(shapes_module.BACKGROUNDS.values())
+    assert set(shapes_ood.FILLS) - set(shapes_module.FILLS) == {"checked", "ringed"}
+    single = np.flatnonzero(ood.labels["shape"] >= 0)
+    assert len(single) > 80 and set(ood.labels["shape"][single]) == set(range(len(ood.classes["shape"])))
+    for i in single[:10]:
+        first = ood.captions[ood.captions_of(i)[0]]
+        assert ood.classes["shape"][ood.labels["shape"][i]] in first
+    swaps = get_dataset("shapes-ood").load("winoground")
+    i, j = swaps.swap_pairs[0]
+    ci, cj = swaps.captions[swaps.captions_of(i)[0]], swaps.captions[swaps.captions_of(j)[0]]
+    assert ci != cj and sorted(ci.replace(";", "").split()) == sorted(cj.replace(";", "").split())
+
+
 def test_winoground_pairs_swap_colours():
     data = get_dataset("shapes").load("winoground")
     assert data.swap_pairs is not None and len(data.swap_pairs) == data.n_images // 2

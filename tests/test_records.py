@@ -23,10 +23,16 @@ def ref(name: str) -> dict:
             "params_m": 1.0, "embed_dim": 8, "control": False, "published": {}}
 
 
-def alignment(dataset: str, vision: str, text: str, score: float, lr: float = 1e-3, **extra) -> dict:
+def alignment(dataset: str, vision: str, text: str, score: float, lr: float = 1e-3, benchmark: str | None = None,
+              **extra) -> dict:
     config = ProbeConfig(lr=lr).to_dict()
-    return {"schema_version": 1, "kind": "alignment", "status": "ok", "error": None, "created": "2026-01-01",
-            "versions": VERSIONS, "dataset": dataset, "seed": 0, "protocol": "in-domain",
+    return {"schema_version": 2, "kind": "alignment", "status": "ok", "error": None, "created": "2026-01-01",
+            "versions": VERSIONS, "dataset": dataset, "seed": 0,
+            "protocol": "zero-shot transfer" if benchmark else "in-domain",
+            "corpus": {"name": dataset, "split": "train", "fingerprint": "f", "n_images": 10, "n_captions": 50,
+                       "held_out": "its 'val' split", "description": "d"},
+            "benchmark": {"name": benchmark or dataset, "split": "test", "compositional_split": None,
+                          "description": "d"},
             "splits": {"fit": "train", "val": "val", "eval": "test", "compositional": None}, "config": config,
             "vision": ref(vision), "text": ref(text), "tasks": ["retrieval"], "features": {"vision": {}, "text": {}},
             "metrics": {PROBING_SCORE: score, "retrieval/i2t_R@1": score / 2},
@@ -82,25 +88,57 @@ def test_older_schemas_are_migrated_step_by_step_and_others_refused(tmp_path, mo
 
     seen = []
 
-    def v1_to_v2(d):
-        seen.append(1)
-        return {**d, "metrics": {k.replace("alignment/", "align/"): v for k, v in d["metrics"].items()}}
-
     def v2_to_v3(d):
         seen.append(2)
+        return {**d, "metrics": {k.replace("alignment/", "align/"): v for k, v in d["metrics"].items()}}
+
+    def v3_to_v4(d):
+        seen.append(3)
         return {**d, "metrics": {k.replace("align/", "alignment/"): v for k, v in d["metrics"].items()}}
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(record_store, "MIGRATIONS", {1: v1_to_v2, 2: v2_to_v3})
-    record = read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25), "old"))
-    assert seen == [1, 2] and record.schema_version == 3 and record.metric(PROBING_SCORE) == 0.25
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(record_store, "MIGRATIONS", {2: v2_to_v3, 3: v3_to_v4})
     monkeypatch.setattr(record_store, "OLDEST_READABLE", 2)
-    with pytest.raises(ProbeError, match=r"schema_version 1; this probe reads 2 to 3 \(re-run it"):
+    record = read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25), "old"))
+    assert seen == [2, 3] and record.schema_version == 4 and record.metric(PROBING_SCORE) == 0.25
+    monkeypatch.setattr(record_store, "OLDEST_READABLE", 3)
+    with pytest.raises(ProbeError, match=r"schema_version 2; this probe reads 3 to 4 \(re-run it"):
         read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25), "older"))
-    with pytest.raises(ProbeError, match=r"schema_version 4; this probe reads 2 to 3 \(upgrade probe"):
-        read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version=4), "newer"))
+    with pytest.raises(ProbeError, match=r"schema_version 5; this probe reads 3 to 4 \(upgrade probe"):
+        read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version=5), "newer"))
     with pytest.raises(ProbeError, match="no integer schema_version"):
         read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version="1"), "text"))
+
+
+#: A version-1 alignment record as probe 0.1.0 wrote it (trimmed history; the layout is exact).
+V1_ALIGNMENT = {
+    "schema_version": 1, "kind": "alignment", "status": "ok", "error": None, "created": "2026-11-29T19:42:11+00:00",
+    "versions": VERSIONS, "dataset": "shapes", "seed": 0,
+    "protocol": "probe shapes v3 (procedural; 300/75/150 images, 5 captions each)",
+    "splits": {"fit": "train", "val": "val", "eval": "test", "compositional": "winoground"},
+    "config": ProbeConfig().to_dict(), "vision": ref("efficientnet/lite0-in1k"),
+    "text": ref("sentence-transformers/all-minilm-l6-v2.pypi"), "tasks": ["compositional", "retrieval", "zeroshot"],
+    "features": {"vision": {"fit": "train.images.k1"}, "text": {"fit": "train.captions.k2"}},
+    "metrics": {PROBING_SCORE: 0.853, "zeroshot/shape_top1": 0.814}, "intervals": {PROBING_SCORE: [0.805, 0.896]},
+    "interval_level": 0.95,
+    "training": {"device": "cpu", "epochs_run": 2, "best_epoch": 2, "steps": 2,
+                 "history": [{"epoch": 1, "loss": 9.1, "val_probing_score": 0.5}, {"epoch": 2, "loss": 8.0}]},
+    "timing": {"fit_grid_s": 1.5, "eval_s": 0.2, "grid_size": 1},
+}
+
+
+def test_version_1_records_are_read_as_in_domain_results(tmp_path):
+    record = read_record(write(tmp_path, V1_ALIGNMENT, "v1"))
+    assert record.schema_version == 2 and record.protocol == "in-domain"
+    assert record.corpus.name == "shapes" and record.corpus.split == "train" and record.corpus.fingerprint is None
+    assert record.corpus.description.startswith("probe shapes v3") and record.corpus.held_out == "its 'val' split"
+    assert record.benchmark.label == "shapes/test" and record.benchmark.compositional_split == "winoground"
+    assert record.metric(PROBING_SCORE) == 0.853 and record.training.history[1].val_probing_score is None
+    selection = {"schema_version": 1, "kind": "selection", "status": "ok", "error": None, "created": "x",
+                 "versions": VERSIONS, "dataset": "shapes", "seed": 0, "split": "train",
+                 "config": {"metric": "cka", "top": 3, "k": 10, "max_pairs": 5000, "head": None, "loss": None},
+                 "ranking": [], "agreement": None}
+    assert read_record(write(tmp_path, selection, "sel")).agreements == {}
 
 
 def test_failure_records_carry_the_reason_and_no_metrics(tmp_path):
@@ -121,8 +159,12 @@ def test_best_by_pair_keys_by_dataset_and_benchmark(tmp_path):
         write(tmp_path, data, f"r{i}")
     best = best_by_pair(iter_records(tmp_path))
     got = {key: item.record.metric(PROBING_SCORE) for key, item in best.items()}
-    assert got == {("shapes", "test", "v", "t"): 0.6, ("digits", "test", "v", "t"): 0.1,
-                   ("shapes", "test", "v", "t2"): 0.3}
+    assert got == {("shapes", "shapes/test", "v", "t"): 0.6, ("digits", "digits/test", "v", "t"): 0.1,
+                   ("shapes", "shapes/test", "v", "t2"): 0.3}
+    write(tmp_path, alignment("shapes", "v", "t", 0.2, benchmark="shapes-ood"), "transfer")
+    best = best_by_pair(iter_records(tmp_path))  # a transfer score never competes with an in-domain one
+    assert best[("shapes", "shapes-ood/test", "v", "t")].record.metric(PROBING_SCORE) == 0.2
+    assert best[("shapes", "shapes/test", "v", "t")].record.metric(PROBING_SCORE) == 0.6
 
 
 def test_flatten_names_every_config_field_so_grid_rows_differ(tmp_path):
@@ -131,7 +173,7 @@ def test_flatten_names_every_config_field_so_grid_rows_differ(tmp_path):
     rows = [flatten(s) for s in iter_records(tmp_path)]
     assert sorted(r["lr"] for r in rows) == [3e-4, 1e-3]
     row = next(r for r in rows if r["lr"] == 1e-3)
-    assert row["epochs"] == 40 and row["head"] == "linear" and row["benchmark"] == "test"
+    assert row["epochs"] == 40 and row["head"] == "linear" and row["benchmark"] == "shapes/test"
     assert row[PROBING_SCORE] == 0.5 and row[f"{PROBING_SCORE}_lo"] == pytest.approx(0.4)
     assert row["path"].endswith("lr0.json") and row["vision"] == "v" and row["vision_control"] is False
 

@@ -1,8 +1,10 @@
-"""``probe run``'s work per pair: fit a grid of heads on cached features, score each, one record each.
+"""``probe run``'s work per pair: fit a grid of heads on cached features, score each on every
+benchmark of the plan, one record per (head configuration, benchmark).
 
 Each encoder runs once per split (through the feature cache), so a V x T sweep costs V + T forward
-passes plus V x T head fits. The pair runner (:mod:`probe.pipeline.runner`) plans, skips finished
-results, records failures and keeps only the current pair's features in memory.
+passes plus V x T head fits; a fit is scored on every benchmark without refitting. The pair runner
+(:mod:`probe.pipeline.runner`) plans, skips finished results, records failures and keeps only the
+current pair's features in memory.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from probe.errors import ProbeError
 from probe.features.options import ExtractOptions
 from probe.features.roles import EncoderFeatures
 from probe.pipeline.runner import Item
-from probe.pipeline.splits import SplitPlan
+from probe.pipeline.splits import IN_DOMAIN, SplitPlan, Target
 from probe.records import keys
 from probe.registry import EncoderSpec
+
+#: One result: a head configuration scored on one benchmark (by the target's key).
+Unit = tuple[ProbeConfig, str]
 
 
 @dataclass
 class AlignmentSweep:
-    """Every (vision, text) pair x every head configuration on one split plan."""
+    """Every (vision, text) pair x every head configuration x every benchmark of one split plan."""
 
     dataset_name: str
     plan: SplitPlan
@@ -35,37 +40,57 @@ class AlignmentSweep:
     options: ExtractOptions
     label: str = "alignment"
 
-    def units(self, item: Item) -> Sequence[ProbeConfig]:
-        return self.configs
+    def units(self, item: Item) -> Sequence[Unit]:
+        return [(config, target.key) for config in self.configs for target in self.plan.targets]
 
-    def path(self, item: Item, config: ProbeConfig) -> Path:
+    def _target(self, key: str) -> Target:
+        return next(t for t in self.plan.targets if t.key == key)
+
+    def path(self, item: Item, unit: Unit) -> Path:
         from probe.records.store import record_path
 
-        vision, text = item
-        return record_path(self.results_dir, "alignment", self.dataset_name, vision.name, text.name,
-                           f"{config.tag}-seed{config.seed}")
+        (vision, text), (config, key) = item, unit
+        parts = [vision.name, text.name, f"{config.tag}-seed{config.seed}"] + ([f"on-{key}"] if key else [])
+        return record_path(self.results_dir, "alignment", self.dataset_name, *parts)
 
     def features(self, spec: EncoderSpec) -> EncoderFeatures:
         from probe.features.roles import encoder_features
 
         return encoder_features(spec, self.plan, self.options)
 
-    def _record(self, item: Item, config: ProbeConfig, features: Sequence[EncoderFeatures] = (), **results: Any):
+    def _record(self, item: Item, unit: Unit, features: Sequence[EncoderFeatures] = (), **results: Any):
+        from probe.data.base import text_fingerprint
         from probe.records.schema import AlignmentRecord, encoder_ref
 
-        vision, text = item
-        keys_of = {side: f.keys for side, f in zip(("vision", "text"), features, strict=False)}
-        return AlignmentRecord.new(dataset=self.dataset_name, protocol=self.plan.held_out.protocol,
-                                   splits=self.plan.names(), seed=config.seed, config=config,
-                                   vision=encoder_ref(vision), text=encoder_ref(text), tasks=sorted(self.tasks),
-                                   features={"vision": keys_of.get("vision", {}), "text": keys_of.get("text", {})},
-                                   **results)
+        (vision, text), (config, key) = item, unit
+        plan, target = self.plan, self._target(key)
+        fit = plan.fit
 
-    def failure(self, item: Item, config: ProbeConfig, reason: str, features: Sequence[EncoderFeatures] = ()):
-        return self._record(item, config, features, error=reason)
+        def mine(role: str) -> bool:  # the record names the cache entries its numbers came from
+            base, _, suffix = role.partition(":")
+            return base in ("fit", "val") or suffix == key
 
-    def run(self, item: Item, features: Sequence[EncoderFeatures], configs: Sequence[ProbeConfig]
-            ) -> Iterator[tuple[ProbeConfig, Any]]:
+        used = {side: {r: k for r, k in f.keys.items() if mine(r)} for side, f in zip(("vision", "text"), features,
+                                                                                     strict=False)}
+        # scoring the corpus's own held-out split is in-domain, whichever way the run was asked for
+        protocol = IN_DOMAIN if target.benchmark == self.dataset_name else plan.protocol
+        return AlignmentRecord.new(
+            dataset=self.dataset_name, protocol=protocol, splits=plan.names(target), seed=config.seed,
+            corpus={"name": self.dataset_name, "split": fit.split,
+                    "fingerprint": f"{fit.image_fingerprint()}:{text_fingerprint(fit.captions)}",
+                    "n_images": fit.n_images, "n_captions": len(fit.captions), "held_out": plan.held_out_rule,
+                    "description": fit.protocol},
+            benchmark={"name": target.benchmark, "split": target.eval.split,
+                       "compositional_split": target.compositional.split if target.compositional else None,
+                       "description": target.eval.protocol},
+            config=config, vision=encoder_ref(vision), text=encoder_ref(text), tasks=sorted(self.tasks),
+            features={"vision": used.get("vision", {}), "text": used.get("text", {})}, **results)
+
+    def failure(self, item: Item, unit: Unit, reason: str, features: Sequence[EncoderFeatures] = ()):
+        return self._record(item, unit, features, error=reason)
+
+    def run(self, item: Item, features: Sequence[EncoderFeatures], units: Sequence[Unit]
+            ) -> Iterator[tuple[Unit, Any]]:
         from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
         from probe.encoders.base import pick_device
         from probe.evaluation.evaluate import ZeroShotTask, evaluate
@@ -73,42 +98,47 @@ class AlignmentSweep:
         vf, tf = features
         plan = self.plan
 
-        def paired(role: str) -> PairedFeatures:
-            return PairedFeatures(vf.by_role[role], tf.by_role[role], getattr(plan, role).caption_image)
+        def paired(role: str, data: Any) -> PairedFeatures:
+            return PairedFeatures(vf.by_role[role], tf.by_role[role], data.caption_image)
 
+        configs = list(dict.fromkeys(config for config, _ in units))
         device = pick_device(self.options.device)  # heads train where the encoders ran
         start = time.perf_counter()
         probes = [AlignmentProbe(c) for c in configs]
         try:
-            fit_grid(probes, paired("fit"), paired("val") if plan.val is not None else None, device=device)
+            fit_grid(probes, paired("fit", plan.fit), paired("val", plan.val) if plan.val is not None else None,
+                     device=device)
         except ProbeError as exc:
-            for config in configs:
-                yield config, self.failure(item, config, str(exc), features)
+            for unit in units:
+                yield unit, self.failure(item, unit, str(exc), features)
             return
         fit_seconds = time.perf_counter() - start
-        held_out = plan.held_out
-        zeroshot = [ZeroShotTask(task, tf.prompts[task], len(held_out.classes[task]), held_out.labels[task])
-                    for task in plan.label_tasks]
-        compositional = None
-        if plan.compositional is not None and plan.compositional.swap_pairs is not None:
-            compositional = (paired("compositional"), plan.compositional.swap_pairs)
         for probe in probes:
-            if probe.error_:
-                yield probe.config, self.failure(item, probe.config, probe.error_, features)
-                continue
-            start = time.perf_counter()
-            metrics, intervals = evaluate(probe, paired("eval"), zeroshot=zeroshot, compositional=compositional,
-                                          seed=probe.config.seed)
-            yield probe.config, self._record(
-                item, probe.config, features, metrics=metrics, intervals=intervals, interval_level=0.95,
-                training={"device": device, "epochs_run": len(probe.history_), "best_epoch": probe.best_epoch_,
-                          "steps": probe.steps_, "history": probe.history_},
-                timing={"fit_grid_s": round(fit_seconds, 3), "eval_s": round(time.perf_counter() - start, 3),
-                        "grid_size": len(probes)})
+            for unit in [u for u in units if u[0] == probe.config]:
+                if probe.error_:
+                    yield unit, self.failure(item, unit, probe.error_, features)
+                    continue
+                target = self._target(unit[1])
+                start = time.perf_counter()
+                zeroshot = [ZeroShotTask(task, tf.prompts[target.role(f"prompts-{task}")],
+                                         len(target.eval.classes[task]), target.eval.labels[task])
+                            for task in target.label_tasks]
+                compositional = None
+                if target.compositional is not None and target.compositional.swap_pairs is not None:
+                    compositional = (paired(target.role("compositional"), target.compositional),
+                                     target.compositional.swap_pairs)
+                metrics, intervals = evaluate(probe, paired(target.role("eval"), target.eval), zeroshot=zeroshot,
+                                              compositional=compositional, seed=probe.config.seed)
+                yield unit, self._record(
+                    item, unit, features, metrics=metrics, intervals=intervals, interval_level=0.95,
+                    training={"device": device, "epochs_run": len(probe.history_), "best_epoch": probe.best_epoch_,
+                              "steps": probe.steps_, "history": probe.history_},
+                    timing={"fit_grid_s": round(fit_seconds, 3), "eval_s": round(time.perf_counter() - start, 3),
+                            "grid_size": len(probes)})
 
-    def describe(self, item: Item, config: ProbeConfig, record: Any) -> str:
-        vision, text = item
-        head = f"{vision.name} x {text.name} [{config.tag}]"
+    def describe(self, item: Item, unit: Unit, record: Any) -> str:
+        (vision, text), (config, key) = item, unit
+        head = f"{vision.name} x {text.name} [{config.tag}]" + (f" on {key}" if key else "")
         if not record.ok:
             return f"{head}: FAILED: {record.error}"
         lo, hi = record.interval(keys.PROBING_SCORE)

@@ -13,7 +13,13 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @click.option("--text", "text", multiple=True, required=True, metavar="PATTERN",
               help="Text model name or shell pattern (repeatable); 'all' as for --vision.")
 @click.option("--dataset", "-d", default="shapes", show_default=True,
-              help="shapes, digits, karpathy:FILE, csv:FILE, ... (needs a train split and a test or val split).")
+              help="In-domain protocol: fit on its train split, score its test split (shapes, digits, karpathy:FILE, "
+                   "csv:FILE, ...).")
+@click.option("--train", "train", default=None, metavar="CORPUS",
+              help="Zero-shot transfer protocol: fit on this corpus (early stopping on its val split or a seeded "
+                   "5% carve-out) and score every --eval benchmark.")
+@click.option("--eval", "evals", multiple=True, metavar="BENCHMARK",
+              help="Benchmark scored zero-shot after fitting on --train (repeatable), e.g. shapes-ood.")
 @click.option("--head", "heads", multiple=True, default=("linear",), show_default=True, metavar="HEAD",
               help="linear, mlp or star (repeatable: a grid fitted in one pass).")
 @click.option("--loss", "losses", multiple=True, default=("siglip",), show_default=True, metavar="LOSS",
@@ -35,16 +41,18 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @click.option("--extract-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Batch size of feature extraction on a cache miss.")
 @device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
-@click.pass_obj
-def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
+@click.pass_context
+def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
         results_dir, cache_dir, workers, extract_batch_size, device) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
-    Features come from the cache (extracted on a miss, each encoder once). Heads are fitted on the
-    train split, stopped early on val, and scored on test: retrieval R@1/5/10 both ways and the
-    probing score (mean of the two R@10, SAIL) with a bootstrap interval, zero-shot top-1/top-5,
-    and Winoground-style scores where the dataset has swap pairs. A failing pair is recorded with
-    its reason and the sweep goes on; the exit code is 1 if any pair failed.
+    Features come from the cache (extracted on a miss, each encoder once). In-domain (--dataset),
+    heads are fitted on the train split, stopped early on val, and scored on test; zero-shot
+    transfer (--train with --eval), they are fitted on the corpus and scored on benchmarks they never
+    saw, one record per benchmark. Scores: retrieval R@1/5/10 both ways and the probing score (mean
+    of the two R@10, SAIL) with a bootstrap interval, zero-shot top-1/top-5, and Winoground-style
+    scores where the data has swap pairs. A failing pair is recorded with its reason and the sweep
+    goes on; the exit code is 1 if any pair failed.
 
     \b
     Examples:
@@ -52,16 +60,28 @@ def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_
       probe run --vision efficientnet/lite0-in1k --text 'sentence-transformers/*' --head linear --head star
       probe run --vision 'dinov2/*' --text all --loss siglip --loss infonce --lr 1e-3 --lr 3e-4
       probe run --vision all --text all --skip-existing      # resume an interrupted sweep
+      probe run --train shapes --eval shapes-ood --vision all --text all   # zero-shot transfer
     """
+    from click.core import ParameterSource
+
     from probe.align.config import ProbeConfig
     from probe.align.heads import check_head
     from probe.align.losses import check_loss
     from probe.align.sweep import AlignmentSweep
     from probe.data import get_dataset
     from probe.errors import ProbeError
+    from probe.evaluation.benchmarks import get_benchmark
     from probe.features.options import ExtractOptions
     from probe.pipeline.runner import PairRunner, pairs
-    from probe.pipeline.splits import TASKS, in_domain_plan
+    from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
+
+    obj = ctx.obj
+    if evals and not train:
+        raise ProbeError("--eval needs --train CORPUS to fit on (the in-domain form is --dataset NAME)")
+    if train and not evals:
+        raise ProbeError("--train needs at least one --eval BENCHMARK to score zero-shot (e.g. --eval shapes-ood)")
+    if train and ctx.get_parameter_source("dataset") is not ParameterSource.DEFAULT:
+        raise ProbeError("give either --dataset (in-domain) or --train with --eval (zero-shot transfer), not both")
 
     for head in heads:
         check_head(head)
@@ -78,14 +98,22 @@ def run(obj, vision, text, dataset, heads, losses, lrs, epochs, batch_size, out_
     configs = [ProbeConfig(head=h, loss=lo, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim, seed=seed)
                for h in dict.fromkeys(heads) for lo in dict.fromkeys(losses) for lr in dict.fromkeys(lrs)]
     results, cache = workspace(results_dir, cache_dir)
-    ds = get_dataset(dataset)
     chosen = set(tasks or TASKS)
-    sweep = AlignmentSweep(ds.info.name, in_domain_plan(ds, chosen, explicit_tasks=bool(tasks)), configs, chosen,
-                           results, ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size,
-                                                   device=device, allow_download=obj.allow_download))
-    n = len(v_specs) * len(t_specs) * len(configs)
-    click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s) = {n} result(s) "
-               f"on {ds.info.name}", err=True)
+    if train:
+        ds = get_dataset(train)
+        benchmarks = [get_benchmark(name) for name in dict.fromkeys(evals)]
+        plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=seed)
+        where = f"fitted on {ds.info.name}, scored on {', '.join(b.info.name for b in benchmarks)}"
+    else:
+        ds = get_dataset(dataset)
+        plan = in_domain_plan(ds, chosen, explicit_tasks=bool(tasks))
+        where = f"on {ds.info.name}"
+    sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results,
+                           ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size,
+                                          device=device, allow_download=obj.allow_download))
+    n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
+    click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
+               + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}", err=True)
     outcome = PairRunner(skip_existing=skip_existing, echo=click.echo).run(sweep, pairs(v_specs, t_specs))
     click.echo(f"done: {len(outcome.written)} written, {len(outcome.failed)} failed, "
                f"{len(outcome.existing)} already there; records in {results / 'records'}", err=True)

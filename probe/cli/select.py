@@ -103,6 +103,7 @@ def select(obj: RunContext, top, metric, vision, text, split, k, max_pairs, n_bo
     records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]
     ranked = sorted(records, key=lambda r: -r.metrics[key])
     probed = probing_scores(results, ds.info.name, head, loss)
+    shown = next(iter(probed.values()), {})  # the table shows the first benchmark's scores
 
     def named(ref) -> str:
         return ref.name + (" (control)" if ref.control else "")
@@ -111,26 +112,31 @@ def select(obj: RunContext, top, metric, vision, text, split, k, max_pairs, n_bo
     for rank, r in enumerate(ranked[:top], 1):
         lo, hi = r.interval(key)
         rows.append([str(rank), named(r.vision), named(r.text), f"{r.metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]",
-                     fmt(r.null[key].mean), fmt(probed.get((r.vision.name, r.text.name)))])
-    print_table(["rank", "vision", "text", f"{metric} [95% CI]", "null", "probing score"], rows,
+                     fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))])
+    column = f"probing score ({next(iter(probed))})" if probed else "probing score"
+    print_table(["rank", "vision", "text", f"{metric} [95% CI]", "null", column], rows,
                 title=f"top {min(top, len(ranked))} of {len(ranked)} pairs by {metric} on {ds.info.name}/{split}")
     predicted = {(r.vision.name, r.text.name): r.metrics[key] for r in ranked}
-    agreement = rank_agreement(predicted, probed, top)
-    if agreement is None:
-        click.echo("no probing records for 3 or more of these pairs yet: run `probe run` to check the ranking")
-    else:
-        click.echo(f"ranking vs probing score over {agreement['n']} probed pairs: Spearman "
+    agreements = {}
+    for benchmark, scores in probed.items():
+        agreement = rank_agreement(predicted, scores, top)
+        if agreement is None:
+            continue
+        agreements[benchmark] = agreement
+        click.echo(f"ranking vs probing score over {agreement['n']} probed pairs of {benchmark}: Spearman "
                    f"{agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), Kendall {agreement['kendall']:.3f} "
                    f"(p={agreement['kendall_p']:.2g}); {agreement['top_hits']} of the top {agreement['top']} selected "
                    f"are among the top {agreement['top']} probed; best selected {agreement['best_selected']:.3f} vs "
                    f"best probed {agreement['best_probed']:.3f}")
+    if not agreements:
+        click.echo("no probing records for 3 or more of these pairs yet: run `probe run` to check the ranking")
     write_record(record_path(results, "selection", ds.info.name, f"{metric}-{split}-k{k}"),
                  SelectionRecord.new(dataset=ds.info.name, split=split, seed=0,
                                      config={"metric": metric, "top": top, "k": k, "max_pairs": max_pairs,
                                              "head": head, "loss": loss},
                                      ranking=[{"vision": v, "text": t, "value": val} for (v, t), val in
                                               sorted(predicted.items(), key=lambda kv: -kv[1])],
-                                     agreement=agreement))
+                                     agreements=agreements))
     if outcome.failed:
         raise click.exceptions.Exit(1)
 
@@ -171,7 +177,7 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
         raise ProbeError(f"no successful probing records for dataset {ds.info.name!r} under {results}; "
                          f"run `probe run` first")
     known = {s.name for s in obj.registry.list()}
-    names = sorted({name for pair in probed for name in pair})
+    names = sorted({name for scores in probed.values() for pair in scores for name in pair})
     for name in names:
         if name not in known:
             click.echo(f"skipping {name}: no longer in the registry", err=True)
@@ -195,14 +201,17 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
                 title=f"unimodal correlates on {ds.info.name}")
     similarity = {(s.record.vision.name, s.record.text.name): s.record.metrics
                   for s in iter_records(results, "similarity") if s.record.dataset == ds.info.name and s.record.ok}
-    rows = correlation_table(probed, models, similarity)
-    print_table(["correlate", "n pairs", "Spearman r", "p-value"],
-                [[r["correlate"], str(r["n"]), fmt(r["spearman"]),
-                  "-" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in rows],
-                title=f"what predicts the probing score on {ds.info.name} ({len(probed)} probed pairs)")
-    write_record(record_path(results, "correlation", ds.info.name, f"{head or 'any'}-{loss or 'any'}"),
-                 CorrelationRecord.new(dataset=ds.info.name, seed=0, config={"head": head, "loss": loss},
-                                       table=rows, n_pairs=len(probed)))
+    for benchmark, scores in probed.items():
+        rows = correlation_table(scores, models, similarity)
+        print_table(["correlate", "n pairs", "Spearman r", "p-value"],
+                    [[r["correlate"], str(r["n"]), fmt(r["spearman"]),
+                      "-" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in rows],
+                    title=f"what predicts the probing score on {benchmark} ({len(scores)} probed pairs, heads fitted "
+                          f"on {ds.info.name})")
+        label = benchmark.replace("/", "-")
+        write_record(record_path(results, "correlation", ds.info.name, f"{head or 'any'}-{loss or 'any'}-{label}"),
+                     CorrelationRecord.new(dataset=ds.info.name, benchmark=benchmark, seed=0,
+                                           config={"head": head, "loss": loss}, table=rows, n_pairs=len(scores)))
     if outcome.failed:
         raise click.exceptions.Exit(1)
 

@@ -7,7 +7,7 @@ from typing import Protocol
 from probe.data.base import DatasetInfo, SplitData
 from probe.errors import ProbeError
 
-BUNDLED = ("shapes", "digits")
+BUNDLED = ("shapes", "digits", "shapes-ood")
 LOCAL_KINDS = ("imagefolder", "karpathy", "csv", "jsonl", "wds")
 
 
@@ -19,9 +19,9 @@ class Dataset(Protocol):
 
 class BundledDataset:
     def __init__(self, name: str, seed: int = 0):
-        from probe.data import digits, shapes
+        from probe.data import digits, shapes, shapes_ood
 
-        self.module = {"shapes": shapes, "digits": digits}[name]
+        self.module = {"shapes": shapes, "shapes-ood": shapes_ood, "digits": digits}[name]
         self.info = self.module.INFO
         self.seed = seed
 

@@ -82,6 +82,19 @@ class SplitData:
     def captions_of(self, image: int) -> list[int]:
         return np.flatnonzero(self.caption_image == image).tolist()
 
+    def subset(self, images: Sequence[int] | np.ndarray, split: str) -> SplitData:
+        """The given images (in that order) with all their captions, labels and attributes, as a
+        split of its own name (its content fingerprint follows from its images)."""
+        rows = np.asarray(images, dtype=np.int64)
+        new_index = np.full(self.n_images, -1, dtype=np.int64)
+        new_index[rows] = np.arange(len(rows))
+        keep = np.flatnonzero(new_index[self.caption_image] >= 0)
+        return SplitData(dataset=self.dataset, split=split, images=[self.images[i] for i in rows],
+                         captions=[self.captions[j] for j in keep], caption_image=new_index[self.caption_image[keep]],
+                         labels={k: np.asarray(v)[rows] for k, v in self.labels.items()}, classes=self.classes,
+                         attributes={k: np.asarray(v)[rows] for k, v in self.attributes.items()},
+                         swap_pairs=None, protocol=self.protocol, templates=self.templates)
+
 
 def text_fingerprint(texts: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()[:20]

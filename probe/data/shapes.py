@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +39,23 @@ BACKGROUNDS = {
     "light green": (180, 215, 170), "white": (235, 235, 235), "brown": (140, 110, 80),
 }
 FILLS = ("solid", "striped", "dotted")
+
+
+@dataclass(frozen=True)
+class Style:
+    """How scenes are painted: palettes that a scene's indices point into, noise and clutter."""
+
+    backgrounds: tuple[tuple[int, int, int], ...]
+    fills: tuple[str, ...]
+    block_noise: float = 18.0
+    pixel_noise: float = 8.0
+    clutter: tuple[int, int] = (2, 6)
+    stripe_step: int = 7
+
 POSITIONS = {"top left": (0.3, 0.3), "top right": (0.7, 0.3), "bottom left": (0.3, 0.7),
              "bottom right": (0.7, 0.7), "centre": (0.5, 0.5)}
+
+STYLE = Style(tuple(BACKGROUNDS.values()), FILLS)
 
 INFO = DatasetInfo(
     name="shapes",
@@ -145,16 +161,16 @@ def _place(poly, thing: Thing, size: int) -> list[tuple[float, float]]:
     return [(thing.cx * size + r * (x * c - y * s), thing.cy * size + r * (x * s + y * c)) for x, y in poly]
 
 
-def draw_scene(scene: Scene, size: int = CANVAS):
+def draw_scene(scene: Scene, size: int = CANVAS, style: Style = STYLE):
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(scene.noise_seed)
-    base = np.array(list(BACKGROUNDS.values())[scene.background], dtype=np.float32)
-    noise = rng.normal(0, 18, (size // 8, size // 8, 3)).repeat(8, 0).repeat(8, 1)
-    pixels = np.clip(base + noise + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
+    base = np.array(style.backgrounds[scene.background], dtype=np.float32)
+    noise = rng.normal(0, style.block_noise, (size // 8, size // 8, 3)).repeat(8, 0).repeat(8, 1)
+    pixels = np.clip(base + noise + rng.normal(0, style.pixel_noise, (size, size, 3)), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(2, 6))):  # clutter strokes
+    for _ in range(int(rng.integers(*style.clutter))):  # clutter strokes
         pts = [tuple(rng.uniform(0, size, 2)) for _ in range(int(rng.integers(2, 4)))]
         tint = tuple(int(v) for v in rng.integers(60, 200, 3))
         draw.line(pts, fill=tint, width=int(rng.integers(1, 3)))
@@ -164,18 +180,27 @@ def draw_scene(scene: Scene, size: int = CANVAS):
         mask_draw = ImageDraw.Draw(mask)
         for poly in OUTLINES[SHAPES[thing.shape]]:
             mask_draw.polygon(_place(poly, thing, size), fill=255)
-        fill = FILLS[thing.fill]
+        fill = style.fills[thing.fill]
         texture = Image.new("RGB", (size, size), colour)
         if fill != "solid":
             tex_draw = ImageDraw.Draw(texture)
             light = tuple(min(255, v + 150) if sum(colour) < 300 else max(0, v - 120) for v in colour)
+            step = style.stripe_step
             if fill == "striped":
-                for k in range(-size, 2 * size, 7):
+                for k in range(-size, 2 * size, step):
                     tex_draw.line([(k, 0), (k + size, size)], fill=light, width=3)
-            else:
-                for yy in range(2, size, 7):
-                    for xx in range(2 + (yy // 7 % 2) * 3, size, 7):
+            elif fill == "dotted":
+                for yy in range(2, size, step):
+                    for xx in range(2 + (yy // step % 2) * 3, size, step):
                         tex_draw.ellipse([xx - 1.6, yy - 1.6, xx + 1.6, yy + 1.6], fill=light)
+            elif fill == "checked":
+                for yy in range(0, size, step):
+                    for xx in range((yy // step % 2) * step, size, 2 * step):
+                        tex_draw.rectangle([xx, yy, xx + step - 1, yy + step - 1], fill=light)
+            elif fill == "ringed":
+                for radius in range(step, 2 * size, step):
+                    tex_draw.ellipse([size / 2 - radius, size / 2 - radius, size / 2 + radius, size / 2 + radius],
+                                     outline=light, width=2)
         image.paste(texture, (0, 0), mask)
         outline = OUTLINES[SHAPES[thing.shape]]
         for poly in outline:
@@ -185,64 +210,38 @@ def draw_scene(scene: Scene, size: int = CANVAS):
 
 # --- scene sampling and captions --------------------------------------------------------------------
 
-def _thing(rng: np.random.Generator, shape: int, colour: int, cx: float, cy: float, scale: float) -> Thing:
-    return Thing(shape=shape, colour=colour, fill=int(rng.integers(len(FILLS))),
-                 cx=cx + rng.uniform(-0.05, 0.05), cy=cy + rng.uniform(-0.05, 0.05),
-                 scale=scale * rng.uniform(0.85, 1.15), angle=float(rng.uniform(-0.5, 0.5)))
-
-
-def _single(rng: np.random.Generator) -> tuple[Scene, dict]:
-    shape, colour = int(rng.integers(len(SHAPES))), int(rng.integers(len(COLOURS)))
-    position = str(rng.choice(list(POSITIONS)))
-    big = bool(rng.random() < 0.5)
-    cx, cy = POSITIONS[position] if not big else (0.5 + rng.uniform(-0.1, 0.1), 0.5 + rng.uniform(-0.1, 0.1))
-    thing = _thing(rng, shape, colour, cx, cy, 0.62 if big else 0.38)
-    scene = Scene((thing,), int(rng.integers(len(BACKGROUNDS))), int(rng.integers(2**31)))
-    return scene, {"position": "centre" if big else position, "size": "large" if big else "small"}
-
-
-def _pair(rng: np.random.Generator, swap: bool = False, base: tuple | None = None) -> Scene:
-    if base is None:
-        s1, s2 = rng.choice(len(SHAPES), 2, replace=False)
-        c1, c2 = rng.choice(len(COLOURS), 2, replace=False)
-        base = (int(s1), int(s2), int(c1), int(c2), int(rng.integers(len(BACKGROUNDS))), int(rng.integers(2**31)))
-    s1, s2, c1, c2, bg, noise = base
-    if swap:
-        c1, c2 = c2, c1
-    left = _thing(rng, s1, c1, 0.27, 0.5, 0.4)
-    right = _thing(rng, s2, c2, 0.73, 0.5, 0.4)
-    return Scene((left, right), bg, noise)
-
-
-def _names(scene: Scene) -> list[tuple[str, str, str]]:
-    return [(SHAPES[t.shape], list(COLOURS)[t.colour], FILLS[t.fill]) for t in scene.things]
-
-
 def _an(text: str) -> str:
     """Fix the article: 'a orange' -> 'an orange' (captions are built from templates)."""
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
-def single_captions(scene: Scene, extra: dict, rng: np.random.Generator) -> list[str]:
-    (shape, colour, fill), = _names(scene)
-    background = list(BACKGROUNDS)[scene.background]
-    fill_words = {"solid": "plain", "striped": "striped", "dotted": "dotted"}[fill]
-    where = "in the middle" if extra["position"] == "centre" else f"in the {extra['position']}"
-    options = [
-        f"a {colour} {shape}",
-        f"a {extra['size']} {colour} {shape} {where}",
-        f"a {fill_words} {colour} {shape} on a {background} background",
-        f"a drawing of a {shape} coloured {colour}",
-        f"there is one {colour} {shape} {where} of the picture",
-        f"a {colour} {fill_words} {shape} drawn on a noisy {background} background",
-        f"a simple picture showing a {colour} {shape}",
+@dataclass(frozen=True)
+class SceneWords:
+    """What one single-object scene is, in words, for caption templates."""
+
+    shape: str
+    colour: str
+    fill: str
+    background: str
+    size: str
+    where: str
+    position: str
+
+
+def single_phrasings(w: SceneWords) -> list[str]:
+    return [
+        f"a {w.colour} {w.shape}",
+        f"a {w.size} {w.colour} {w.shape} {w.where}",
+        f"a {w.fill} {w.colour} {w.shape} on a {w.background} background",
+        f"a drawing of a {w.shape} coloured {w.colour}",
+        f"there is one {w.colour} {w.shape} {w.where} of the picture",
+        f"a {w.colour} {w.fill} {w.shape} drawn on a noisy {w.background} background",
+        f"a simple picture showing a {w.colour} {w.shape}",
     ]
-    return _five_captions(options, rng)
 
 
-def pair_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
-    (s1, c1, _), (s2, c2, _) = _names(scene)
-    options = [
+def pair_phrasings(s1: str, c1: str, s2: str, c2: str) -> list[str]:
+    return [
         f"a {c1} {s1} left of a {c2} {s2}",
         f"a {c2} {s2} to the right of a {c1} {s1}",
         f"a {c1} {s1} and a {c2} {s2} side by side",
@@ -250,7 +249,6 @@ def pair_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
         f"two objects: a {c1} {s1} next to a {c2} {s2}",
         f"a {c1} {s1} beside a {c2} {s2}",
     ]
-    return _five_captions(options, rng)
 
 
 TEMPLATES = {
@@ -261,36 +259,111 @@ TEMPLATES = {
 }
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One rendering of the shapes world: its palettes, scales, phrasings, prompts and splits.
+
+    ``shapes`` is the default; ``shapes-ood`` (:mod:`probe.data.shapes_ood`) shares the classes but
+    draws, sizes and describes scenes its own way, so it tests transfer.
+    """
+
+    info: DatasetInfo
+    style: Style
+    background_names: tuple[str, ...]
+    fill_words: dict[str, str]
+    scales: tuple[float, float, float]  # small single, large single, each of a pair
+    single: Callable[[SceneWords], list[str]]
+    pair: Callable[[str, str, str, str], list[str]]
+    templates: dict[str, list[str]]
+    split_sizes: dict[str, int]
+    split_ids: dict[str, int]
+    scene: type = Scene
+
+
+VARIANT = Variant(INFO, STYLE, tuple(BACKGROUNDS), {"solid": "plain", "striped": "striped", "dotted": "dotted"},
+                  (0.38, 0.62, 0.4), single_phrasings, pair_phrasings, TEMPLATES, SPLIT_SIZES, SPLIT_IDS)
+
+
+def _thing(rng: np.random.Generator, v: Variant, shape: int, colour: int, cx: float, cy: float,
+           scale: float) -> Thing:
+    return Thing(shape=shape, colour=colour, fill=int(rng.integers(len(v.style.fills))),
+                 cx=cx + rng.uniform(-0.05, 0.05), cy=cy + rng.uniform(-0.05, 0.05),
+                 scale=scale * rng.uniform(0.85, 1.15), angle=float(rng.uniform(-0.5, 0.5)))
+
+
+def _single(rng: np.random.Generator, v: Variant) -> tuple[Scene, dict]:
+    shape, colour = int(rng.integers(len(SHAPES))), int(rng.integers(len(COLOURS)))
+    position = str(rng.choice(list(POSITIONS)))
+    big = bool(rng.random() < 0.5)
+    cx, cy = POSITIONS[position] if not big else (0.5 + rng.uniform(-0.1, 0.1), 0.5 + rng.uniform(-0.1, 0.1))
+    thing = _thing(rng, v, shape, colour, cx, cy, v.scales[1] if big else v.scales[0])
+    scene = v.scene((thing,), int(rng.integers(len(v.style.backgrounds))), int(rng.integers(2**31)))
+    return scene, {"position": "centre" if big else position, "size": "large" if big else "small"}
+
+
+def _pair(rng: np.random.Generator, v: Variant, swap: bool = False, base: tuple | None = None) -> Scene:
+    if base is None:
+        s1, s2 = rng.choice(len(SHAPES), 2, replace=False)
+        c1, c2 = rng.choice(len(COLOURS), 2, replace=False)
+        base = (int(s1), int(s2), int(c1), int(c2), int(rng.integers(len(v.style.backgrounds))),
+                int(rng.integers(2**31)))
+    s1, s2, c1, c2, bg, noise = base
+    if swap:
+        c1, c2 = c2, c1
+    left = _thing(rng, v, s1, c1, 0.27, 0.5, v.scales[2])
+    right = _thing(rng, v, s2, c2, 0.73, 0.5, v.scales[2])
+    return v.scene((left, right), bg, noise)
+
+
+def _names(scene: Scene, v: Variant) -> list[tuple[str, str, str]]:
+    return [(SHAPES[t.shape], list(COLOURS)[t.colour], v.style.fills[t.fill]) for t in scene.things]
+
+
+def single_captions(scene: Scene, extra: dict, rng: np.random.Generator, v: Variant = VARIANT) -> list[str]:
+    (shape, colour, fill), = _names(scene, v)
+    where = "in the middle" if extra["position"] == "centre" else f"in the {extra['position']}"
+    words = SceneWords(shape, colour, v.fill_words[fill], v.background_names[scene.background], extra["size"],
+                       where, extra["position"])
+    return _five_captions(v.single(words), rng)
+
+
+def pair_captions(scene: Scene, rng: np.random.Generator, v: Variant = VARIANT) -> list[str]:
+    (s1, c1, _), (s2, c2, _) = _names(scene, v)
+    return _five_captions(v.pair(s1, c1, s2, c2), rng)
+
+
 def _five_captions(options: list[str], rng: np.random.Generator) -> list[str]:
     """The plain first phrasing, then four others in a seeded random order (like COCO's five)."""
     order = rng.permutation(len(options))[:5]
     return [_an(t) for t in [options[0]] + [options[i] for i in order if i != 0][:4]]
 
 
-def make_split(split: str, seed: int = 0) -> SplitData:
+def make_split(split: str, seed: int = 0, variant: Variant = VARIANT) -> SplitData:
     """Scenes, captions, labels (single-object scenes only; -1 elsewhere) and swap pairs."""
-    if split not in SPLIT_SIZES:
+    v, name = variant, variant.info.name
+    if split not in v.split_sizes:
         from probe.errors import ProbeError
 
-        raise ProbeError(f"shapes has no split {split!r}; valid: {', '.join(SPLIT_SIZES)}")
-    rng = np.random.default_rng([seed, SPLIT_IDS[split]])
+        raise ProbeError(f"{name} has no split {split!r}; valid: {', '.join(v.split_sizes)}")
+    split_id = v.split_ids[split]
+    rng = np.random.default_rng([seed, split_id])
     scenes: list[Scene] = []
     captions: list[str] = []
     caption_image: list[int] = []
     shape_label, colour_label, n_objects = [], [], []
     swap_pairs = []
-    n = SPLIT_SIZES[split]
+    n = v.split_sizes[split]
     if split == "winoground":
         for k in range(n // 2):
-            base_rng = np.random.default_rng([seed, SPLIT_IDS[split], k])
+            base_rng = np.random.default_rng([seed, split_id, k])
             s1, s2 = base_rng.choice(len(SHAPES), 2, replace=False)
             c1, c2 = base_rng.choice(len(COLOURS), 2, replace=False)
-            base = (int(s1), int(s2), int(c1), int(c2), int(base_rng.integers(len(BACKGROUNDS))),
+            base = (int(s1), int(s2), int(c1), int(c2), int(base_rng.integers(len(v.style.backgrounds))),
                     int(base_rng.integers(2**31)))
             for swap in (False, True):
-                scene = _pair(np.random.default_rng([seed, SPLIT_IDS[split], k, 7]), swap=swap, base=base)
-                (a, ca, _), (b, cb, _) = _names(scene)
-                captions.append(_an(f"a {ca} {a} left of a {cb} {b}"))
+                scene = _pair(np.random.default_rng([seed, split_id, k, 7]), v, swap=swap, base=base)
+                (a, ca, _), (b, cb, _) = _names(scene, v)
+                captions.append(_an(v.pair(a, ca, b, cb)[0]))
                 caption_image.append(len(scenes))
                 scenes.append(scene)
                 shape_label.append(-1)
@@ -300,14 +373,14 @@ def make_split(split: str, seed: int = 0) -> SplitData:
     else:
         for _ in range(n):
             if rng.random() < TWO_OBJECT_FRACTION:
-                scene = _pair(rng)
-                texts = pair_captions(scene, rng)
+                scene = _pair(rng, v)
+                texts = pair_captions(scene, rng, v)
                 shape_label.append(-1)
                 colour_label.append(-1)
                 n_objects.append(2)
             else:
-                scene, extra = _single(rng)
-                texts = single_captions(scene, extra, rng)
+                scene, extra = _single(rng, v)
+                texts = single_captions(scene, extra, rng, v)
                 shape_label.append(scene.things[0].shape)
                 colour_label.append(scene.things[0].colour)
                 n_objects.append(1)
@@ -315,7 +388,7 @@ def make_split(split: str, seed: int = 0) -> SplitData:
             caption_image.extend([len(scenes)] * len(texts))
             scenes.append(scene)
     return SplitData(
-        dataset="shapes",
+        dataset=name,
         split=split,
         images=scenes,
         captions=captions,
@@ -324,6 +397,6 @@ def make_split(split: str, seed: int = 0) -> SplitData:
         classes={"shape": list(SHAPES), "colour": list(COLOURS)},
         attributes={"n_objects": np.array(n_objects)},
         swap_pairs=np.array(swap_pairs, dtype=np.int64).reshape(-1, 2) if swap_pairs else None,
-        protocol=INFO.protocol,
-        templates=TEMPLATES,
+        protocol=v.info.protocol,
+        templates=v.templates,
     )

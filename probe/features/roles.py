@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from probe.features.options import ExtractOptions
-from probe.pipeline.splits import ROLES, SplitPlan
+from probe.pipeline.splits import SplitPlan
 from probe.registry import EncoderSpec
 
 
@@ -25,11 +25,13 @@ class EncoderFeatures:
 
 
 def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions,
-                     roles: Sequence[str] = ROLES, with_prompts: bool = True) -> EncoderFeatures:
-    """Features for the given roles, extracting on a miss with the encoder loaded at most once.
+                     roles: Sequence[str] | None = None, with_prompts: bool = True) -> EncoderFeatures:
+    """Features for the plan's roles (or only ``roles``), extracting on a miss with the encoder
+    loaded at most once.
 
     Rows follow the split: one per image (vision) or caption (text); skipped images are NaN rows.
-    A text encoder also encodes the prompts of each of the plan's label tasks when ``with_prompts``.
+    A text encoder also encodes the prompts of each target's label tasks when ``with_prompts``
+    (``prompts-<task>`` roles, suffixed like the target's other roles).
     """
     from probe.features import split_features
     from probe.metrics.zeroshot import DEFAULT_TEMPLATES, prompts
@@ -44,17 +46,20 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
         return loaded["encoder"]
 
     out = EncoderFeatures(spec, {})
-    for role, data in plan.by_role(tuple(roles)).items():
-        if data is None:
+    for role, data in plan.roles().items():
+        if roles is not None and role not in roles:
             continue
         fs = split_features(spec, data, options, fit_data=plan.fit, encoder_factory=factory)
         out.by_role[role] = fs.dense(data.n_images if spec.modality == "vision" else len(data.captions))
         out.keys[role] = fs.path.name
-    if spec.modality == "text" and with_prompts and plan.eval is not None:
-        for task in plan.label_tasks:
-            texts = prompts(plan.eval.classes[task], plan.eval.templates.get(task) or DEFAULT_TEMPLATES)
-            fs = split_features(spec, plan.eval, options, fit_data=plan.fit, texts=texts, input_set=f"prompts-{task}",
-                                encoder_factory=factory)
-            out.prompts[task] = fs.features
-            out.keys[f"prompts-{task}"] = fs.path.name
+    if spec.modality == "text" and with_prompts:
+        for target in plan.targets:
+            for task in target.label_tasks:
+                held_out = target.eval
+                texts = prompts(held_out.classes[task], held_out.templates.get(task) or DEFAULT_TEMPLATES)
+                fs = split_features(spec, held_out, options, fit_data=plan.fit, texts=texts,
+                                    input_set=f"prompts-{task}", encoder_factory=factory)
+                role = target.role(f"prompts-{task}")
+                out.prompts[role] = fs.features
+                out.keys[role] = fs.path.name
     return out

@@ -186,9 +186,13 @@ class PairRunner:
                 path = write_record(work.path(item, unit), record)
                 (outcome.written if record.ok else outcome.failed).append(path)
                 bar.update(1)
-                if self.echo is not None:
-                    line = work.describe(item, unit, record)
-                    bar.write(line) if not bar.disable else self.echo(line)
+                if self.echo is None:
+                    return
+                line = work.describe(item, unit, record)
+                if bar.disable:
+                    self.echo(line)
+                else:
+                    bar.write(line)  # above the bar, which stays at the bottom
 
             self.executor.execute(jobs, work, sink)
         return outcome

@@ -1,12 +1,14 @@
-"""Which split of a dataset plays which role in a run, loaded and checked before any work starts.
+"""Which split of which dataset plays which role in a run, loaded and checked before any work starts.
 
-``fit``: heads are fitted here, and encoders fitted on a corpus (TF-IDF) are fitted on its captions;
-``val``: early stopping; ``eval``: the held-out split that is scored; ``compositional``: swap pairs.
+``fit``: heads are fitted here, and encoders fitted on a corpus (TF-IDF) learn from its captions;
+``val``: early stopping; each :class:`Target` is one benchmark the fitted heads are scored on (its
+held-out split, swap pairs and label tasks). The in-domain protocol has one target, the dataset's
+own test split; zero-shot transfer fits on a training corpus and scores benchmarks it never saw.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,30 +18,71 @@ from probe.errors import ProbeError
 
 TASKS = ("retrieval", "zeroshot", "compositional")
 COMPOSITIONAL_SPLIT = "winoground"
-ROLES = ("fit", "val", "eval", "compositional")
+IN_DOMAIN, TRANSFER = "in-domain", "zero-shot transfer"
+#: Share of a corpus without a val split held out (seeded) for early stopping, and its bounds.
+HELD_OUT_FRACTION, HELD_OUT_MIN, HELD_OUT_MAX = 0.05, 10, 5000
+
+
+@dataclass(frozen=True)
+class Target:
+    """One benchmark the heads are scored on.
+
+    ``key`` names its roles: ``""`` for the in-domain target (roles ``eval``, ``compositional``,
+    ``prompts-<task>``), the benchmark's name otherwise (``eval:<name>`` ...), so features of
+    several benchmarks sit side by side.
+    """
+
+    benchmark: str
+    eval: SplitData
+    compositional: SplitData | None = None
+    label_tasks: tuple[str, ...] = ()
+    key: str = ""
+
+    def role(self, base: str) -> str:
+        return f"{base}:{self.key}" if self.key else base
 
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """The splits of one run by role, and the label tasks zero-shot classification scores."""
+    """The splits of one run by role."""
 
     fit: SplitData
     val: SplitData | None = None
-    eval: SplitData | None = None
-    compositional: SplitData | None = None
-    label_tasks: tuple[str, ...] = ()
+    targets: tuple[Target, ...] = ()
+    protocol: str = IN_DOMAIN
+    #: how the early-stopping split was chosen, in words (goes into every record)
+    held_out_rule: str | None = None
 
-    def names(self) -> dict[str, str | None]:
-        return {role: (data.split if data is not None else None) for role, data in self.by_role(ROLES).items()}
-
-    def by_role(self, roles: tuple[str, ...] = ROLES) -> dict[str, SplitData | None]:
-        return {role: getattr(self, role) for role in roles if role in {f.name for f in fields(self)}}
+    @property
+    def target(self) -> Target:
+        """The only target of a single-benchmark plan."""
+        if len(self.targets) != 1:
+            raise ProbeError(f"this run scores {len(self.targets)} benchmarks, not one")
+        return self.targets[0]
 
     @property
     def held_out(self) -> SplitData:
-        if self.eval is None:
-            raise ProbeError("this run has no split to score")
-        return self.eval
+        return self.target.eval
+
+    @property
+    def label_tasks(self) -> tuple[str, ...]:
+        return self.target.label_tasks
+
+    def roles(self) -> dict[str, SplitData]:
+        """Every split by role name, targets' roles included."""
+        out = {"fit": self.fit} | ({"val": self.val} if self.val is not None else {})
+        for target in self.targets:
+            out[target.role("eval")] = target.eval
+            if target.compositional is not None:
+                out[target.role("compositional")] = target.compositional
+        return out
+
+    def names(self, target: Target | None = None) -> dict[str, str | None]:
+        """Split names by role, as one record sees them (the fit and val splits and one target's)."""
+        target = target or self.target
+        return {"fit": self.fit.split, "val": self.val.split if self.val is not None else None,
+                "eval": target.eval.split,
+                "compositional": target.compositional.split if target.compositional is not None else None}
 
 
 def labelled_tasks(data: SplitData) -> list[str]:
@@ -55,17 +98,20 @@ def load_split(dataset: Any, split: str) -> SplitData:
     return dataset.load(split)
 
 
-def in_domain_plan(dataset: Any, tasks: set[str], explicit_tasks: bool) -> SplitPlan:
-    """In-domain probing: fit on ``train``, stop early on ``val``, score ``test`` (or ``val``)."""
+def scored_split(dataset: Any) -> str:
+    """The split a dataset is scored on: ``test``, else ``val``."""
     splits = dataset.info.splits
-    name = dataset.info.name
-    if "train" not in splits:
-        raise ProbeError(f"dataset {name!r} has no 'train' split to fit heads on (splits: {', '.join(splits)})")
-    eval_name = "test" if "test" in splits else "val" if "val" in splits else None
-    if eval_name is None:
-        raise ProbeError(f"dataset {name!r} has no 'test' or 'val' split to score on (splits: {', '.join(splits)})")
-    fit = dataset.load("train")
-    val = dataset.load("val") if "val" in splits and eval_name != "val" else None
+    for name in ("test", "val"):
+        if name in splits:
+            return name
+    raise ProbeError(f"dataset {dataset.info.name!r} has no 'test' or 'val' split to score on "
+                     f"(splits: {', '.join(splits)})")
+
+
+def make_target(dataset: Any, tasks: set[str], explicit_tasks: bool, key: str = "") -> Target:
+    """A dataset as a benchmark: its scored split, label tasks and swap pairs, as ``tasks`` ask."""
+    name, splits = dataset.info.name, dataset.info.splits
+    eval_name = scored_split(dataset)
     held_out = dataset.load(eval_name)
     label_tasks = labelled_tasks(held_out)
     if "zeroshot" in tasks and not label_tasks and explicit_tasks:
@@ -78,7 +124,54 @@ def in_domain_plan(dataset: Any, tasks: set[str], explicit_tasks: bool) -> Split
         elif explicit_tasks:
             raise ProbeError(f"dataset {name!r} has no {COMPOSITIONAL_SPLIT!r} split of swap pairs for "
                              f"--task compositional (splits: {', '.join(splits)})")
-    return SplitPlan(fit, val, held_out, compositional, tuple(label_tasks) if "zeroshot" in tasks else ())
+    return Target(name, held_out, compositional, tuple(label_tasks) if "zeroshot" in tasks else (), key)
+
+
+def _train_split(dataset: Any) -> SplitData:
+    splits = dataset.info.splits
+    if "train" not in splits:
+        raise ProbeError(f"dataset {dataset.info.name!r} has no 'train' split to fit heads on "
+                         f"(splits: {', '.join(splits)})")
+    return dataset.load("train")
+
+
+def in_domain_plan(dataset: Any, tasks: set[str], explicit_tasks: bool) -> SplitPlan:
+    """In-domain probing: fit on ``train``, stop early on ``val``, score ``test`` (or ``val``)."""
+    fit = _train_split(dataset)
+    target = make_target(dataset, tasks, explicit_tasks)
+    val = dataset.load("val") if "val" in dataset.info.splits and target.eval.split != "val" else None
+    rule = f"its {val.split!r} split ({val.n_images} images)" if val is not None else None
+    return SplitPlan(fit, val, (target,), IN_DOMAIN, rule)
+
+
+def transfer_plan(corpus: Any, benchmarks: list[Any], tasks: set[str], explicit_tasks: bool,
+                  seed: int = 0) -> SplitPlan:
+    """Zero-shot transfer: fit on the corpus's ``train`` split, stop early on its ``val`` split or
+    a seeded carve-out of a few percent of it, score every benchmark."""
+    if not benchmarks:
+        raise ProbeError("--train needs at least one --eval BENCHMARK to score")
+    train = _train_split(corpus)
+    if "val" in corpus.info.splits:
+        fit, val = train, corpus.load("val")
+        rule = f"its {val.split!r} split ({val.n_images} images)"
+    else:
+        fit, val = carve_out(train, seed)
+        rule = (f"a seeded carve-out of {val.n_images} of the {train.n_images} {train.split!r} images "
+                f"({HELD_OUT_FRACTION:.0%}, seed {seed}); heads fit on the other {fit.n_images}")
+    targets = tuple(make_target(b, tasks, explicit_tasks, key=b.info.name) for b in benchmarks)
+    return SplitPlan(fit, val, targets, TRANSFER, rule)
+
+
+def carve_out(data: SplitData, seed: int = 0) -> tuple[SplitData, SplitData]:
+    """``(fit, held_out)``: a seeded few percent of the images (with all their captions) held out."""
+    n = data.n_images
+    n_held = int(min(HELD_OUT_MAX, max(HELD_OUT_MIN, round(HELD_OUT_FRACTION * n))))
+    if n_held * 2 > n:
+        raise ProbeError(f"{data.dataset}/{data.split} has {n} images: too few to hold {n_held} out for early "
+                         "stopping; give the corpus a 'val' split")
+    held = np.sort(np.random.default_rng([seed, n]).choice(n, n_held, replace=False))
+    keep = np.setdiff1d(np.arange(n), held)
+    return data.subset(keep, f"{data.split}-fit"), data.subset(held, f"{data.split}-heldout")
 
 
 def single_split_plan(dataset: Any, split: str) -> SplitPlan:
@@ -86,4 +179,4 @@ def single_split_plan(dataset: Any, split: str) -> SplitPlan:
     that corpus-fitted encoders learn from."""
     data = load_split(dataset, split)
     fit = data if split == "train" or "train" not in dataset.info.splits else dataset.load("train")
-    return SplitPlan(fit=fit, eval=data)
+    return SplitPlan(fit=fit, targets=(Target(dataset.info.name, data),))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from probe.align.config import ProbeConfig
 
 #: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Fields that legitimately differ between two identical runs.
 VOLATILE = ("created", "timing")
 Status = Literal["ok", "failed"]
@@ -125,11 +125,39 @@ class Timing(Strict):
     grid_size: int
 
 
+class CorpusRef(Strict):
+    """The data heads were fitted on: which, how much, and how early stopping was held out."""
+
+    name: str
+    split: str
+    fingerprint: str | None
+    n_images: int | None
+    n_captions: int | None
+    held_out: str | None
+    description: str
+
+
+class BenchmarkRef(Strict):
+    """What a record's metrics score."""
+
+    name: str
+    split: str
+    compositional_split: str | None
+    description: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.split}"
+
+
 class AlignmentRecord(Scored):
-    """Heads fitted on one pair and scored (in-domain: the dataset's own held-out split)."""
+    """Heads fitted on one pair and scored on one benchmark: in-domain (the training dataset's own
+    held-out split) or zero-shot transfer (a benchmark the heads never saw)."""
 
     kind: Literal["alignment"] = "alignment"
-    protocol: str
+    protocol: Literal["in-domain", "zero-shot transfer"]
+    corpus: CorpusRef
+    benchmark: BenchmarkRef
     splits: dict[str, str | None]
     config: ProbeConfig
     vision: EncoderRef
@@ -138,11 +166,6 @@ class AlignmentRecord(Scored):
     features: dict[str, dict[str, str]]
     training: TrainingLog | None = None
     timing: Timing | None = None
-
-    @property
-    def benchmark(self) -> str:
-        """What the metrics score: the split of ``dataset`` that played the evaluation role."""
-        return str(self.splits.get("eval"))
 
 
 class SimilarityConfig(Strict):
@@ -223,7 +246,8 @@ class SelectionRecord(RecordBase):
     split: str
     config: SelectionConfig
     ranking: list[RankedPair]
-    agreement: Agreement | None
+    #: per benchmark label (``shapes/test``): how well the ranking predicted its probing scores
+    agreements: dict[str, Agreement]
 
 
 class HeadFilter(Strict):
@@ -240,6 +264,8 @@ class CorrelationRow(Strict):
 
 class CorrelationRecord(RecordBase):
     kind: Literal["correlation"] = "correlation"
+    #: the benchmark (label) whose probing scores the correlates are compared with
+    benchmark: str
     config: HeadFilter
     table: list[CorrelationRow]
     n_pairs: int

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
+from probe.records.migrations import MIGRATIONS
 
 ENV_RESULTS = "PROBE_RESULTS_DIR"
-#: ``MIGRATIONS[n]`` turns a version-n record (a dict) into a version n+1 record.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 #: The oldest schema version this probe can still migrate from.
 OLDEST_READABLE = 1
 

@@ -47,7 +47,7 @@ def flatten(stored: Stored) -> dict[str, Any]:
         if hasattr(record, name):
             row[name] = getattr(record, name)
     if record.kind == "alignment":
-        row["benchmark"] = record.benchmark
+        row["protocol"], row["benchmark"] = record.protocol, record.benchmark.label
     row |= {k: v for k, v in _config(record).items() if isinstance(v, (str, int, float, bool)) or v is None}
     row |= getattr(record, "metrics", None) or {}
     for key, (lo, hi) in (getattr(record, "intervals", None) or {}).items():
@@ -74,7 +74,7 @@ def best_by_pair(stored: Iterable[Stored], metric: str = keys.PROBING_SCORE) -> 
         value = record.metric(metric)
         if value is None:
             continue
-        key = PairKey(record.dataset, record.benchmark, record.vision.name, record.text.name)
+        key = PairKey(record.dataset, record.benchmark.label, record.vision.name, record.text.name)
         if key not in best or value > best[key][0]:
             best[key] = (value, item)
     return {key: item for key, (_, item) in best.items()}

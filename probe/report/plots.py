@@ -83,7 +83,7 @@ def _heatmap(best, path: Path) -> Path | None:
                             color="white" if grid[i, j] < 0.6 * top else "black")
         ax.set_xticks(range(len(texts)), [t.split("/")[-1] for t in texts], rotation=30, ha="right", fontsize=7)
         ax.set_yticks(range(len(visions)), visions, fontsize=7)
-        ax.set_title(f"probing score on {dataset}/{benchmark}\n(best head per pair)", fontsize=9)
+        ax.set_title(f"probing score on {benchmark}, fitted on {dataset}\n(best head per pair)", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -12,7 +12,7 @@ from probe.records import keys
 #: exactly the record's value.
 COLUMNS: list[tuple[str, str, str]] = [
     ("vision", "vision", ""), ("text", "text", ""), ("head", "head", ""), ("loss", "loss", ""),
-    ("dataset", "dataset", ""),
+    ("dataset", "fitted on", ""), ("benchmark", "scored on", ""), ("protocol", "protocol", ""),
     (keys.PROBING_SCORE, "probing score", ".3f"),
     (keys.interval_bounds(keys.PROBING_SCORE)[0], "CI low", ".3f"),
     (keys.interval_bounds(keys.PROBING_SCORE)[1], "CI high", ".3f"),
@@ -28,7 +28,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("params_m", "params (M)", ".1f"),
 ]
 #: Columns of a flattened record the page keeps (the rest stay in the record file).
-_KEPT = ("vision", "text", "head", "loss", "dataset", "benchmark", "vision_control", "text_control")
+_KEPT = ("vision", "text", "head", "loss", "dataset", "benchmark", "protocol", "vision_control", "text_control")
 
 
 def build_table(results_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -67,7 +67,8 @@ def build_table(results_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str,
                              "vision": {"weights": r.vision.weights, "revision": r.vision.revision,
                                         "loader": r.vision.loader},
                              "text": {"weights": r.text.weights, "revision": r.text.revision, "loader": r.text.loader},
-                             "splits": r.splits, "protocol": r.protocol, "record": str(stored.path)}
+                             "splits": r.splits, "protocol": r.protocol, "corpus": r.corpus.model_dump(),
+                             "benchmark": r.benchmark.model_dump(), "record": str(stored.path)}
         rows.append(row)
     rows.sort(key=lambda row: -row[keys.PROBING_SCORE])
     return rows, failures

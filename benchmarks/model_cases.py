@@ -1,0 +1,171 @@
+"""Benchmark cases that run models: start-up of the command line, feature extraction, head training.
+
+Each returns our time, the baseline's time (same process, same inputs), their ratio and whether the
+two agree, so a fast wrong answer fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from benchmarks.timing import best_of, matmul_rate, sync
+
+
+def cli_help() -> dict:
+    """`probe --help` wall time against `python -c pass`: the CLI must not import torch."""
+
+    def run(code: str) -> Callable[[], object]:
+        return lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+    ours = best_of(run("import sys; from probe.cli import main; sys.argv=['probe','--help']; main(['--help'])"), 7)
+    base = best_of(run("pass"), 7)
+    heavy = subprocess.run(
+        [sys.executable, "-c", "import sys; from probe.cli import main; main(['--help']); "
+         "print(sorted(m for m in ('torch','timm','transformers','numpy','pandas') if m in sys.modules))"],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return {"case": "cli_help", "ours_s": ours, "baseline_s": base, "ratio": ours / base,
+            "agree": heavy == "[]", "note": f"best of 7, +{(ours - base) * 1000:.0f} ms; heavy modules imported: {heavy}"}
+
+
+def extraction(model: str = "efficientnet/lite0-in1k", split: str = "train", batch_size: int = 32,
+               workers: int = 2, device: str | None = None, rounds: int = 3) -> dict:
+    """End-to-end `extract` (draw, decode, preprocess in workers, encode, cache write) against the
+    encoder's pure forward on the same images preloaded as tensors, same batch size."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from probe.data import get_dataset
+    from probe.encoders import load_encoder
+    from probe.features import ExtractOptions, split_features
+    from probe.registry import Registry
+
+    spec = Registry.load().get(model)
+    data = get_dataset("shapes").load(split)
+    encoder = load_encoder(spec, device=device)
+    transform = encoder.transform()
+    tensors = torch.stack([transform(ref.load()) for ref in data.images])
+    encoder.encode(tensors[:batch_size])  # warm-up (allocator, cuDNN autotune)
+
+    def forward() -> np.ndarray:
+        return np.concatenate([encoder.encode(tensors[i:i + batch_size]) for i in range(0, len(tensors), batch_size)])
+
+    reference = forward()
+    base_times, timings, result = [], [], None
+    for _ in range(rounds):  # interleaved, so a noisy neighbour slows both sides alike
+        base_times.append(best_of(forward, 1))
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            result = split_features(spec, data, ExtractOptions(cache_dir=Path(tmp), batch_size=batch_size,
+                                                               workers=workers, progress=False), encoder=encoder)
+            timings.append(time.perf_counter() - start)
+    base = min(base_times)
+    ours = min(timings)
+    assert result is not None
+    agree = bool(np.allclose(result.features, reference, atol=1e-4 if encoder.device == "cpu" else 5e-2))
+    n = len(data.images)
+    return {"case": f"extraction[{model},{encoder.device}]", "ours_s": ours, "baseline_s": base,
+            "ratio": base / ours, "agree": agree, "device": encoder.device,
+            "note": f"{n / ours:.1f} img/s end to end vs {n / base:.1f} img/s pure forward "
+                    f"= {100 * base / ours:.0f}% (target >= 95%); batch {batch_size}, workers {workers}"}
+
+
+def _plain_training_loop(images, texts, owner, order, cfg, steps: int, batch: int):
+    """The same optimisation written out by hand: heads, loss, AdamW, warmup + cosine, no framework."""
+    import math
+
+    import torch
+
+    from probe.align.heads import make_head
+    from probe.align.losses import make_loss
+
+    torch.manual_seed(cfg.seed)
+    vision = make_head(cfg.head, images.shape[1], cfg.out_dim, star_width=cfg.star_width).to(images.device)
+    text = make_head(cfg.head, texts.shape[1], cfg.out_dim, star_width=cfg.star_width).to(images.device)
+    loss_fn = make_loss(cfg.loss).to(images.device)
+    params = [*vision.parameters(), *text.parameters(), *loss_fn.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        rows = order[step * batch:(step + 1) * batch]
+        img = owner[rows]
+        a = torch.nn.functional.normalize(vision(images[img]), dim=-1)
+        b = torch.nn.functional.normalize(text(texts[rows]), dim=-1)
+        loss = loss_fn(a, b, img[:, None] == img[None, :])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    sync(str(images.device))
+    return vision
+
+
+def _step_flops(head: str, batch: int, dv: int, dt: int, out: int, width: int) -> float:
+    """Matmul FLOPs of one step: every layer's forward, weight gradient and input gradient (the
+    input gradient is needed because the LayerNorm in front has learnable parameters), and the
+    [batch, batch] logits (forward, and gradients for both sides)."""
+    if head == "linear":
+        heads = 6 * batch * out * (dv + dt)
+    else:  # star: f1 and f2 (d -> width * d) and g (width * d -> out)
+        heads = sum(6 * batch * (2 * d * width * d + width * d * out) for d in (dv, dt))
+    return heads + 6 * batch * batch * out
+
+
+def training(dv: int = 1280, dt: int = 384, out: int = 512, device: str | None = None) -> list[dict]:
+    """Head training throughput (samples/s) against a hand-written loop on the same batches, and
+    as a fraction of the device's matmul rate. Linear heads at batch 4096, star heads at 1024. On
+    the GPU when there is one (as ``probe run`` trains), else the CPU."""
+    import numpy as np
+    import torch
+
+    from probe.align.config import ProbeConfig
+    from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
+    from probe.encoders.base import pick_device
+
+    device = pick_device(device)
+    rate = matmul_rate(device=device)
+    results = []
+    for head, loss, batch, steps in (("linear", "siglip", 4096, 4), ("linear", "infonce", 4096, 4),
+                                     ("star", "siglip", 1024, 2), ("star", "infonce", 1024, 2)):
+        rng = np.random.default_rng(0)
+        n = batch * steps
+        feats = PairedFeatures(rng.normal(size=(n // 2, dv)).astype(np.float32),
+                               rng.normal(size=(n, dt)).astype(np.float32), np.repeat(np.arange(n // 2), 2))
+        cfg = ProbeConfig(head=head, loss=loss, batch_size=batch, epochs=1, warmup=0.0, weight_decay=0.0,
+                          out_dim=out, seed=0)
+        order = torch.as_tensor(feats.usable_pairs()[np.random.default_rng(cfg.seed).permutation(n)], device=device)
+        images, texts = torch.as_tensor(feats.images, device=device), torch.as_tensor(feats.texts, device=device)
+        owner = torch.as_tensor(feats.caption_image, device=device)
+        ours_times, base_times = [], []
+        for _ in range(3):  # interleaved; the first round also warms the allocator for both sides
+            probe = AlignmentProbe(cfg)
+            start = time.perf_counter()
+            fit_grid([probe], feats, device=device)
+            sync(device)
+            ours_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            plain = _plain_training_loop(images, texts, owner, order, cfg, steps, batch)
+            base_times.append(time.perf_counter() - start)
+        ours, base = min(ours_times), min(base_times)
+        # Compared as functions: Adam moves every weight by about lr whatever its gradient's size,
+        # so weights with near-zero gradients differ by float noise in the gradient's sign.
+        with torch.no_grad():
+            plain.eval()
+            x = images[:512]
+            gap = float((torch.nn.functional.normalize(probe.vision_head_(x), dim=-1)
+                         - torch.nn.functional.normalize(plain(x), dim=-1)).abs().max())
+        agree = gap < (1e-4 if device == "cpu" else 1e-3)  # accelerators reduce in other orders
+        flops = steps * _step_flops(head, batch, dv, dt, out, cfg.star_width)
+        results.append({
+            "case": f"training[{head},{loss},batch{batch},{device}]", "ours_s": ours, "baseline_s": base,
+            "ratio": base / ours, "agree": bool(agree), "samples_per_s": n / ours, "device": device,
+            "floor_s": flops / rate, "matmul_gflops": rate / 1e9,
+            "note": f"{n / ours:,.0f} samples/s; {100 * flops / rate / ours:.0f}% of the {rate / 1e9:.0f} GFLOP/s "
+                    f"matmul rate (target >= 80% for linear); plain loop {n / base:,.0f} samples/s; "
+                    f"embeddings differ by <= {gap:.1e}"})
+    return results

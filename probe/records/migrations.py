@@ -1,0 +1,40 @@
+"""Schema migrations: ``MIGRATIONS[n]`` turns a version-n record (a dict) into a version n+1 record.
+
+Records are append-only and gathered from many machines, so an old file is never rewritten in
+place; it is migrated each time it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def _v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
+    """v2 names the protocol, the training corpus and the benchmark of every alignment record, keys
+    selection agreements by benchmark, and says which benchmark a correlation table predicts.
+
+    Version 1 knew only the in-domain protocol; its ``protocol`` field held the dataset's
+    description. Corpus fingerprints and sizes were not recorded, so they stay unknown (null).
+    """
+    kind, dataset = record.get("kind"), record.get("dataset")
+    out = dict(record)
+    if kind == "alignment":
+        splits = record.get("splits") or {}
+        description = str(record.get("protocol") or "")
+        out["protocol"] = "in-domain"
+        out["corpus"] = {"name": dataset, "split": splits.get("fit") or "train", "fingerprint": None,
+                         "n_images": None, "n_captions": None,
+                         "held_out": f"its {splits['val']!r} split" if splits.get("val") else None,
+                         "description": description}
+        out["benchmark"] = {"name": dataset, "split": splits.get("eval") or "test",
+                            "compositional_split": splits.get("compositional"), "description": description}
+    elif kind == "selection":
+        agreement = out.pop("agreement", None)
+        out["agreements"] = {f"{dataset}/in-domain": agreement} if agreement else {}
+    elif kind == "correlation":
+        out["benchmark"] = f"{dataset}/in-domain"
+    return out
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
