@@ -158,6 +158,15 @@ def _build_spec(raw: dict[str, Any], source: str) -> EncoderSpec:
     return EncoderSpec(**values, source=source)
 
 
+def spec_from_dict(raw: dict[str, Any], source: str) -> EncoderSpec:
+    """A spec from :meth:`EncoderSpec.to_dict` output (a saved model's copy), validated like a
+    registry entry; fields left at None are the defaults."""
+    try:
+        return _build_spec({k: v for k, v in raw.items() if v is not None}, source=source)
+    except ValueError as exc:
+        raise ProbeError(f"{source}: model {raw.get('name', '?')!r}: {exc}") from None
+
+
 def parse_registry_file(path: Path) -> list[EncoderSpec]:
     """Read one TOML file; every problem is a :class:`ProbeError` naming the file and entry."""
     try:

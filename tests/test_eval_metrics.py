@@ -102,3 +102,44 @@ def test_winoground_scores_by_hand():
     texts[3] = [0, 0, 0.1, 0.7]  # now text: .5 > .1 and .7 > .6 yes; image: .5 > .6 no
     got = winoground_scores(images, texts, caption_image, np.array([[0, 1], [2, 3]]))
     assert got == {"text": 1.0, "image": 0.5, "group": 0.5}
+
+
+def test_ratio_interval_matches_scipy_bootstrap_and_degenerate_cases():
+    from scipy.stats import bootstrap
+
+    from probe.metrics.bootstrap import ratio_interval
+
+    rng = np.random.default_rng(0)
+    hits = (rng.random(400) < 0.3).astype(float)
+    ours = ratio_interval(hits, n_boot=4000, seed=1)
+    reference = bootstrap((hits,), np.mean, n_resamples=4000, method="percentile", random_state=2).confidence_interval
+    assert abs(ours[0] - reference.low) < 0.01 and abs(ours[1] - reference.high) < 0.01
+    assert ours[0] < hits.mean() < ours[1]
+    assert ratio_interval(np.ones(50)) == (1.0, 1.0)  # no spread, no width
+    # a ratio over units: captions hit per image / captions per image, units resampled whole
+    num, den = np.array([2.0, 0.0, 5.0]), np.array([2.0, 3.0, 5.0])
+    lo, hi = ratio_interval(num, den, n_boot=2000)
+    assert 0.0 <= lo < 7 / 10 < hi <= 1.0
+
+
+def test_evaluate_gives_an_interval_for_every_score():
+    from probe.align.train import PairedFeatures
+    from probe.evaluation.evaluate import ZeroShotTask, evaluate
+
+    class Identity:
+        def embed_images(self, x):
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+        embed_texts = embed_images
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(60, 8))
+    texts = np.repeat(images, 2, axis=0) + 0.3 * rng.normal(size=(120, 8))
+    split = PairedFeatures(images, texts, np.repeat(np.arange(60), 2))
+    labels = rng.integers(0, 3, 60)
+    prompts = np.repeat(images[[np.flatnonzero(labels == c)[0] for c in range(3)]], 2, axis=0)
+    metrics, intervals = evaluate(Identity(), split, zeroshot=[ZeroShotTask("c", prompts, 3, labels)],
+                                  compositional=(split, np.array([[0, 1], [2, 3], [4, 5]])), n_boot=200)
+    assert set(intervals) == set(metrics)
+    for key, (lo, hi) in intervals.items():
+        assert lo <= metrics[key] + 1e-12 and metrics[key] <= hi + 1e-12, key

@@ -24,7 +24,8 @@ def cache(shared_cache):
 
 
 def records(folder) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))}
+    """The result records of a results folder (saved models sit beside them under models/)."""
+    return {p.name: json.loads(p.read_text()) for p in sorted((folder / "records").rglob("*.json"))}
 
 
 def test_run_writes_one_reproducible_record_per_pair(run_cli, tmp_path, cache):
@@ -65,7 +66,7 @@ def test_skip_existing_finishes_only_what_is_missing(run_cli, tmp_path, cache):
     part = run_cli("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2",
                    "--results", str(out), env=env)
     assert part.returncode == 0, part.stderr
-    (done,) = out.rglob("*.json")
+    (done,) = (out / "records").rglob("*.json")
     stamp = done.stat().st_mtime_ns
     rest = run_cli("run", *TINY, "--epochs", "2", "--results", str(out), "--skip-existing", env=env)
     assert rest.returncode == 0, rest.stderr
@@ -80,7 +81,7 @@ def test_interrupted_run_resumes(tmp_path, cache):
     env = {**__import__("os").environ, "PROBE_CACHE_DIR": str(cache)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not list(out.rglob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+    while not list(out.rglob("records/**/*.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

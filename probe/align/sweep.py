@@ -28,6 +28,16 @@ from probe.registry import EncoderSpec
 Unit = tuple[ProbeConfig, str]
 
 
+def alignment_path(results_dir: Path, corpus: str, vision: str, text: str, config: ProbeConfig,
+                   benchmark: str) -> Path:
+    """Where a result goes: ``<v>__<t>__<config>-seed<n>.json`` for the corpus's own test split (the
+    in-domain result, however it was asked for), with ``__on-<benchmark>`` for any other benchmark."""
+    from probe.records.store import record_path
+
+    parts = [vision, text, f"{config.tag}-seed{config.seed}"] + ([] if benchmark == corpus else [f"on-{benchmark}"])
+    return record_path(results_dir, "alignment", corpus, *parts)
+
+
 @dataclass
 class AlignmentSweep:
     """Every (vision, text) pair x every head configuration x every benchmark of one split plan."""
@@ -38,6 +48,7 @@ class AlignmentSweep:
     tasks: set[str]
     results_dir: Path
     options: ExtractOptions
+    save_models: bool = True
     label: str = "alignment"
 
     def units(self, item: Item) -> Sequence[Unit]:
@@ -47,11 +58,9 @@ class AlignmentSweep:
         return next(t for t in self.plan.targets if t.key == key)
 
     def path(self, item: Item, unit: Unit) -> Path:
-        from probe.records.store import record_path
-
         (vision, text), (config, key) = item, unit
-        parts = [vision.name, text.name, f"{config.tag}-seed{config.seed}"] + ([f"on-{key}"] if key else [])
-        return record_path(self.results_dir, "alignment", self.dataset_name, *parts)
+        return alignment_path(self.results_dir, self.dataset_name, vision.name, text.name, config,
+                              self._target(key).benchmark)
 
     def features(self, spec: EncoderSpec) -> EncoderFeatures:
         from probe.features.roles import encoder_features
@@ -59,12 +68,10 @@ class AlignmentSweep:
         return encoder_features(spec, self.plan, self.options)
 
     def _record(self, item: Item, unit: Unit, features: Sequence[EncoderFeatures] = (), **results: Any):
-        from probe.data.base import text_fingerprint
         from probe.records.schema import AlignmentRecord, encoder_ref
 
         (vision, text), (config, key) = item, unit
         plan, target = self.plan, self._target(key)
-        fit = plan.fit
 
         def mine(role: str) -> bool:  # the record names the cache entries its numbers came from
             base, _, suffix = role.partition(":")
@@ -76,15 +83,22 @@ class AlignmentSweep:
         protocol = IN_DOMAIN if target.benchmark == self.dataset_name else plan.protocol
         return AlignmentRecord.new(
             dataset=self.dataset_name, protocol=protocol, splits=plan.names(target), seed=config.seed,
-            corpus={"name": self.dataset_name, "split": fit.split,
-                    "fingerprint": f"{fit.image_fingerprint()}:{text_fingerprint(fit.captions)}",
-                    "n_images": fit.n_images, "n_captions": len(fit.captions), "held_out": plan.held_out_rule,
-                    "description": fit.protocol},
+            corpus=self.corpus(),
             benchmark={"name": target.benchmark, "split": target.eval.split,
                        "compositional_split": target.compositional.split if target.compositional else None,
                        "description": target.eval.protocol},
             config=config, vision=encoder_ref(vision), text=encoder_ref(text), tasks=sorted(self.tasks),
             features={"vision": used.get("vision", {}), "text": used.get("text", {})}, **results)
+
+    def corpus(self) -> dict[str, Any]:
+        """What the heads were fitted on, as records and saved models state it."""
+        from probe.data.base import text_fingerprint
+
+        fit = self.plan.fit
+        return {"name": self.dataset_name, "split": fit.split,
+                "fingerprint": f"{fit.image_fingerprint()}:{text_fingerprint(fit.captions)}",
+                "n_images": fit.n_images, "n_captions": len(fit.captions), "held_out": self.plan.held_out_rule,
+                "description": fit.protocol}
 
     def failure(self, item: Item, unit: Unit, reason: str, features: Sequence[EncoderFeatures] = ()):
         return self._record(item, unit, features, error=reason)
@@ -93,7 +107,7 @@ class AlignmentSweep:
             ) -> Iterator[tuple[Unit, Any]]:
         from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
         from probe.encoders.base import pick_device
-        from probe.evaluation.evaluate import ZeroShotTask, evaluate
+        from probe.evaluation.evaluate import score_target
 
         vf, tf = features
         plan = self.plan
@@ -113,28 +127,33 @@ class AlignmentSweep:
                 yield unit, self.failure(item, unit, str(exc), features)
             return
         fit_seconds = time.perf_counter() - start
+        saved = {id(p): self._save(item, p, vf, tf) for p in probes if not p.error_ and self.save_models}
         for probe in probes:
             for unit in [u for u in units if u[0] == probe.config]:
                 if probe.error_:
                     yield unit, self.failure(item, unit, probe.error_, features)
                     continue
-                target = self._target(unit[1])
                 start = time.perf_counter()
-                zeroshot = [ZeroShotTask(task, tf.prompts[target.role(f"prompts-{task}")],
-                                         len(target.eval.classes[task]), target.eval.labels[task])
-                            for task in target.label_tasks]
-                compositional = None
-                if target.compositional is not None and target.compositional.swap_pairs is not None:
-                    compositional = (paired(target.role("compositional"), target.compositional),
-                                     target.compositional.swap_pairs)
-                metrics, intervals = evaluate(probe, paired(target.role("eval"), target.eval), zeroshot=zeroshot,
-                                              compositional=compositional, seed=probe.config.seed)
+                metrics, intervals = score_target(probe, self._target(unit[1]), vf, tf, seed=probe.config.seed)
                 yield unit, self._record(
                     item, unit, features, metrics=metrics, intervals=intervals, interval_level=0.95,
                     training={"device": device, "epochs_run": len(probe.history_), "best_epoch": probe.best_epoch_,
                               "steps": probe.steps_, "history": probe.history_},
                     timing={"fit_grid_s": round(fit_seconds, 3), "eval_s": round(time.perf_counter() - start, 3),
-                            "grid_size": len(probes)})
+                            "grid_size": len(probes)},
+                    **({"saved_model": saved[id(probe)]} if id(probe) in saved else {}))
+
+    def _save(self, item: Item, probe: Any, vf: EncoderFeatures, tf: EncoderFeatures) -> str:
+        """Save the fitted heads with both encoders' entries; the path relative to the results folder."""
+        from probe.align.model import save_aligned
+        from probe.records.store import model_folder
+
+        vision, text = item
+        folder = model_folder(self.results_dir, self.dataset_name, vision.name, text.name,
+                              f"{probe.config.tag}-seed{probe.config.seed}")
+        save_aligned(folder, probe, vision, text, (vf.by_role["fit"].shape[1], tf.by_role["fit"].shape[1]),
+                     self.corpus())
+        return str(folder.relative_to(self.results_dir))
 
     def describe(self, item: Item, unit: Unit, record: Any) -> str:
         (vision, text), (config, key) = item, unit

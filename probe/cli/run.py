@@ -34,6 +34,8 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="retrieval, zeroshot, compositional (repeatable) [default: all the dataset supports].")
 @click.option("--skip-existing", is_flag=True, help="Skip pairs whose successful record exists (resume a sweep).")
+@click.option("--save-models/--no-save-models", default=True, show_default=True,
+              help="Keep each fitted pair as a loadable aligned model under <results>/models/.")
 @results_option
 @cache_option
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
@@ -43,6 +45,7 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
 @click.pass_context
 def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
+        save_models,
         results_dir, cache_dir, workers, extract_batch_size, device) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
@@ -110,7 +113,8 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
         where = f"on {ds.info.name}"
     sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results,
                            ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size,
-                                          device=device, allow_download=obj.allow_download))
+                                          device=device, allow_download=obj.allow_download),
+                           save_models=save_models)
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}", err=True)

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probe.align.train import AlignmentProbe, PairedFeatures
+from probe.align.train import PairedFeatures
 from probe.evaluation.held_out import rank_held_out
 from probe.records import keys
+
+if TYPE_CHECKING:
+    from probe.features.roles import EncoderFeatures
+    from probe.pipeline.splits import Target
 
 
 @dataclass
@@ -27,29 +32,64 @@ class ZeroShotTask:
     labels: np.ndarray
 
 
-def evaluate(probe: AlignmentProbe, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTask] = (),
+def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTask] = (),
              compositional: tuple[PairedFeatures, np.ndarray] | None = None,
              n_boot: int = 1000, seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """``(metrics, confidence_intervals)`` of ``probe`` on the held-out features."""
-    from probe.metrics.compositional import winoground_scores
-    from probe.metrics.retrieval import metrics_from_ranks, probing_score_ci
-    from probe.metrics.zeroshot import class_embeddings, topk_accuracy
+    """``(metrics, confidence_intervals)`` of ``probe`` (anything with ``embed_images`` and
+    ``embed_texts``: a fitted probe or a saved aligned model) on the held-out features."""
+    from probe.metrics.bootstrap import ratio_interval
+    from probe.metrics.compositional import winoground_hits
+    from probe.metrics.retrieval import KS, metrics_from_ranks, probing_score_ci
+    from probe.metrics.zeroshot import class_embeddings, topk_hits
+
+    def interval(num: np.ndarray, den: np.ndarray | None = None) -> list[float]:
+        return list(ratio_interval(num, den, n_boot=n_boot, seed=seed))
 
     ranked = rank_held_out(probe, test)
     images, image_ok = ranked.images, ranked.image_ok
     metrics = {(keys.PROBING_SCORE if key == "probing_score" else keys.retrieval(key)): value
                for key, value in metrics_from_ranks(ranked.i2t, ranked.t2i).items()}
     intervals = {keys.PROBING_SCORE: list(probing_score_ci(ranked.i2t, ranked.t2i, ranked.caption_image,
-                                                                  n_boot=n_boot, seed=seed))}
+                                                           n_boot=n_boot, seed=seed))}
+    # recall intervals resample images with their captions, as the probing score's does
+    n_images = len(ranked.i2t)
+    queries = (ranked.i2t >= 0).astype(float)
+    captions = np.bincount(ranked.caption_image, minlength=n_images).astype(float)
+    for k in KS:
+        intervals[keys.retrieval(f"i2t_R@{k}")] = interval(((ranked.i2t >= 0) & (ranked.i2t < k)).astype(float),
+                                                           queries)
+        hits = np.bincount(ranked.caption_image, weights=(ranked.t2i < k).astype(float), minlength=n_images)
+        intervals[keys.retrieval(f"t2i_R@{k}")] = interval(hits, captions)
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)
         ks = (1, 5) if task.n_classes > 5 else (1,)
-        for k, value in topk_accuracy(images, classes, labels, ks).items():
-            metrics[keys.zeroshot(task.name, k)] = value
+        if not (labels >= 0).any():
+            metrics |= {keys.zeroshot(task.name, k): float("nan") for k in ks}
+            continue
+        for k, hits in topk_hits(images, classes, labels, ks).items():
+            metrics[keys.zeroshot(task.name, k)] = float(hits.mean())
+            intervals[keys.zeroshot(task.name, k)] = interval(hits.astype(float))
     if compositional is not None:
         pairs, swap = compositional
-        scores = winoground_scores(probe.embed_images(pairs.images), probe.embed_texts(pairs.texts),
+        per_pair = winoground_hits(probe.embed_images(pairs.images), probe.embed_texts(pairs.texts),
                                    pairs.caption_image, swap)
-        metrics |= {keys.compositional(k): v for k, v in scores.items()}
+        for name, hits in per_pair.items():
+            metrics[keys.compositional(name)] = float(np.mean(hits))
+            intervals[keys.compositional(name)] = interval(hits.astype(float))
     return metrics, intervals
+
+
+def score_target(embedder: Any, target: Target, vision: EncoderFeatures, text: EncoderFeatures, seed: int = 0
+                 ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Every task of one benchmark target from both encoders' features (roles as the target names them)."""
+    def paired(base: str, data: Any) -> PairedFeatures:
+        role = target.role(base)
+        return PairedFeatures(vision.by_role[role], text.by_role[role], data.caption_image)
+
+    zeroshot = [ZeroShotTask(task, text.prompts[target.role(f"prompts-{task}")], len(target.eval.classes[task]),
+                             target.eval.labels[task]) for task in target.label_tasks]
+    compositional = None
+    if target.compositional is not None and target.compositional.swap_pairs is not None:
+        compositional = (paired("compositional", target.compositional), target.compositional.swap_pairs)
+    return evaluate(embedder, paired("eval", target.eval), zeroshot=zeroshot, compositional=compositional, seed=seed)

@@ -14,6 +14,13 @@ import numpy as np
 def winoground_scores(image_emb: np.ndarray, text_emb: np.ndarray, caption_image: np.ndarray,
                       swap_pairs: np.ndarray) -> dict[str, float]:
     """Mean text, image and group scores; each image's first caption is its Winoground caption."""
+    return {name: float(np.mean(hits)) for name, hits in
+            winoground_hits(image_emb, text_emb, caption_image, swap_pairs).items()}
+
+
+def winoground_hits(image_emb: np.ndarray, text_emb: np.ndarray, caption_image: np.ndarray,
+                    swap_pairs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per swap pair: text, image and group success (booleans), for means and their intervals."""
     caption_image = np.asarray(caption_image)
     first: dict[int, int] = {}
     for j, image in enumerate(caption_image):
@@ -28,4 +35,5 @@ def winoground_scores(image_emb: np.ndarray, text_emb: np.ndarray, caption_image
         text.append(t_ok)
         image.append(i_ok)
         group.append(t_ok and i_ok)
-    return {"text": float(np.mean(text)), "image": float(np.mean(image)), "group": float(np.mean(group))}
+    return {"text": np.array(text, dtype=bool), "image": np.array(image, dtype=bool),
+            "group": np.array(group, dtype=bool)}

@@ -31,14 +31,20 @@ def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
     return l2_normalize(per_class.mean(axis=1))
 
 
-def topk_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
-                  ks: Sequence[int] = (1, 5)) -> dict[int, float]:
-    """Accuracy over images with a label >= 0 (unlabelled images, label -1, are left out)."""
+def topk_hits(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
+              ks: Sequence[int] = (1, 5)) -> dict[int, np.ndarray]:
+    """Per labelled image (label >= 0, in order): whether its class is within the top k."""
     labels = np.asarray(labels)
     keep = labels >= 0
-    if not keep.any():
-        return {k: float("nan") for k in ks}
     scores = np.asarray(image_emb, dtype=np.float64)[keep] @ np.asarray(class_emb, dtype=np.float64).T
     true = scores[np.arange(keep.sum()), labels[keep]]
     rank = (scores >= true[:, None]).sum(axis=1) - 1
-    return {k: float((rank < k).mean()) for k in ks}
+    return {k: rank < k for k in ks}
+
+
+def topk_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
+                  ks: Sequence[int] = (1, 5)) -> dict[int, float]:
+    """Accuracy over images with a label >= 0 (unlabelled images, label -1, are left out)."""
+    if not (np.asarray(labels) >= 0).any():
+        return {k: float("nan") for k in ks}
+    return {k: float(hits.mean()) for k, hits in topk_hits(image_emb, class_emb, labels, ks).items()}

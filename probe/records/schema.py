@@ -166,6 +166,8 @@ class AlignmentRecord(Scored):
     features: dict[str, dict[str, str]]
     training: TrainingLog | None = None
     timing: Timing | None = None
+    #: the saved aligned model (heads + both encoders' entries), relative to the results folder
+    saved_model: str | None = None
 
 
 class SimilarityConfig(Strict):

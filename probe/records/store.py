@@ -34,11 +34,17 @@ def default_results_dir() -> Path:
     return Path(os.environ.get(ENV_RESULTS, "results"))
 
 
-def record_path(results_dir: Path, kind: str, dataset: str, *parts: str) -> Path:
-    def safe(text: str) -> str:
-        return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
 
-    return results_dir / "records" / kind / safe(dataset) / ("__".join(safe(p) for p in parts) + ".json")
+
+def record_path(results_dir: Path, kind: str, dataset: str, *parts: str) -> Path:
+    return results_dir / "records" / kind / _safe(dataset) / ("__".join(_safe(p) for p in parts) + ".json")
+
+
+def model_folder(results_dir: Path, dataset: str, *parts: str) -> Path:
+    """Where a fitted pair's saved heads go: ``<results>/models/<dataset>/<parts joined by __>/``."""
+    return results_dir / "models" / _safe(dataset) / "__".join(_safe(p) for p in parts)
 
 
 def write_record(path: Path, record: Any) -> Path:

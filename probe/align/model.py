@@ -1,0 +1,182 @@
+"""An aligned pair you can take home: both encoders' registry entries plus the fitted heads.
+
+A saved model is a folder holding ``heads.safetensors`` (vision head, text head and the loss's
+scale and bias) and ``aligned.json`` (format version, both encoders' full registry entries, the
+head configuration, input widths, the training corpus, and the heads file's sha256). It loads with
+no results tree and no registry file: :meth:`AlignedModel.load` rebuilds the heads and, on first
+use, the encoders, so ``encode_image`` takes a user's own images and ``encode_text`` any text.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.align.config import ProbeConfig
+from probe.errors import ProbeError
+from probe.registry import EncoderSpec
+
+FORMAT_VERSION = 1
+HEADS_FILE, CONFIG_FILE = "heads.safetensors", "aligned.json"
+
+
+def save_aligned(folder: Path, probe: Any, vision: EncoderSpec, text: EncoderSpec, dims: tuple[int, int],
+                 corpus: dict[str, Any]) -> Path:
+    """Write a fitted probe's heads and everything needed to rebuild the pair; atomic per file,
+    ``aligned.json`` last, so a folder with that file is complete."""
+    from safetensors.torch import save
+
+    from probe import __version__
+    from probe.io import atomic_open, sha256_file, write_json
+
+    state = {f"{part}.{name}": tensor.detach().cpu().contiguous()
+             for part, module in (("vision", probe.vision_head_), ("text", probe.text_head_), ("loss", probe.loss_))
+             for name, tensor in module.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_open(folder / HEADS_FILE, "wb") as handle:
+        handle.write(save(state))
+    write_json(folder / CONFIG_FILE, {
+        "format_version": FORMAT_VERSION, "probe_version": __version__, "config": probe.config.to_dict(),
+        "vision": vision.to_dict(), "text": text.to_dict(), "dims": {"vision": dims[0], "text": dims[1]},
+        "corpus": corpus, "heads_sha256": sha256_file(folder / HEADS_FILE)})
+    return folder
+
+
+class AlignedModel:
+    """Both encoders and the heads that map them into one space (L2-normalised embeddings)."""
+
+    def __init__(self, vision: EncoderSpec, text: EncoderSpec, config: ProbeConfig, heads: dict[str, Any],
+                 meta: dict[str, Any], device: str | None = None, allow_download: bool | None = None):
+        self.vision_spec, self.text_spec, self.config, self.meta = vision, text, config, meta
+        self.vision_head, self.text_head, self.loss = heads["vision"], heads["text"], heads["loss"]
+        self.device, self.allow_download = device, allow_download
+        self._encoders: dict[str, Any] = {}
+
+    # --- loading and saving ------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, allow_download: bool | None = None) -> AlignedModel:
+        """A saved model folder (or its ``aligned.json``); every problem is a one-line ProbeError."""
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from probe.align.heads import make_head
+        from probe.align.losses import make_loss
+        from probe.io import sha256_file
+        from probe.registry import spec_from_dict
+
+        folder = Path(path)
+        folder = folder.parent if folder.name == CONFIG_FILE else folder
+        try:
+            meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ProbeError(f"{folder} is not a saved aligned model (no {CONFIG_FILE}); `probe run` saves one "
+                             "per result under <results>/models/") from None
+        except (OSError, ValueError) as exc:
+            raise ProbeError(f"cannot read {folder / CONFIG_FILE}: {exc}") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ProbeError(f"{folder / CONFIG_FILE} has format_version {meta.get('format_version')!r}; this probe "
+                             f"reads {FORMAT_VERSION}")
+        heads_path = folder / HEADS_FILE
+        if not heads_path.is_file() or sha256_file(heads_path) != meta.get("heads_sha256"):
+            raise ProbeError(f"{heads_path} is missing or does not match the checksum in {CONFIG_FILE} "
+                             "(truncated or replaced); save the model again")
+        try:
+            state = load_file(str(heads_path))
+        except (SafetensorError, OSError) as exc:
+            raise ProbeError(f"{heads_path} cannot be read: {exc}") from None
+        config = ProbeConfig(**meta["config"])
+        vision = spec_from_dict(meta["vision"], source=str(folder / CONFIG_FILE))
+        text = spec_from_dict(meta["text"], source=str(folder / CONFIG_FILE))
+        dims = meta["dims"]
+        torch.manual_seed(0)  # every weight is overwritten below; the seed only keeps construction quiet
+        heads = {"vision": make_head(config.head, dims["vision"], config.out_dim, norm=config.norm,
+                                     star_width=config.star_width),
+                 "text": make_head(config.head, dims["text"], config.out_dim, norm=config.norm,
+                                   star_width=config.star_width),
+                 "loss": make_loss(config.loss)}
+        for part, module in heads.items():
+            prefix = f"{part}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                                   strict=True)
+            module.eval()
+        return cls(vision, text, config, heads, meta, device, allow_download)
+
+    def export(self, out: str | Path, source: str | Path) -> Path:
+        """Copy the saved folder ``source`` to ``out`` (a folder of its own, loadable anywhere)."""
+        out = Path(out)
+        if out.exists() and any(out.iterdir()):
+            raise ProbeError(f"{out} exists and is not empty; choose a new folder")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (HEADS_FILE, CONFIG_FILE):  # config last: a folder with it is complete
+            shutil.copy2(Path(source) / name, out / name)
+        return out
+
+    # --- heads on features ---------------------------------------------------------------------------
+    def _apply(self, head: Any, features: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = head(torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32)))
+            return torch.nn.functional.normalize(out, dim=-1).numpy()
+
+    def embed_image_features(self, features: np.ndarray) -> np.ndarray:
+        """Vision-encoder features -> aligned, L2-normalised image embeddings."""
+        return self._apply(self.vision_head, features)
+
+    def embed_text_features(self, features: np.ndarray) -> np.ndarray:
+        return self._apply(self.text_head, features)
+
+    # the names evaluation calls fitted probes by
+    embed_images = embed_image_features
+    embed_texts = embed_text_features
+
+    # --- end to end ---------------------------------------------------------------------------------
+    def encoder(self, modality: str) -> Any:
+        """The vision or text encoder, loaded on first use."""
+        from probe.encoders import load_encoder
+        from probe.encoders.families import family_of
+
+        if modality not in self._encoders:
+            spec = self.vision_spec if modality == "vision" else self.text_spec
+            if family_of(spec).fitted_on_corpus(spec):
+                raise ProbeError(f"model {spec.name!r} is fitted on its training captions and is not saved with the "
+                                 "heads; encode features with it yourself and use embed_text_features")
+            self._encoders[modality] = load_encoder(spec, device=self.device, allow_download=self.allow_download)
+        return self._encoders[modality]
+
+    def encode_image(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Aligned embeddings of PIL images or image paths, preprocessed as the vision entry says."""
+        import torch
+        from PIL import Image
+
+        encoder = self.encoder("vision")
+        transform = encoder.transform()
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = []
+            for item in images[start:start + batch_size]:
+                if isinstance(item, (str, Path)):
+                    with Image.open(item) as opened:
+                        item = opened.convert("RGB")
+                batch.append(transform(item))
+            with torch.inference_mode():
+                out.append(encoder.encode(torch.stack(batch)))
+        return self.embed_image_features(np.concatenate(out))
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        encoder = self.encoder("text")
+        feats = np.concatenate([encoder.encode(list(texts[i:i + batch_size])) for i in range(0, len(texts), batch_size)])
+        return self.embed_text_features(feats)
+
+    def zero_shot_classifier(self, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+        """[classes, dim] class embeddings: each class's prompts encoded, normalised, averaged
+        over the templates and normalised again (CLIP's ensembling)."""
+        from probe.metrics.zeroshot import class_embeddings, prompts
+
+        return class_embeddings(self.encode_text(prompts(classnames, templates)), len(classnames))

@@ -1,0 +1,134 @@
+"""Saved aligned models: load, encode raw inputs, score again without refitting, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error
+
+from probe.errors import ProbeError
+
+TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "3")
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, shared_cache):
+    """A transfer run on tiny encoders: its results folder, its records and the saved model's folder."""
+    root = tmp_path_factory.mktemp("aligned")
+    env = {**os.environ, "PROBE_CACHE_DIR": str(shared_cache)}
+    ran = subprocess.run([sys.executable, "-m", "probe", "run", "--train", "shapes", "--eval", "shapes-ood", *TINY,
+                          "--results", str(root)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    (record_path,) = (root / "records" / "alignment").rglob("*.json")
+    record = json.loads(record_path.read_text())
+    return root, record, root / record["saved_model"]
+
+
+def test_a_run_saves_each_fitted_pair(fitted):
+    root, record, folder = fitted
+    meta = json.loads((folder / "aligned.json").read_text())
+    assert record["saved_model"].startswith("models/shapes/") and (folder / "heads.safetensors").is_file()
+    assert meta["vision"]["name"] == "test/tiny-vit" and meta["text"]["pooling"] == "mean"
+    assert meta["config"]["epochs"] == 3 and meta["dims"] == {"vision": 64, "text": 32}
+    assert meta["corpus"]["fingerprint"] == record["corpus"]["fingerprint"]
+
+
+def test_encode_image_on_raw_images_reproduces_features_then_heads(fitted, shared_cache):
+    from probe.align.model import AlignedModel
+    from probe.data import get_dataset
+    from probe.features import ExtractOptions, split_features
+
+    _, _, folder = fitted
+    model = AlignedModel.load(folder, device="cpu")
+    data = get_dataset("shapes").load("train")
+    images = [ref.load() for ref in data.images[:64]]
+    cached = split_features(model.vision_spec, data, ExtractOptions(cache_dir=shared_cache, batch_size=32,
+                                                                     progress=False)).dense(data.n_images)[:64]
+    assert np.array_equal(model.encode_image(images, batch_size=32), model.embed_image_features(cached))
+    texts = data.captions[:10]
+    cached_text = split_features(model.text_spec, data, ExtractOptions(cache_dir=shared_cache, batch_size=32,
+                                                                        progress=False)).features[:10]
+    np.testing.assert_allclose(model.encode_text(texts, batch_size=32), model.embed_text_features(cached_text),
+                               atol=1e-6)
+
+
+def test_zero_shot_classifier_equals_a_brute_force_computation(fitted):
+    from probe.align.model import AlignedModel
+    from probe.data import get_dataset
+    from probe.metrics.zeroshot import topk_accuracy
+
+    _, _, folder = fitted
+    model = AlignedModel.load(folder, device="cpu")
+    classes, templates = ["circle", "square", "star"], ["a {}.", "a drawing of a {}."]
+    classifier = model.zero_shot_classifier(classes, templates)
+    brute = []
+    for name in classes:  # one prompt at a time, by hand
+        prompts = [model.encode_text([t.format(name)])[0] for t in templates]
+        mean = np.mean([p / np.linalg.norm(p) for p in prompts], axis=0)
+        brute.append(mean / np.linalg.norm(mean))
+    np.testing.assert_allclose(classifier, np.array(brute), atol=1e-6)
+    data = get_dataset("shapes-ood").load("test")
+    keep = [i for i in range(data.n_images) if data.labels["shape"][i] in (0, 1, 3)][:30]
+    labels = np.array([{0: 0, 1: 1, 3: 2}[data.labels["shape"][i]] for i in keep])
+    images = model.encode_image([data.images[i].load() for i in keep])
+    hits = sum(int(np.argmax([image @ c for c in brute]) == y) for image, y in zip(images, labels, strict=True))
+    assert topk_accuracy(images, classifier, labels, (1,))[1] == pytest.approx(hits / len(keep))
+
+
+def test_probe_eval_reproduces_the_run_and_scores_new_benchmarks(fitted, run_cli, shared_cache):
+    root, record, folder = fitted
+    env = {"PROBE_CACHE_DIR": str(shared_cache)}
+    again = run_cli("eval", "--model", str(folder), "--eval", "shapes-ood", "--results", str(root), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "equal to the record of the run that fitted it" in again.stdout
+    new = run_cli("eval", "--model", str(folder), "--eval", "digits", "--results", str(root), env=env)
+    assert new.returncode == 0, new.stderr
+    (path,) = (root / "records" / "alignment").rglob("*on-digits.json")
+    digits = json.loads(path.read_text())
+    assert digits["protocol"] == "zero-shot transfer" and digits["benchmark"]["name"] == "digits"
+    assert digits["corpus"] == record["corpus"] and digits["saved_model"] == str(folder) and "training" not in digits
+    assert 0 <= digits["metrics"]["zeroshot/digit_top1"] <= 1
+
+
+def test_export_loads_in_a_fresh_process_without_the_results_folder(fitted, run_cli, tmp_path):
+    _, _, folder = fitted
+    out = tmp_path / "take-home"
+    exported = run_cli("export", str(folder), "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    code = ("import probe, numpy; m = probe.AlignedModel.load('take-home', device='cpu'); "
+            "e = m.encode_text(['a red circle', 'a blue star']); print(e.shape, round(float((e * e).sum()), 4))")
+    fresh = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.strip() == "(2, 512) 2.0"  # two unit vectors in the shared 512-d space
+    assert_one_line_error(run_cli("export", str(folder), "--out", str(out)), "exists and is not empty")
+
+
+def test_broken_or_unloadable_models_are_one_line_errors(fitted, run_cli, tmp_path):
+    import shutil
+
+    from probe.align.model import AlignedModel
+
+    _, _, folder = fitted
+    assert_one_line_error(run_cli("eval", "--model", str(tmp_path), "--eval", "shapes-ood"),
+                          "is not a saved aligned model")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(folder, truncated)
+    heads = truncated / "heads.safetensors"
+    heads.write_bytes(heads.read_bytes()[:100])
+    assert_one_line_error(run_cli("eval", "--model", str(truncated), "--eval", "shapes-ood"),
+                          "does not match the checksum")
+    elsewhere = tmp_path / "hub"
+    shutil.copytree(folder, elsewhere)
+    meta = json.loads((elsewhere / "aligned.json").read_text())
+    meta["vision"] |= {"name": "dinov2/vit-s14", "loader": "timm", "weights": "timm/vit_small_patch14_dinov2.lvd142m",
+                       "arch": None, "arch_kwargs": {}}
+    (elsewhere / "aligned.json").write_text(json.dumps(meta))
+    with pytest.raises(ProbeError, match="'dinov2/vit-s14' cannot be loaded here"):
+        AlignedModel.load(elsewhere, device="cpu").encode_image([Path("unused.png")])
+    assert_one_line_error(run_cli("eval", "--model", str(folder), "--eval", "imagenet"), "unknown benchmark 'imagenet'")

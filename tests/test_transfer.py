@@ -1,0 +1,101 @@
+"""The zero-shot transfer protocol: fit on a corpus, score benchmarks it never saw, say so in the record."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error
+from PIL import Image
+
+from probe.data import get_dataset
+from probe.errors import ProbeError
+from probe.pipeline.splits import carve_out, transfer_plan
+
+TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2")
+
+
+def test_subset_keeps_each_image_with_its_own_captions_and_labels():
+    data = get_dataset("shapes").load("val")
+    rows = [7, 2, 40]
+    part = data.subset(rows, "val-part")
+    assert part.n_images == 3 and part.split == "val-part" and part.dataset == "shapes"
+    for new, old in enumerate(rows):
+        assert [part.captions[j] for j in part.captions_of(new)] == [data.captions[j] for j in data.captions_of(old)]
+        assert part.labels["shape"][new] == data.labels["shape"][old]
+        assert part.images[new] is data.images[old]
+    assert part.image_fingerprint() != data.image_fingerprint()  # its own cache entries
+
+
+def test_carve_out_is_seeded_disjoint_and_complete():
+    data = get_dataset("shapes").load("train")
+    fit, held = carve_out(data, seed=0)
+    again_fit, again_held = carve_out(data, seed=0)
+    assert held.n_images == 15 and fit.n_images == 285  # 5% of 300
+    assert [repr(r) for r in held.images] == [repr(r) for r in again_held.images]
+    assert {repr(r) for r in fit.images} | {repr(r) for r in held.images} == {repr(r) for r in data.images}
+    assert not {repr(r) for r in fit.images} & {repr(r) for r in held.images}
+    assert len(fit.captions) + len(held.captions) == len(data.captions)
+    other_fit, other_held = carve_out(data, seed=1)
+    assert {repr(r) for r in other_held.images} != {repr(r) for r in held.images}
+    with pytest.raises(ProbeError, match="too few to hold 10 out"):
+        carve_out(data.subset(range(12), "tiny"))
+
+
+def test_a_corpus_without_val_holds_out_a_seeded_slice(tmp_path):
+    rows = ["image,caption,split"]
+    for i in range(40):
+        Image.new("RGB", (8, 8), (i * 6, 0, 0)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,a red square number {i},train")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    plan = transfer_plan(get_dataset(f"csv:{tmp_path / 'pairs.csv'}"), [get_dataset("shapes-ood")],
+                         {"retrieval"}, explicit_tasks=False)
+    assert plan.val is not None and plan.val.n_images == 10 and plan.fit.n_images == 30
+    assert "seeded carve-out of 10 of the 40 'train' images" in plan.held_out_rule
+    assert [t.benchmark for t in plan.targets] == ["shapes-ood"] and plan.protocol == "zero-shot transfer"
+
+
+def test_transfer_run_writes_one_record_per_benchmark(run_cli, tmp_path, shared_cache):
+    out = tmp_path / "r"
+    result = run_cli("run", "--train", "shapes", "--eval", "shapes-ood", "--eval", "shapes", *TINY,
+                     "--results", str(out), env={"PROBE_CACHE_DIR": str(shared_cache)})
+    assert result.returncode == 0, result.stderr
+    assert "x 2 benchmarks = 2 result(s) fitted on shapes, scored on shapes-ood, shapes" in result.stderr
+    records = {p.name: json.loads(p.read_text()) for p in (out / "records" / "alignment").rglob("*.json")}
+    ood = records["test_tiny-vit__test_tiny-bert__linear-siglip-epochs2-seed0__on-shapes-ood.json"]
+    own = records["test_tiny-vit__test_tiny-bert__linear-siglip-epochs2-seed0.json"]  # where --dataset puts it
+    assert ood["protocol"] == "zero-shot transfer" and own["protocol"] == "in-domain"
+    assert ood["benchmark"] == {"name": "shapes-ood", "split": "test", "compositional_split": "winoground",
+                                "description": get_dataset("shapes-ood").info.protocol}
+    corpus = get_dataset("shapes").load("train")
+    assert ood["corpus"]["n_images"] == 300 and ood["corpus"]["fingerprint"].startswith(corpus.image_fingerprint())
+    assert ood["corpus"]["held_out"] == "its 'val' split (75 images)" and ood["splits"]["eval"] == "test"
+    # one fit, scored twice: the same training curve, different benchmarks' numbers
+    assert ood["training"] == own["training"]
+    assert ood["metrics"]["alignment/probing_score"] != own["metrics"]["alignment/probing_score"]
+    assert set(ood["features"]["text"]) == {"fit", "val", "eval:shapes-ood", "compositional:shapes-ood",
+                                            "prompts-shape:shapes-ood", "prompts-colour:shapes-ood"}
+    again = run_cli("run", "--train", "shapes", "--eval", "shapes-ood", "--eval", "shapes", *TINY, "--skip-existing",
+                    "--results", str(out), env={"PROBE_CACHE_DIR": str(shared_cache)})
+    assert "0 written, 0 failed, 2 already there" in again.stderr
+
+
+def test_transfer_bad_input_is_one_line(run_cli):
+    assert_one_line_error(run_cli("run", *TINY, "--eval", "shapes-ood"), "--eval needs --train")
+    assert_one_line_error(run_cli("run", *TINY, "--train", "shapes"), "--train needs at least one --eval")
+    assert_one_line_error(run_cli("run", *TINY, "--train", "shapes", "--eval", "shapes-od"),
+                          "unknown benchmark 'shapes-od'", "did you mean shapes-ood")
+    assert_one_line_error(run_cli("run", *TINY, "--train", "shapes", "--eval", "shapes-ood", "-d", "digits"),
+                          "not both")
+    assert_one_line_error(run_cli("run", *TINY, "--train", "shapes-ood", "--eval", "shapes"),
+                          "has no 'train' split")
+
+
+def test_transfer_scores_are_computed_on_the_benchmark_not_the_corpus():
+    """The plan's targets carry the benchmark's own splits, classes and templates."""
+    plan = transfer_plan(get_dataset("shapes"), [get_dataset("shapes-ood")], {"retrieval", "zeroshot"}, False)
+    (target,) = plan.targets
+    assert target.eval.dataset == "shapes-ood" and target.label_tasks == ("shape", "colour")
+    assert target.eval.templates["shape"][0] == "an illustration of a {}."
+    assert target.role("eval") == "eval:shapes-ood" and np.all(plan.fit.labels["shape"] < 14)
