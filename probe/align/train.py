@@ -13,6 +13,7 @@ validation probing score (best epoch kept). Deterministic on CPU for a given see
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from probe.align.config import ProbeConfig
 from probe.align.heads import make_head
 from probe.align.losses import batch_positive_pairs, make_loss
 from probe.errors import ProbeError
+from probe.flops import counted
 
 
 @dataclass
@@ -55,6 +57,7 @@ class _Trainer:
     best_state: dict | None = None
     bad_epochs: int = 0
     done: bool = False
+    flops_per_step: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -68,6 +71,8 @@ class AlignmentProbe:
     history_: list[dict[str, float]]
     best_epoch_: int
     steps_: int
+    flops_per_step_: float | None = None
+    pairs_seen_: int = 0
     error_: str | None = None
 
     def __init__(self, config: ProbeConfig | None = None):
@@ -183,15 +188,19 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
             for trainer in trainers:
                 if trainer.done:
                     continue
-                a = torch.nn.functional.normalize(trainer.vision(x_img), dim=-1)
-                b = torch.nn.functional.normalize(trainer.text(x_txt), dim=-1)
-                loss = trainer.loss(a, b, positives)
+                forward = functools.partial(_batch_loss, trainer, x_img, x_txt, positives)
+                first = trainer.flops_per_step is None  # the first step is counted: every step costs the same
+                loss, forward_flops = counted(forward) if first else (forward(), None)
                 if not torch.isfinite(loss):
                     trainer.done = True
                     trainer.probe.error_ = f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
                     continue
                 trainer.optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                if first:
+                    _, backward_flops = counted(loss.backward)
+                    trainer.flops_per_step = (forward_flops or 0.0) + (backward_flops or 0.0)
+                else:
+                    loss.backward()
                 trainer.optimiser.step()
                 trainer.schedule.step()
                 losses[id(trainer)] += loss.item() / steps_per_epoch
@@ -212,10 +221,18 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
         if all(t.done for t in trainers):
             break
     for trainer in trainers:
-        _finish(trainer, steps_per_epoch)
+        _finish(trainer, steps_per_epoch, batch_size)
 
 
-def _finish(trainer: _Trainer, steps_per_epoch: int) -> None:
+def _batch_loss(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any) -> Any:
+    import torch
+
+    a = torch.nn.functional.normalize(trainer.vision(x_img), dim=-1)
+    b = torch.nn.functional.normalize(trainer.text(x_txt), dim=-1)
+    return trainer.loss(a, b, positives)
+
+
+def _finish(trainer: _Trainer, steps_per_epoch: int, batch_size: int) -> None:
     probe = trainer.probe
     if trainer.best_state is not None:
         trainer.vision.load_state_dict(trainer.best_state["vision"])
@@ -228,3 +245,5 @@ def _finish(trainer: _Trainer, steps_per_epoch: int) -> None:
     scored = [h for h in trainer.history if "val_probing_score" in h]
     probe.best_epoch_ = int(max(scored, key=lambda h: h["val_probing_score"])["epoch"]) if scored else len(trainer.history)
     probe.steps_ = len(trainer.history) * steps_per_epoch
+    probe.flops_per_step_ = trainer.flops_per_step
+    probe.pairs_seen_ = probe.steps_ * batch_size

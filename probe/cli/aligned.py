@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, fmt, results_option, workspace
+from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, results_option, workspace
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -29,21 +29,19 @@ def eval_cmd(obj: RunContext, model_path, evals, results_dir, cache_dir, workers
       probe eval --model ~/aligned/lite0-minilm --eval shapes-ood --eval digits
     """
     from probe.align.model import AlignedModel
-    from probe.evaluation.benchmarks import get_benchmark
+    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.evaluation.saved import score_saved
     from probe.features.options import ExtractOptions
     from probe.records import keys
     from probe.records.store import write_record
 
-    benchmarks = [get_benchmark(name) for name in dict.fromkeys(evals)]
+    benchmarks = [get_benchmark(name) for name in benchmark_names(evals)]
     model = AlignedModel.load(model_path, device=device, allow_download=obj.allow_download)
     results, cache = workspace(results_dir, cache_dir)
     options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=obj.allow_download)
     for score in score_saved(model, str(model_path), benchmarks, results, options):
         metrics = score.record.metrics
-        line = (f"{score.record.benchmark.label}: probing score {fmt(metrics[keys.PROBING_SCORE])}"
-                + "".join(f", zero-shot {k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items()
-                          if keys.is_zeroshot_top1(k)))
+        line = f"{score.record.benchmark.label}: {keys.headline(metrics, score.record.intervals)}"
         if score.existing is None:
             write_record(score.path, score.record)
             click.echo(f"{line}  (written to {score.path})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, echo_skipped, workspace
@@ -89,4 +91,59 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
                        + (f", {skipped} bad image(s) skipped" if skipped else "") + f"  {result.path}")
 
 
-COMMANDS = [datasets, extract]
+@click.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def benchmarks(names: tuple[str, ...], as_json: bool) -> None:
+    """List benchmarks and suites: tasks, classes, templates, where their data must be, whether it is here.
+
+    Data folders are relative to $PROBE_DATA (default ~/data). Class names and prompt templates come
+    from clip_benchmark's shipped metadata or from the benchmark's own files.
+
+    \b
+    Examples:
+      probe benchmarks
+      probe benchmarks imagenet1k winoground
+      PROBE_DATA=/datasets probe benchmarks --json
+    """
+    import json
+
+    from probe.cli.tables import print_table
+    from probe.errors import ProbeError
+    from probe.evaluation.benchmarks import class_names, prompt_templates
+    from probe.evaluation.catalogue import Catalogue
+
+    catalogue = Catalogue.load()
+    for name in names:
+        if name not in catalogue.benchmarks and name not in catalogue.suites:
+            raise catalogue.unknown(name)
+    chosen = catalogue.expand(names) if names else list(catalogue.benchmarks)
+
+    def count(fn, entry) -> str:
+        if entry.reader == "bundled" or "zeroshot" not in entry.task:
+            return "-" if "zeroshot" not in entry.task else "bundled"
+        try:
+            return str(len(fn(entry)))
+        except ProbeError:
+            return "needs data"
+
+    rows: list[dict[str, Any]] = []
+    for name in chosen:
+        entry = catalogue.benchmarks[name]
+        rows.append({"name": name, "task": ", ".join(entry.task), "classes": count(class_names, entry),
+                     "templates": count(prompt_templates, entry), "data": entry.where(),
+                     "present": entry.present(), "get": entry.get, "description": entry.description})
+    suites: list[dict[str, Any]] = [{"suite": s.name, "benchmarks": list(s.benchmarks), "description": s.description}
+              for s in catalogue.suites.values() if not names or s.name in names]
+    if as_json:
+        click.echo(json.dumps({"benchmarks": rows, "suites": suites}, indent=2))
+        return
+    print_table(["benchmark", "task", "classes", "templates", "data", "here"],
+                [[r["name"], r["task"], r["classes"], r["templates"], r["data"], "yes" if r["present"] else "no"]
+                 for r in rows], title=f"{len(rows)} benchmark(s)")
+    if suites:
+        print_table(["suite", "benchmarks", "what"], [[s["suite"], ", ".join(s["benchmarks"]), s["description"]]
+                                                       for s in suites])
+
+
+COMMANDS = [datasets, extract, benchmarks]

@@ -73,7 +73,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     from probe.align.sweep import AlignmentSweep
     from probe.data import get_dataset
     from probe.errors import ProbeError
-    from probe.evaluation.benchmarks import get_benchmark
+    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.features.options import ExtractOptions
     from probe.pipeline.runner import PairRunner, pairs
     from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
@@ -104,7 +104,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     chosen = set(tasks or TASKS)
     if train:
         ds = get_dataset(train)
-        benchmarks = [get_benchmark(name) for name in dict.fromkeys(evals)]
+        benchmarks = [get_benchmark(name) for name in benchmark_names(evals)]
         plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=seed)
         where = f"fitted on {ds.info.name}, scored on {', '.join(b.info.name for b in benchmarks)}"
     else:

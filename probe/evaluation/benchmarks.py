@@ -1,27 +1,117 @@
 """Benchmarks by name: what fitted heads are scored on, zero-shot, after fitting on a corpus.
 
-A benchmark here is a dataset probe can read (bundled, or ``kind:PATH``) scored on its ``test``
-split (``val`` when it has none): retrieval on its captions, zero-shot classification on its class
-labels with its own class names and prompt templates, compositional scores on its ``winoground``
-swap pairs where it has them.
+Names come from the catalogue (:mod:`probe.evaluation.catalogue`: bundled benchmarks, ImageNet,
+COCO/Flickr Karpathy, Winoground, clip_benchmark's webdataset sets, suites of them); any dataset
+probe can read (``kind:PATH``) is a benchmark too, scored on its ``test`` split with every task it
+supports. A benchmark whose data is missing is refused before any work, saying where its files
+must be and how to get them.
 """
 
 from __future__ import annotations
 
-import difflib
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from probe.errors import ProbeError
 
 
+@dataclass
+class Benchmark:
+    """A catalogue entry bound to its reader: a dataset (``info``, ``load``) that declares its tasks."""
+
+    entry: Any
+    dataset: Any
+
+    @property
+    def info(self) -> Any:
+        return self.dataset.info
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.entry.task
+
+    def load(self, split: str) -> Any:
+        data = self.dataset.load(split)
+        return replace(data, dataset=self.entry.name) if data.dataset != self.entry.name else data
+
+
+def benchmark_names(names: tuple[str, ...] | list[str]) -> list[str]:
+    """``names`` with suites expanded (an unknown name is left for :func:`get_benchmark` to refuse)."""
+    from probe.evaluation.catalogue import Catalogue
+
+    return Catalogue.load().expand(names)
+
+
 def get_benchmark(name: str) -> Any:
-    """The dataset behind benchmark ``name``; an unknown name is a one-line error with close names."""
-    from probe.data import BUNDLED, LOCAL_KINDS, get_dataset
+    """The dataset behind benchmark ``name`` (a catalogue entry or ``kind:PATH``)."""
+    from probe.data import LOCAL_KINDS, get_dataset
+    from probe.evaluation.catalogue import Catalogue
 
     kind, sep, _ = name.partition(":")
-    if name not in BUNDLED and not (sep and kind in LOCAL_KINDS):
-        close = difflib.get_close_matches(name, BUNDLED, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        valid = ", ".join(BUNDLED) + ", or " + ", ".join(f"{k}:PATH" for k in LOCAL_KINDS)
-        raise ProbeError(f"unknown benchmark {name!r}; {hint}valid: {valid}")
-    return get_dataset(name)
+    if sep and kind in LOCAL_KINDS:
+        return get_dataset(name)
+    catalogue = Catalogue.load()
+    if name not in catalogue.benchmarks:
+        raise catalogue.unknown(name)
+    entry = catalogue.benchmarks[name]
+    if entry.reader == "bundled":
+        return Benchmark(entry, get_dataset(name))
+    if not entry.present():
+        raise ProbeError(f"benchmark {name!r}: its data is expected at {entry.data_path()} ({entry.get}); put it "
+                         "there or point $PROBE_DATA at the folder holding it")
+    return Benchmark(entry, _reader(entry))
+
+
+def _reader(entry: Any) -> Any:
+    from probe.data import published
+
+    path = entry.data_path()
+    if entry.reader == "karpathy":
+        from probe.data.local import KarpathyDataset
+
+        return KarpathyDataset(str(path))
+    if entry.reader == "winoground":
+        return published.Winoground(entry.name, path, entry.description)
+    classnames, templates = class_names(entry), prompt_templates(entry)
+    if entry.reader == "imagenet-folder":
+        return published.ImageNetFolder(entry.name, path, "val", classnames, templates, entry.description)
+    return published.ClipWebDataset(entry.name, path, entry.split, classnames, templates, entry.description)
+
+
+def _listed(entry: Any, field: str, json_file: str, data_file: str) -> list[str]:
+    source = getattr(entry, field)
+    if isinstance(source, tuple):
+        return list(source)
+    kind, _, key = source.partition(":")
+    if kind == "data":
+        file = entry.data_path() / (key or data_file)
+        if not file.is_file():
+            raise ProbeError(f"benchmark {entry.name!r} has no {field}: {file} is missing")
+        return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if kind == "clip_benchmark":
+        table = clip_benchmark_table(json_file)
+        if key not in table:
+            raise ProbeError(f"benchmark {entry.name!r} has no {field}: clip_benchmark ships none for {key!r}")
+        return list(table[key])
+    raise ProbeError(f"benchmark {entry.name!r}: {field} {source!r} is not clip_benchmark:<key>, data:<file> or a list")
+
+
+def class_names(entry: Any) -> list[str]:
+    return _listed(entry, "classnames", "en_classnames.json", "classnames.txt")
+
+
+def prompt_templates(entry: Any) -> list[str]:
+    return _listed(entry, "templates", "en_zeroshot_classification_templates.json",
+                   "zeroshot_classification_templates.txt")
+
+
+def clip_benchmark_table(file: str) -> dict[str, list[str]]:
+    """One of the metadata files clip_benchmark ships (class names, prompt templates), read as data."""
+    from importlib import resources
+
+    try:
+        return json.loads((resources.files("clip_benchmark") / "datasets" / file).read_text(encoding="utf-8"))
+    except ModuleNotFoundError:
+        raise ProbeError("class names and templates come from clip_benchmark's metadata: "
+                         "`pip install clip-benchmark`") from None

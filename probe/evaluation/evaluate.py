@@ -33,7 +33,7 @@ class ZeroShotTask:
 
 
 def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTask] = (),
-             compositional: tuple[PairedFeatures, np.ndarray] | None = None,
+             compositional: tuple[PairedFeatures, np.ndarray] | None = None, retrieval: bool = True,
              n_boot: int = 1000, seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]]]:
     """``(metrics, confidence_intervals)`` of ``probe`` (anything with ``embed_images`` and
     ``embed_texts``: a fitted probe or a saved aligned model) on the held-out features."""
@@ -45,21 +45,27 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
     def interval(num: np.ndarray, den: np.ndarray | None = None) -> list[float]:
         return list(ratio_interval(num, den, n_boot=n_boot, seed=seed))
 
-    ranked = rank_held_out(probe, test)
-    images, image_ok = ranked.images, ranked.image_ok
-    metrics = {(keys.PROBING_SCORE if key == "probing_score" else keys.retrieval(key)): value
-               for key, value in metrics_from_ranks(ranked.i2t, ranked.t2i).items()}
-    intervals = {keys.PROBING_SCORE: list(probing_score_ci(ranked.i2t, ranked.t2i, ranked.caption_image,
-                                                           n_boot=n_boot, seed=seed))}
-    # recall intervals resample images with their captions, as the probing score's does
-    n_images = len(ranked.i2t)
-    queries = (ranked.i2t >= 0).astype(float)
-    captions = np.bincount(ranked.caption_image, minlength=n_images).astype(float)
-    for k in KS:
-        intervals[keys.retrieval(f"i2t_R@{k}")] = interval(((ranked.i2t >= 0) & (ranked.i2t < k)).astype(float),
-                                                           queries)
-        hits = np.bincount(ranked.caption_image, weights=(ranked.t2i < k).astype(float), minlength=n_images)
-        intervals[keys.retrieval(f"t2i_R@{k}")] = interval(hits, captions)
+    metrics: dict[str, float] = {}
+    intervals: dict[str, list[float]] = {}
+    if retrieval:
+        ranked = rank_held_out(probe, test)
+        images, image_ok = ranked.images, ranked.image_ok
+        metrics |= {(keys.PROBING_SCORE if key == "probing_score" else keys.retrieval(key)): value
+                    for key, value in metrics_from_ranks(ranked.i2t, ranked.t2i).items()}
+        intervals[keys.PROBING_SCORE] = list(probing_score_ci(ranked.i2t, ranked.t2i, ranked.caption_image,
+                                                              n_boot=n_boot, seed=seed))
+        # recall intervals resample images with their captions, as the probing score's does
+        n_images = len(ranked.i2t)
+        queries = (ranked.i2t >= 0).astype(float)
+        captions = np.bincount(ranked.caption_image, minlength=n_images).astype(float)
+        for k in KS:
+            intervals[keys.retrieval(f"i2t_R@{k}")] = interval(
+                ((ranked.i2t >= 0) & (ranked.i2t < k)).astype(float), queries)
+            hits = np.bincount(ranked.caption_image, weights=(ranked.t2i < k).astype(float), minlength=n_images)
+            intervals[keys.retrieval(f"t2i_R@{k}")] = interval(hits, captions)
+    else:  # classification only: the images' embeddings, skipped images as zero vectors
+        image_ok = np.isfinite(test.images).all(axis=1)
+        images = probe.embed_images(np.where(image_ok[:, None], test.images, 0.0))
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)
@@ -85,11 +91,15 @@ def score_target(embedder: Any, target: Target, vision: EncoderFeatures, text: E
     """Every task of one benchmark target from both encoders' features (roles as the target names them)."""
     def paired(base: str, data: Any) -> PairedFeatures:
         role = target.role(base)
-        return PairedFeatures(vision.by_role[role], text.by_role[role], data.caption_image)
+        texts = text.by_role.get(role)
+        if texts is None:  # no captions to encode (classification benchmark)
+            texts = np.zeros((0, 1), dtype=np.float32)
+        return PairedFeatures(vision.by_role[role], texts, data.caption_image)
 
     zeroshot = [ZeroShotTask(task, text.prompts[target.role(f"prompts-{task}")], len(target.eval.classes[task]),
                              target.eval.labels[task]) for task in target.label_tasks]
     compositional = None
     if target.compositional is not None and target.compositional.swap_pairs is not None:
         compositional = (paired("compositional", target.compositional), target.compositional.swap_pairs)
-    return evaluate(embedder, paired("eval", target.eval), zeroshot=zeroshot, compositional=compositional, seed=seed)
+    return evaluate(embedder, paired("eval", target.eval), zeroshot=zeroshot, compositional=compositional,
+                    retrieval=target.retrieval, seed=seed)

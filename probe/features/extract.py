@@ -102,8 +102,9 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     missing = [c for c, data in done.items() if data is None]
     stats.reused_chunks = n_chunks - len(missing)
     started = time.time()
+    measured = None
     if missing:
-        encoder = load_encoder()
+        encoder = measured = _Measured(load_encoder())
         if getattr(encoder, "needs_fit", False):
             if fit_texts is None:
                 raise ProbeError(f"model {spec.name!r} must be fitted on a corpus; none was given")
@@ -139,12 +140,35 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "dtype": dtype, "shape": list(features.shape), "n_inputs": len(inputs),
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
         "seconds": round(time.time() - started, 3),
+        "flops_per_input": measured.flops_per_input if measured is not None else None,
         "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
                   for name in ("features.npy", "index.npy")},
     }
     write_json(entry.meta_path, meta)
     shutil.rmtree(entry.chunks, ignore_errors=True)
     return FeatureSet(features, index, meta, entry.dir)
+
+
+class _Measured:
+    """An encoder whose first batch runs under the FLOP counter (per-input forward cost for records)."""
+
+    def __init__(self, encoder: Any):
+        self.encoder = encoder
+        self.flops_per_input: float | None = None
+        self._counted = False
+
+    def encode(self, batch: Any) -> np.ndarray:
+        if self._counted:
+            return self.encoder.encode(batch)
+        from probe.flops import counted
+
+        out, flops = counted(lambda: self.encoder.encode(batch))
+        self._counted = True
+        self.flops_per_input = flops / len(batch) if flops and len(batch) else None
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
 
 
 def _preprocessing(spec: EncoderSpec) -> dict[str, Any]:

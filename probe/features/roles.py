@@ -22,6 +22,8 @@ class EncoderFeatures:
     by_role: dict[str, np.ndarray]
     prompts: dict[str, np.ndarray] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    #: measured forward FLOPs per input, by role (None where unknown: cached before it was measured)
+    flops_per_input: dict[str, float | None] = field(default_factory=dict)
 
 
 def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions,
@@ -49,9 +51,12 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
     for role, data in plan.roles().items():
         if roles is not None and role not in roles:
             continue
+        if spec.modality == "text" and not data.captions:  # a classification benchmark: images only
+            continue
         fs = split_features(spec, data, options, fit_data=plan.fit, encoder_factory=factory)
         out.by_role[role] = fs.dense(data.n_images if spec.modality == "vision" else len(data.captions))
         out.keys[role] = fs.path.name
+        out.flops_per_input[role] = fs.meta.get("flops_per_input")
     if spec.modality == "text" and with_prompts:
         for target in plan.targets:
             for task in target.label_tasks:

@@ -19,10 +19,13 @@ DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a photo of the {
 
 
 def prompts(classes: Sequence[str], templates: Sequence[str]) -> list[str]:
-    """Class-major list: all templates of class 0, then of class 1, ... ("a arrow" becomes "an arrow")."""
+    """Class-major list: all templates of class 0, then of class 1, ... ("a arrow" becomes "an arrow").
+
+    Templates take the class as ``{}`` or as ``{c}`` (clip_benchmark's files use the latter).
+    """
     import re
 
-    return [re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", t.format(c)) for c in classes for t in templates]
+    return [re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", t.format(c, c=c)) for c in classes for t in templates]
 
 
 def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:

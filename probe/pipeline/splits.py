@@ -37,6 +37,8 @@ class Target:
     compositional: SplitData | None = None
     label_tasks: tuple[str, ...] = ()
     key: str = ""
+    #: whether retrieval is scored (a classification benchmark has no captions to retrieve)
+    retrieval: bool = True
 
     def role(self, base: str) -> str:
         return f"{base}:{self.key}" if self.key else base
@@ -99,8 +101,10 @@ def load_split(dataset: Any, split: str) -> SplitData:
 
 
 def scored_split(dataset: Any) -> str:
-    """The split a dataset is scored on: ``test``, else ``val``."""
+    """The split a dataset is scored on: ``test``, else ``val`` (a benchmark with one split: that one)."""
     splits = dataset.info.splits
+    if len(splits) == 1 and getattr(dataset, "tasks", None) is not None:
+        return splits[0]
     for name in ("test", "val"):
         if name in splits:
             return name
@@ -109,8 +113,12 @@ def scored_split(dataset: Any) -> str:
 
 
 def make_target(dataset: Any, tasks: set[str], explicit_tasks: bool, key: str = "") -> Target:
-    """A dataset as a benchmark: its scored split, label tasks and swap pairs, as ``tasks`` ask."""
+    """A dataset as a benchmark: its scored split, label tasks and swap pairs, as ``tasks`` ask
+    (and as the benchmark offers: a catalogue benchmark declares its own tasks)."""
     name, splits = dataset.info.name, dataset.info.splits
+    offered = getattr(dataset, "tasks", None)
+    if offered is not None:
+        tasks, explicit_tasks = tasks & set(offered), False
     eval_name = scored_split(dataset)
     held_out = dataset.load(eval_name)
     label_tasks = labelled_tasks(held_out)
@@ -119,12 +127,15 @@ def make_target(dataset: Any, tasks: set[str], explicit_tasks: bool, key: str = 
                          f"classification cannot run; drop --task zeroshot (valid here: retrieval)")
     compositional = None
     if "compositional" in tasks:
-        if COMPOSITIONAL_SPLIT in splits:
+        if held_out.swap_pairs is not None:  # a compositional benchmark scores its own swap pairs
+            compositional = held_out
+        elif COMPOSITIONAL_SPLIT in splits:
             compositional = dataset.load(COMPOSITIONAL_SPLIT)
         elif explicit_tasks:
             raise ProbeError(f"dataset {name!r} has no {COMPOSITIONAL_SPLIT!r} split of swap pairs for "
                              f"--task compositional (splits: {', '.join(splits)})")
-    return Target(name, held_out, compositional, tuple(label_tasks) if "zeroshot" in tasks else (), key)
+    retrieval = "retrieval" in tasks and bool(held_out.captions) and compositional is not held_out
+    return Target(name, held_out, compositional, tuple(label_tasks) if "zeroshot" in tasks else (), key, retrieval)
 
 
 def _train_split(dataset: Any) -> SplitData:

@@ -57,3 +57,17 @@ def interval_bounds(key: str) -> tuple[str, str]:
 
 #: The selection metric rankings and plots use unless told otherwise.
 DEFAULT_SELECTION = similarity("mutual_knn")
+
+
+def headline(metrics: dict[str, float], intervals: dict[str, tuple[float, float]] | None = None) -> str:
+    """The scores a person looks at first, in one line: the probing score with its interval where
+    retrieval was scored, every zero-shot top-1, and the Winoground group score."""
+    parts = []
+    if PROBING_SCORE in metrics:
+        bounds = (intervals or {}).get(PROBING_SCORE)
+        parts.append(f"probing score {metrics[PROBING_SCORE]:.3f}"
+                     + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""))
+    parts += [f"zero-shot {k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items() if is_zeroshot_top1(k)]
+    if COMPOSITIONAL_GROUP in metrics:
+        parts.append(f"Winoground group {metrics[COMPOSITIONAL_GROUP]:.3f}")
+    return ", ".join(parts)

@@ -150,6 +150,21 @@ class BenchmarkRef(Strict):
         return f"{self.name}/{self.split}"
 
 
+class Cost(Strict):
+    """What one result cost: data seen, optimiser steps, device and measured FLOPs (wall seconds,
+    which differ between identical runs, are in ``timing``).
+
+    ``extraction_flops`` are the encoders' forward FLOPs over the training corpus (paid once per
+    encoder and shared by every pair, stated per result so a result's whole cost can be read off it).
+    """
+
+    pairs_seen: int
+    optimizer_steps: int
+    device: str
+    head_train_flops: float | None
+    extraction_flops: dict[str, float | None]
+
+
 class AlignmentRecord(Scored):
     """Heads fitted on one pair and scored on one benchmark: in-domain (the training dataset's own
     held-out split) or zero-shot transfer (a benchmark the heads never saw)."""
@@ -168,6 +183,7 @@ class AlignmentRecord(Scored):
     timing: Timing | None = None
     #: the saved aligned model (heads + both encoders' entries), relative to the results folder
     saved_model: str | None = None
+    cost: Cost | None = None
 
 
 class SimilarityConfig(Strict):

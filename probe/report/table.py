@@ -26,6 +26,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     (keys.similarity("mutual_knn"), "mutual kNN", ".3f"), (keys.similarity("cka"), "CKA", ".3f"),
     (keys.similarity("cknna"), "CKNNA", ".3f"), (keys.similarity("svcca"), "SVCCA", ".3f"),
     ("params_m", "params (M)", ".1f"),
+    ("pairs_seen", "pairs seen", ",d"), ("head_train_flops", "head FLOPs", ".3g"),
+    ("extraction_flops", "encoder FLOPs", ".3g"),
 ]
 #: Columns of a flattened record the page keeps (the rest stay in the record file).
 _KEPT = ("vision", "text", "head", "loss", "dataset", "benchmark", "protocol", "vision_control", "text_control")
@@ -62,6 +64,10 @@ def build_table(results_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str,
         row[keys.TEXT_SCORE] = correlates.get((r.dataset, r.text.name), {}).get(keys.TEXT_SCORE)
         row |= similarity.get((r.dataset, r.vision.name, r.text.name), {})
         row["params_m"] = r.vision.params_m + r.text.params_m
+        if r.cost is not None:
+            extraction = [f for f in r.cost.extraction_flops.values() if f is not None]
+            row["pairs_seen"], row["head_train_flops"] = r.cost.pairs_seen, r.cost.head_train_flops
+            row["extraction_flops"] = sum(extraction) if len(extraction) == 2 else None
         row["provenance"] = {"versions": r.versions.model_dump(), "created": r.created, "seed": r.seed,
                              "config": r.config.to_dict(),
                              "vision": {"weights": r.vision.weights, "revision": r.vision.revision,

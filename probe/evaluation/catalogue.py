@@ -1,0 +1,143 @@
+"""The benchmark catalogue as data: ``registry/benchmarks/*.toml`` (plus users' files).
+
+A benchmark names its reader (how its published layout is read), its tasks, where its data must be,
+and for classification where its class names and prompt templates come from: clip_benchmark's
+shipped metadata (``clip_benchmark:<key>``), a file in the benchmark's data folder (``data:<file>``)
+or a list. A suite groups benchmarks and reports each and their mean. Nothing heavy is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_DATA = "PROBE_DATA"
+ENV_BENCHMARKS = "PROBE_BENCHMARKS"
+TASKS = ("retrieval", "zeroshot", "compositional")
+READERS = ("bundled", "imagenet-folder", "karpathy", "winoground", "clip-wds")
+
+
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    name: str
+    task: tuple[str, ...]
+    reader: str
+    description: str
+    data: str = ""
+    split: str = "test"
+    classnames: str | tuple[str, ...] = ""
+    templates: str | tuple[str, ...] = ""
+    get: str = ""
+    source: str = ""
+
+    def data_path(self) -> Path:
+        """Where the benchmark's files must be (``$PROBE_DATA``/data unless ``data`` is absolute)."""
+        return data_root() / Path(self.data).expanduser()
+
+    def present(self) -> bool:
+        return self.reader == "bundled" or self.data_path().exists()
+
+    def where(self) -> str:
+        return "bundled" if self.reader == "bundled" else str(self.data_path())
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    benchmarks: tuple[str, ...]
+    description: str
+    source: str = ""
+
+
+def data_root() -> Path:
+    return Path(os.environ.get(ENV_DATA, Path.home() / "data")).expanduser()
+
+
+def builtin_dir() -> Path:
+    from probe.registry import builtin_registry_dir
+
+    return builtin_registry_dir() / "benchmarks"
+
+
+def _entry(raw: dict[str, Any], source: str) -> BenchmarkEntry:
+    fields = {f.name for f in dataclasses.fields(BenchmarkEntry)} - {"source"}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(fields), n=1)
+        raise ValueError(f"unknown field {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    missing = sorted({"name", "task", "reader", "description"} - set(raw))
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    tasks = tuple(raw["task"]) if isinstance(raw["task"], list) else (raw["task"],)
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise ValueError(f"task {bad[0] if bad else tasks!r} is not one of {', '.join(TASKS)}")
+    if raw["reader"] not in READERS:
+        raise ValueError(f"reader {raw['reader']!r} is not one of {', '.join(READERS)}")
+    if raw["reader"] != "bundled" and not raw.get("data"):
+        raise ValueError("a benchmark that is not bundled needs 'data' (where its files must be)")
+    if "zeroshot" in tasks and raw["reader"] != "bundled" and not (raw.get("classnames") and raw.get("templates")):
+        raise ValueError("a zero-shot classification benchmark needs 'classnames' and 'templates'")
+    values = dict(raw, task=tasks)
+    for key in ("classnames", "templates"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    return BenchmarkEntry(**values, source=source)
+
+
+@dataclass
+class Catalogue:
+    benchmarks: dict[str, BenchmarkEntry]
+    suites: dict[str, Suite]
+
+    @classmethod
+    def load(cls, extra: tuple[str | Path, ...] = ()) -> Catalogue:
+        """The shipped catalogue, then files in ``$PROBE_BENCHMARKS`` (os.pathsep-separated), then ``extra``."""
+        benchmarks: dict[str, BenchmarkEntry] = {}
+        suites: dict[str, Suite] = {}
+        users = [Path(p) for p in os.environ.get(ENV_BENCHMARKS, "").split(os.pathsep) if p]
+        for path in sorted(builtin_dir().glob("*.toml")) + users + [Path(p) for p in extra]:
+            try:
+                data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ProbeError(f"cannot read benchmark file {path}: {exc}") from None
+            for raw in data.get("benchmark", []):
+                try:
+                    entry = _entry(raw, str(path))
+                except ValueError as exc:
+                    raise ProbeError(f"{path}: benchmark {raw.get('name', '?')!r}: {exc}") from None
+                benchmarks[entry.name] = entry
+            for raw in data.get("suite", []):
+                suites[raw["name"]] = Suite(raw["name"], tuple(raw["benchmarks"]), raw.get("description", ""),
+                                            str(path))
+        for suite in suites.values():
+            for name in suite.benchmarks:
+                if name not in benchmarks:
+                    raise ProbeError(f"suite {suite.name!r} names unknown benchmark {name!r}")
+        return cls(benchmarks, suites)
+
+    def expand(self, names: tuple[str, ...] | list[str]) -> list[str]:
+        """Benchmark names with suites replaced by their members, in order, once each."""
+        out: list[str] = []
+        for name in names:
+            out += list(self.suites[name].benchmarks) if name in self.suites else [name]
+        return list(dict.fromkeys(out))
+
+    def unknown(self, name: str) -> ProbeError:
+        known = sorted(self.benchmarks) + sorted(self.suites)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        return ProbeError(f"unknown benchmark {name!r}; {hint}`probe benchmarks` lists them (or give a dataset as "
+                          "kind:PATH)")

@@ -1,0 +1,164 @@
+"""Benchmarks as data: the catalogue, readers for published layouts (tiny fixtures written in those
+layouts), classification- and compositional-only scoring, and clear refusals."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error
+from PIL import Image
+
+from probe.errors import ProbeError
+
+TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2")
+WNIDS = ("n01440764", "n01443537", "n01484850")  # ImageNet classes 0, 1, 2
+
+
+def _png(path: Path, colour: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), colour).save(path)
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBE_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_imagenet_wnid_folders_take_clip_benchmarks_names(data_root):
+    import importlib.resources as resources
+
+    from probe.evaluation.benchmarks import get_benchmark
+
+    for i, wnid in enumerate(WNIDS):
+        for j in range(2):
+            _png(data_root / "imagenet" / "val" / wnid / f"ILSVRC2012_val_{i}{j}.JPEG", (40 * i, 0, 0))
+    data = get_benchmark("imagenet1k").load("val")
+    names = json.loads((resources.files("clip_benchmark") / "datasets" / "en_classnames.json").read_text())["imagenet1k"]
+    assert data.dataset == "imagenet1k" and data.n_images == 6 and not data.captions
+    assert data.labels["class"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert [data.classes["class"][label] for label in (0, 1, 2)] == names[:3] == ["tench", "goldfish",
+                                                                                 "great white shark"]
+    assert len(data.templates["class"]) == 80 and data.templates["class"][0] == "a bad photo of a {c}."
+    _png(data_root / "imagenet" / "val" / "cats" / "x.JPEG", (0, 0, 0))
+    with pytest.raises(ProbeError, match="folder 'cats' is not an ImageNet wnid"):
+        get_benchmark("imagenet1k").load("val")
+
+
+def _winoground(root: Path) -> None:
+    lines = []
+    for i in range(4):
+        for j in (0, 1):
+            _png(root / "winoground" / "images" / f"ex_{i}_img_{j}.png", (60 * i, 100 * j, 0))
+        lines.append(json.dumps({"id": i, "caption_0": f"a red thing over a blue thing {i}",
+                                 "caption_1": f"a blue thing over a red thing {i}",
+                                 "image_0": f"ex_{i}_img_0", "image_1": f"ex_{i}_img_1", "tag": "Object"}))
+    (root / "winoground" / "examples.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_winoground_as_published_and_its_scores_by_hand(data_root):
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.metrics.compositional import winoground_scores
+
+    _winoground(data_root)
+    data = get_benchmark("winoground").load("test")
+    assert data.n_images == 8 and data.captions[2] == "a red thing over a blue thing 1"
+    assert data.swap_pairs.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert data.caption_image.tolist() == list(range(8))
+    assert Path(data.images[3].path).name == "ex_1_img_1.png"
+    # s[c, i] per example, chosen by hand: 1 all right; 2 text right only; 3 image right only; 4 all wrong
+    sims = {0: [[0.9, 0.1], [0.2, 0.8]], 1: [[0.5, 0.6], [0.1, 0.7]], 2: [[0.5, 0.1], [0.6, 0.7]],
+            3: [[0.1, 0.9], [0.8, 0.2]]}
+    # embeddings realising those similarities: captions are basis vectors, images hold the columns
+    text = np.zeros((8, 8))
+    image = np.zeros((8, 8))
+    for k, s in sims.items():
+        text[2 * k, 2 * k], text[2 * k + 1, 2 * k + 1] = 1.0, 1.0
+        image[2 * k, [2 * k, 2 * k + 1]] = [s[0][0], s[1][0]]
+        image[2 * k + 1, [2 * k, 2 * k + 1]] = [s[0][1], s[1][1]]
+    scores = winoground_scores(image, text, data.caption_image, data.swap_pairs)
+    # text: s(c0,i0) > s(c1,i0) and s(c1,i1) > s(c0,i1); image: s(c0,i0) > s(c0,i1) and s(c1,i1) > s(c1,i0)
+    assert scores == {"text": 2 / 4, "image": 2 / 4, "group": 1 / 4}
+
+
+def _clip_wds(root: Path, names: list[str] | None) -> Path:
+    folder = root / "wds_toy"
+    (folder / "test").mkdir(parents=True)
+    with tarfile.open(folder / "test" / "0.tar", "w") as tar:
+        for i, label in enumerate([0, 1, 2, 1]):
+            for name, payload in ((f"s{i}.png", _png_bytes((80 * label, 0, 0))), (f"s{i}.cls", str(label).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    if names:
+        (folder / "classnames.txt").write_text("\n".join(names) + "\n")
+    catalogue = root / "mine.toml"
+    catalogue.write_text('[[benchmark]]\nname = "toy"\ntask = ["zeroshot"]\nreader = "clip-wds"\ndata = "wds_toy"\n'
+                         'classnames = "data:classnames.txt"\ntemplates = ["a photo of a {c}.", "a {c}."]\n'
+                         'description = "three colours"\nget = "made by the test"\n')
+    return catalogue
+
+
+def _png_bytes(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_clip_benchmark_webdataset_layout(data_root, monkeypatch):
+    from probe.evaluation.benchmarks import get_benchmark
+
+    monkeypatch.setenv("PROBE_BENCHMARKS", str(_clip_wds(data_root, ["black", "dark red", "red"])))
+    data = get_benchmark("toy").load("test")
+    assert data.labels["class"].tolist() == [0, 1, 2, 1] and data.classes["class"] == ["black", "dark red", "red"]
+    assert np.asarray(data.images[2].load())[0, 0].tolist() == [160, 0, 0]
+    (data_root / "wds_toy" / "classnames.txt").unlink()
+    with pytest.raises(ProbeError, match="benchmark 'toy' has no classnames: .*classnames.txt is missing"):
+        get_benchmark("toy").load("test")
+
+
+def test_classification_and_compositional_benchmarks_end_to_end(run_cli, tmp_path, shared_cache, data_root):
+    catalogue = _clip_wds(data_root, ["black", "dark red", "red"])
+    _winoground(data_root)
+    env = {"PROBE_CACHE_DIR": str(shared_cache), "PROBE_DATA": str(data_root), "PROBE_BENCHMARKS": str(catalogue)}
+    out = tmp_path / "r"
+    ran = run_cli("run", "--train", "shapes", "--eval", "toy", "--eval", "winoground", *TINY, "--results", str(out),
+                  env=env)
+    assert ran.returncode == 0, ran.stderr
+    records = {json.loads(p.read_text())["benchmark"]["name"]: json.loads(p.read_text())
+               for p in (out / "records" / "alignment").rglob("*.json")}
+    toy, wino = records["toy"]["metrics"], records["winoground"]["metrics"]
+    assert set(toy) == {"zeroshot/class_top1"} and set(records["toy"]["intervals"]) == set(toy)
+    assert set(wino) == {"compositional/text", "compositional/image", "compositional/group"}
+    assert records["winoground"]["benchmark"]["compositional_split"] == "test"
+    assert records["toy"]["protocol"] == "zero-shot transfer"
+
+
+def test_benchmark_refusals_are_one_line(run_cli, tmp_path):
+    env = {"PROBE_DATA": str(tmp_path)}
+    assert_one_line_error(run_cli("run", "--train", "shapes", "--eval", "imagenet1k", *TINY, env=env),
+                          "benchmark 'imagenet1k'", f"expected at {tmp_path / 'imagenet' / 'val'}", "ILSVRC2012")
+    assert_one_line_error(run_cli("run", "--train", "shapes", "--eval", "imagenet", *TINY, env=env),
+                          "unknown benchmark 'imagenet'", "did you mean imagenet1k")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[benchmark]]\nname = "x"\ntask = ["zeroshot"]\nreader = "clip-wds"\ndata = "x"\n'
+                   'description = "no class names"\n')
+    assert_one_line_error(run_cli("benchmarks", env={**env, "PROBE_BENCHMARKS": str(bad)}),
+                          "benchmark 'x'", "needs 'classnames' and 'templates'")
+
+
+def test_benchmarks_command_lists_tasks_data_and_suites(run_cli, tmp_path):
+    listed = run_cli("benchmarks", "--json", env={"PROBE_DATA": str(tmp_path)})
+    assert listed.returncode == 0, listed.stderr
+    table = json.loads(listed.stdout)
+    by_name = {row["name"]: row for row in table["benchmarks"]}
+    assert by_name["imagenet1k"]["classes"] == "1000" and by_name["imagenet1k"]["templates"] == "80"
+    assert by_name["imagenet1k"]["present"] is False and by_name["shapes-ood"]["present"] is True
+    assert by_name["imagenet1k"]["data"] == str(tmp_path / "imagenet" / "val")
+    assert {"suite": "offline", "benchmarks": ["shapes", "shapes-ood", "digits"]}.items() <= \
+        next(s for s in table["suites"] if s["suite"] == "offline").items()
