@@ -175,8 +175,12 @@ def probing_scores(results_dir: Path, dataset: str, head: str | None = None, los
               if s.record.dataset == dataset and (not head or s.record.config.head == head)
               and (not loss or s.record.config.loss == loss)]
     out: dict[str, dict[tuple[str, str], float]] = {}
-    for key, item in sorted(best_by_pair(stored).items()):
-        out.setdefault(key.benchmark, {})[(key.vision, key.text)] = item.record.metric(keys.PROBING_SCORE)
+    # the dataset's own (in-domain) benchmark first, then the others by name
+    for key, item in sorted(best_by_pair(stored).items(), key=lambda kv: (kv[0].benchmark.split("/")[0] != dataset,
+                                                                         kv[0])):
+        score = item.record.metric(keys.PROBING_SCORE)
+        if score is not None:  # benchmarks without retrieval have no probing score
+            out.setdefault(key.benchmark, {})[(key.vision, key.text)] = score
     return out
 
 
