@@ -28,14 +28,23 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
-class ImageNetFolder:
-    """Zero-shot classification over ImageNet's classes; images in wnid folders."""
+class _Classification:
+    """A zero-shot classification benchmark: one split, class names and prompt templates given."""
 
     def __init__(self, name: str, path: Path, split: str, classnames: Sequence[str], templates: Sequence[str],
                  description: str):
         self.root = _folder(path, name)
         self.classnames, self.templates, self.split = list(classnames), list(templates), split
         self.info = DatasetInfo(name, (split,), description, description)
+
+    def _split(self, split: str, images: list, labels: list[int]) -> SplitData:
+        return SplitData(self.info.name, split, images, [], np.zeros(0, dtype=np.int64),
+                         labels={"class": np.array(labels, dtype=np.int64)}, classes={"class": self.classnames},
+                         protocol=self.info.protocol, templates={"class": self.templates})
+
+
+class ImageNetFolder(_Classification):
+    """Zero-shot classification over ImageNet's classes; images in wnid folders."""
 
     def load(self, split: str) -> SplitData:
         from timm.data import ImageNetInfo
@@ -55,9 +64,7 @@ class ImageNetFolder:
                 if file.suffix.lower() in IMAGE_SUFFIXES:
                     images.append(FileImage(str(file)))
                     labels.append(index[folder.name])
-        return SplitData(self.info.name, split, images, [], np.zeros(0, dtype=np.int64),
-                         labels={"class": np.array(labels)}, classes={"class": self.classnames},
-                         protocol=self.info.protocol, templates={"class": self.templates})
+        return self._split(split, images, labels)
 
 
 class Winoground:
@@ -101,14 +108,8 @@ class Winoground:
         return self.root / "images" / f"{name}.png"  # reported as missing when it is encoded
 
 
-class ClipWebDataset:
+class ClipWebDataset(_Classification):
     """clip_benchmark's webdataset layout for zero-shot classification."""
-
-    def __init__(self, name: str, path: Path, split: str, classnames: Sequence[str], templates: Sequence[str],
-                 description: str):
-        self.root = _folder(path, name)
-        self.classnames, self.templates, self.split = list(classnames), list(templates), split
-        self.info = DatasetInfo(name, (split,), description, description)
 
     def load(self, split: str) -> SplitData:
         shards = sorted((self.root / split).glob("*.tar"))
@@ -133,6 +134,4 @@ class ClipWebDataset:
                     labels.append(int(sample["cls"]))
         if labels and max(labels) >= len(self.classnames):
             raise ProbeError(f"{self.root}: class index {max(labels)} but only {len(self.classnames)} class names")
-        return SplitData(self.info.name, split, images, [], np.zeros(0, dtype=np.int64),
-                         labels={"class": np.array(labels)}, classes={"class": self.classnames},
-                         protocol=self.info.protocol, templates={"class": self.templates})
+        return self._split(split, images, labels)
