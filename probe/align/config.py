@@ -13,6 +13,9 @@ from probe.align.heads import check_head
 from probe.align.losses import check_loss
 from probe.errors import ProbeError
 
+HEAD_INITS = ("torch", "xavier")
+OPTIMIZERS = ("adamw", "lion")
+
 
 @dataclass(frozen=True)
 class ProbeConfig:
@@ -28,6 +31,16 @@ class ProbeConfig:
     norm: bool = True
     star_width: int = 8
     seed: int = 0
+    #: the loss's starting logit scale (SigLIP: 10, InfoNCE: 1 / 0.07 when unset) and SigLIP bias (-10)
+    logit_scale_init: float | None = None
+    logit_bias_init: float | None = None
+    #: "torch" (the layers' own initialisation) or "xavier" (uniform, zero biases: SAIL's)
+    head_init: str = "torch"
+    optimizer: str = "adamw"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    #: the preset these values started from (``--recipe``), named in records and file names
+    recipe: str = ""
     #: records are validated by pydantic; a stored config with an unknown field is an error
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
@@ -41,13 +54,26 @@ class ProbeConfig:
             raise ProbeError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ProbeError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.head_init not in HEAD_INITS:
+            raise ProbeError(f"head_init {self.head_init!r} is not one of {', '.join(HEAD_INITS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ProbeError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.logit_scale_init is not None and not self.logit_scale_init > 0:
+            raise ProbeError(f"logit_scale_init must be positive, got {self.logit_scale_init}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ProbeError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
     def tag(self) -> str:
-        """Short file-name-safe id; the defaults are left out so common runs get short names."""
-        base = ProbeConfig()
-        extra = [f"{k}{v}" for k, v in asdict(self).items() if k not in ("head", "loss") and v != getattr(base, k)]
-        return "-".join([self.head, self.loss, *extra])
+        """Short file-name-safe id: head, loss, the recipe, and only the values that differ from the
+        recipe's (or from the defaults), so common runs get short names."""
+        from probe.align.recipes import recipe_values
+
+        base = ProbeConfig(**recipe_values(self.recipe)) if self.recipe else ProbeConfig()
+        extra = [f"{k}{v}" for k, v in asdict(self).items()
+                 if k not in ("head", "loss", "recipe") and v != getattr(base, k)]
+        return "-".join([self.head, self.loss, *([self.recipe] if self.recipe else []), *extra])

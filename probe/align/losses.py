@@ -262,20 +262,22 @@ def _pairwise_logsumexp_sum_function():
     return PairwiseLogsumexpSum
 
 
-def make_loss(kind: str) -> torch.nn.Module:
-    """A loss module owning its learnable temperature / scale and bias."""
+def make_loss(kind: str, scale_init: float | None = None, bias_init: float | None = None) -> torch.nn.Module:
+    """A loss module owning its learnable temperature / scale and bias (CLIP starts InfoNCE at scale
+    1 / 0.07, SigLIP starts at scale 10 and bias -10; SAIL's recipes start SigLIP at scale 20)."""
     import torch
     from torch import nn
 
     check_loss(kind)
+    scale = scale_init if scale_init is not None else (1 / 0.07 if kind == "infonce" else 10.0)
+    bias = bias_init if bias_init is not None else -10.0
 
     class ContrastiveLoss(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.kind = kind
-            init = math.log(1 / 0.07) if kind == "infonce" else math.log(10.0)
-            self.log_scale = nn.Parameter(torch.tensor(init))
-            self.bias = nn.Parameter(torch.tensor(-10.0)) if kind == "siglip" else None
+            self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
+            self.bias = nn.Parameter(torch.tensor(bias)) if kind == "siglip" else None
 
         def forward(self, image, text, positives):
             if self.bias is None:

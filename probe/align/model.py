@@ -99,7 +99,7 @@ class AlignedModel:
                                      star_width=config.star_width),
                  "text": make_head(config.head, dims["text"], config.out_dim, norm=config.norm,
                                    star_width=config.star_width),
-                 "loss": make_loss(config.loss)}
+                 "loss": make_loss(config.loss, config.logit_scale_init, config.logit_bias_init)}
         for part, module in heads.items():
             prefix = f"{part}."
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},

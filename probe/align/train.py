@@ -120,15 +120,26 @@ def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: in
 
     cfg = probe.config
     torch.manual_seed(cfg.seed)  # initialised on the CPU: the same starting weights on every device
-    vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width).to(device)
-    text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width).to(device)
-    loss = make_loss(cfg.loss).to(device)
+    vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
+    text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
+    if cfg.head_init == "xavier":
+        for module in (*vision.modules(), *text.modules()):
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.xavier_uniform_(module.weight)
+                torch.nn.init.zeros_(module.bias)
+    vision, text = vision.to(device), text.to(device)
+    loss = make_loss(cfg.loss, cfg.logit_scale_init, cfg.logit_bias_init).to(device)
     decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim > 1]
     no_decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim <= 1]
-    optimiser = torch.optim.AdamW([
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay + list(loss.parameters()), "weight_decay": 0.0},
-    ], lr=cfg.lr)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay + list(loss.parameters()), "weight_decay": 0.0}]
+    optimiser: Any
+    if cfg.optimizer == "lion":
+        from timm.optim import Lion
+
+        optimiser = Lion(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    else:
+        optimiser = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     warmup = int(cfg.warmup * total_steps)
 
     def factor(step: int) -> float:

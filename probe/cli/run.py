@@ -31,6 +31,10 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=2), help="Head training batch.")
 @click.option("--out-dim", default=512, show_default=True, type=click.IntRange(min=1), help="Shared space width.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--recipe", default=None, metavar="NAME",
+              help="A published recipe's settings (sail, sail-probing, freeze-align); options given here win.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), metavar="FILE.toml",
+              help="Head settings from a file ([values] table, as the recipes); options given here win.")
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="retrieval, zeroshot, compositional (repeatable) [default: all the dataset supports].")
 @click.option("--skip-existing", is_flag=True, help="Skip pairs whose successful record exists (resume a sweep).")
@@ -44,8 +48,8 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
               help="Batch size of feature extraction on a cache miss.")
 @device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
 @click.pass_context
-def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, tasks, skip_existing,
-        save_models,
+def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, recipe,
+        config_file, tasks, skip_existing, save_models,
         results_dir, cache_dir, workers, extract_batch_size, device) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
@@ -67,7 +71,6 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     """
     from click.core import ParameterSource
 
-    from probe.align.config import ProbeConfig
     from probe.align.heads import check_head
     from probe.align.losses import check_loss
     from probe.align.sweep import AlignmentSweep
@@ -98,8 +101,8 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     echo_skipped(v_skipped + t_skipped)
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
-    configs = [ProbeConfig(head=h, loss=lo, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim, seed=seed)
-               for h in dict.fromkeys(heads) for lo in dict.fromkeys(losses) for lr in dict.fromkeys(lrs)]
+    configs = head_configs(ctx, recipe, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
+                           batch_size=batch_size, out_dim=out_dim, seed=seed)
     results, cache = workspace(results_dir, cache_dir)
     chosen = set(tasks or TASKS)
     if train:
@@ -123,6 +126,30 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
                f"{len(outcome.existing)} already there; records in {results / 'records'}", err=True)
     if outcome.failed:
         raise click.exceptions.Exit(1)
+
+
+def head_configs(ctx, recipe, config_file, **given) -> list:
+    """The grid of head configurations: a recipe's values, then a config file's, then the options the
+    user typed (defaults of options not typed give way to the recipe and the file)."""
+    from click.core import ParameterSource
+
+    from probe.align.config import ProbeConfig
+    from probe.align.recipes import read_recipe, recipe_values
+
+    base = recipe_values(recipe) if recipe else {}
+    if config_file:
+        base |= read_recipe(str(config_file))["values"]
+    typed = {name for name in given if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    grid = {"head": "heads", "loss": "losses", "lr": "lrs"}
+    for field in ("epochs", "batch_size", "out_dim", "seed"):
+        if field in typed or field not in base:
+            base[field] = given[field]
+    axes = {field: (given[option] if option in typed or field not in base else (base[field],))
+            for field, option in grid.items()}
+    settings = {k: v for k, v in base.items() if k not in grid}
+    return [ProbeConfig(head=h, loss=lo, lr=lr, recipe=recipe or "", **settings)
+            for h in dict.fromkeys(axes["head"]) for lo in dict.fromkeys(axes["loss"])
+            for lr in dict.fromkeys(axes["lr"])]
 
 
 COMMANDS = [run]

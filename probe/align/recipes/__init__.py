@@ -1,0 +1,52 @@
+"""Published training recipes as presets (``--recipe sail``): one TOML file each, citing the script
+its values come from, and ``--config FILE.toml`` in the same form for a user's own."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+HERE = Path(__file__).resolve().parent
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.toml"))
+
+
+@functools.cache
+def read_recipe(path: str) -> dict[str, Any]:
+    """``{"description", "source", "values"}`` of a recipe file; unknown config fields are errors."""
+    from dataclasses import fields
+
+    from probe.align.config import ProbeConfig
+
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProbeError(f"cannot read recipe {path}: {exc}") from None
+    values = data.get("values", {})
+    known = {f.name for f in fields(ProbeConfig)} - {"recipe", "seed"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ProbeError(f"{path}: unknown setting {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+    return {"description": data.get("description", ""), "source": data.get("source", ""), "values": values}
+
+
+def recipe_values(name: str) -> dict[str, Any]:
+    """The values of a shipped recipe by name, or of a recipe file by path."""
+    path = HERE / f"{name}.toml"
+    if not path.is_file():
+        if Path(name).suffix == ".toml" and Path(name).is_file():
+            path = Path(name)
+        else:
+            raise ProbeError(f"unknown recipe {name!r}; valid: {', '.join(names())} (or a .toml file)")
+    return dict(read_recipe(str(path))["values"])

@@ -1,0 +1,97 @@
+"""Published recipes as presets, a config file, and the settings they reach (init, optimiser, loss)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_one_line_error
+
+from probe.align.config import ProbeConfig
+from probe.align.recipes import names, recipe_values
+from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
+
+TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert")
+
+
+def test_shipped_recipes_cite_their_scripts_and_build_valid_configs():
+    from probe.align.recipes import HERE, read_recipe
+
+    assert set(names()) >= {"sail", "sail-probing", "freeze-align"}
+    for name in names():
+        recipe = read_recipe(str(HERE / f"{name}.toml"))
+        assert recipe["source"].startswith("github.com/") and recipe["description"]
+        ProbeConfig(**recipe_values(name), recipe=name)  # every value is a valid setting
+    sail = recipe_values("sail")
+    assert (sail["head"], sail["loss"], sail["batch_size"], sail["logit_scale_init"], sail["optimizer"]) == \
+        ("star", "siglip", 32768, 20.0, "lion")
+
+
+def test_recipe_settings_reach_the_loss_heads_and_optimiser():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(60, 12)).astype(np.float32)
+    train = PairedFeatures(images, images @ rng.normal(size=(12, 10)).astype(np.float32), np.arange(60))
+    config = ProbeConfig(**(recipe_values("sail") | {"epochs": 1, "batch_size": 30, "out_dim": 8, "star_width": 2}),
+                         recipe="sail")
+    probe = AlignmentProbe(config)
+    fit_grid([probe], train, device="cpu")
+    assert probe.error_ is None and probe.steps_ == 2
+    # SAIL starts its SigLIP loss at scale 20 and bias -10: two Lion steps (lr 1e-5) move them by 2e-5 at most
+    assert abs(probe.loss_.log_scale.item() - math.log(20)) < 3e-5 and abs(probe.loss_.bias.item() + 10) < 3e-5
+    assert config.tag == "star-siglip-sail-out_dim8-epochs1-batch_size30-star_width2"
+    fresh = ProbeConfig(head="linear", head_init="xavier", out_dim=64)
+    from probe.align.train import _make_trainer
+
+    trainer = _make_trainer(AlignmentProbe(fresh), 100, 50, 10, "cpu")
+    linear = trainer.vision[1]
+    bound = math.sqrt(6 / (100 + 64))  # xavier_uniform's limit for a 100 -> 64 layer
+    assert linear.weight.abs().max() <= bound and linear.weight.abs().max() > 0.9 * bound
+    assert torch.count_nonzero(linear.bias) == 0
+    default = _make_trainer(AlignmentProbe(ProbeConfig(out_dim=64)), 100, 50, 10, "cpu").vision[1]
+    assert default.weight.abs().max() <= 1 / math.sqrt(100)  # torch's own init is narrower
+
+
+def test_run_with_a_recipe_lets_typed_options_win(run_cli, tmp_path, shared_cache):
+    out = tmp_path / "r"
+    ran = run_cli("run", *TINY, "--recipe", "sail-probing", "--epochs", "1", "--batch-size", "64",
+                  "--results", str(out), env={"PROBE_CACHE_DIR": str(shared_cache)})
+    assert ran.returncode == 0, ran.stderr
+    (path,) = (out / "records" / "alignment").rglob("*.json")
+    config = json.loads(path.read_text())["config"]
+    assert config["recipe"] == "sail-probing" and config["out_dim"] == 2048 and config["lr"] == 1e-5
+    assert config["beta2"] == 0.99 and config["head_init"] == "xavier" and config["logit_scale_init"] == 20.0
+    assert config["epochs"] == 1 and config["batch_size"] == 64  # typed on the command line
+    assert path.name.endswith("linear-siglip-sail-probing-epochs1-batch_size64-seed0.json")
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[values]\nout_dim = 32\nweight_decay = 0.5\n")
+    ran = run_cli("run", *TINY, "--config", str(mine), "--epochs", "1", "--results", str(tmp_path / "c"),
+                  env={"PROBE_CACHE_DIR": str(shared_cache)})
+    assert ran.returncode == 0, ran.stderr
+    (path,) = (tmp_path / "c" / "records" / "alignment").rglob("*.json")
+    config = json.loads(path.read_text())["config"]
+    assert config["out_dim"] == 32 and config["weight_decay"] == 0.5 and config["recipe"] == ""
+
+
+def test_recipe_refusals_are_one_line(run_cli, tmp_path):
+    assert_one_line_error(run_cli("run", *TINY, "--recipe", "clip"), "unknown recipe 'clip'", "sail")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[values]\nlearning_rate = 0.1\n")
+    assert_one_line_error(run_cli("run", *TINY, "--config", str(bad)), "unknown setting 'learning_rate'")
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('[values]\noptimizer = "sgd"\n')
+    assert_one_line_error(run_cli("run", *TINY, "--config", str(wrong)), "optimizer 'sgd' is not one of adamw, lion")
+
+
+def test_heads_train_with_an_unset_recipe_exactly_as_before():
+    """New settings at their defaults leave training untouched: AdamW(0.9, 0.999), torch init, scale 10."""
+    config = ProbeConfig()
+    assert (config.optimizer, config.beta1, config.beta2, config.head_init) == ("adamw", 0.9, 0.999, "torch")
+    assert config.tag == "linear-siglip"
+    from probe.align.losses import make_loss
+
+    loss = make_loss("siglip")
+    assert loss.log_scale.item() == pytest.approx(math.log(10)) and loss.bias.item() == -10
+    assert make_loss("infonce").log_scale.item() == pytest.approx(math.log(1 / 0.07))
