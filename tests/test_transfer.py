@@ -121,3 +121,37 @@ def test_records_state_what_a_result_cost(run_cli, tmp_path, shared_cache):
     assert cost["extraction_flops"]["vision"] == pytest.approx(meta["test/tiny-vit"]["flops_per_input"] * 300)
     assert cost["extraction_flops"]["text"] == pytest.approx(meta["test/tiny-bert"]["flops_per_input"] * 1500)
     assert meta["test/tiny-vit"]["flops_per_input"] > 2 * 16 * 192 * 32  # at least the patch embedding
+
+
+def test_img2dataset_shards_are_a_training_corpus(run_cli, tmp_path, shared_cache):
+    """Shards as img2dataset writes them (key.jpg, key.txt, key.json per sample) fit heads; the
+    corpus has no val split, so early stopping holds out a seeded slice."""
+    import io
+    import tarfile
+
+    shards = tmp_path / "cc-like"
+    shards.mkdir()
+    rng = np.random.default_rng(0)
+    for shard in range(2):
+        with tarfile.open(shards / f"{shard:05d}.tar", "w") as tar:
+            for i in range(30):
+                key = f"{shard:05d}{i:04d}"
+                colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+                buffer = io.BytesIO()
+                Image.new("RGB", (32, 32), colour).save(buffer, format="JPEG")
+                caption = f"a square of colour {colour[0]} {colour[1]} {colour[2]}".encode()
+                meta = json.dumps({"key": key, "caption": caption.decode(), "status": "success"}).encode()
+                for name, payload in ((f"{key}.jpg", buffer.getvalue()), (f"{key}.txt", caption),
+                                      (f"{key}.json", meta)):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    out = tmp_path / "r"
+    result = run_cli("run", "--train", f"wds:{shards}", "--eval", "shapes-ood", *TINY, "--batch-size", "16",
+                     "--results", str(out), env={"PROBE_CACHE_DIR": str(shared_cache)})
+    assert result.returncode == 0, result.stderr
+    (path,) = (out / "records" / "alignment").rglob("*.json")
+    record = json.loads(path.read_text())
+    assert record["corpus"]["n_images"] == 50 and record["corpus"]["split"] == "train-fit"
+    assert record["corpus"]["held_out"].startswith("a seeded carve-out of 10 of the 60 'train' images")
+    assert record["splits"]["val"] == "train-heldout" and record["protocol"] == "zero-shot transfer"
