@@ -190,3 +190,24 @@ def test_heatmap_gives_each_dataset_its_own_grid():
     assert visions == ["v"] and texts == ["t"] and grid.tolist() == [[0.9]]
     visions, _, grid = grids[("digits", "test")]
     assert visions == ["v", "w"] and np.allclose(grid[:, 0], [0.1, 0.2])
+
+
+def test_by_benchmark_table_takes_each_benchmarks_primary_score_and_the_mean(tmp_path):
+    from probe.report.benchmarks import benchmark_matrix
+
+    write(tmp_path, alignment("shapes", "v", "t", 0.8), "in")
+    write(tmp_path, alignment("shapes", "v", "t", 0.4, benchmark="shapes-ood"), "ood")
+    classification = alignment("shapes", "v", "t", 0.0, benchmark="toy")
+    classification["metrics"] = {"zeroshot/a_top1": 0.5, "zeroshot/b_top1": 0.7}
+    classification["intervals"] = {"zeroshot/a_top1": [0.4, 0.6], "zeroshot/b_top1": [0.6, 0.8]}
+    write(tmp_path, classification, "toy")
+    write(tmp_path, alignment("shapes", "w", "t", 0.9), "partial")  # scored on one benchmark only
+    labels, rows = benchmark_matrix(iter_records(tmp_path))
+    assert labels == ["shapes-ood/test", "shapes/test", "toy/test"]
+    full = next(r for r in rows if r["vision"] == "v")
+    assert full["scores"]["shapes/test"]["value"] == 0.8 and full["scores"]["shapes/test"]["protocol"] == "in-domain"
+    assert full["scores"]["shapes-ood/test"]["lo"] == pytest.approx(0.3)
+    assert full["scores"]["toy/test"] == {"metric": "zeroshot/top1", "value": pytest.approx(0.6), "lo": None,
+                                          "hi": None, "protocol": "zero-shot transfer"}
+    assert full["mean"] == pytest.approx((0.8 + 0.4 + 0.6) / 3)
+    assert next(r for r in rows if r["vision"] == "w")["mean"] is None  # not every benchmark: no mean

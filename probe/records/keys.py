@@ -71,3 +71,16 @@ def headline(metrics: dict[str, float], intervals: dict[str, tuple[float, float]
     if COMPOSITIONAL_GROUP in metrics:
         parts.append(f"Winoground group {metrics[COMPOSITIONAL_GROUP]:.3f}")
     return ", ".join(parts)
+
+
+def primary(metrics: dict[str, float]) -> tuple[str, float] | None:
+    """The one score a benchmark is ranked by: the probing score where retrieval was scored, else the
+    mean zero-shot top-1 over label tasks, else the Winoground group score."""
+    if PROBING_SCORE in metrics:
+        return PROBING_SCORE, metrics[PROBING_SCORE]
+    top1 = [v for k, v in metrics.items() if is_zeroshot_top1(k)]
+    if top1:
+        return ZEROSHOT_MEAN_TOP1, sum(top1) / len(top1)
+    if COMPOSITIONAL_GROUP in metrics:
+        return COMPOSITIONAL_GROUP, metrics[COMPOSITIONAL_GROUP]
+    return None

@@ -27,17 +27,21 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.io import atomic_open, write_json
     from probe.records.store import iter_records
     from probe.records.table import best_by_pair
+    from probe.report.benchmarks import benchmark_matrix
     from probe.report.plots import make_plots
 
     rows, failures = build_table(results_dir)
-    best_paths = {str(s.path) for s in best_by_pair(iter_records(results_dir, "alignment")).values()}
+    alignment = iter_records(results_dir, "alignment")
+    best_paths = {str(s.path) for s in best_by_pair(alignment).values()}
+    labels, by_benchmark = benchmark_matrix(alignment)
     best = [row for row in rows if row["provenance"]["record"] in best_paths]
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = make_plots(rows, best, out_dir / "plots", selection_metric)
     table = flat_rows(rows)
     with atomic_open(out_dir / "leaderboard.csv", "w") as handle:
         pd.DataFrame(table).to_csv(handle, index=False)
-    write_json(out_dir / "leaderboard.json", {"rows": table, "failures": failures})
+    write_json(out_dir / "leaderboard.json", {"rows": table, "failures": failures,
+                                              "by_benchmark": {"benchmarks": labels, "rows": by_benchmark}})
     bench_path = out_dir / "bench.json"
     bench = json.loads(bench_path.read_text()).get("cases", []) if bench_path.exists() else []
     for row in rows:
@@ -46,6 +50,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     env.globals["format"] = format
     html = env.get_template("leaderboard.html.j2").render(
         rows=rows, failures=failures, columns=COLUMNS, bench=[b for b in bench if "ours_s" in b],
+        benchmark_labels=labels, by_benchmark=by_benchmark,
         plots=[(title, base64.b64encode(path.read_bytes()).decode()) for title, path in plots.items()],
         n_rows=len(rows), n_pairs=len({(r["vision"], r["text"]) for r in rows}),
         datasets=sorted({r["dataset"] for r in rows} | {f["dataset"] for f in failures}),
