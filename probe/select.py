@@ -165,22 +165,23 @@ class SimilarityWork:
 
 def probing_scores(results_dir: Path, dataset: str, head: str | None = None, loss: str | None = None
                    ) -> dict[str, dict[tuple[str, str], float]]:
-    """Per benchmark (label such as ``shapes/test``): the best probing score of each (vision, text)
-    pair among successful alignment records fitted on ``dataset`` (optionally one head/loss).
-    Scores of different benchmarks are never mixed."""
+    """Per benchmark (label such as ``shapes/test``): each (vision, text) pair's best score among
+    successful alignment records fitted on ``dataset`` (optionally one head/loss). The score is the
+    benchmark's primary one: the probing score where retrieval was scored, else the mean zero-shot
+    top-1, else the Winoground group score. Scores of different benchmarks are never mixed."""
     from probe.records.store import iter_records
     from probe.records.table import best_by_pair
 
     stored = [s for s in iter_records(results_dir, "alignment")
-              if s.record.dataset == dataset and (not head or s.record.config.head == head)
+              if s.record.dataset == dataset and s.record.ok and (not head or s.record.config.head == head)
               and (not loss or s.record.config.loss == loss)]
     out: dict[str, dict[tuple[str, str], float]] = {}
     # the dataset's own (in-domain) benchmark first, then the others by name
-    for key, item in sorted(best_by_pair(stored).items(), key=lambda kv: (kv[0].benchmark.split("/")[0] != dataset,
-                                                                         kv[0])):
-        score = item.record.metric(keys.PROBING_SCORE)
-        if score is not None:  # benchmarks without retrieval have no probing score
-            out.setdefault(key.benchmark, {})[(key.vision, key.text)] = score
+    for key, item in sorted(best_by_pair(stored, metric=None).items(),
+                            key=lambda kv: (kv[0].benchmark.split("/")[0] != dataset, kv[0])):
+        found = keys.primary(item.record.metrics)
+        if found is not None:
+            out.setdefault(key.benchmark, {})[(key.vision, key.text)] = found[1]
     return out
 
 

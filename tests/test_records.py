@@ -211,3 +211,17 @@ def test_by_benchmark_table_takes_each_benchmarks_primary_score_and_the_mean(tmp
                                           "hi": None, "protocol": "zero-shot transfer"}
     assert full["mean"] == pytest.approx((0.8 + 0.4 + 0.6) / 3)
     assert next(r for r in rows if r["vision"] == "w")["mean"] is None  # not every benchmark: no mean
+
+
+def test_selection_compares_each_benchmark_on_its_own_primary_score(tmp_path):
+    from probe.select import probing_scores
+
+    write(tmp_path, alignment("shapes", "v", "t", 0.8), "in")
+    write(tmp_path, alignment("shapes", "v", "t", 0.9, lr=3e-4), "in-lr")
+    classification = alignment("shapes", "v", "t", 0.0, benchmark="toy")
+    classification["metrics"] = {"zeroshot/a_top1": 0.5, "zeroshot/b_top1": 0.7}
+    classification["intervals"] = {}
+    write(tmp_path, classification, "toy")
+    scores = probing_scores(tmp_path, "shapes")
+    assert list(scores) == ["shapes/test", "toy/test"]  # in-domain first
+    assert scores["shapes/test"] == {("v", "t"): 0.9} and scores["toy/test"] == {("v", "t"): pytest.approx(0.6)}

@@ -64,14 +64,19 @@ def load(results_dir: Path | str | None = None, kind: str | None = None):
     return pd.DataFrame([flatten(s) for s in iter_records(results_dir, kind)])
 
 
-def best_by_pair(stored: Iterable[Stored], metric: str = keys.PROBING_SCORE) -> dict[PairKey, Stored]:
-    """The successful alignment record with the highest ``metric`` for each pair, per dataset and benchmark."""
+def best_by_pair(stored: Iterable[Stored], metric: str | None = keys.PROBING_SCORE) -> dict[PairKey, Stored]:
+    """The successful alignment record with the highest ``metric`` for each pair, per dataset and
+    benchmark; ``metric=None`` ranks by each benchmark's primary score (:func:`keys.primary`)."""
     best: dict[PairKey, tuple[float, Stored]] = {}
     for item in stored:
         record = item.record
         if record.kind != "alignment" or not record.ok:
             continue
-        value = record.metric(metric)
+        if metric is None:
+            found = keys.primary(record.metrics)
+            value = found[1] if found is not None else None
+        else:
+            value = record.metric(metric)
         if value is None:
             continue
         key = PairKey(record.dataset, record.benchmark.label, record.vision.name, record.text.name)
