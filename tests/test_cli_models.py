@@ -23,7 +23,7 @@ def test_available_lists_offline_entries_only(run_cli):
     names = {r["name"] for r in records}
     assert {"efficientnet/lite0-in1k", "sentence-transformers/all-minilm-l6-v2.pypi",
             "baseline/pixels-16", "baseline/random-vit-s16", "baseline/tfidf-svd-256"} <= names
-    assert all(r["loader"] in ("packaged", "baseline") for r in records)
+    assert all(r["loader"] in ("packaged", "baseline", "onnx") for r in records)  # nothing from a hub
     assert not any(n.startswith("test/") for n in names)
 
 

