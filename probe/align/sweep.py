@@ -9,6 +9,7 @@ current pair's features in memory.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from probe.errors import ProbeError
 from probe.features.options import ExtractOptions
 from probe.features.roles import EncoderFeatures
 from probe.pipeline.runner import Item
-from probe.pipeline.splits import IN_DOMAIN, SplitPlan, Target
+from probe.pipeline.splits import SplitPlan, Target
 from probe.records import keys
 from probe.registry import EncoderSpec
 
@@ -79,19 +80,16 @@ class AlignmentSweep:
 
         used = {side: {r: k for r, k in f.keys.items() if mine(r)} for side, f in zip(("vision", "text"), features,
                                                                                      strict=False)}
-        # scoring the corpus's own held-out split is in-domain, whichever way the run was asked for
-        protocol = IN_DOMAIN if target.benchmark == self.dataset_name else plan.protocol
         return AlignmentRecord.new(
-            dataset=self.dataset_name, protocol=protocol, splits=plan.names(target), seed=config.seed,
-            corpus=self.corpus(),
-            benchmark={"name": target.benchmark, "split": target.eval.split,
-                       "compositional_split": target.compositional.split if target.compositional else None,
-                       "description": target.eval.protocol},
+            dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=plan.names(target),
+            seed=config.seed, corpus=self.corpus, benchmark=target.reference(),
             config=config, vision=encoder_ref(vision), text=encoder_ref(text), tasks=sorted(self.tasks),
             features={"vision": used.get("vision", {}), "text": used.get("text", {})}, **results)
 
+    @functools.cached_property
     def corpus(self) -> dict[str, Any]:
-        """What the heads were fitted on, as records and saved models state it."""
+        """What the heads were fitted on, as records and saved models state it (computed once: the
+        fingerprint hashes every training image and caption)."""
         from probe.data.base import text_fingerprint
 
         fit = self.plan.fit
@@ -162,7 +160,7 @@ class AlignmentSweep:
         folder = model_folder(self.results_dir, self.dataset_name, vision.name, text.name,
                               f"{probe.config.tag}-seed{probe.config.seed}")
         save_aligned(folder, probe, vision, text, (vf.by_role["fit"].shape[1], tf.by_role["fit"].shape[1]),
-                     self.corpus())
+                     self.corpus)
         return str(folder.relative_to(self.results_dir))
 
     def describe(self, item: Item, unit: Unit, record: Any) -> str:

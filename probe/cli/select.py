@@ -167,7 +167,7 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
     from probe.pipeline.splits import in_domain_plan
     from probe.records import keys
     from probe.records.schema import CorrelationRecord
-    from probe.records.store import is_complete, iter_records, read_record, record_path, write_record
+    from probe.records.store import iter_records, read_complete, record_path, write_record
     from probe.select import probing_scores
 
     results, cache = workspace(results_dir, cache_dir)
@@ -188,8 +188,8 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
     _report_failures(outcome)
     models: dict[str, dict] = {}
     for spec in specs:
-        path = work.path((spec,))
-        values = dict(read_record(path).metrics) if is_complete(path) else {}
+        record = read_complete(work.path((spec,)))
+        values = dict(record.metrics) if record is not None else {}
         for field in ("imagenet_knn", "mteb_avg"):
             if getattr(spec, field) is not None:
                 values[f"published:{field}"] = getattr(spec, field)

@@ -9,6 +9,7 @@ must be and how to get them.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 from typing import Any
@@ -106,6 +107,7 @@ def prompt_templates(entry: Any) -> list[str]:
                    "zeroshot_classification_templates.txt")
 
 
+@functools.cache
 def clip_benchmark_table(file: str) -> dict[str, list[str]]:
     """One of the metadata files clip_benchmark ships (class names, prompt templates), read as data."""
     from importlib import resources

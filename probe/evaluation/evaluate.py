@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probe.align.train import PairedFeatures
-from probe.evaluation.held_out import rank_held_out
+from probe.evaluation.held_out import embed_held_out_images, rank_held_out
 from probe.records import keys
 
 if TYPE_CHECKING:
@@ -63,9 +63,8 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
                 ((ranked.i2t >= 0) & (ranked.i2t < k)).astype(float), queries)
             hits = np.bincount(ranked.caption_image, weights=(ranked.t2i < k).astype(float), minlength=n_images)
             intervals[keys.retrieval(f"t2i_R@{k}")] = interval(hits, captions)
-    else:  # classification only: the images' embeddings, skipped images as zero vectors
-        image_ok = np.isfinite(test.images).all(axis=1)
-        images = probe.embed_images(np.where(image_ok[:, None], test.images, 0.0))
+    else:  # classification only: no captions to rank
+        images, image_ok = embed_held_out_images(probe, test.images)
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)

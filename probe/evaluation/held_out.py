@@ -23,6 +23,13 @@ class HeldOutRanks:
     t2i: np.ndarray
 
 
+def embed_held_out_images(probe: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings, image_ok)``: images whose features are not finite (skipped at extraction) are
+    embedded as zero vectors and marked not ok."""
+    image_ok = np.isfinite(images).all(axis=1)
+    return probe.embed_images(np.where(image_ok[:, None], images, 0.0)), image_ok
+
+
 def rank_held_out(probe: Any, split: PairedFeatures) -> HeldOutRanks:
     """Embed a validation or test split and rank it both ways.
 
@@ -33,8 +40,7 @@ def rank_held_out(probe: Any, split: PairedFeatures) -> HeldOutRanks:
     from probe.metrics.retrieval import retrieval_ranks
 
     keep = split.usable_pairs()
-    image_ok = np.isfinite(split.images).all(axis=1)
-    images = probe.embed_images(np.where(image_ok[:, None], split.images, 0.0))
+    images, image_ok = embed_held_out_images(probe, split.images)
     owner = split.caption_image[keep]
     i2t, t2i = retrieval_ranks(images, probe.embed_texts(split.texts[keep]), owner)
     i2t[~image_ok] = -1

@@ -28,32 +28,29 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
     from probe.align.sweep import alignment_path
     from probe.evaluation.evaluate import score_target
     from probe.features.roles import encoder_features
-    from probe.pipeline.splits import IN_DOMAIN, TASKS, TRANSFER, SplitPlan, make_target
+    from probe.pipeline.splits import TASKS, SplitPlan, make_target
     from probe.records.schema import AlignmentRecord, encoder_ref
-    from probe.records.store import is_complete, read_record
+    from probe.records.store import read_complete
 
     config, corpus = model.config, model.meta["corpus"]
     seed = config.seed if seed is None else seed
     out = []
     for benchmark in benchmarks:
         target = make_target(benchmark, set(TASKS), explicit_tasks=False, key=benchmark.info.name)
-        plan = SplitPlan(fit=target.eval, targets=(target,), protocol=TRANSFER)
+        plan = SplitPlan(fit=target.eval, targets=(target,))
         roles = [target.role("eval")] + ([target.role("compositional")] if target.compositional else [])
         vf = encoder_features(model.vision_spec, plan, options, roles=roles)
         tf = encoder_features(model.text_spec, plan, options, roles=roles)
         metrics, intervals = score_target(model, target, vf, tf, seed=seed)
-        in_domain = target.benchmark == corpus["name"]
         record = AlignmentRecord.new(
-            dataset=corpus["name"], protocol=IN_DOMAIN if in_domain else TRANSFER,
+            dataset=corpus["name"], protocol=target.protocol(corpus["name"]),
             corpus=corpus, splits={"fit": corpus["split"], "val": None, "eval": target.eval.split,
                                    "compositional": target.compositional.split if target.compositional else None},
-            benchmark={"name": target.benchmark, "split": target.eval.split,
-                       "compositional_split": target.compositional.split if target.compositional else None,
-                       "description": target.eval.protocol},
+            benchmark=target.reference(),
             seed=config.seed, config=config, vision=encoder_ref(model.vision_spec), text=encoder_ref(model.text_spec),
             tasks=sorted(TASKS), features={"vision": vf.keys, "text": tf.keys}, metrics=metrics, intervals=intervals,
             interval_level=0.95, saved_model=model_path)
         path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
                               target.benchmark)
-        out.append(SavedScore(path, record, read_record(path) if is_complete(path) else None))
+        out.append(SavedScore(path, record, read_complete(path)))
     return out

@@ -13,6 +13,7 @@ import numpy as np
 
 from probe.metrics.knn import weighted_knn_accuracy
 from probe.metrics.vectors import l2_normalize
+from probe.records import keys
 
 
 def _labelled(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -94,16 +95,17 @@ def text_quality(train_texts: np.ndarray, train_owner: np.ndarray, train_labels:
     unit = l2_normalize(test_texts)
     cosine = (unit[i] * unit[j]).sum(axis=1)
     out = _summarise("text", per_task)
-    out["text/sts"] = float(spearmanr(cosine, truth).statistic)
-    out["text/score"] = float(np.mean([out["text/sts"], out["text/clustering"], out["text/classification"]]))
+    out[keys.TEXT_STS] = float(spearmanr(cosine, truth).statistic)
+    out[keys.TEXT_SCORE] = float(np.mean([out[keys.TEXT_STS], out[keys.TEXT_CLUSTERING],
+                                          out[keys.TEXT_CLASSIFICATION]]))
     return out
 
 
 def _summarise(prefix: str, per_task: dict[str, dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for task, scores in per_task.items():
-        out |= {f"{prefix}/{name}_{task}": value for name, value in scores.items()}
+        out |= {keys.quality(prefix, f"{name}_{task}"): value for name, value in scores.items()}
     if per_task:
         names = next(iter(per_task.values())).keys()
-        out |= {f"{prefix}/{name}": float(np.mean([s[name] for s in per_task.values()])) for name in names}
+        out |= {keys.quality(prefix, name): float(np.mean([s[name] for s in per_task.values()])) for name in names}
     return out

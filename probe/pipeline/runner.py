@@ -73,11 +73,6 @@ class RunOutcome:
     failed: list[Path] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)
 
-    @property
-    def paths(self) -> list[Path]:
-        """Every record of the run, reused or new, successful or not."""
-        return self.existing + self.written + self.failed
-
 
 def pairs(vision: Sequence[EncoderSpec], text: Sequence[EncoderSpec]) -> list[Item]:
     """Vision-major (vision, text) items: each vision encoder's row of partners in turn."""

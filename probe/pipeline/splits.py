@@ -43,6 +43,16 @@ class Target:
     def role(self, base: str) -> str:
         return f"{base}:{self.key}" if self.key else base
 
+    def reference(self) -> dict[str, Any]:
+        """What a record says it scored (see :class:`probe.records.schema.BenchmarkRef`)."""
+        return {"name": self.benchmark, "split": self.eval.split,
+                "compositional_split": self.compositional.split if self.compositional is not None else None,
+                "description": self.eval.protocol}
+
+    def protocol(self, corpus: str) -> str:
+        """Scoring the training corpus's own held-out split is in-domain, however it was asked for."""
+        return IN_DOMAIN if self.benchmark == corpus else TRANSFER
+
 
 @dataclass(frozen=True)
 class SplitPlan:
@@ -51,9 +61,14 @@ class SplitPlan:
     fit: SplitData
     val: SplitData | None = None
     targets: tuple[Target, ...] = ()
-    protocol: str = IN_DOMAIN
     #: how the early-stopping split was chosen, in words (goes into every record)
     held_out_rule: str | None = None
+
+    @property
+    def protocol(self) -> str:
+        """Zero-shot transfer when any benchmark is not the training corpus itself, else in-domain."""
+        corpus = self.fit.dataset
+        return TRANSFER if any(t.protocol(corpus) == TRANSFER for t in self.targets) else IN_DOMAIN
 
     @property
     def target(self) -> Target:
@@ -152,7 +167,7 @@ def in_domain_plan(dataset: Any, tasks: set[str], explicit_tasks: bool) -> Split
     target = make_target(dataset, tasks, explicit_tasks)
     val = dataset.load("val") if "val" in dataset.info.splits and target.eval.split != "val" else None
     rule = f"its {val.split!r} split ({val.n_images} images)" if val is not None else None
-    return SplitPlan(fit, val, (target,), IN_DOMAIN, rule)
+    return SplitPlan(fit, val, (target,), rule)
 
 
 def transfer_plan(corpus: Any, benchmarks: list[Any], tasks: set[str], explicit_tasks: bool,
@@ -170,7 +185,7 @@ def transfer_plan(corpus: Any, benchmarks: list[Any], tasks: set[str], explicit_
         rule = (f"a seeded carve-out of {val.n_images} of the {train.n_images} {train.split!r} images "
                 f"({HELD_OUT_FRACTION:.0%}, seed {seed}); heads fit on the other {fit.n_images}")
     targets = tuple(make_target(b, tasks, explicit_tasks, key=b.info.name) for b in benchmarks)
-    return SplitPlan(fit, val, targets, TRANSFER, rule)
+    return SplitPlan(fit, val, targets, rule)
 
 
 def carve_out(data: SplitData, seed: int = 0) -> tuple[SplitData, SplitData]:

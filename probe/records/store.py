@@ -101,14 +101,20 @@ def read_record(path: Path) -> Any:
     return parse_record(data, str(path))
 
 
+def read_complete(path: Path) -> Any | None:
+    """The successful record at ``path``, or None (absent, unreadable, or a failure to retry)."""
+    if not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except ProbeError:
+        return None
+    return record if record.ok else None
+
+
 def is_complete(path: Path) -> bool:
     """True when a successful record is already there (``--skip-existing``); failures are retried."""
-    if not path.exists():
-        return False
-    try:
-        return read_record(path).ok
-    except ProbeError:
-        return False
+    return read_complete(path) is not None
 
 
 def iter_records(results_dir: Path | str | None = None, kind: str | None = None) -> list[Stored]:

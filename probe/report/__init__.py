@@ -30,8 +30,8 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.report.benchmarks import benchmark_matrix
     from probe.report.plots import make_plots
 
-    rows, failures = build_table(results_dir)
     alignment = iter_records(results_dir, "alignment")
+    rows, failures = build_table(results_dir, alignment)
     best_paths = {str(s.path) for s in best_by_pair(alignment).values()}
     labels, by_benchmark = benchmark_matrix(alignment)
     best = [row for row in rows if row["provenance"]["record"] in best_paths]

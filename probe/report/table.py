@@ -33,13 +33,16 @@ COLUMNS: list[tuple[str, str, str]] = [
 _KEPT = ("vision", "text", "head", "loss", "dataset", "benchmark", "protocol", "vision_control", "text_control")
 
 
-def build_table(results_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(rows, failures)``. Raises ProbeError when there is no alignment record at all."""
+def build_table(results_dir: Path, alignment: list[Any] | None = None
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(rows, failures)`` from the alignment records (read here unless given). Raises ProbeError
+    when there is no alignment record at all."""
     from probe.errors import ProbeError
     from probe.records.store import iter_records
     from probe.records.table import flatten
 
-    alignment = iter_records(results_dir, "alignment")
+    if alignment is None:
+        alignment = iter_records(results_dir, "alignment")
     if not alignment:
         raise ProbeError(f"no results under {results_dir / 'records'}; run `probe run` first")
     correlates = {(s.record.dataset, s.record.model.name): s.record.metrics
