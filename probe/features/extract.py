@@ -130,6 +130,11 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     features = np.concatenate([p["features"] for p in parts]).astype(dtype)
     index = np.concatenate([p["ids"] for p in parts]).astype(np.int64)
     skipped = sorted(int(b) for p in parts for b in p["bad"])
+    zero_rows = int((~features.any(axis=1)).sum())
+    if zero_rows:
+        # a text with no word the encoder knows (word vectors, TF-IDF) or a blank image: say how many
+        log.warning("%s %s/%s: %d of %d %s have an all-zero feature vector (nothing the encoder could "
+                    "represent)", spec.name, dataset, split, zero_rows, len(features), input_set)
     write_npy(entry.dir / "features.npy", features)
     write_npy(entry.dir / "index.npy", index)
     meta = {
@@ -139,6 +144,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "content_fingerprint": content, "fit_fingerprint": text_fingerprint(fit_texts) if fit_texts else None,
         "dtype": dtype, "shape": list(features.shape), "n_inputs": len(inputs),
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
+        "zero_rows": zero_rows,
         "seconds": round(time.time() - started, 3),
         "flops_per_input": measured.flops_per_input if measured is not None else None,
         "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
