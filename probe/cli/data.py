@@ -12,15 +12,16 @@ from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, e
 @click.command(context_settings=CONTEXT)
 @click.argument("names", nargs=-1)
 def datasets(names: tuple[str, ...]) -> None:
-    """List datasets with their splits and sizes (bundled ones by default).
+    """List datasets with their splits and sizes (bundled ones and the recipes by default).
 
     \b
     Examples:
       probe datasets
-      probe datasets imagefolder:~/data/pets karpathy:~/coco/dataset_coco.json
+      probe datasets tuxpaint imagefolder:~/data/pets karpathy:~/coco/dataset_coco.json
     """
     from probe.cli.tables import print_table
     from probe.data import BUNDLED, LOCAL_KINDS, get_dataset
+    from probe.recipes import RECIPES, is_built
 
     rows = []
     for name in names or BUNDLED:
@@ -32,7 +33,66 @@ def datasets(names: tuple[str, ...]) -> None:
         rows.append([ds.info.name, "; ".join(sizes), labels or "-", ds.info.protocol])
     print_table(["dataset", "splits", "labels", "protocol"], rows)
     if not names:
+        _print_recipes(RECIPES, is_built)
         click.echo("Your own data: " + ", ".join(f"{k}:PATH" for k in LOCAL_KINDS) + " (see `probe extract --help`).")
+
+
+def _print_recipes(recipes: dict, is_built: Any) -> None:
+    from probe.cli.tables import print_table
+    from probe.recipes import recipe_dir, source_root
+
+    rows = []
+    for name, recipe in recipes.items():
+        if is_built(name):
+            import json
+
+            counts = json.loads((recipe_dir(name) / "manifest.json").read_text(encoding="utf-8"))["counts"]
+            state = "built: " + ", ".join(f"{s} {counts[s]}" for s in ("train", "val", "test") if s in counts)
+        elif recipe.source_present(source_root(recipe)):
+            state = f"not built; `probe data get {name}`"
+        else:
+            state = f"source missing; `{recipe.install}`"
+        rows.append([name, recipe.kind, state, recipe.licence.split(" (")[0], recipe.title])
+    print_table(["recipe", "kind", "here", "licence", "what"], rows, title="Recipes (real data, built locally)",
+                no_wrap=("recipe",))
+
+
+@click.group(context_settings=CONTEXT)
+def data() -> None:
+    """Build real datasets from local sources (`probe data get NAME`)."""
+
+
+@data.command("get", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("--source", type=click.Path(file_okay=False), default=None,
+              help="Where the source is, if not where its package installs it (one NAME only).")
+@click.option("--force", is_flag=True, help="Rebuild even if a matching build is there.")
+def data_get(names: tuple[str, ...], source: str | None, force: bool) -> None:
+    """Build dataset recipes into $PROBE_HOME/datasets/NAME: standard formats (Karpathy JSON or
+    clip_benchmark webdataset shards), deterministic splits, a manifest with checksums and every dropped
+    item with its reason. Resumable; a second run on the same recipe waits for the first.
+
+    \b
+    Examples:
+      probe data get tuxpaint fashion-mnist
+      probe data get tuxpaint --source ~/mirror/tuxpaint/stamps
+      probe datasets                      # which recipes are built here
+    """
+    from probe.errors import ProbeError
+    from probe.recipes import get, get_recipe
+
+    for name in names:
+        get_recipe(name)  # every name checked before any work
+    if source and len(names) > 1:
+        raise ProbeError(f"--source names one recipe's source; got {len(names)} recipes")
+    for name in names:
+        report = get(name, source=source, force=force)
+        if not report.built:
+            click.echo(f"{name}: already built in {report.folder} (files match its manifest; --force rebuilds)")
+            continue
+        counts = ", ".join(f"{s} {n}" for s, n in report.counts.items())
+        dropped = "; ".join(f"{n} {reason}" for reason, n in report.dropped.items()) or "none"
+        click.echo(f"{name}: built in {report.folder} in {report.seconds:.1f} s: {counts} images; dropped: {dropped}")
 
 
 @click.command(context_settings=CONTEXT)
@@ -122,6 +182,11 @@ def benchmarks(names: tuple[str, ...], as_json: bool) -> None:
     def count(fn, entry) -> str:
         if entry.reader == "bundled" or "zeroshot" not in entry.task:
             return "-" if "zeroshot" not in entry.task else "bundled"
+        if entry.reader == "recipe":
+            from probe.recipes import get_recipe
+
+            recipe = get_recipe(entry.name)
+            return str(len(recipe.classnames if fn is class_names else recipe.templates))
         try:
             return str(len(fn(entry)))
         except ProbeError:
@@ -146,4 +211,4 @@ def benchmarks(names: tuple[str, ...], as_json: bool) -> None:
                                                        for s in suites])
 
 
-COMMANDS = [datasets, extract, benchmarks]
+COMMANDS = [datasets, extract, benchmarks, data]

@@ -30,9 +30,16 @@ class BundledDataset:
 
 
 def get_dataset(name: str) -> Dataset:
-    """``shapes``, ``digits``, or ``imagefolder:PATH`` / ``karpathy:FILE`` / ``csv:FILE`` / ``jsonl:FILE`` / ``wds:PATH``."""
+    """``shapes``, ``digits``, ``shapes-ood``, a built recipe (``tuxpaint``, ``fashion-mnist``, see
+    ``probe data get``), or ``imagefolder:PATH`` / ``karpathy:FILE`` / ``csv:FILE`` / ``jsonl:FILE`` / ``wds:PATH``."""
     if name in BUNDLED:
         return BundledDataset(name)
+    from probe.recipes.sources import RECIPES
+
+    if name in RECIPES:
+        from probe.data.recipe import RecipeDataset
+
+        return RecipeDataset(name)
     kind, sep, path = name.partition(":")
     if sep and kind in LOCAL_KINDS and path:
         from probe.data import local
@@ -44,7 +51,7 @@ def get_dataset(name: str) -> Dataset:
         if kind in ("csv", "jsonl"):
             return local.TableDataset(path, kind)
         return local.WebDataset(path)
-    valid = ", ".join(BUNDLED) + ", or " + ", ".join(f"{k}:PATH" for k in LOCAL_KINDS)
+    valid = ", ".join((*BUNDLED, *RECIPES)) + ", or " + ", ".join(f"{k}:PATH" for k in LOCAL_KINDS)
     raise ProbeError(f"unknown dataset {name!r}; valid: {valid}")
 
 

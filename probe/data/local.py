@@ -160,21 +160,34 @@ class TableDataset:
 
 @dataclass(frozen=True)
 class TarImage:
+    """One image inside a tar shard. With ``offset``/``size`` (from the listing that found it) the
+    bytes are read directly; without them the shard's headers are scanned to find the member."""
+
     shard: str
     member: str
+    offset: int = -1
+    size: int = -1
 
     def load(self):
         import io
 
         from PIL import Image
 
-        with tarfile.open(self.shard) as tar:
-            handle = tar.extractfile(self.member)
-            if handle is None:
-                raise OSError(f"{self.shard}:{self.member} is not a file")
-            with Image.open(io.BytesIO(handle.read())) as image:
-                image.load()
-                return image.convert("RGB")
+        if self.offset >= 0:
+            with open(self.shard, "rb") as shard:
+                shard.seek(self.offset)
+                data = shard.read(self.size)
+            if len(data) != self.size:
+                raise OSError(f"{self.shard}:{self.member}: shard shorter than its listing (truncated?)")
+        else:
+            with tarfile.open(self.shard) as tar:
+                handle = tar.extractfile(self.member)
+                if handle is None:
+                    raise OSError(f"{self.shard}:{self.member} is not a file")
+                data = handle.read()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.convert("RGB")
 
     def fingerprint(self) -> str:
         return f"{self.shard}:{self.member}"
@@ -201,7 +214,7 @@ class WebDataset:
                             continue
                         key, _, ext = member.name.rpartition(".")
                         if "." + ext.lower() in IMAGE_SUFFIXES:
-                            samples[key]["image"] = member.name
+                            samples[key]["image"] = f"{member.name}\0{member.offset_data}\0{member.size}"
                         elif ext in ("txt", "json"):
                             raw = tar.extractfile(member).read().decode("utf-8")  # type: ignore[union-attr]
                             samples[key]["caption"] = json.loads(raw).get("caption", "") if ext == "json" else raw
@@ -210,5 +223,9 @@ class WebDataset:
             for _key, sample in sorted(samples.items()):
                 if "image" in sample and sample.get("caption", "").strip():
                     rows.append((f"{shard}\0{sample['image']}", sample["caption"].strip(), None))
-        return _assemble(self.info.name, split, rows, self.info.protocol,
-                         ref_factory=lambda k: TarImage(*k.split("\0", 1)))
+        return _assemble(self.info.name, split, rows, self.info.protocol, ref_factory=_tar_image)
+
+
+def _tar_image(key: str) -> TarImage:
+    shard, member, offset, size = key.split("\0")
+    return TarImage(shard, member, int(offset), int(size))

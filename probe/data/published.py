@@ -117,20 +117,21 @@ class ClipWebDataset(_Classification):
             raise ProbeError(f"no .tar shards in {self.root / split}")
         images, labels = [], []
         for shard in shards:
-            samples: dict[str, dict[str, str]] = {}
+            samples: dict[str, dict] = {}
             try:
                 with tarfile.open(shard) as tar:
                     for member in tar.getmembers():
                         key, _, ext = member.name.rpartition(".")
                         if "." + ext.lower() in IMAGE_SUFFIXES:
-                            samples.setdefault(key, {})["image"] = member.name
+                            samples.setdefault(key, {})["image"] = member
                         elif ext == "cls":
                             samples.setdefault(key, {})["cls"] = tar.extractfile(member).read().decode().strip()  # type: ignore[union-attr]
             except tarfile.TarError as exc:
                 raise ProbeError(f"{shard}: unreadable tar shard: {exc}") from None
             for _key, sample in sorted(samples.items()):
                 if "image" in sample and "cls" in sample:
-                    images.append(TarImage(str(shard), sample["image"]))
+                    member = sample["image"]
+                    images.append(TarImage(str(shard), member.name, member.offset_data, member.size))
                     labels.append(int(sample["cls"]))
         if labels and max(labels) >= len(self.classnames):
             raise ProbeError(f"{self.root}: class index {max(labels)} but only {len(self.classnames)} class names")

@@ -26,7 +26,9 @@ else:  # pragma: no cover
 ENV_DATA = "PROBE_DATA"
 ENV_BENCHMARKS = "PROBE_BENCHMARKS"
 TASKS = ("retrieval", "zeroshot", "compositional")
-READERS = ("bundled", "imagenet-folder", "karpathy", "winoground", "clip-wds")
+#: ``bundled`` and ``recipe`` benchmarks are datasets of the same name (a recipe once `probe data get` built it)
+READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "winoground", "clip-wds")
+SELF_CONTAINED = ("bundled", "recipe")
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,17 @@ class BenchmarkEntry:
         return data_root() / Path(self.data).expanduser()
 
     def present(self) -> bool:
+        if self.reader == "recipe":
+            from probe.recipes import is_built
+
+            return is_built(self.name)
         return self.reader == "bundled" or self.data_path().exists()
 
     def where(self) -> str:
+        if self.reader == "recipe":
+            from probe.recipes import recipe_dir
+
+            return str(recipe_dir(self.name))
         return "bundled" if self.reader == "bundled" else str(self.data_path())
 
 
@@ -86,9 +96,9 @@ def _entry(raw: dict[str, Any], source: str) -> BenchmarkEntry:
         raise ValueError(f"task {bad[0] if bad else tasks!r} is not one of {', '.join(TASKS)}")
     if raw["reader"] not in READERS:
         raise ValueError(f"reader {raw['reader']!r} is not one of {', '.join(READERS)}")
-    if raw["reader"] != "bundled" and not raw.get("data"):
+    if raw["reader"] not in SELF_CONTAINED and not raw.get("data"):
         raise ValueError("a benchmark that is not bundled needs 'data' (where its files must be)")
-    if "zeroshot" in tasks and raw["reader"] != "bundled" and not (raw.get("classnames") and raw.get("templates")):
+    if "zeroshot" in tasks and raw["reader"] not in SELF_CONTAINED and not (raw.get("classnames") and raw.get("templates")):
         raise ValueError("a zero-shot classification benchmark needs 'classnames' and 'templates'")
     values = dict(raw, task=tasks)
     for key in ("classnames", "templates"):

@@ -1,0 +1,87 @@
+"""Dataset recipes: ``probe data get NAME`` turns a local source of real images with real captions or
+labels into a standard-format dataset under ``$PROBE_HOME/datasets/NAME``.
+
+A built recipe is a dataset like any other: ``--train tuxpaint``, ``--eval fashion-mnist``. Its
+manifest is checked whenever it is used; a dataset whose files no longer match is rebuilt from its
+source, never used as it is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+
+from probe.errors import ProbeError
+from probe.recipes.base import Recipe
+from probe.recipes.sources import RECIPES
+
+log = logging.getLogger("probe.recipes")
+ENV_SOURCE = "PROBE_RECIPE_SOURCE_"  # + NAME in upper case with - as _: where a source is, if not its default
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ProbeError(f"unknown recipe {name!r}{hint}; valid: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def recipes_home() -> Path:
+    from probe.encoders.availability import probe_home
+
+    return probe_home() / "datasets"
+
+
+def recipe_dir(name: str) -> Path:
+    return recipes_home() / name
+
+
+def source_root(recipe: Recipe, source: str | Path | None = None) -> Path:
+    """Where the recipe's source is: ``source``, ``$PROBE_RECIPE_SOURCE_<NAME>``, or where it installs."""
+    import os
+
+    env = ENV_SOURCE + recipe.name.upper().replace("-", "_")
+    return Path(source or os.environ.get(env) or recipe.default_root).expanduser()
+
+
+def is_built(name: str) -> bool:
+    return (recipe_dir(name) / "manifest.json").is_file()
+
+
+def get(name: str, source: str | Path | None = None, force: bool = False, progress: bool = True):
+    """Build recipe ``name`` unless a build whose files match its manifest is already there."""
+    from filelock import FileLock
+
+    from probe.recipes.build import BuildReport, build, stale_files
+
+    recipe = get_recipe(name)
+    folder = recipe_dir(name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / f".{name}.lock")):  # a second `probe data get` waits for the first
+        if not force and is_built(name):
+            stale = stale_files(folder)
+            if not stale:
+                return BuildReport(name, folder, built=False)
+            log.warning("dataset %s: %d file(s) no longer match its manifest (first: %s); rebuilding",
+                        name, len(stale), stale[0])
+        return build(recipe, folder, source_root(recipe, source), progress=progress)
+
+
+def ensure_built(name: str) -> Path:
+    """The folder of built recipe ``name``, rebuilt from its source if its files changed; a one-line
+    error saying how to build it when it never was."""
+    from probe.recipes.build import stale_files
+
+    recipe = get_recipe(name)
+    folder = recipe_dir(name)
+    if not is_built(name):
+        raise ProbeError(f"dataset {name!r} is not built here; run `probe data get {name}` (its source: "
+                         f"`{recipe.install}`)")
+    if stale_files(folder):
+        get(name, progress=False)
+    return folder
+
+
+__all__ = ["RECIPES", "Recipe", "ensure_built", "get", "get_recipe", "is_built", "recipe_dir", "source_root"]
