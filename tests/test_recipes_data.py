@@ -51,6 +51,8 @@ def tuxpaint_source(root: Path) -> Path:
     deep = np.full((20, 20), 40000, dtype=np.uint16)  # 16-bit grey: must scale, not clip to white
     Image.fromarray(deep).save(stamps / "town/grey16.png")
     (stamps / "town/grey16.txt").write_text("A grey wall.\n")
+    _png(stamps / "plants/big.png", (10, 90, 10), size=(1600, 400))  # downscaled to 512 on its long side
+    (stamps / "plants/big.txt").write_text("A long hedge.\n")
     for i in range(12):
         _png(stamps / f"plants/tree-{i}.png", (10 * i, 120, 40))
         (stamps / f"plants/tree-{i}.txt").write_text(f"Tree number {i}.\n")
@@ -65,7 +67,7 @@ def test_tuxpaint_recipe_counts_drops_and_writes_karpathy_layout(home, tmp_path)
     report = get("tuxpaint", source=tuxpaint_source(tmp_path), progress=False)
     assert report.built
     assert report.dropped == {"symbol": 1, "no caption": 1, "unreadable image": 1, "duplicate image": 1}
-    assert sum(report.counts.values()) == 2 + 1 + 1 + 12  # cats, pear, grey16, trees
+    assert sum(report.counts.values()) == 2 + 1 + 1 + 1 + 12  # cats, pear, grey16, hedge, trees
     folder = home / "datasets" / "tuxpaint"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {d["reason"] for d in manifest["dropped_items"]} == set(report.dropped)
@@ -78,6 +80,8 @@ def test_tuxpaint_recipe_counts_drops_and_writes_karpathy_layout(home, tmp_path)
     assert pear.getpixel((5, 5)) == (255, 255, 255)
     grey = Image.open(folder / by_source["town/grey16.png"]["filepath"] / by_source["town/grey16.png"]["filename"])
     assert grey.getpixel((5, 5)) == (156, 156, 156)  # 40000 / 65535 * 255
+    hedge = by_source["plants/big.png"]
+    assert Image.open(folder / hedge["filepath"] / hedge["filename"]).size == (512, 128)
     # the Karpathy reader takes the output as it is, and the recipe name reads it too
     total = sum(KarpathyDataset(str(folder / "captions.json")).load(s).n_images for s in report.counts)
     assert total == sum(report.counts.values())
@@ -133,11 +137,11 @@ def test_a_stopped_build_resumes_from_what_it_wrote(home, tmp_path, monkeypatch)
     calls = {"n": 0}
     real = build_module.decode
 
-    def flaky(item):
+    def flaky(item, max_side=None):
         calls["n"] += 1
         if calls["n"] == 6:
             raise KeyboardInterrupt
-        return real(item)
+        return real(item, max_side)
 
     monkeypatch.setattr(build_module, "decode", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -149,7 +153,7 @@ def test_a_stopped_build_resumes_from_what_it_wrote(home, tmp_path, monkeypatch)
     assert report.built and not (home / "datasets/tuxpaint.partial").exists()
     # the images written before the stop were not decoded again; only the rest and the unreadable one were
     decoded_again = calls["n"] - 100
-    assert decoded_again <= 20 - (first - 1) + 1
+    assert decoded_again <= 21 - (first - 1) + 1
 
 
 def test_two_builds_of_one_recipe_wait_for_each_other(home, tmp_path):
@@ -304,3 +308,26 @@ def test_the_real_fashion_mnist_package_builds_its_stated_subsets(home):
     per_class = np.bincount(test.labels["class"], minlength=10)
     assert per_class.sum() == 2000 and per_class.min() > 150 and per_class.max() < 250  # 1,000 each in t10k
     assert test.images[0].load().size == (28, 28)
+
+
+def test_datasets_joined_by_plus_are_one_corpus_and_their_parts_score_in_domain(home, tmp_path):
+    from probe.data import get_dataset
+    from probe.pipeline.splits import IN_DOMAIN, TRANSFER, make_target
+    from probe.recipes import get
+
+    get("tuxpaint", source=tuxpaint_source(tmp_path), progress=False)
+    tux = get_dataset("tuxpaint").load("train")
+    shapes = get_dataset("shapes").load("train")
+    both = get_dataset("tuxpaint+shapes")
+    assert set(both.info.splits) == {"train", "val", "test"} & set(get_dataset("tuxpaint").info.splits)
+    merged = both.load("train")
+    assert merged.n_images == tux.n_images + shapes.n_images
+    assert merged.captions == tux.captions + shapes.captions
+    # every caption still points at its own image
+    j = len(tux.captions) + 3
+    assert merged.images[merged.caption_image[j]] == shapes.images[shapes.caption_image[3]]
+    assert merged.labels == {} and merged.swap_pairs is None  # tuxpaint has no labels: none are mixed in
+    target = make_target(get_dataset("tuxpaint"), {"retrieval"}, explicit_tasks=False, key="tuxpaint")
+    assert target.protocol("tuxpaint+shapes") == IN_DOMAIN and target.protocol("shapes") == TRANSFER
+    with pytest.raises(ProbeError, match="unknown dataset 'nope'"):
+        get_dataset("tuxpaint+nope")

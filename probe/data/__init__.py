@@ -31,9 +31,15 @@ class BundledDataset:
 
 def get_dataset(name: str) -> Dataset:
     """``shapes``, ``digits``, ``shapes-ood``, a built recipe (``tuxpaint``, ``fashion-mnist``, see
-    ``probe data get``), or ``imagefolder:PATH`` / ``karpathy:FILE`` / ``csv:FILE`` / ``jsonl:FILE`` / ``wds:PATH``."""
+    ``probe data get``), several of those joined by ``+`` (one corpus), or ``imagefolder:PATH`` / ``karpathy:FILE`` / ``csv:FILE`` / ``jsonl:FILE`` / ``wds:PATH``."""
     if name in BUNDLED:
         return BundledDataset(name)
+    from probe.data.merged import SEPARATOR
+
+    if SEPARATOR in name and ":" not in name:
+        from probe.data.merged import MergedDataset
+
+        return MergedDataset(name, [get_dataset(part) for part in name.split(SEPARATOR)])
     from probe.recipes.sources import RECIPES
 
     if name in RECIPES:

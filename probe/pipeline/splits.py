@@ -50,8 +50,9 @@ class Target:
                 "description": self.eval.protocol}
 
     def protocol(self, corpus: str) -> str:
-        """Scoring the training corpus's own held-out split is in-domain, however it was asked for."""
-        return IN_DOMAIN if self.benchmark == corpus else TRANSFER
+        """Scoring the training corpus's own held-out split (or that of one of the datasets a ``+``
+        corpus joins) is in-domain, however it was asked for."""
+        return IN_DOMAIN if self.benchmark == corpus or self.benchmark in corpus.split("+") else TRANSFER
 
 
 @dataclass(frozen=True)

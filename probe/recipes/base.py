@@ -54,6 +54,9 @@ class Recipe:
     #: classification: class names and the prompt templates the recipe states (``{}`` = class name)
     classnames: tuple[str, ...] = ()
     templates: tuple[str, ...] = ()
+    #: images larger than this on their long side are downscaled to it (as img2dataset does): encoders
+    #: see 224-518 px, and a 13,000 px clip-art rendering would otherwise be decoded at every extraction
+    max_side: int = 512
     #: at most this many items per split (a stated subset for large sources); None = all
     limit: dict[str, int] | None = None
     notes: str = ""

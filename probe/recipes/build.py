@@ -33,7 +33,7 @@ from probe.io import atomic_open, sha256_file, write_json
 from probe.recipes.base import Recipe, SourceItem
 
 log = logging.getLogger("probe.recipes")
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 SHARD_SIZE = 1000
 #: dropped items listed one by one in the manifest, per reason (the counts are always complete)
 LISTED_DROPS = 200
@@ -85,8 +85,11 @@ def to_rgb(image: Any) -> Any:
     return image.convert("RGB")
 
 
-def decode(item: SourceItem) -> Any:
-    """The item's image as RGB; OSError/ValueError (PIL's errors, a decompression bomb) for an unusable one."""
+def decode(item: SourceItem, max_side: int | None = None) -> Any:
+    """The item's image as RGB, no larger than ``max_side``; OSError/ValueError (PIL's errors, an image
+    over twice PIL's decompression-bomb limit) for an unusable one."""
+    import warnings
+
     from PIL import Image
 
     if item.pixels is not None:
@@ -94,11 +97,19 @@ def decode(item: SourceItem) -> Any:
     if item.image is None:
         raise ValueError("no image")
     try:
-        with Image.open(item.image) as image:
-            image.load()
-            return to_rgb(image)
+        with warnings.catch_warnings():
+            # between PIL's limit and twice it: a large but real rendering, downscaled below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(item.image) as image:
+                if max_side and max(image.size) > max_side:
+                    image.draft("RGB", (max_side, max_side))  # JPEG decodes at a fraction of the size
+                image.load()
+                rgb = to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ValueError(f"decompression bomb: {exc}") from None
+    if max_side and max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return rgb
 
 
 def png_bytes(image: Any) -> bytes:
@@ -153,7 +164,7 @@ def build(recipe: Recipe, out: Path, root: Path, progress: bool = True) -> Build
                     data, digest = None, done["digest"]  # decoded and written before the build was stopped
                 else:
                     try:
-                        data = png_bytes(decode(item))
+                        data = png_bytes(decode(item, recipe.max_side))
                     except (OSError, ValueError) as exc:
                         drop(item.key, "unreadable image", f"{type(exc).__name__}: {exc}"[:300])
                         continue
@@ -175,7 +186,7 @@ def build(recipe: Recipe, out: Path, root: Path, progress: bool = True) -> Build
     manifest = {
         "recipe": recipe.name, "build_version": BUILD_VERSION, "kind": recipe.kind, "title": recipe.title,
         "licence": recipe.licence, "source_root": str(root), "source_files": _source_files(recipe, root),
-        "splits": recipe.splits, "limit": recipe.limit, "counts": counts, "dropped": dict(dropped),
+        "splits": recipe.splits, "limit": recipe.limit, "max_side": recipe.max_side, "counts": counts, "dropped": dict(dropped),
         "dropped_items": drop_list, "classnames": list(recipe.classnames), "templates": list(recipe.templates),
         "notes": recipe.notes, "seconds": seconds, "files": files,
     }
