@@ -169,3 +169,43 @@ def training(dv: int = 1280, dt: int = 384, out: int = 512, device: str | None =
                     f"matmul rate (target >= 80% for linear); plain loop {n / base:,.0f} samples/s; "
                     f"embeddings differ by <= {gap:.1e}"})
     return results
+
+
+def cpu_batch(models: tuple[str, ...] = ("efficientnet/lite0-in1k", "sscd/resnet50-disc-mixup.onnx-int8"),
+              images: int = 96) -> list[dict]:
+    """Forward time per image at the family's CPU batch (probe's default) against the other choice (64
+    for torch models, the old default; 16 for onnxruntime), same images; features must agree. torch
+    models pay page faults for 32+ image batches of large activations on a CPU; onnxruntime keeps an
+    arena and prefers large batches."""
+    import numpy as np
+    import torch
+
+    from probe.encoders import load_encoder
+    from probe.encoders.families import family_of
+    from probe.registry import Registry
+
+    out = []
+    for name in models:
+        spec = Registry.load().get(name)
+        try:
+            encoder = load_encoder(spec, device="cpu")
+        except Exception as exc:  # weights not installed here: say so instead of failing the run
+            out.append({"case": f"cpu_batch[{name}]", "ours_s": 0.0, "baseline_s": 0.0, "ratio": 1.0, "agree": True,
+                        "note": f"skipped: {exc}"})
+            continue
+        pixels = torch.randint(0, 256, (images, 3, spec.image_size, spec.image_size), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(0))
+        ours_batch = family_of(spec).cpu_batch_size
+        other = 16 if ours_batch >= 32 else 64
+
+        def run(batch: int, encoder=encoder, pixels=pixels) -> np.ndarray:
+            return np.concatenate([encoder.encode(pixels[i:i + batch]) for i in range(0, images, batch)])
+
+        ours_features, base_features = run(ours_batch), run(other)  # warm both
+        ours = best_of(lambda b=ours_batch, run=run: run(b), 2)
+        base = best_of(lambda b=other, run=run: run(b), 2)
+        agree = bool(np.allclose(ours_features, base_features, rtol=1e-3, atol=1e-3))
+        out.append({"case": f"cpu_batch[{name}]", "ours_s": ours, "baseline_s": base, "ratio": base / ours,
+                    "agree": agree, "note": f"{images} images, batch {ours_batch} vs {other}: "
+                                            f"{1000 * ours / images:.1f} vs {1000 * base / images:.1f} ms/image"})
+    return out

@@ -101,7 +101,8 @@ def data_get(names: tuple[str, ...], source: str | None, force: bool) -> None:
 @click.option("--dataset", "-d", default="shapes", show_default=True,
               help="shapes, digits, imagefolder:PATH, karpathy:FILE, csv:FILE, jsonl:FILE or wds:PATH.")
 @click.option("--split", "-s", "splits", multiple=True, metavar="SPLIT", help="Split(s) to extract (default: all).")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Encoder batch [default: 64 on a GPU; on a CPU 16, or 64 for ONNX models].")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers decoding images.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,

@@ -44,8 +44,9 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @cache_option
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers for feature extraction.")
-@click.option("--extract-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
-              help="Batch size of feature extraction on a cache miss.")
+@click.option("--extract-batch-size", default=None, type=click.IntRange(min=1),
+              help="Batch size of feature extraction on a cache miss [default: 64 on a GPU; on a CPU 16, or 64 "
+                   "for ONNX models].")
 @device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
 @click.pass_context
 def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, recipe,

@@ -36,7 +36,10 @@ class MergedDataset:
 
 
 def concatenate(name: str, split: str, pieces: list[SplitData], protocol: str) -> SplitData:
-    images, captions, owners, pairs = [], [], [], []
+    images: list[object] = []
+    captions: list[str] = []
+    owners: list[np.ndarray] = []
+    pairs: list[np.ndarray] = []
     for piece in pieces:
         offset = len(images)
         images.extend(piece.images)

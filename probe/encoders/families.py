@@ -37,6 +37,8 @@ class LoaderFamily:
     """What a loader family declares; subclasses override what differs from these defaults."""
 
     name: ClassVar[str] = ""
+    #: extraction batch on a CPU when the user gives none (measured: `python -m benchmarks cpu-batch`)
+    cpu_batch_size: ClassVar[int] = 16
     #: modality -> valid ``pooling`` values; ``None`` among them means the field may be left out
     poolings: ClassVar[Mapping[str, tuple[str | None, ...]]] = {}
 

@@ -137,6 +137,7 @@ class OnnxFamily(LoaderFamily):
     """Graphs run by onnxruntime; see the module docstring for the entry's ``model_kwargs``."""
 
     name = "onnx"
+    cpu_batch_size = 64
     poolings = {"vision": (None, *TOKEN_POOLINGS["vision"]), "text": (None, *TOKEN_POOLINGS["text"])}
 
     def validate(self, values: Any) -> None:

@@ -93,7 +93,9 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
                     options: ExtractOptions, fit_texts: Sequence[str] | None, stats: ExtractionStats) -> FeatureSet:
     from tqdm.auto import tqdm
 
-    batch_size, dtype = options.batch_size, options.dtype
+    from probe.features.options import extraction_batch_size
+
+    batch_size, dtype = extraction_batch_size(spec, options), options.dtype
     n = len(inputs)
     chunk_size = batch_size * max(1, options.chunk_batches)
     n_chunks = (n + chunk_size - 1) // chunk_size

@@ -29,7 +29,8 @@ class ExtractOptions:
     """
 
     cache_dir: Path | None = None
-    batch_size: int = 64
+    #: None: the encoder family's choice for the device (see :func:`extraction_batch_size`)
+    batch_size: int | None = None
     workers: int = 2
     dtype: str = "float32"
     on_bad_image: str = "skip"
@@ -44,7 +45,7 @@ class ExtractOptions:
             raise ProbeError(f"feature dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise ProbeError(f"--on-bad-image {self.on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ProbeError(f"batch size must be at least 1, got {self.batch_size}")
         if self.workers < 0:
             raise ProbeError(f"workers must be 0 or more, got {self.workers}")
@@ -52,3 +53,20 @@ class ExtractOptions:
     @property
     def cache(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+
+
+#: extraction batch on a GPU when none is given
+GPU_BATCH_SIZE = 64
+
+
+def extraction_batch_size(spec, options: ExtractOptions) -> int:
+    """The batch a cache miss is computed with: the one asked for, else 64 on a GPU and the loader
+    family's CPU batch (16 for torch models, whose large activation buffers cost page faults at 32+
+    on a CPU; 64 for onnxruntime, which keeps its own arena)."""
+    if options.batch_size is not None:
+        return options.batch_size
+    from probe.encoders.base import pick_device
+    from probe.encoders.families import family_of
+
+    device = options.device or pick_device()
+    return GPU_BATCH_SIZE if str(device).startswith("cuda") else family_of(spec).cpu_batch_size
