@@ -171,9 +171,35 @@ def _build_spec(raw: dict[str, Any], source: str) -> EncoderSpec:
     from probe.encoders.families import family
 
     family(values["loader"]).validate(values)  # the loader family knows its poolings and needs
-    if values["embed_dim"] <= 0:
-        raise ValueError(f"embed_dim must be positive, got {values['embed_dim']}")
+    _check_ranges(values)
     return EncoderSpec(**values, source=source)
+
+
+def _check_ranges(values: dict[str, Any]) -> None:
+    """Values that parse but cannot work (an image of size 0 would cache empty features; a std of 0
+    divides by zero and caches inf) are refused here, naming the field and what would be valid."""
+    import math
+
+    positive = ("embed_dim", "image_size", "max_length")
+    for name in positive:
+        if name in values and values[name] is not None and values[name] <= 0:
+            raise ValueError(f"{name} must be positive, got {values[name]}")
+    if values.get("params_m", 0) < 0:
+        raise ValueError(f"params_m must be 0 or more, got {values['params_m']}")
+    if values.get("prefix_tokens", 0) < 0:
+        raise ValueError(f"prefix_tokens must be 0 or more, got {values['prefix_tokens']}")
+    crop = values.get("crop_pct", 1.0)
+    if not 0.0 < crop <= 1.0:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop}")
+    for name in ("mean", "std"):
+        numbers = values.get(name) or ()
+        if any(not math.isfinite(v) for v in numbers):
+            raise ValueError(f"{name} must hold finite numbers, got {list(numbers)}")
+    if any(v <= 0 for v in values.get("std") or ()):
+        raise ValueError(f"std values must be positive (they divide the pixels), got {list(values['std'])}")
+    for name in ("imagenet_knn", "imagenet_linear", "mteb_avg"):
+        if values.get(name) is not None and not 0.0 <= values[name] <= 100.0:
+            raise ValueError(f"{name} is a percentage, got {values[name]}")
 
 
 def spec_from_dict(raw: dict[str, Any], source: str) -> EncoderSpec:

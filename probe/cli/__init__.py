@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the disk filled up or a folder vanished mid-run: what and where, in one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"error: {exc.strerror or exc}{where}; records and cache entries already written are kept",
+                   err=True)
+        return 1
     return 0
 
 

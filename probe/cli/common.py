@@ -66,7 +66,25 @@ def workspace(results_dir: str | None, cache_dir: str | None) -> tuple[Path, Pat
     from probe.records.store import default_results_dir
 
     results = Path(results_dir) if results_dir else default_results_dir()
-    return results, (Path(cache_dir) if cache_dir else default_cache_dir(results))
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(results)
+    for path, option in ((results, "--results"), (cache, "--cache-dir")):
+        ensure_writable(path, option)
+    return results, cache
+
+
+def ensure_writable(path: Path, option: str) -> None:
+    """Create ``path`` and write a file in it now, so a read-only or missing mount is refused before any
+    model loads or head is fitted (not after, when the first record is written)."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-write-check-"):
+            pass
+    except OSError as exc:
+        from probe.errors import ProbeError
+
+        raise ProbeError(f"cannot write to {path} ({exc.strerror or exc}); choose another folder with {option}") from None
 
 
 def results_option(fn: Callable) -> Callable:

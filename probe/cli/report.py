@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import CONTEXT, results_option
+from probe.cli.common import CONTEXT, ensure_writable, results_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -27,6 +27,7 @@ def report(results_dir, out_dir, metric) -> None:
     from probe.report import build_report
     from probe.select import check_metric
 
+    ensure_writable(Path(out_dir), "--out")
     paths = build_report(Path(results_dir) if results_dir else default_results_dir(), Path(out_dir),
                          keys.similarity(check_metric(metric)))
     plots = sum(1 for k in paths if k.startswith("plot:"))

@@ -124,7 +124,8 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}", err=True)
     outcome = PairRunner(skip_existing=skip_existing, echo=click.echo).run(sweep, pairs(v_specs, t_specs))
     click.echo(f"done: {len(outcome.written)} written, {len(outcome.failed)} failed, "
-               f"{len(outcome.existing)} already there; records in {results / 'records'}", err=True)
+               f"{len(outcome.existing)} already there; records in {results / 'records'}, features cached in {cache}",
+               err=True)
     if outcome.failed:
         raise click.exceptions.Exit(1)
 

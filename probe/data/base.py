@@ -22,7 +22,7 @@ class ImageRef(Protocol):
         """Return a PIL image; raise OSError/ValueError for a missing or corrupt file."""
 
     def fingerprint(self) -> str:
-        """Short stable text identifying the content (a path + size + mtime, or scene parameters)."""
+        """Short stable text identifying the content (path, size, mtime and ctime, or scene parameters)."""
 
 
 @dataclass(frozen=True)
@@ -30,20 +30,14 @@ class FileImage:
     path: str
 
     def load(self) -> Any:
-        from PIL import Image
+        from probe.data.images import open_rgb
 
-        with Image.open(self.path) as image:
-            image.load()
-            return image.convert("RGB")
+        return open_rgb(self.path)
 
     def fingerprint(self) -> str:
-        import os
+        from probe.data.local import file_identity
 
-        try:
-            stat = os.stat(self.path)
-            return f"{self.path}:{stat.st_size}:{int(stat.st_mtime)}"
-        except OSError:
-            return f"{self.path}:missing"
+        return file_identity(self.path)
 
 
 @dataclass

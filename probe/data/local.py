@@ -146,8 +146,11 @@ class TableDataset:
                 raise ProbeError(f"{self.file}:{number}: row has no image path (column 'image')")
             if not caption:
                 raise ProbeError(f"{self.file}:{number}: row has no caption (column 'caption')")
+            label = row.get("label")
+            # a label 0 (JSONL number) is a label; only a missing or empty one means unlabelled
+            label = None if label is None or str(label).strip() == "" else str(label).strip()
             out.append({"image": str(self.file.parent / image), "caption": caption,
-                        "split": (row.get("split") or "train").strip(), "label": row.get("label") or None})
+                        "split": (row.get("split") or "train").strip(), "label": label})
         if not out:
             raise ProbeError(f"{self.file}: no rows; expected columns image, caption[, split, label]")
         return out
@@ -171,7 +174,7 @@ class TarImage:
     def load(self):
         import io
 
-        from PIL import Image
+        from probe.data.images import open_rgb
 
         if self.offset >= 0:
             with open(self.shard, "rb") as shard:
@@ -185,12 +188,25 @@ class TarImage:
                 if handle is None:
                     raise OSError(f"{self.shard}:{self.member} is not a file")
                 data = handle.read()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return image.convert("RGB")
+        return open_rgb(io.BytesIO(data), f"{self.shard}:{self.member}")
 
     def fingerprint(self) -> str:
-        return f"{self.shard}:{self.member}"
+        """The member and its shard's identity: a rewritten shard (same names, other bytes) changes its
+        size, mtime or ctime, so its features are never reused."""
+        return f"{self.member}@{self.offset}+{self.size}:{file_identity(self.shard)}"
+
+
+def file_identity(path: str) -> str:
+    """Path, size, mtime and ctime in nanoseconds. ctime cannot be set back by hand (`touch -d`,
+    `cp -p`), so a file rewritten in place with its old size and mtime still changes it; a change
+    of metadata only (chmod) costs a recomputation, never a stale reuse."""
+    import os
+
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
 
 
 class WebDataset:

@@ -103,8 +103,9 @@ class CacheEntry:
             index = np.load(files["index.npy"], allow_pickle=False)
             if list(features.shape) != meta["shape"] or str(features.dtype) != meta["dtype"]:
                 raise ValueError("shape or dtype differs from meta.json")
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            log.warning("cache entry %s is damaged (%s); recomputing", self.dir, exc)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            # TypeError/AttributeError/IndexError: valid JSON of the wrong shape ([] or {"files": 3})
+            log.warning("cache entry %s is damaged (%s: %s); recomputing", self.dir, type(exc).__name__, exc)
             self.discard_final()
             return None
         return FeatureSet(features, index, meta, self.dir)

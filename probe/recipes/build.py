@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe.data.images import to_rgb
 from probe.errors import ProbeError
 from probe.io import atomic_open, sha256_file, write_json
 from probe.recipes.base import Recipe, SourceItem
@@ -64,25 +65,6 @@ def split_of(recipe: Recipe, key: str) -> str:
 def key_rank(key: str) -> str:
     """Order in which a stated subset keeps items: a hash, so no source ordering leaks in."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def to_rgb(image: Any) -> Any:
-    """RGB for any PIL mode: 16-bit greyscale scaled (not clipped), transparency composited on white."""
-    import numpy as np
-    from PIL import Image
-
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return image.convert("RGB")
 
 
 def decode(item: SourceItem, max_side: int | None = None) -> Any:

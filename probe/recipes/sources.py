@@ -199,12 +199,12 @@ RECIPES: dict[str, Recipe] = {
               "train and test"),
     "fashion-mnist": FashionMnist(
         name="fashion-mnist", kind="classification",
-        title="Fashion-MNIST: 28x28 greyscale photos of clothing, 10 classes (zero-shot, and kNN on train/test)",
+        title="Fashion-MNIST: 28x28 greyscale photos of clothing, 10 classes (zero-shot; kNN of train on test)",
         licence="MIT", install="sudo apt-get install dataset-fashion-mnist",
         default_root="/usr/share/datasets/fashion-mnist", classnames=FASHION_CLASSES,
         templates=("a photo of a {}.", "a black and white photo of a {}.", "a low resolution photo of a {}.",
                    "a photo of the {}, a type of clothing.", "a greyscale product photo of a {}."),
-        limit={"train": 10000, "test": 2000},
-        notes="the published split; stated subsets: 10,000 train and 2,000 test images chosen by a hash of "
+        limit={"train": 2000, "test": 1000},
+        notes="the published split; stated subsets: 2,000 train (kNN) and 1,000 test images chosen by a hash of "
               "their index; templates: probe's five (CLIP-style, stating greyscale and low resolution)"),
 }

@@ -117,8 +117,28 @@ def is_complete(path: Path) -> bool:
     return read_complete(path) is not None
 
 
+#: unreadable record files named one by one in the warning before the rest are only counted
+NAMED_BAD_RECORDS = 5
+
+
 def iter_records(results_dir: Path | str | None = None, kind: str | None = None) -> list[Stored]:
-    """Every record (of one kind) under ``results_dir``, with its path; empty when none exists yet."""
+    """Every readable record (of one kind) under ``results_dir``, with its path; empty when none exists
+    yet. A file that cannot be read as a record (not UTF-8, not JSON, wrong shape, from a newer probe)
+    is skipped with a warning naming it, so one bad file never hides every record after it."""
+    import logging
+
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     base = root / "records" / kind if kind else root / "records"
-    return [Stored(p, read_record(p)) for p in sorted(base.rglob("*.json"))]
+    out, bad = [], []
+    for path in sorted(base.rglob("*.json")):
+        try:
+            out.append(Stored(path, read_record(path)))
+        except ProbeError as exc:
+            bad.append(str(exc))
+    if bad:
+        log = logging.getLogger("probe.records")
+        for reason in bad[:NAMED_BAD_RECORDS]:
+            log.warning("skipped: %s", reason)
+        log.warning("%d record file(s) under %s could not be read and were skipped%s", len(bad), base,
+                    f" ({len(bad) - NAMED_BAD_RECORDS} not named above)" if len(bad) > NAMED_BAD_RECORDS else "")
+    return out
