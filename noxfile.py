@@ -79,8 +79,8 @@ def study(session: nox.Session) -> None:
     results = ["--results", "results/study"]
     session.run("probe", "run", "--vision", "all", "--text", "all", "--train", STUDY_CORPUS,
                 *[arg for b in STUDY_BENCHMARKS for arg in ("--eval", b)], "--skip-existing", *results)
-    session.run("probe", "select", "--top", "3", "--dataset", STUDY_CORPUS, *results)
-    session.run("probe", "correlate", "--dataset", "fashion-mnist", *results)  # unimodal kNN needs labels
+    session.run("probe", "select", "--top", "3", "--dataset", STUDY_CORPUS, "--max-pairs", "2000", *results)
+    session.run("probe", "correlate", "--dataset", "fashion-mnist", "--corpus", STUDY_CORPUS, *results)  # kNN needs labels
     session.run("probe", "report", *results, "--out", "reports/study")
 
 

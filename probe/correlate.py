@@ -35,7 +35,11 @@ class CorrelatesWork:
     label: str = "correlates"
 
     def units(self, item: Item) -> Sequence[str]:
-        return ("correlates",) if self.plan.label_tasks else ()
+        if not self.plan.label_tasks:
+            return ()
+        if item[0].modality == "text" and not self.plan.fit.captions:  # labelled images, no captions
+            return ()
+        return ("correlates",)
 
     def path(self, item: Item, unit: str = "correlates") -> Path:
         from probe.records.store import record_path

@@ -331,3 +331,37 @@ def test_datasets_joined_by_plus_are_one_corpus_and_their_parts_score_in_domain(
     assert target.protocol("tuxpaint+shapes") == IN_DOMAIN and target.protocol("shapes") == TRANSFER
     with pytest.raises(ProbeError, match="unknown dataset 'nope'"):
         get_dataset("tuxpaint+nope")
+
+
+def _fashion_fixture(root: Path, n_train: int = 40, n_test: int = 30) -> Path:
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 60, (n, 28, 28))
+        images[:, 4:24, 4:24] += (labels * 19)[:, None, None]  # a class-dependent brightness: kNN can learn it
+        _idx(root / f"{prefix}-images-idx3-ubyte.gz", np.clip(images, 0, 255))
+        _idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def test_a_zero_shot_only_benchmark_reaches_the_report_and_correlates_by_corpus(run_cli, tmp_path):
+    env = {"PROBE_HOME": str(tmp_path / "home"), "PROBE_RECIPE_SOURCE_FASHION_MNIST": str(_fashion_fixture(
+        tmp_path / "fashion"))}
+    assert run_cli("data", "get", "fashion-mnist", env=env).returncode == 0
+    results = str(tmp_path / "results")
+    run = run_cli("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--train", "shapes", "--eval",
+                  "fashion-mnist", "--epochs", "1", "--results", results, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "zero-shot class_top1" in run.stdout
+    report = run_cli("report", "--results", results, "--out", str(tmp_path / "reports"), env=env)
+    assert report.returncode == 0, report.stderr
+    rows = json.loads((tmp_path / "reports" / "leaderboard.json").read_text())["rows"]
+    assert [r["benchmark"] for r in rows] == ["fashion-mnist/test"] and rows[0]["alignment/probing_score"] is None
+    assert_one_line_error(run_cli("correlate", "--dataset", "fashion-mnist", "--results", results, env=env),
+                          "no successful probing records of heads fitted on 'fashion-mnist'", "--corpus")
+    correlate = run_cli("correlate", "--dataset", "fashion-mnist", "--corpus", "shapes", "--results", results,
+                        env=env)
+    assert correlate.returncode == 0, correlate.stderr
+    assert "text encoders get no unimodal scores here" in correlate.stderr
+    assert "unimodal correlates on fashion-mnist" in correlate.stdout and "heads fitted on shapes" in correlate.stdout

@@ -143,9 +143,13 @@ def select(obj: RunContext, top, metric, vision, text, split, k, max_pairs, n_bo
 
 @click.command(context_settings=CONTEXT)
 @click.option("--recompute", is_flag=True, help="Recompute correlates records that exist.")
+@click.option("--corpus", default=None, metavar="DATASET",
+              help="Compare with the probing records of heads fitted on this corpus [default: --dataset]; the "
+                   "unimodal scores need class labels, which a captioned corpus lacks.")
 @common
 @click.pass_obj
-def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head, loss, workers, device) -> None:
+def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_dir, head, loss, workers,
+              device) -> None:
     """How well each unimodal score and similarity metric predicts the probing score.
 
     For every encoder in the dataset's probing records: vision kNN accuracy (weighted, k = 10 and
@@ -158,6 +162,7 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
     Examples:
       probe run --vision all --text all && probe select && probe correlate
       probe correlate --head star --loss siglip
+      probe correlate --dataset fashion-mnist --corpus tuxpaint+openclipart+emoji
     """
     from probe.cli.tables import print_table
     from probe.correlate import CorrelatesWork, correlation_table
@@ -172,10 +177,11 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
 
     results, cache = workspace(results_dir, cache_dir)
     ds = get_dataset(dataset)
-    probed = probing_scores(results, ds.info.name, head, loss)
+    fitted_on = get_dataset(corpus).info.name if corpus else ds.info.name
+    probed = probing_scores(results, fitted_on, head, loss)
     if not probed:
-        raise ProbeError(f"no successful probing records for dataset {ds.info.name!r} under {results}; "
-                         f"run `probe run` first")
+        raise ProbeError(f"no successful probing records of heads fitted on {fitted_on!r} under {results}; "
+                         f"run `probe run` first" + ("" if corpus else " (or name their corpus with --corpus)"))
     known = {s.name for s in obj.registry.list()}
     names = sorted({name for scores in probed.values() for pair in scores for name in pair})
     for name in names:
@@ -184,6 +190,9 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
     specs = [obj.registry.get(name) for name in names if name in known]
     work = CorrelatesWork(ds.info.name, in_domain_plan(ds, {"zeroshot"}, explicit_tasks=False), results,
                           _extract_options(obj, cache, workers, device))
+    if not work.plan.fit.captions and any(s.modality == "text" for s in specs):
+        click.echo(f"{ds.info.name} has no captions: text encoders get no unimodal scores here (their published "
+                   "MTEB averages still count)", err=True)
     outcome = PairRunner(skip_existing=not recompute).run(work, singles(specs))
     _report_failures(outcome)
     models: dict[str, dict] = {}
@@ -200,17 +209,17 @@ def correlate(obj: RunContext, recompute, dataset, results_dir, cache_dir, head,
                   fmt(v.get("published:imagenet_knn", v.get("published:mteb_avg")), 1)] for name, v in models.items()],
                 title=f"unimodal correlates on {ds.info.name}")
     similarity = {(s.record.vision.name, s.record.text.name): s.record.metrics
-                  for s in iter_records(results, "similarity") if s.record.dataset == ds.info.name and s.record.ok}
+                  for s in iter_records(results, "similarity") if s.record.dataset == fitted_on and s.record.ok}
     for benchmark, scores in probed.items():
         rows = correlation_table(scores, models, similarity)
         print_table(["correlate", "n pairs", "Spearman r", "p-value"],
                     [[r["correlate"], str(r["n"]), fmt(r["spearman"]),
                       "-" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in rows],
-                    title=f"what predicts the probing score on {benchmark} ({len(scores)} probed pairs, heads fitted "
-                          f"on {ds.info.name})")
+                    title=f"what predicts the score on {benchmark} ({len(scores)} probed pairs, heads fitted "
+                          f"on {fitted_on}; unimodal scores on {ds.info.name})")
         label = benchmark.replace("/", "-")
-        write_record(record_path(results, "correlation", ds.info.name, f"{head or 'any'}-{loss or 'any'}-{label}"),
-                     CorrelationRecord.new(dataset=ds.info.name, benchmark=benchmark, seed=0,
+        write_record(record_path(results, "correlation", fitted_on, f"{head or 'any'}-{loss or 'any'}-{label}"),
+                     CorrelationRecord.new(dataset=fitted_on, benchmark=benchmark, seed=0,
                                            config={"head": head, "loss": loss}, table=rows, n_pairs=len(scores)))
     if outcome.failed:
         raise click.exceptions.Exit(1)

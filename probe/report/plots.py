@@ -117,6 +117,9 @@ def make_plots(rows: list[dict[str, Any]], best: list[dict[str, Any]], out_dir: 
 
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the figures plot the probing score: zero-shot-only benchmarks (no retrieval) are in the tables
+    rows = [r for r in rows if r.get(keys.PROBING_SCORE) is not None]
+    best = [r for r in best if r.get(keys.PROBING_SCORE) is not None]
     made = {
         "Vision kNN accuracy vs probing score": _scatter(best, keys.VISION_KNN20, "vision kNN@20 accuracy",
                                                          out_dir / "knn_vs_probing.png"),

@@ -33,6 +33,16 @@ COLUMNS: list[tuple[str, str, str]] = [
 _KEPT = ("vision", "text", "head", "loss", "dataset", "benchmark", "protocol", "vision_control", "text_control")
 
 
+def _correlate(correlates: dict, record: Any, model: str, key: str) -> float | None:
+    """An encoder's unimodal score on the record's corpus, else on its benchmark (a captioned corpus
+    has no labels for kNN; a classification benchmark does)."""
+    for dataset in (record.dataset, record.benchmark.name):
+        value = correlates.get((dataset, model), {}).get(key)
+        if value is not None:
+            return value
+    return None
+
+
 def build_table(results_dir: Path, alignment: list[Any] | None = None
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(rows, failures)`` from the alignment records (read here unless given). Raises ProbeError
@@ -59,12 +69,12 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
             failures.append(base | {"error": r.error, "created": r.created, "path": str(stored.path)})
             continue
         row = base | r.metrics
-        row[keys.interval_bounds(keys.PROBING_SCORE)[0]], row[keys.interval_bounds(keys.PROBING_SCORE)[1]] = \
-            r.interval(keys.PROBING_SCORE)
+        low, high = r.interval(keys.PROBING_SCORE) or (None, None)  # a zero-shot-only benchmark has none
+        row[keys.interval_bounds(keys.PROBING_SCORE)[0]], row[keys.interval_bounds(keys.PROBING_SCORE)[1]] = low, high
         top1 = [value for key, value in r.metrics.items() if keys.is_zeroshot_top1(key)]
         row[keys.ZEROSHOT_MEAN_TOP1] = sum(top1) / len(top1) if top1 else None
-        row[keys.VISION_KNN20] = correlates.get((r.dataset, r.vision.name), {}).get(keys.VISION_KNN20)
-        row[keys.TEXT_SCORE] = correlates.get((r.dataset, r.text.name), {}).get(keys.TEXT_SCORE)
+        row[keys.VISION_KNN20] = _correlate(correlates, r, r.vision.name, keys.VISION_KNN20)
+        row[keys.TEXT_SCORE] = _correlate(correlates, r, r.text.name, keys.TEXT_SCORE)
         row |= similarity.get((r.dataset, r.vision.name, r.text.name), {})
         row["params_m"] = r.vision.params_m + r.text.params_m
         if r.cost is not None:
@@ -79,7 +89,8 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
                              "splits": r.splits, "protocol": r.protocol, "corpus": r.corpus.model_dump(),
                              "benchmark": r.benchmark.model_dump(), "record": str(stored.path)}
         rows.append(row)
-    rows.sort(key=lambda row: -row[keys.PROBING_SCORE])
+    # by each benchmark's primary score (probing score, else zero-shot top-1, else Winoground group)
+    rows.sort(key=lambda row: -(keys.primary(row) or ("", float("-inf")))[1])
     return rows, failures
 
 
