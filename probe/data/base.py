@@ -25,6 +25,19 @@ class ImageRef(Protocol):
         """Short stable text identifying the content (path, size, mtime and ctime, or scene parameters)."""
 
 
+def file_identity(path: str) -> str:
+    """Path, size, mtime and ctime in nanoseconds. ctime cannot be set back by hand (`touch -d`,
+    `cp -p`), so a file rewritten in place with its old size and mtime still changes it; a change
+    of metadata only (chmod) costs a recomputation, never a stale reuse."""
+    import os
+
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+
+
 @dataclass(frozen=True)
 class FileImage:
     path: str
@@ -35,8 +48,6 @@ class FileImage:
         return open_rgb(self.path)
 
     def fingerprint(self) -> str:
-        from probe.data.local import file_identity
-
         return file_identity(self.path)
 
 

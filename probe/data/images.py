@@ -14,18 +14,24 @@ import warnings
 from typing import Any
 
 
-def open_rgb(source: Any, name: str | None = None) -> Any:
-    """An RGB PIL image from a path or file object."""
+def open_rgb(source: Any, name: str | None = None, max_side: int | None = None) -> Any:
+    """An RGB PIL image from a path or file object, no larger than ``max_side`` on its long side
+    when one is given (JPEGs then decode at a fraction of their size)."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as image:
+                if max_side and max(image.size) > max_side:
+                    image.draft("RGB", (max_side, max_side))
                 image.load()
-                return to_rgb(image)
+                rgb = to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ValueError(f"{name or source}: refused as a decompression bomb ({exc})") from None
+    if max_side and max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return rgb
 
 
 def to_rgb(image: Any) -> Any:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.data.base import DatasetInfo, FileImage, SplitData
+from probe.data.base import DatasetInfo, FileImage, SplitData, file_identity
 from probe.errors import ProbeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
@@ -194,19 +194,6 @@ class TarImage:
         """The member and its shard's identity: a rewritten shard (same names, other bytes) changes its
         size, mtime or ctime, so its features are never reused."""
         return f"{self.member}@{self.offset}+{self.size}:{file_identity(self.shard)}"
-
-
-def file_identity(path: str) -> str:
-    """Path, size, mtime and ctime in nanoseconds. ctime cannot be set back by hand (`touch -d`,
-    `cp -p`), so a file rewritten in place with its old size and mtime still changes it; a change
-    of metadata only (chmod) costs a recomputation, never a stale reuse."""
-    import os
-
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return f"{path}:missing"
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
 
 
 class WebDataset:

@@ -72,16 +72,11 @@ def get(name: str, source: str | Path | None = None, force: bool = False, progre
 def ensure_built(name: str) -> Path:
     """The folder of built recipe ``name``, rebuilt from its source if its files changed; a one-line
     error saying how to build it when it never was."""
-    from probe.recipes.build import stale_files
-
     recipe = get_recipe(name)
-    folder = recipe_dir(name)
     if not is_built(name):
         raise ProbeError(f"dataset {name!r} is not built here; run `probe data get {name}` (its source: "
                          f"`{recipe.install}`)")
-    if stale_files(folder):
-        get(name, progress=False)
-    return folder
+    return get(name, progress=False).folder  # checks the manifest once, rebuilding only if files changed
 
 
 __all__ = ["RECIPES", "Recipe", "ensure_built", "get", "get_recipe", "is_built", "recipe_dir", "source_root"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probe.data.images import to_rgb
+from probe.data.images import open_rgb
 from probe.errors import ProbeError
 from probe.io import atomic_open, sha256_file, write_json
 from probe.recipes.base import Recipe, SourceItem
@@ -70,28 +70,13 @@ def key_rank(key: str) -> str:
 def decode(item: SourceItem, max_side: int | None = None) -> Any:
     """The item's image as RGB, no larger than ``max_side``; OSError/ValueError (PIL's errors, an image
     over twice PIL's decompression-bomb limit) for an unusable one."""
-    import warnings
-
     from PIL import Image
 
     if item.pixels is not None:
         return Image.fromarray(item.pixels).convert("RGB")
     if item.image is None:
         raise ValueError("no image")
-    try:
-        with warnings.catch_warnings():
-            # between PIL's limit and twice it: a large but real rendering, downscaled below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(item.image) as image:
-                if max_side and max(image.size) > max_side:
-                    image.draft("RGB", (max_side, max_side))  # JPEG decodes at a fraction of the size
-                image.load()
-                rgb = to_rgb(image)
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"decompression bomb: {exc}") from None
-    if max_side and max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return rgb
+    return open_rgb(item.image, max_side=max_side)
 
 
 def png_bytes(image: Any) -> bytes:
@@ -140,9 +125,8 @@ def build(recipe: Recipe, out: Path, root: Path, progress: bool = True) -> Build
         for split, items in chosen.items():
             for item in sorted(items, key=lambda i: i.key):
                 bar.update(1)
-                done = journal.get(item.key)
-                image_path = partial / "images" / split / f"{done['digest'][:16]}.png" if done else None
-                if done and recipe.kind == "captions" and image_path is not None and image_path.is_file():
+                done = journal.get(item.key)  # only captioned builds write images (and the journal) as they go
+                if done and (partial / "images" / split / f"{done['digest'][:16]}.png").is_file():
                     data, digest = None, done["digest"]  # decoded and written before the build was stopped
                 else:
                     try:
