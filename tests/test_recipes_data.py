@@ -230,6 +230,8 @@ def test_openclipart_titles_and_collection_names(home, tmp_path):
         clip(f"icons/icon{i}", "Etiquette Icons")
     report = get("openclipart", source=png_root, progress=False)
     assert report.dropped == {"no title": 1, "collection title": 5}
+    sources = json.loads((home / "datasets/openclipart/manifest.json").read_text())["source_files"]
+    assert {"animals/owl.png", "svg/animals/owl.svg"} <= set(sources)  # the captions' SVGs are checksummed too
     images = json.loads((home / "datasets/openclipart/captions.json").read_text())["images"]
     captions = {im["source"]: [s["raw"] for s in im["sentences"]] for im in images}
     assert captions == {"animals/owl.png": ["Owl on Branch"],

@@ -64,5 +64,11 @@ class Recipe:
     def items(self, root: Path) -> Iterator[SourceItem]:
         raise NotImplementedError
 
+    def source_files(self, root: Path) -> Iterator[tuple[str, Path]]:
+        """``(name, path)`` of every file the recipe reads (the manifest checksums them): by default
+        every file under ``root``."""
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            yield path.relative_to(root).as_posix(), path
+
     def source_present(self, root: Path) -> bool:
         return root.exists()

@@ -227,13 +227,9 @@ def _describe(path: Path) -> dict[str, Any]:
 
 
 def _source_files(recipe: Recipe, root: Path) -> dict[str, dict[str, Any]]:
-    """Every file of the source with size and checksum (what the dataset was built from)."""
-    out = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.suffix.lower() in (".ogg", ".wav", ".mp3"):  # sounds beside Tux Paint's stamps
-            continue
-        out[path.relative_to(root).as_posix()] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    return out
+    """Every file the recipe reads, with size and checksum (what the dataset was built from)."""
+    return {name: {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            for name, path in recipe.source_files(root)}
 
 
 def stale_files(folder: Path) -> list[str]:

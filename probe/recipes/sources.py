@@ -42,6 +42,12 @@ class TuxPaintStamps(Recipe):
             # stamps drawn twice (frog-1, frog-2) share a caption: one group, one split
             yield SourceItem(key, image=png, captions=(caption,), group=caption.lower())
 
+    def source_files(self, root: Path) -> Iterator[tuple[str, Path]]:
+        # the stamps and their captions; not the spoken descriptions (.ogg) beside them
+        for name, path in super().source_files(root):
+            if path.suffix.lower() in (".png", ".txt"):
+                yield name, path
+
 
 def _first_line(path: Path) -> str:
     try:
@@ -80,6 +86,12 @@ class OpenClipart(Recipe):
 
     def source_present(self, root: Path) -> bool:
         return root.is_dir() and (root.parent / "svg").is_dir()
+
+    def source_files(self, root: Path) -> Iterator[tuple[str, Path]]:
+        # the renderings and the SVGs whose metadata gives the captions
+        yield from super().source_files(root)
+        for name, path in super().source_files(root.parent / "svg"):
+            yield f"svg/{name}", path
 
 
 MAX_SHARED_TITLE = 3
