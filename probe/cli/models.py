@@ -50,14 +50,14 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
                     "control": spec.is_control} for spec, st in rows]
         click.echo(json.dumps(records, indent=2))
         return
-    from probe.cli.tables import print_table
+    from collections import Counter
 
-    # one note per distinct reason: an unavailable row points at its note instead of repeating it
-    notes: dict[str, int] = {}
-    for _, st in statuses:
-        if not st.ok:
-            notes.setdefault(_reason_kind(st.reason), len(notes) + 1)
-    from probe.cli.tables import terminal_width
+    from probe.cli.tables import print_table, terminal_width
+
+    # one note per distinct reason, numbered in order of appearance: an unavailable row points at its
+    # note instead of repeating it
+    kinds = Counter(_reason_kind(st.reason) for _, st in statuses if not st.ok)
+    notes = {kind: number for number, kind in enumerate(kinds, start=1)}
 
     wide = terminal_width() >= WIDE_TABLE
     headers = ["name", "modality", "loader", "dim", "M params"] + (["objective", "licence"] if wide else []) + [
@@ -67,21 +67,17 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
         [[s.name, s.modality, s.loader + (" (control)" if s.is_control else ""), str(s.embed_dim), f"{s.params_m:g}"]
          + ([s.objective, s.license] if wide else [])
          + ["yes" if st.ok else f"no [{notes[_reason_kind(st.reason)]}]"] for s, st in rows],
-        title=f"{len(rows)} model(s)" + (f" ({sum(not st.ok for _, st in statuses)} not available here)"
+        title=f"{len(rows)} model(s)" + (f" ({sum(kinds.values())} not available here)"
                                          if not available else ""),
         no_wrap=("name", "modality", "loader", "dim", "M params", "here"),
     )
     if not wide:
         click.echo(f"(objective and licence: a terminal of {WIDE_TABLE}+ columns, or --json)")
-    unavailable = [(s, st) for s, st in statuses if not st.ok]
-    if unavailable:
-        counts: dict[str, int] = {}
-        for _, st in unavailable:
-            counts[_reason_kind(st.reason)] = counts.get(_reason_kind(st.reason), 0) + 1
+    if kinds:
         hidden = " (not listed: --available)" if available else ""
-        click.echo(f"{len(unavailable)} entries are not available here{hidden}:")
+        click.echo(f"{sum(kinds.values())} entries are not available here{hidden}:")
         for kind, number in notes.items():
-            click.echo(f"  [{number}] {counts[kind]} x {kind}")
+            click.echo(f"  [{number}] {kinds[kind]} x {kind}")
 
 
 def _reason_kind(reason: str) -> str:
