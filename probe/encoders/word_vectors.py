@@ -37,19 +37,12 @@ def pipeline_path(spec: EncoderSpec) -> Path | str:
         return direct
     if module_present(spec.weights):  # a spaCy model package (en_core_web_md) loads by name
         return spec.weights
-    from importlib import metadata
+    from probe.encoders.packaged import distribution_files
 
-    try:
-        files = metadata.distribution(spec.weights).files or []
-    except metadata.PackageNotFoundError:
-        raise UnavailableError(f"model {spec.name!r}: package {spec.weights} is not installed; run "
-                               f"`probe install-offline {spec.weights}`") from None
     # a spaCy pipeline folder is the one holding meta.json beside config.cfg
-    metas = [file for file in files if Path(str(file)).name == "meta.json"]
-    for meta in metas:
-        folder = Path(str(metadata.distribution(spec.weights).locate_file(meta))).parent
-        if (folder / "config.cfg").is_file():
-            return folder
+    for meta in distribution_files(spec, "meta.json"):
+        if (meta.parent / "config.cfg").is_file():
+            return meta.parent
     raise UnavailableError(f"model {spec.name!r}: package {spec.weights} holds no spaCy pipeline (meta.json "
                            "beside config.cfg)")
 
