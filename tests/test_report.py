@@ -182,6 +182,10 @@ def test_leaderboard_sorts_and_filters_in_chromium(report_dir):
         assert "versions" in page.locator("#leaderboard details pre").first.inner_text()
         shot = report_dir / "reports" / "leaderboard.png"
         page.screenshot(path=str(shot), full_page=True)
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(page_url)
+        # on a phone the page is as wide as the screen: tables scroll inside it, plots shrink to fit
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         browser.close()
     assert shot.stat().st_size > 10_000
     assert problems == [] and requests == []
