@@ -182,3 +182,16 @@ def test_batch_positive_pairs_equal_the_mask_and_give_the_same_losses():
     assert infonce(a, b, (rows, cols), scale).item() == pytest.approx(infonce(a, b, mask, scale).item())
     unique = torch.arange(4)
     assert [t.tolist() for t in batch_positive_pairs(unique)] == [[0, 1, 2, 3], [0, 1, 2, 3]]
+
+
+def test_batch_positive_pairs_match_the_mask_on_random_batches():
+    """Sorted-neighbour pairing against the [B, B] comparison, over batch sizes and caption counts."""
+    from probe.align.losses import batch_positive_pairs
+
+    for trial in range(100):
+        generator = torch.Generator().manual_seed(trial)
+        ids = torch.randint(0, 1 + trial % 20, (1 + trial % 37,), generator=generator)
+        rows, cols = batch_positive_pairs(ids)
+        expected = (ids[:, None] == ids[None, :]).nonzero().tolist()
+        assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(map(tuple, expected))
+        assert rows[:len(ids)].tolist() == cols[:len(ids)].tolist() == list(range(len(ids)))  # diagonal first
