@@ -31,6 +31,8 @@ else:  # pragma: no cover
 MODALITIES = ("vision", "text")
 OBJECTIVES = ("ssl", "supervised", "contrastive", "none")
 ENV_REGISTRY = "PROBE_REGISTRY"
+#: "1" lets entries from user registry files run code (trust_remote_code, packaged modules)
+ENV_TRUST_CODE = "PROBE_TRUST_REMOTE_CODE"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*/[a-z0-9][a-z0-9_.+-]*$")
 
 
@@ -92,6 +94,27 @@ class EncoderSpec:
     def is_test(self) -> bool:
         """Tiny random-weight entries for fast tests; never part of ``all``."""
         return self.family == "test"
+
+    @property
+    def runs_code(self) -> str | None:
+        """Why loading this entry runs Python code that is not probe's (None when it does not)."""
+        if self.trust_remote_code:
+            return "trust_remote_code = true runs the model repository's own Python code"
+        if self.loader == "packaged":
+            return f"loader 'packaged' imports the Python package {self.weights!r}"
+        return None
+
+    @property
+    def from_user_file(self) -> bool:
+        """Read from a file outside probe's own catalogue (``--registry``, ``$PROBE_REGISTRY``, a saved
+        model's config). Specs built in code (empty ``source``) are the calling program's own."""
+        if not self.source:
+            return False
+        try:
+            Path(self.source).resolve().relative_to(builtin_registry_dir().resolve())
+        except ValueError:
+            return True
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON records and cache keys (``source`` is where it was read, not what)."""
@@ -214,7 +237,9 @@ def spec_from_dict(raw: dict[str, Any], source: str) -> EncoderSpec:
 def parse_registry_file(path: Path) -> list[EncoderSpec]:
     """Read one TOML file; every problem is a :class:`ProbeError` naming the file and entry."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProbeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ProbeError(f"cannot read registry file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -226,6 +251,8 @@ def parse_registry_file(path: Path) -> list[EncoderSpec]:
         )
     file_defaults = {"modality": data["modality"]} if "modality" in data else {}
     defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict) or not all(isinstance(t, dict) for t in defaults.values()):
+        raise ProbeError(f"{path}: 'defaults' must be tables of fields per family ([defaults.<family>])")
     for family, table in defaults.items():
         bad = sorted(set(table) - set(_FIELDS))
         if bad:
@@ -235,6 +262,8 @@ def parse_registry_file(path: Path) -> list[EncoderSpec]:
         raise ProbeError(f"{path}: 'model' must be an array of tables ([[model]])")
     specs = []
     for index, raw in enumerate(entries, start=1):
+        if not isinstance(raw, dict):
+            raise ProbeError(f"{path}: 'model' must be an array of tables ([[model]])")
         label = raw.get("name", f"#{index}")
         family = str(raw.get("name", "")).split("/", 1)[0]
         merged = {**file_defaults, **defaults.get(family, {}), **raw}
@@ -257,7 +286,10 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
     for item in paths:
         path = Path(item).expanduser()
         if path.is_dir():
-            out.extend(sorted(path.glob("*.toml")))
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise ProbeError(f"registry folder {str(path)!r} holds no .toml files")
+            out.extend(found)
         elif path.exists():
             out.append(path)
         else:
@@ -328,6 +360,11 @@ class Registry:
                 else:
                     hits = {n for n in pool if fnmatch.fnmatchcase(n, pattern)}
                 if strict and not hits:
+                    other = sorted({s.modality for n, s in self._specs.items()
+                                    if pattern != "all" and fnmatch.fnmatchcase(n, pattern)})
+                    if other:  # the name exists, for the other modality
+                        raise ProbeError(f"{pattern!r} names {' and '.join(other)} model(s); this option takes "
+                                         f"{modality} models (`probe models --modality {modality}` lists them)")
                     raise ProbeError(_no_match_message(pattern, pool))
                 chosen |= hits
         return [self._specs[n] for n in natural_sorted(chosen)]

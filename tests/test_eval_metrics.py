@@ -143,3 +143,33 @@ def test_evaluate_gives_an_interval_for_every_score():
     assert set(intervals) == set(metrics)
     for key, (lo, hi) in intervals.items():
         assert lo <= metrics[key] + 1e-12 and metrics[key] <= hi + 1e-12, key
+
+
+def test_identical_caption_texts_are_interchangeable_in_retrieval():
+    """Against the dense definition: a caption is a positive for every image that has its exact text."""
+    from probe.metrics.retrieval import ranks_of_best_positive, retrieval_ranks
+
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        n_images, per_image = int(rng.integers(3, 30)), int(rng.integers(1, 4))
+        owner = rng.permutation(np.repeat(np.arange(n_images), per_image))
+        groups = np.unique(rng.integers(0, int(rng.integers(1, len(owner) + 1)), size=len(owner)),
+                           return_inverse=True)[1]
+        images = rng.normal(size=(n_images, 5)).astype(np.float32)
+        texts = rng.normal(size=(len(owner), 5)).astype(np.float32)
+        texts = texts[[np.flatnonzero(groups == g)[0] for g in groups]]  # identical texts, identical embeddings
+        i2t, t2i = retrieval_ranks(images, texts, owner, chunk=7, text_groups=groups)
+        positives = np.array([[groups[j] in set(groups[owner == i]) for j in range(len(owner))]
+                              for i in range(n_images)])
+        scores = images @ texts.T
+        assert np.array_equal(np.minimum(i2t, 10), np.minimum(ranks_of_best_positive(scores, positives), 10))
+        assert np.array_equal(t2i, ranks_of_best_positive(scores.T, positives.T))
+    # one text per class, images embedded exactly at their class's text: perfect both ways with the
+    # groups; without them every image query loses to the duplicates of its own caption
+    owner = np.arange(40)
+    classes = owner % 4
+    texts = np.eye(4, dtype=np.float32)[classes]
+    i2t, t2i = retrieval_ranks(texts.copy(), texts, owner, text_groups=classes)
+    assert (i2t == 0).all() and (t2i == 0).all()
+    plain_i2t, _ = retrieval_ranks(texts.copy(), texts, owner)
+    assert (plain_i2t >= 9).all()

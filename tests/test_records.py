@@ -13,7 +13,7 @@ from probe.errors import ProbeError
 from probe.records import best_by_pair, flatten, iter_records, read_record, record_path, write_record
 from probe.records import store as record_store
 from probe.records.keys import PROBING_SCORE
-from probe.records.schema import AlignmentRecord, EncoderRef, SimilarityRecord
+from probe.records.schema import SCHEMA_VERSION, AlignmentRecord, EncoderRef, SimilarityRecord
 
 VERSIONS = {"probe": "0", "git": None, "python": "3", "torch": "2", "numpy": "1"}
 
@@ -26,7 +26,7 @@ def ref(name: str) -> dict:
 def alignment(dataset: str, vision: str, text: str, score: float, lr: float = 1e-3, benchmark: str | None = None,
               **extra) -> dict:
     config = ProbeConfig(lr=lr).to_dict()
-    return {"schema_version": 2, "kind": "alignment", "status": "ok", "error": None, "created": "2026-01-01",
+    return {"schema_version": SCHEMA_VERSION, "kind": "alignment", "status": "ok", "error": None, "created": "2026-01-01",
             "versions": VERSIONS, "dataset": dataset, "seed": 0,
             "protocol": "zero-shot transfer" if benchmark else "in-domain",
             "corpus": {"name": dataset, "split": "train", "fingerprint": "f", "n_images": 10, "n_captions": 50,
@@ -99,11 +99,11 @@ def test_older_schemas_are_migrated_step_by_step_and_others_refused(tmp_path, mo
     monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
     monkeypatch.setattr(record_store, "MIGRATIONS", {2: v2_to_v3, 3: v3_to_v4})
     monkeypatch.setattr(record_store, "OLDEST_READABLE", 2)
-    record = read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25), "old"))
+    record = read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version=2), "old"))
     assert seen == [2, 3] and record.schema_version == 4 and record.metric(PROBING_SCORE) == 0.25
     monkeypatch.setattr(record_store, "OLDEST_READABLE", 3)
     with pytest.raises(ProbeError, match=r"schema_version 2; this probe reads 3 to 4 \(re-run it"):
-        read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25), "older"))
+        read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version=2), "older"))
     with pytest.raises(ProbeError, match=r"schema_version 5; this probe reads 3 to 4 \(upgrade probe"):
         read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version=5), "newer"))
     with pytest.raises(ProbeError, match="no integer schema_version"):
@@ -129,7 +129,7 @@ V1_ALIGNMENT = {
 
 def test_version_1_records_are_read_as_in_domain_results(tmp_path):
     record = read_record(write(tmp_path, V1_ALIGNMENT, "v1"))
-    assert record.schema_version == 2 and record.protocol == "in-domain"
+    assert record.schema_version == 3 and record.protocol == "in-domain"
     assert record.corpus.name == "shapes" and record.corpus.split == "train" and record.corpus.fingerprint is None
     assert record.corpus.description.startswith("probe shapes v3") and record.corpus.held_out == "its 'val' split"
     assert record.benchmark.label == "shapes/test" and record.benchmark.compositional_split == "winoground"

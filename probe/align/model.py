@@ -91,8 +91,8 @@ class AlignedModel:
         except (SafetensorError, OSError) as exc:
             raise ProbeError(f"{heads_path} cannot be read: {exc}") from None
         config = ProbeConfig(**meta["config"])
-        vision = spec_from_dict(meta["vision"], source=str(folder / CONFIG_FILE))
-        text = spec_from_dict(meta["text"], source=str(folder / CONFIG_FILE))
+        vision = _catalogued(spec_from_dict(meta["vision"], source=str(folder / CONFIG_FILE)))
+        text = _catalogued(spec_from_dict(meta["text"], source=str(folder / CONFIG_FILE)))
         dims = meta["dims"]
         torch.manual_seed(0)  # every weight is overwritten below; the seed only keeps construction quiet
         heads = {"vision": make_head(config.head, dims["vision"], config.out_dim, norm=config.norm,
@@ -180,3 +180,19 @@ class AlignedModel:
         from probe.metrics.zeroshot import class_embeddings, prompts
 
         return class_embeddings(self.encode_text(prompts(classnames, templates)), len(classnames))
+
+
+def _catalogued(spec: EncoderSpec) -> EncoderSpec:
+    """probe's own registry entry when the saved spec is exactly that entry, else the saved spec.
+
+    A saved model names its encoders in full; one that matches the built-in catalogue is trusted as
+    the catalogue is (it may run packaged or remote code), while one that differs is a user file's
+    entry, which runs code only with --trust-remote-code.
+    """
+    from probe.registry import Registry
+
+    try:
+        builtin = Registry.load(include_builtin=True, extra=()).get(spec.name)
+    except ProbeError:
+        return spec
+    return builtin if not builtin.from_user_file and builtin.to_dict() == spec.to_dict() else spec

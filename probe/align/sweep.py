@@ -10,9 +10,10 @@ current pair's features in memory.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from probe.pipeline.runner import Item
 from probe.pipeline.splits import SplitPlan, Target
 from probe.records import keys
 from probe.registry import EncoderSpec
+
+log = logging.getLogger("probe.align")
 
 #: One result: a head configuration scored on one benchmark (by the target's key).
 Unit = tuple[ProbeConfig, str]
@@ -51,6 +54,7 @@ class AlignmentSweep:
     options: ExtractOptions
     save_models: bool = True
     label: str = "alignment"
+    _warned: set[str] = field(default_factory=set)  # benchmarks whose saturated metrics were announced
 
     def units(self, item: Item) -> Sequence[Unit]:
         return [(config, target.key) for config in self.configs for target in self.plan.targets]
@@ -80,6 +84,9 @@ class AlignmentSweep:
 
         used = {side: {r: k for r, k in f.keys.items() if mine(r)} for side, f in zip(("vision", "text"), features,
                                                                                      strict=False)}
+        dropped = _dropped({r: d for r, d in plan.roles().items() if mine(r)}, features[0] if features else None)
+        if dropped:
+            results["dropped"] = dropped
         return AlignmentRecord.new(
             dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=plan.names(target),
             seed=config.seed, corpus=self.corpus, benchmark=target.reference(),
@@ -105,13 +112,13 @@ class AlignmentSweep:
             ) -> Iterator[tuple[Unit, Any]]:
         from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
         from probe.encoders.base import pick_device
-        from probe.evaluation.evaluate import score_target
+        from probe.evaluation.evaluate import saturated_metrics, score_target
 
         vf, tf = features
         plan = self.plan
 
         def paired(role: str, data: Any) -> PairedFeatures:
-            return PairedFeatures(vf.by_role[role], tf.by_role[role], data.caption_image)
+            return PairedFeatures(vf.by_role[role], tf.by_role[role], data.caption_image, data.caption_groups)
 
         configs = list(dict.fromkeys(config for config, _ in units))
         device = pick_device(self.options.device)  # heads train where the encoders ran
@@ -133,8 +140,15 @@ class AlignmentSweep:
                     continue
                 start = time.perf_counter()
                 metrics, intervals = score_target(probe, self._target(unit[1]), vf, tf, seed=probe.config.seed)
+                saturated = saturated_metrics(self._target(unit[1]), metrics)
+                if saturated and unit[1] not in self._warned:
+                    self._warned.add(unit[1])
+                    key, why = next(iter(saturated.items()))
+                    log.warning("%s: %d metric(s) cannot miss on this benchmark, e.g. %s (%s); records and the "
+                                "report flag them", self._target(unit[1]).benchmark, len(saturated), key, why)
                 yield unit, self._record(
                     item, unit, features, metrics=metrics, intervals=intervals, interval_level=0.95,
+                    **({"saturated": saturated} if saturated else {}),
                     training={"device": device, "epochs_run": len(probe.history_), "best_epoch": probe.best_epoch_,
                               "steps": probe.steps_, "history": probe.history_},
                     timing={"fit_grid_s": round(fit_seconds, 3), "eval_s": round(time.perf_counter() - start, 3),
@@ -169,3 +183,15 @@ class AlignmentSweep:
         if not record.ok:
             return f"{head}: FAILED: {record.error}"
         return f"{head}: {keys.headline(record.metrics, record.intervals)}"
+
+
+def _dropped(roles: dict[str, Any], vision: EncoderFeatures | None) -> dict[str, dict[str, int]]:
+    """Per split role, what its reader dropped and the images the vision encoder could not read."""
+    out: dict[str, dict[str, int]] = {}
+    for role, data in roles.items():
+        counts = dict(data.dropped)
+        if vision is not None and vision.skipped.get(role):
+            counts["unreadable images (skipped at extraction)"] = vision.skipped[role]
+        if counts:
+            out[role] = counts
+    return out

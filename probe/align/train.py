@@ -35,6 +35,9 @@ class PairedFeatures:
     images: np.ndarray
     texts: np.ndarray
     caption_image: np.ndarray
+    #: equal for identical caption texts (see :attr:`SplitData.caption_groups`): interchangeable in
+    #: retrieval; None treats every caption as distinct
+    text_groups: np.ndarray | None = None
 
     def usable_pairs(self) -> np.ndarray:
         """Caption indices whose caption and image both have finite features (skipped images are NaN)."""

@@ -44,8 +44,14 @@ def _quiet_hub_libraries(allow_download: bool) -> None:
     is_flag=True,
     help="Let hub entries download weights (else only locally cached or packaged weights load).",
 )
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="Let entries from your own registry files run code (trust_remote_code, packaged loaders); "
+         "also $PROBE_TRUST_REMOTE_CODE=1. probe's own entries need no flag.",
+)
 @click.pass_context
-def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: bool) -> None:
+def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: bool, trust_remote_code: bool) -> None:
     """Measure how well frozen vision encoders line up with frozen text encoders.
 
     \b
@@ -58,6 +64,10 @@ def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: boo
     """
     from probe.encoders.availability import downloads_allowed
 
+    if trust_remote_code:  # through the environment, so data-loader workers and subprocesses agree
+        from probe.registry import ENV_TRUST_CODE
+
+        os.environ[ENV_TRUST_CODE] = "1"
     allowed = allow_download or downloads_allowed()
     _quiet_hub_libraries(allowed)
     ctx.obj = RunContext(registry_paths, allow_download=allowed)

@@ -47,7 +47,8 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
     rows = [(spec, st) for spec, st in statuses if st.ok or not available]
     if as_json:
         records = [{**spec.to_dict(), "available": st.ok, "availability": st.reason,
-                    "control": spec.is_control} for spec, st in rows]
+                    "control": spec.is_control, "runs_code": spec.runs_code, "source": spec.source}
+                   for spec, st in rows]
         click.echo(json.dumps(records, indent=2))
         return
     from collections import Counter
@@ -64,7 +65,7 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
         "here"]
     print_table(
         headers,
-        [[s.name, s.modality, s.loader + (" (control)" if s.is_control else ""), str(s.embed_dim), f"{s.params_m:g}"]
+        [[s.name + ("*" if s.runs_code else ""), s.modality, s.loader + (" (control)" if s.is_control else ""), str(s.embed_dim), f"{s.params_m:g}"]
          + ([s.objective, s.license] if wide else [])
          + ["yes" if st.ok else f"no [{notes[_reason_kind(st.reason)]}]"] for s, st in rows],
         title=f"{len(rows)} model(s)" + (f" ({sum(kinds.values())} not available here)"
@@ -73,6 +74,9 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
     )
     if not wide:
         click.echo(f"(objective and licence: a terminal of {WIDE_TABLE}+ columns, or --json)")
+    if any(s.runs_code for s, _ in rows):
+        click.echo("* runs Python code beyond probe's (the repository's, or the package's it imports); "
+                   "from your own registry files only with --trust-remote-code")
     if kinds:
         hidden = " (not listed: --available)" if available else ""
         click.echo(f"{sum(kinds.values())} entries are not available here{hidden}:")

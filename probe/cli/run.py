@@ -30,7 +30,7 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
               help="Most epochs; early stopping on the val split usually ends sooner.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=2), help="Head training batch.")
 @click.option("--out-dim", default=512, show_default=True, type=click.IntRange(min=1), help="Shared space width.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--recipe", default=None, metavar="NAME",
               help="A published recipe's settings (sail, sail-probing, freeze-align); options given here win.")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), metavar="FILE.toml",
@@ -97,22 +97,22 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     for task in tasks:
         if task not in TASKS:
             raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    # every input is checked before any model is resolved or loaded: a typo costs no work
+    ds = get_dataset(train or dataset)
+    benchmarks = [get_benchmark(name) for name in benchmark_names(evals)] if train else []
+    configs = head_configs(ctx, recipe, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
+                           batch_size=batch_size, out_dim=out_dim, seed=seed)
     v_specs, v_skipped = obj.resolve(vision, modality="vision")
     t_specs, t_skipped = obj.resolve(text, modality="text")
     echo_skipped(v_skipped + t_skipped)
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
-    configs = head_configs(ctx, recipe, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
-                           batch_size=batch_size, out_dim=out_dim, seed=seed)
     results, cache = workspace(results_dir, cache_dir)
     chosen = set(tasks or TASKS)
     if train:
-        ds = get_dataset(train)
-        benchmarks = [get_benchmark(name) for name in benchmark_names(evals)]
         plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=seed)
         where = f"fitted on {ds.info.name}, scored on {', '.join(b.info.name for b in benchmarks)}"
     else:
-        ds = get_dataset(dataset)
         plan = in_domain_plan(ds, chosen, explicit_tasks=bool(tasks))
         where = f"on {ds.info.name}"
     sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results,

@@ -21,11 +21,26 @@ _COMMON: list[Callable[[Callable], Callable]] = [
     click.option("--dataset", "-d", default="shapes", show_default=True, help="Dataset (as for `probe run`)."),
     results_option,
     cache_option,
-    click.option("--head", default=None, help="Compare with probing records of this head only [default: best of any]."),
-    click.option("--loss", default=None, help="Compare with probing records of this loss only [default: best of any]."),
+    click.option("--head", default=None, callback=lambda ctx, param, value: _checked(value, "head"),
+                 help="Compare with probing records of this head only [default: best of any]."),
+    click.option("--loss", default=None, callback=lambda ctx, param, value: _checked(value, "loss"),
+                 help="Compare with probing records of this loss only [default: best of any]."),
     click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0)),
     device_option("Device for feature extraction on a cache miss."),
 ]
+
+
+def _checked(value: str | None, kind: str) -> str | None:
+    """A --head / --loss filter must name a real head or loss: a typo would match no record."""
+    if value is None:
+        return None
+    if kind == "head":
+        from probe.align.heads import check_head
+
+        return check_head(value)
+    from probe.align.losses import check_loss
+
+    return check_loss(value)
 
 
 def common(fn):
@@ -81,6 +96,7 @@ def select(obj: RunContext, top, metric, vision, text, split, k, max_pairs, n_bo
     """
     from probe.cli.tables import print_table
     from probe.data import get_dataset
+    from probe.errors import ProbeError
     from probe.pipeline.runner import PairRunner, pairs
     from probe.pipeline.splits import single_split_plan
     from probe.records import keys
@@ -89,11 +105,13 @@ def select(obj: RunContext, top, metric, vision, text, split, k, max_pairs, n_bo
     from probe.select import SimilarityWork, check_metric, probing_scores, rank_agreement
 
     check_metric(metric)
+    if max_pairs < k + 2:  # CKNNA and mutual kNN need k neighbours besides the point itself
+        raise ProbeError(f"--max-pairs {max_pairs} is too few for --k {k}; give at least k + 2 = {k + 2}")
+    ds = get_dataset(dataset)
     v_specs, v_skipped = obj.resolve(vision, modality="vision")
     t_specs, t_skipped = obj.resolve(text, modality="text")
     echo_skipped(v_skipped + t_skipped)
     results, cache = workspace(results_dir, cache_dir)
-    ds = get_dataset(dataset)
     work = SimilarityWork(ds.info.name, single_split_plan(ds, split), results, _extract_options(obj, cache, workers, device),
                           k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
     items = pairs(v_specs, t_specs)

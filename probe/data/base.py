@@ -67,6 +67,8 @@ class SplitData:
     protocol: str = ""
     #: Zero-shot prompt templates per label task ("a drawing of a {}."); generic ones when absent.
     templates: dict[str, list[str]] = field(default_factory=dict)
+    #: What the reader left out, by reason ("samples without a caption": 3); records carry it.
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.caption_image = np.asarray(self.caption_image, dtype=np.int64)
@@ -83,6 +85,14 @@ class SplitData:
             digest.update(ref.fingerprint().encode())
             digest.update(b"\0")
         return digest.hexdigest()[:20]
+
+    @property
+    def caption_groups(self) -> np.ndarray:
+        """One number per caption, equal for identical texts: retrieval treats identical captions as
+        the same caption (a templated dataset repeats one text per class)."""
+        if not self.captions:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.asarray(self.captions, dtype=object).astype(str), return_inverse=True)[1].astype(np.int64)
 
     def captions_of(self, image: int) -> list[int]:
         return np.flatnonzero(self.caption_image == image).tolist()

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import tarfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +27,42 @@ import numpy as np
 from probe.data.base import DatasetInfo, FileImage, SplitData, file_identity
 from probe.errors import ProbeError
 
+log = logging.getLogger("probe.data")
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
 
-def _existing(path: str) -> Path:
+def _existing(path: str, kind: str, want: str | None = None) -> Path:
+    """``path`` as a Path; ``want`` ("file" or "folder") is what ``kind:`` must be given."""
     p = Path(path).expanduser()
     if not p.exists():
         raise ProbeError(f"dataset path {str(p)!r} does not exist")
+    if want == "file" and p.is_dir():
+        raise ProbeError(f"{kind}:{p} is a folder; {kind}: takes a file")
+    if want == "folder" and not p.is_dir():
+        raise ProbeError(f"{kind}:{p} is a file; {kind}: takes a folder")
     return p
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_bytes().decode("utf-8-sig")  # -sig: a byte-order mark is not part of the text
+    except UnicodeDecodeError as exc:
+        raise ProbeError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _text_field(where: str, row: dict, name: str, *, allow_int: bool = False) -> str | None:
+    """``row[name]`` as stripped text, None when absent or blank; any other type is refused, naming
+    the place and the field (a NaN or a list must never become a caption or a path)."""
+    value = row.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    wanted = "text or a whole number" if allow_int else "text"
+    raise ProbeError(f"{where}: field {name!r} must be {wanted}, got {type(value).__name__} {json.dumps(value)[:40]}")
 
 
 def _split_or_fail(name: str, split: str, available: dict) -> None:
@@ -67,7 +97,7 @@ def _assemble(name: str, split: str, rows: Sequence[tuple[str, str | None, str |
 
 class ImageFolderDataset:
     def __init__(self, path: str):
-        self.root = _existing(path)
+        self.root = _existing(path, "imagefolder", "folder")
         subdirs = {p.name: p for p in sorted(self.root.iterdir()) if p.is_dir()}
         split_dirs = {k: v for k, v in subdirs.items() if k in ("train", "val", "test")}
         self.split_dirs = split_dirs or {"all": self.root}
@@ -87,35 +117,62 @@ class ImageFolderDataset:
 
 class KarpathyDataset:
     def __init__(self, path: str):
-        self.file = _existing(path)
+        self.file = _existing(path, "karpathy", "file")
         try:
-            self.data = json.loads(self.file.read_text())["images"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ProbeError(f"{self.file}: not a Karpathy-split JSON (needs an 'images' list): {exc}") from None
+            data = json.loads(_read_text(self.file))
+        except json.JSONDecodeError as exc:
+            raise ProbeError(f"{self.file}: not a Karpathy-split JSON (invalid JSON: {exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise ProbeError(f"{self.file}: not a Karpathy-split JSON (needs an object with an 'images' list)")
+        self.data = [self._checked(i, image) for i, image in enumerate(data["images"])]
         kind = "COCO" if "coco" in self.file.name.lower() else "Flickr30k" if "flickr30k" in self.file.name.lower() else "Karpathy"
-        n_test = sum(1 for im in self.data if im.get("split") == "test")
+        n_test = sum(1 for im in self.data if im["split"] == "test")
         self.info = DatasetInfo(f"karpathy:{self.file}", ("train", "val", "test"),
                                 f"{kind} Karpathy split ({n_test} test images), all captions per image",
                                 "image-caption retrieval")
 
+    def _checked(self, number: int, image: object) -> dict:
+        """One entry of 'images' as {path, split, captions}, or a one-line error naming it."""
+        where = f"{self.file}: images[{number}]"
+        if not isinstance(image, dict):
+            raise ProbeError(f"{where}: expected an object with filename, split, sentences")
+        filename = _text_field(where, image, "filename")
+        if filename is None:
+            raise ProbeError(f"{where}: no 'filename'")
+        sentences = image.get("sentences", [])
+        if not isinstance(sentences, list):
+            raise ProbeError(f"{where}: 'sentences' must be a list of objects with 'raw'")
+        captions = []
+        for j, sentence in enumerate(sentences):
+            if not isinstance(sentence, dict):
+                raise ProbeError(f"{where}.sentences[{j}]: expected an object with 'raw'")
+            raw = _text_field(f"{where}.sentences[{j}]", sentence, "raw")
+            tokens = sentence.get("tokens", [])
+            if raw is None and isinstance(tokens, list) and all(isinstance(t, str) for t in tokens):
+                raw = " ".join(tokens).strip() or None
+            if raw is not None:
+                captions.append(raw)
+        split = _text_field(where, image, "split")
+        return {"path": str(self.file.parent / (_text_field(where, image, "filepath") or "") / filename),
+                "split": "train" if split == "restval" else split, "captions": captions}
+
     def load(self, split: str) -> SplitData:
         _split_or_fail(self.info.name, split, dict.fromkeys(self.info.splits))
-        rows = []
-        for image in self.data:
-            image_split = "train" if image.get("split") == "restval" else image.get("split")
-            if image_split != split:
-                continue
-            path = str(self.file.parent / image.get("filepath", "") / image["filename"])
-            for sentence in image.get("sentences", []):
-                rows.append((path, sentence.get("raw", " ".join(sentence.get("tokens", []))).strip(), None))
-        return _assemble(self.info.name, split, rows, self.info.protocol)
+        chosen = [image for image in self.data if image["split"] == split]
+        rows = [(image["path"], caption, None) for image in chosen for caption in image["captions"]]
+        data = _assemble(self.info.name, split, rows, self.info.protocol)
+        without = sum(1 for image in chosen if not image["captions"])
+        if without:  # an image with no caption cannot be a retrieval query or a training pair
+            log.warning("%s/%s: %d image(s) without a caption left out", self.info.name, split, without)
+            data.dropped = {"images without a caption": without}
+        return data
 
 
 class TableDataset:
     """CSV or JSONL of image path + caption (training pairs)."""
 
     def __init__(self, path: str, kind: str):
-        self.file = _existing(path)
+        self.file = _existing(path, kind, "file")
         self.kind = kind
         self.rows = self._read()
         splits = sorted({r["split"] for r in self.rows})
@@ -123,34 +180,38 @@ class TableDataset:
                                 "user image-caption pairs")
 
     def _read(self) -> list[dict]:
-        records: list[tuple[int, dict]] = []
-        try:
-            with self.file.open(newline="", encoding="utf-8") as handle:
-                if self.kind == "csv":
-                    reader = csv.DictReader(handle)
-                    records = [(i + 2, row) for i, row in enumerate(reader)]
-                else:
-                    for i, text in enumerate(handle, start=1):
-                        if text.strip():
-                            try:
-                                records.append((i, json.loads(text)))
-                            except json.JSONDecodeError as exc:
-                                raise ProbeError(f"{self.file}:{i}: invalid JSON: {exc.msg}") from None
-        except UnicodeDecodeError as exc:
-            raise ProbeError(f"{self.file}: not UTF-8 text ({exc.reason})") from None
+        text = _read_text(self.file)
+        records: list[tuple[int, object]] = []
+        if self.kind == "csv":
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            records = [(i + 2, row) for i, row in enumerate(reader)]
+            missing = [c for c in ("image", "caption") if c not in (reader.fieldnames or [])]
+            if records and missing:
+                raise ProbeError(f"{self.file}: no {' or '.join(repr(c) for c in missing)} column; "
+                                 f"its columns are {', '.join(reader.fieldnames or [])}")
+        else:
+            for i, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        records.append((i, json.loads(line)))
+                    except json.JSONDecodeError as exc:
+                        raise ProbeError(f"{self.file}:{i}: invalid JSON: {exc.msg}") from None
         out = []
         for number, row in records:
-            image = (row.get("image") or "").strip()
-            caption = (row.get("caption") or "").strip()
+            where = f"{self.file}:{number}"
+            if not isinstance(row, dict):
+                raise ProbeError(f"{where}: expected an object with image, caption[, split, label], "
+                                 f"got {type(row).__name__}")
+            image = _text_field(where, row, "image")
+            caption = _text_field(where, row, "caption")
             if not image:
-                raise ProbeError(f"{self.file}:{number}: row has no image path (column 'image')")
+                raise ProbeError(f"{where}: row has no image path (column 'image')")
             if not caption:
-                raise ProbeError(f"{self.file}:{number}: row has no caption (column 'caption')")
-            label = row.get("label")
+                raise ProbeError(f"{where}: row has no caption (column 'caption')")
             # a label 0 (JSONL number) is a label; only a missing or empty one means unlabelled
-            label = None if label is None or str(label).strip() == "" else str(label).strip()
+            label = _text_field(where, row, "label", allow_int=True)
             out.append({"image": str(self.file.parent / image), "caption": caption,
-                        "split": (row.get("split") or "train").strip(), "label": label})
+                        "split": _text_field(where, row, "split") or "train", "label": label})
         if not out:
             raise ProbeError(f"{self.file}: no rows; expected columns image, caption[, split, label]")
         return out
@@ -198,7 +259,7 @@ class TarImage:
 
 class WebDataset:
     def __init__(self, path: str):
-        root = _existing(path)
+        root = _existing(path, "wds")
         self.shards = sorted(root.glob("*.tar")) if root.is_dir() else [root]
         if not self.shards:
             raise ProbeError(f"no .tar shards in {root}")
@@ -208,25 +269,83 @@ class WebDataset:
     def load(self, split: str) -> SplitData:
         _split_or_fail(self.info.name, split, {"train": 1})
         rows: list[tuple[str, str | None, str | None]] = []
+        dropped: Counter[str] = Counter()
+        examples: dict[str, str] = {}
+
+        def drop(reason: str, where: str) -> None:
+            dropped[reason] += 1
+            examples.setdefault(reason, where)
+
         for shard in self.shards:
-            samples: dict[str, dict[str, str]] = defaultdict(dict)
-            try:
-                with tarfile.open(shard) as tar:
-                    for member in tar.getmembers():
-                        if not member.isfile():
-                            continue
-                        key, _, ext = member.name.rpartition(".")
-                        if "." + ext.lower() in IMAGE_SUFFIXES:
-                            samples[key]["image"] = f"{member.name}\0{member.offset_data}\0{member.size}"
-                        elif ext in ("txt", "json"):
-                            raw = tar.extractfile(member).read().decode("utf-8")  # type: ignore[union-attr]
-                            samples[key]["caption"] = json.loads(raw).get("caption", "") if ext == "json" else raw
-            except tarfile.TarError as exc:
-                raise ProbeError(f"{shard}: unreadable tar shard: {exc}") from None
-            for _key, sample in sorted(samples.items()):
-                if "image" in sample and sample.get("caption", "").strip():
+            samples, truncated = _read_shard(shard, drop)
+            if truncated:
+                drop("truncated shards (samples after the cut are lost)", str(shard))
+            for key, sample in sorted(samples.items()):
+                if "unreadable" in sample:
+                    continue
+                if "image" not in sample:
+                    drop("samples without an image", f"{shard}:{key}")
+                elif not sample.get("caption", "").strip():
+                    drop("samples without a caption", f"{shard}:{key}")
+                else:
                     rows.append((f"{shard}\0{sample['image']}", sample["caption"].strip(), None))
-        return _assemble(self.info.name, split, rows, self.info.protocol, ref_factory=_tar_image)
+        summary = "; ".join(f"{count} {reason}, e.g. {examples[reason]}" for reason, count in dropped.items())
+        if not rows and dropped:
+            raise ProbeError(f"{self.info.name}: no usable sample: {summary}")
+        if dropped:
+            log.warning("%s: %s", self.info.name, summary)
+        data = _assemble(self.info.name, split, rows, self.info.protocol, ref_factory=_tar_image)
+        data.dropped = dict(dropped)
+        return data
+
+
+def _read_shard(shard: Path, drop) -> tuple[dict[str, dict[str, str]], bool]:
+    """A shard's samples by key ({"image": listing, "caption": text}) and whether it is truncated.
+
+    A tar cut short ends, for :mod:`tarfile`, at the last header it could read, silently; a complete
+    one ends with two zero blocks after its last member. A member whose data runs past the end of
+    the file, or a missing end marker, marks the shard as truncated. A caption that is not UTF-8, or
+    a .json that is not an object with a text "caption", drops its sample (counted by ``drop``).
+    """
+    samples: dict[str, dict[str, str]] = defaultdict(dict)
+    size = shard.stat().st_size
+    end = 0
+    try:
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                end = member.offset_data + ((member.size + 511) // 512) * 512
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.rpartition(".")
+                if member.offset_data + member.size > size:
+                    break  # its data is cut off: handled as truncation below
+                if "." + ext.lower() in IMAGE_SUFFIXES:
+                    samples[key]["image"] = f"{member.name}\0{member.offset_data}\0{member.size}"
+                elif ext in ("txt", "json"):
+                    caption = _shard_caption(tar.extractfile(member).read(), ext)  # type: ignore[union-attr]
+                    if caption is None:
+                        drop(f"samples whose .{ext} caption is not UTF-8 text" + (" in a JSON object" if ext == "json" else ""),
+                             f"{shard}:{member.name}")
+                        samples[key]["unreadable"] = "1"  # counted here, not again as caption-less
+                    else:
+                        samples[key]["caption"] = caption
+    except tarfile.TarError as exc:
+        if not samples:
+            raise ProbeError(f"{shard}: unreadable tar shard ({' '.join(str(exc).split())})") from None
+        return samples, True
+    return samples, end + 1024 > size
+
+
+def _shard_caption(raw: bytes, ext: str) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+        if ext == "txt":
+            return text
+        value = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    caption = value.get("caption") if isinstance(value, dict) else None
+    return caption if isinstance(caption, str) else None
 
 
 def _tar_image(key: str) -> TarImage:

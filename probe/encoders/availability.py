@@ -106,7 +106,12 @@ def check(spec: EncoderSpec, allow_download: bool | None = None) -> Availability
     """Whether ``spec`` can be loaded here, with a one-line reason either way (its family answers,
     after the entry's own ``requires``)."""
     from probe.encoders.families import family_of
+    from probe.registry import ENV_TRUST_CODE
 
+    code = spec.runs_code
+    if code and spec.from_user_file and os.environ.get(ENV_TRUST_CODE, "").strip().lower() not in ("1", "true", "yes"):
+        return Availability(False, f"it comes from {spec.source} and {code}: pass --trust-remote-code "
+                                   f"(or set {ENV_TRUST_CODE}=1) if you trust that file")
     unmet = unmet_requirements(spec.requires)
     if unmet:
         quoted = " ".join(f"'{r}'" for r in spec.requires)

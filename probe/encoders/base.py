@@ -30,6 +30,11 @@ def pick_device(device: str | None = None) -> str:
         parsed = torch.device(device)
     except RuntimeError:
         raise ProbeError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N") from None
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ProbeError(f"device {device!r} is not available: this torch has no working Apple MPS backend; "
+                         "use --device cpu")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ProbeError(f"device {device!r} cannot run encoders; valid: cpu, cuda, cuda:N (mps on Apple machines)")
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
         raise ProbeError(f"device {device!r} is not available: torch sees {torch.cuda.device_count()} CUDA "
                          "device(s) here; use --device cpu")

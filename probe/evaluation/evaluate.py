@@ -93,7 +93,7 @@ def score_target(embedder: Any, target: Target, vision: EncoderFeatures, text: E
         texts = text.by_role.get(role)
         if texts is None:  # no captions to encode (classification benchmark)
             texts = np.zeros((0, 1), dtype=np.float32)
-        return PairedFeatures(vision.by_role[role], texts, data.caption_image)
+        return PairedFeatures(vision.by_role[role], texts, data.caption_image, data.caption_groups)
 
     zeroshot = [ZeroShotTask(task, text.prompts[target.role(f"prompts-{task}")], len(target.eval.classes[task]),
                              target.eval.labels[task]) for task in target.label_tasks]
@@ -102,3 +102,32 @@ def score_target(embedder: Any, target: Target, vision: EncoderFeatures, text: E
         compositional = (paired("compositional", target.compositional), target.compositional.swap_pairs)
     return evaluate(embedder, paired("eval", target.eval), zeroshot=zeroshot, compositional=compositional,
                     retrieval=target.retrieval, seed=seed)
+
+
+def saturated_metrics(target: Target, metrics: dict[str, float]) -> dict[str, str]:
+    """Metrics of ``target`` that cannot come out lower than perfect, with the reason.
+
+    Recall@k over at most k candidates is 1 whatever the embeddings (text->image with at most k test
+    images; image->text with at most k distinct caption texts, since identical texts count as one),
+    and so is the probing score built on R@10; zero-shot top-k over at most k class prompts is 1.
+    Such a number says nothing about the pair, so records and the report flag it.
+    """
+    from probe.metrics.retrieval import KS
+
+    data, out = target.eval, {}
+    if target.retrieval and data.captions:
+        n_images, n_texts = data.n_images, len(set(data.captions))
+        for k in KS:
+            if n_images <= k:
+                out[keys.retrieval(f"t2i_R@{k}")] = f"only {n_images} test images: every caption finds its image in the top {k}"
+            if n_texts <= k:
+                out[keys.retrieval(f"i2t_R@{k}")] = f"only {n_texts} distinct test captions: every image finds one in the top {k}"
+        reasons = [out[key] for key in (keys.retrieval("t2i_R@10"), keys.retrieval("i2t_R@10")) if key in out]
+        if reasons:
+            out[keys.PROBING_SCORE] = "; ".join(reasons)
+    for task in target.label_tasks:
+        n_classes = len(data.classes[task])
+        for k in (1, 5):
+            if n_classes <= k:
+                out[keys.zeroshot(task, k)] = f"only {n_classes} class(es) of {task!r}: top-{k} cannot miss"
+    return {key: why for key, why in out.items() if key in metrics}

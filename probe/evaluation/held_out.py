@@ -42,6 +42,7 @@ def rank_held_out(probe: Any, split: PairedFeatures) -> HeldOutRanks:
     keep = split.usable_pairs()
     images, image_ok = embed_held_out_images(probe, split.images)
     owner = split.caption_image[keep]
-    i2t, t2i = retrieval_ranks(images, probe.embed_texts(split.texts[keep]), owner)
+    groups = split.text_groups[keep] if split.text_groups is not None else None
+    i2t, t2i = retrieval_ranks(images, probe.embed_texts(split.texts[keep]), owner, text_groups=groups)
     i2t[~image_ok] = -1
     return HeldOutRanks(images, image_ok, owner, i2t, t2i)

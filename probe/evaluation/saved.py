@@ -26,7 +26,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
                 options: ExtractOptions, seed: int | None = None) -> list[SavedScore]:
     """One alignment record per benchmark for ``model`` (an :class:`~probe.align.model.AlignedModel`)."""
     from probe.align.sweep import alignment_path
-    from probe.evaluation.evaluate import score_target
+    from probe.evaluation.evaluate import saturated_metrics, score_target
     from probe.features.roles import encoder_features
     from probe.pipeline.splits import TASKS, SplitPlan, make_target
     from probe.records.schema import AlignmentRecord, encoder_ref
@@ -42,6 +42,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
         vf = encoder_features(model.vision_spec, plan, options, roles=roles)
         tf = encoder_features(model.text_spec, plan, options, roles=roles)
         metrics, intervals = score_target(model, target, vf, tf, seed=seed)
+        extra: dict[str, Any] = {"saturated": saturated} if (saturated := saturated_metrics(target, metrics)) else {}
         record = AlignmentRecord.new(
             dataset=corpus["name"], protocol=target.protocol(corpus["name"]),
             corpus=corpus, splits={"fit": corpus["split"], "val": None, "eval": target.eval.split,
@@ -49,7 +50,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             benchmark=target.reference(),
             seed=config.seed, config=config, vision=encoder_ref(model.vision_spec), text=encoder_ref(model.text_spec),
             tasks=sorted(TASKS), features={"vision": vf.keys, "text": tf.keys}, metrics=metrics, intervals=intervals,
-            interval_level=0.95, saved_model=model_path)
+            interval_level=0.95, saved_model=model_path, **extra)
         path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
                               target.benchmark)
         out.append(SavedScore(path, record, read_complete(path)))

@@ -132,6 +132,10 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     features = np.concatenate([p["features"] for p in parts]).astype(dtype)
     index = np.concatenate([p["ids"] for p in parts]).astype(np.int64)
     skipped = sorted(int(b) for p in parts for b in p["bad"])
+    if skipped:
+        log.warning("%s %s/%s: %d of %d %s could not be read and were skipped, e.g. %s (all are listed in %s)",
+                    spec.name, dataset, split, len(skipped), len(inputs), input_set, _describe(inputs[skipped[0]]),
+                    entry.meta_path)
     zero_rows = int((~features.any(axis=1)).sum())
     if zero_rows:
         # a text with no word the encoder knows (word vectors, TF-IDF) or a blank image: say how many

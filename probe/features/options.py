@@ -15,7 +15,7 @@ ON_BAD_IMAGE = ("skip", "fail")
 
 def default_cache_dir(results_dir: Path | None = None) -> Path:
     """``$PROBE_CACHE_DIR``, else ``<results>/features`` (``results/features`` by default)."""
-    if os.environ.get(ENV_CACHE):
+    if os.environ.get(ENV_CACHE, "").strip():  # set but empty counts as unset, never as the current folder
         return Path(os.environ[ENV_CACHE])
     return (results_dir if results_dir is not None else Path("results")) / "features"
 

@@ -24,6 +24,8 @@ class EncoderFeatures:
     keys: dict[str, str] = field(default_factory=dict)
     #: measured forward FLOPs per input, by role (None where unknown: cached before it was measured)
     flops_per_input: dict[str, float | None] = field(default_factory=dict)
+    #: inputs the encoder could not read (missing or corrupt images), by role; absent when none
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions,
@@ -57,6 +59,8 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
         out.by_role[role] = fs.dense(data.n_images if spec.modality == "vision" else len(data.captions))
         out.keys[role] = fs.path.name
         out.flops_per_input[role] = fs.meta.get("flops_per_input")
+        if fs.meta.get("skipped"):
+            out.skipped[role] = len(fs.meta["skipped"])
     if spec.modality == "text" and with_prompts:
         for target in plan.targets:
             for task in target.label_tasks:

@@ -46,8 +46,8 @@ def recall_at_k(scores, positives, ks: Sequence[int] = KS) -> dict[int, float]:
     return recall_from_ranks(ranks_of_best_positive(scores, positives), ks)
 
 
-def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k: int = max(KS)
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k: int = max(KS),
+                    text_groups=None) -> tuple[np.ndarray, np.ndarray]:
     """Ranks of the best positive for every image query (i2t) and every caption query (t2i).
 
     ``image_emb`` [Ni, d] and ``text_emb`` [Nt, d] are compared by dot product (normalise first for
@@ -56,12 +56,21 @@ def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k
     every image's running top list of captions, deep enough (``max_k`` + most captions of one
     image) that i2t ranks below ``max_k`` are exact; larger i2t ranks are reported as that depth.
     Images without captions get -1.
+
+    ``text_groups[j]`` (optional) numbers caption texts, equal for identical texts. Identical texts
+    are interchangeable: a caption whose text equals one of image ``i``'s captions is a positive for
+    ``i``, and a caption query is answered by every image that has that exact text. Without this, a
+    templated dataset (one caption text per class) scores i2t R@k = 0, since the duplicates of the
+    right caption tie with it and ties count against the query.
     """
     import torch
 
     images, texts = _tensor(image_emb), _tensor(text_emb)
     owner = torch.as_tensor(np.asarray(caption_image), dtype=torch.long)
     n_images, n_texts = images.shape[0], texts.shape[0]
+    shared = _SharedTexts(owner, text_groups, n_images) if text_groups is not None else None
+    if shared is not None and not shared.any:
+        shared = None  # no text is shared between images: the plain path gives the same ranks
     per_image = torch.bincount(owner, minlength=n_images)
     depth = min(n_texts, max_k + int(per_image.max()) if n_texts else 0)
     top_values = torch.full((n_images, depth), float("-inf"))
@@ -71,19 +80,73 @@ def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k
         for start in range(0, n_texts, chunk):
             stop = min(start + chunk, n_texts)
             scores = images @ texts[start:stop].T  # [Ni, c]: the only matmul
-            own = scores.gather(0, owner[None, start:stop]).squeeze(0)
-            t2i[start:stop] = ((scores >= own[None, :]).sum(dim=0) - 1).numpy()
+            if shared is None:
+                own = scores.gather(0, owner[None, start:stop]).squeeze(0)
+                t2i[start:stop] = ((scores >= own[None, :]).sum(dim=0) - 1).numpy()
+            else:
+                t2i[start:stop] = shared.caption_ranks(scores, start, stop)
             values, index = scores.topk(min(depth, stop - start), dim=1)
             merged_values = torch.cat([top_values, values], dim=1)
             merged_index = torch.cat([top_index, index + start], dim=1)
             top_values, keep = merged_values.topk(depth, dim=1)
             top_index = merged_index.gather(1, keep)
-        positive = (owner[top_index.clamp(min=0)] == torch.arange(n_images)[:, None]) & (top_index >= 0)
+        if shared is None:
+            positive = (owner[top_index.clamp(min=0)] == torch.arange(n_images)[:, None]) & (top_index >= 0)
+        else:
+            positive = shared.is_positive(top_index) & (top_index >= 0)
         best = top_values.masked_fill(~positive, float("-inf")).amax(dim=1, keepdim=True)
         rank = ((top_values >= best) & ~positive).sum(dim=1)
         rank = torch.where(positive.any(dim=1), rank, depth)  # best positive below the list: rank >= depth
         i2t = torch.where(per_image > 0, rank, -1).numpy()
     return i2t, t2i
+
+
+class _SharedTexts:
+    """Which (image, caption) pairs are positives when identical caption texts are interchangeable.
+
+    An image's positives are the captions whose text group is among its own captions' groups; held
+    as sorted ``image * groups + group`` keys, so membership is one ``isin``. A caption's positive
+    images are the images of its group, kept per group in CSR form for the vectorised t2i ranks.
+    """
+
+    def __init__(self, owner, text_groups, n_images: int):
+        import torch
+
+        self.group = torch.as_tensor(np.asarray(text_groups), dtype=torch.long)
+        self.n_groups = int(self.group.max()) + 1 if len(self.group) else 1
+        self.keys = torch.unique(owner * self.n_groups + self.group)  # sorted (image, group) memberships
+        group_of_key, image_of_key = self.keys % self.n_groups, self.keys // self.n_groups
+        order = torch.argsort(group_of_key, stable=True)
+        self.group_images = image_of_key[order]  # images of group 0, then of group 1, ...
+        counts = torch.bincount(group_of_key, minlength=self.n_groups)
+        self.starts = torch.cumsum(counts, 0) - counts
+        self.counts = counts
+        self.any = bool((counts > 1).any())
+
+    def is_positive(self, caption_index):
+        """``caption_index`` [Ni, depth] (per image row) -> bool: that caption's text is one of the row image's."""
+        import torch
+
+        rows = torch.arange(caption_index.shape[0])[:, None]
+        keys = rows * self.n_groups + self.group[caption_index.clamp(min=0)]
+        return torch.isin(keys, self.keys)
+
+    def caption_ranks(self, scores, start: int, stop: int) -> np.ndarray:
+        """t2i ranks of captions ``start:stop`` from their [Ni, c] scores: negatives scoring at least
+        the best image that has the caption's text."""
+        import torch
+
+        groups = self.group[start:stop]
+        counts = self.counts[groups]
+        column = torch.repeat_interleave(torch.arange(stop - start), counts)
+        offset = torch.arange(len(column)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        image = self.group_images[self.starts[groups][column] + offset]
+        positive_scores = scores[image, column]
+        best = torch.full((stop - start,), float("-inf")).scatter_reduce(0, column, positive_scores, "amax")
+        at_least = (scores >= best[None, :]).sum(dim=0)
+        positives_at_least = torch.zeros(stop - start, dtype=torch.long).index_add(
+            0, column, (positive_scores >= best[column]).long())
+        return (at_least - positives_at_least).numpy()
 
 
 def retrieval_metrics(image_emb, text_emb, caption_image, ks: Sequence[int] = KS) -> dict[str, float]:

@@ -37,4 +37,10 @@ def _v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(record: dict[str, Any]) -> dict[str, Any]:
+    """v3 adds ``dropped`` (what each split lost, by reason) and ``saturated`` (metrics that cannot
+    miss) to alignment records. A v2 record did not say, so both stay absent (unknown)."""
+    return dict(record)
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from probe.align.config import ProbeConfig
 
 #: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Fields that legitimately differ between two identical runs.
 VOLATILE = ("created", "timing")
 Status = Literal["ok", "failed"]
@@ -184,6 +184,12 @@ class AlignmentRecord(Scored):
     #: the saved aligned model (heads + both encoders' entries), relative to the results folder
     saved_model: str | None = None
     cost: Cost | None = None
+    #: what was left out of each split role, by reason: items its reader dropped (a sample without a
+    #: caption, a truncated shard) and images the vision encoder could not read; absent when nothing was
+    dropped: dict[str, dict[str, int]] | None = None
+    #: metrics that cannot come out lower than perfect on this benchmark (fewer candidates than k, one
+    #: class), with the reason; the report flags them
+    saturated: dict[str, str] | None = None
 
 
 class SimilarityConfig(Strict):

@@ -31,7 +31,7 @@ class Stored:
 
 
 def default_results_dir() -> Path:
-    return Path(os.environ.get(ENV_RESULTS, "results"))
+    return Path(os.environ.get(ENV_RESULTS, "").strip() or "results")  # set but empty counts as unset
 
 
 def _safe(text: str) -> str:
@@ -60,7 +60,8 @@ def migrate(data: dict[str, Any], where: str) -> dict[str, Any]:
 
     version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise ProbeError(f"result record {where} has no integer schema_version ({version!r}); it is not a probe record")
+        raise DamagedRecordError(f"result record {where} has no integer schema_version ({version!r}); "
+                                 "it is not a probe record")
     readable = str(SCHEMA_VERSION) if OLDEST_READABLE == SCHEMA_VERSION else f"{OLDEST_READABLE} to {SCHEMA_VERSION}"
     if version > SCHEMA_VERSION:
         raise ProbeError(f"result record {where} has schema_version {version}; this probe reads {readable} "
@@ -81,14 +82,14 @@ def parse_record(data: Any, where: str) -> Any:
     from probe.records.schema import Record
 
     if not isinstance(data, dict):
-        raise ProbeError(f"result record {where} is not a JSON object")
+        raise DamagedRecordError(f"result record {where} is not a JSON object")
     data = migrate(data, where)
     try:
         return TypeAdapter(Record).validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "record"
-        raise ProbeError(f"result record {where} is malformed: {field}: {first['msg']} "
+        raise DamagedRecordError(f"result record {where} is malformed: {field}: {first['msg']} "
                          f"({exc.error_count()} problem(s))") from None
 
 
@@ -96,8 +97,10 @@ def read_record(path: Path) -> Any:
     """One typed record; a file that cannot be read, decoded, migrated or validated is a ProbeError."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError covers JSON and UTF-8 decoding errors
+    except OSError as exc:
         raise ProbeError(f"cannot read result record {path}: {exc}") from None
+    except ValueError as exc:  # JSON and UTF-8 decoding errors: the file's bytes are bad
+        raise DamagedRecordError(f"cannot read result record {path}: {exc}") from None
     return parse_record(data, str(path))
 
 
@@ -117,14 +120,37 @@ def is_complete(path: Path) -> bool:
     return read_complete(path) is not None
 
 
+class DamagedRecordError(ProbeError):
+    """A record file whose bytes are not a valid record (not UTF-8 or JSON, wrong shape, failing
+    validation), as opposed to a valid record from another probe version."""
+
+
+def quarantine(path: Path, root: Path) -> Path | None:
+    """Move a damaged record out of ``root/records`` into ``root/quarantine/records`` (same relative
+    path, numbered if taken), so later reads stop tripping on it and nothing is deleted; None when
+    it cannot be moved (a read-only results folder)."""
+    try:
+        target = root / "quarantine" / path.relative_to(root)
+        stem, n = target, 1
+        while target.exists():
+            target = stem.with_name(f"{stem.stem}.{n}{stem.suffix}")
+            n += 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    except (OSError, ValueError):
+        return None
+    return target
+
+
 #: unreadable record files named one by one in the warning before the rest are only counted
 NAMED_BAD_RECORDS = 5
 
 
 def iter_records(results_dir: Path | str | None = None, kind: str | None = None) -> list[Stored]:
     """Every readable record (of one kind) under ``results_dir``, with its path; empty when none exists
-    yet. A file that cannot be read as a record (not UTF-8, not JSON, wrong shape, from a newer probe)
-    is skipped with a warning naming it, so one bad file never hides every record after it."""
+    yet. One bad file never hides every record after it: a damaged one (not UTF-8, not JSON, wrong
+    shape) is moved aside into ``<results>/quarantine/`` and named in a warning; a valid record this
+    probe cannot read (another schema version) stays where it is and is named too."""
     import logging
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
@@ -133,6 +159,9 @@ def iter_records(results_dir: Path | str | None = None, kind: str | None = None)
     for path in sorted(base.rglob("*.json")):
         try:
             out.append(Stored(path, read_record(path)))
+        except DamagedRecordError as exc:
+            moved = quarantine(path, root)
+            bad.append(f"{exc}; moved aside to {moved}" if moved else str(exc))
         except ProbeError as exc:
             bad.append(str(exc))
     if bad:

@@ -53,6 +53,7 @@ def flatten(stored: Stored) -> dict[str, Any]:
     for key, (lo, hi) in (getattr(record, "intervals", None) or {}).items():
         lo_key, hi_key = keys.interval_bounds(key)
         row[lo_key], row[hi_key] = lo, hi
+    row["saturated"] = dict(getattr(record, "saturated", None) or {})
     row["path"] = str(stored.path)
     return row
 

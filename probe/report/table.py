@@ -76,6 +76,10 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
         row[keys.VISION_KNN20] = _correlate(correlates, r, r.vision.name, keys.VISION_KNN20)
         row[keys.TEXT_SCORE] = _correlate(correlates, r, r.text.name, keys.TEXT_SCORE)
         row |= similarity.get((r.dataset, r.vision.name, r.text.name), {})
+        row["saturated"] = dict(r.saturated or {})
+        top1_keys = [key for key in r.metrics if keys.is_zeroshot_top1(key)]
+        if top1_keys and all(key in row["saturated"] for key in top1_keys):
+            row["saturated"][keys.ZEROSHOT_MEAN_TOP1] = row["saturated"][top1_keys[0]]
         row["params_m"] = r.vision.params_m + r.text.params_m
         if r.cost is not None:
             extraction = [f for f in r.cost.extraction_flops.values() if f is not None]
@@ -87,7 +91,8 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
                                         "loader": r.vision.loader},
                              "text": {"weights": r.text.weights, "revision": r.text.revision, "loader": r.text.loader},
                              "splits": r.splits, "protocol": r.protocol, "corpus": r.corpus.model_dump(),
-                             "benchmark": r.benchmark.model_dump(), "record": str(stored.path)}
+                             "benchmark": r.benchmark.model_dump(), "dropped": r.dropped,
+                             "record": str(stored.path)}
         rows.append(row)
     # by each benchmark's primary score (probing score, else zero-shot top-1, else Winoground group)
     rows.sort(key=lambda row: -(keys.primary(row) or ("", float("-inf")))[1])
@@ -98,4 +103,6 @@ def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for CSV / JSON: the table's columns (every metric of the records) plus control flags."""
     columns = [k for k, _, _ in COLUMNS]
     extra = sorted({k for row in rows for k in row if "/" in k and k not in columns})
-    return [{k: row.get(k) for k in [*columns, *extra, "vision_control", "text_control"]} for row in rows]
+    return [{k: row.get(k) for k in [*columns, *extra, "vision_control", "text_control"]}
+            | {"saturated": "; ".join(f"{k}: {why}" for k, why in row.get("saturated", {}).items()) or None}
+            for row in rows]

@@ -30,15 +30,48 @@ def read_recipe(path: str) -> dict[str, Any]:
     from probe.align.config import ProbeConfig
 
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProbeError(f"cannot read recipe {path}: not UTF-8 text ({exc.reason})") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ProbeError(f"cannot read recipe {path}: {exc}") from None
     values = data.get("values", {})
+    if not isinstance(values, dict):
+        raise ProbeError(f"{path}: 'values' must be a table ([values]) of settings")
     known = {f.name for f in fields(ProbeConfig)} - {"recipe", "seed"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ProbeError(f"{path}: unknown setting {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+    defaults = ProbeConfig().to_dict()
+    for name, value in values.items():
+        wanted = _kind_of(defaults[name])
+        if not _is_kind(value, wanted):
+            raise ProbeError(f"{path}: {name} = {value!r} must be {wanted}")
     return {"description": data.get("description", ""), "source": data.get("source", ""), "values": values}
+
+
+def _kind_of(default: Any) -> str:
+    """What a setting takes, from its default: a bool, a whole number, a number (int or float; None
+    defaults are optional numbers) or text."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float) or default is None:
+        return "a number"
+    return "text"
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "true or false":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "a whole number":
+        return isinstance(value, int)
+    if kind == "a number":
+        return isinstance(value, (int, float))
+    return isinstance(value, str)
 
 
 def recipe_values(name: str) -> dict[str, Any]:
