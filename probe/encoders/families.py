@@ -28,6 +28,7 @@ FAMILY_MODULES = {
     "baseline": "probe.encoders.baselines",
     "onnx": "probe.encoders.onnx_encoder",
     "word-vectors": "probe.encoders.word_vectors",
+    "aim-v1": "probe.encoders.aim_encoder",
 }
 #: Poolings shared by the families that see token sequences (see :mod:`probe.encoders.pooling`).
 TOKEN_POOLINGS = {"vision": ("cls", "mean", "cls+mean"), "text": ("mean", "cls", "last")}
