@@ -132,3 +132,30 @@ def test_broken_or_unloadable_models_are_one_line_errors(fitted, run_cli, tmp_pa
     with pytest.raises(ProbeError, match="'dinov2/vit-s14' cannot be loaded here"):
         AlignedModel.load(elsewhere, device="cpu").encode_image([Path("unused.png")])
     assert_one_line_error(run_cli("eval", "--model", str(folder), "--eval", "imagenet"), "unknown benchmark 'imagenet'")
+
+
+def test_a_saved_tfidf_pair_encodes_new_text_as_its_run_did(run_cli, tmp_path):
+    """TF-IDF is fitted on the training captions: its vocabulary, IDF weights and projection are saved
+    with the heads (no pickle), so encode_text reproduces the cached features -> heads, also after export."""
+    from probe.align.model import AlignedModel
+    from probe.data import get_dataset
+    from probe.features import ExtractOptions, split_features
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    ran = run_cli("run", "--vision", "test/tiny-vit", "--text", "baseline/tfidf-svd-256", "--epochs", "1",
+                  "--task", "retrieval", "--results", str(results), "--cache-dir", str(cache))
+    assert ran.returncode == 0, ran.stderr
+    (record_path,) = (results / "records" / "alignment").rglob("*.json")
+    folder = results / json.loads(record_path.read_text())["saved_model"]
+    assert sorted(p.name for p in folder.iterdir()) == ["aligned.json", "heads.safetensors", "tfidf.json",
+                                                        "tfidf.safetensors"]
+    train, test = get_dataset("shapes").load("train"), get_dataset("shapes").load("test")
+    for path in (folder, AlignedModel.load(folder).export(tmp_path / "exported", folder)):
+        model = AlignedModel.load(path, device="cpu")
+        cached = split_features(model.text_spec, test, ExtractOptions(cache_dir=cache, progress=False),
+                                fit_data=train).features[:12]
+        np.testing.assert_allclose(model.encode_text(test.captions[:12]), model.embed_text_features(cached),
+                                   atol=1e-5)
+    (folder / "tfidf.safetensors").write_bytes(b"truncated")
+    with pytest.raises(ProbeError, match=r"tfidf\.safetensors is missing or does not match the checksum"):
+        AlignedModel.load(folder)

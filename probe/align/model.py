@@ -26,9 +26,10 @@ HEADS_FILE, CONFIG_FILE = "heads.safetensors", "aligned.json"
 
 
 def save_aligned(folder: Path, probe: Any, vision: EncoderSpec, text: EncoderSpec, dims: tuple[int, int],
-                 corpus: dict[str, Any]) -> Path:
+                 corpus: dict[str, Any], fitted_text: Any = None) -> Path:
     """Write a fitted probe's heads and everything needed to rebuild the pair; atomic per file,
-    ``aligned.json`` last, so a folder with that file is complete."""
+    ``aligned.json`` last, so a folder with that file is complete. ``fitted_text`` is a text encoder
+    fitted on the corpus (TF-IDF): its state is saved too, so ``encode_text`` works on new texts."""
     from safetensors.torch import save
 
     from probe import __version__
@@ -40,10 +41,12 @@ def save_aligned(folder: Path, probe: Any, vision: EncoderSpec, text: EncoderSpe
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_open(folder / HEADS_FILE, "wb") as handle:
         handle.write(save(state))
+    state_files = fitted_text.save_state(folder) if fitted_text is not None else []
     write_json(folder / CONFIG_FILE, {
         "format_version": FORMAT_VERSION, "probe_version": __version__, "config": probe.config.to_dict(),
         "vision": vision.to_dict(), "text": text.to_dict(), "dims": {"vision": dims[0], "text": dims[1]},
-        "corpus": corpus, "heads_sha256": sha256_file(folder / HEADS_FILE)})
+        "corpus": corpus, "heads_sha256": sha256_file(folder / HEADS_FILE),
+        "text_state": {name: sha256_file(folder / name) for name in state_files}})
     return folder
 
 
@@ -56,6 +59,7 @@ class AlignedModel:
         self.vision_head, self.text_head, self.loss = heads["vision"], heads["text"], heads["loss"]
         self.device, self.allow_download = device, allow_download
         self._encoders: dict[str, Any] = {}
+        self.folder: Path | None = None  # where it was loaded from (a fitted text encoder's state is there)
 
     # --- loading and saving ------------------------------------------------------------------------
     @classmethod
@@ -105,7 +109,13 @@ class AlignedModel:
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
                                    strict=True)
             module.eval()
-        return cls(vision, text, config, heads, meta, device, allow_download)
+        for name, digest in meta.get("text_state", {}).items():
+            if not (folder / name).is_file() or sha256_file(folder / name) != digest:
+                raise ProbeError(f"{folder / name} is missing or does not match the checksum in {CONFIG_FILE} "
+                                 "(truncated or replaced); save the model again")
+        model = cls(vision, text, config, heads, meta, device, allow_download)
+        model.folder = folder
+        return model
 
     def export(self, out: str | Path, source: str | Path) -> Path:
         """Copy the saved folder ``source`` to ``out`` (a folder of its own, loadable anywhere)."""
@@ -113,7 +123,7 @@ class AlignedModel:
         if out.exists() and any(out.iterdir()):
             raise ProbeError(f"{out} exists and is not empty; choose a new folder")
         out.mkdir(parents=True, exist_ok=True)
-        for name in (HEADS_FILE, CONFIG_FILE):  # config last: a folder with it is complete
+        for name in (HEADS_FILE, *self.meta.get("text_state", {}), CONFIG_FILE):  # config last: then complete
             shutil.copy2(Path(source) / name, out / name)
         return out
 
@@ -144,10 +154,14 @@ class AlignedModel:
 
         if modality not in self._encoders:
             spec = self.vision_spec if modality == "vision" else self.text_spec
+            encoder: Any = load_encoder(spec, device=self.device, allow_download=self.allow_download)
             if family_of(spec).fitted_on_corpus(spec):
-                raise ProbeError(f"model {spec.name!r} is fitted on its training captions and is not saved with the "
-                                 "heads; encode features with it yourself and use embed_text_features")
-            self._encoders[modality] = load_encoder(spec, device=self.device, allow_download=self.allow_download)
+                if not self.meta.get("text_state"):
+                    raise ProbeError(f"model {spec.name!r} is fitted on its training captions, and this saved model "
+                                     "predates saving that state; encode features yourself and use embed_text_features")
+                assert self.folder is not None
+                encoder.load_state(self.folder)
+            self._encoders[modality] = encoder
         return self._encoders[modality]
 
     def encode_image(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:

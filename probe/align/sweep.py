@@ -55,6 +55,7 @@ class AlignmentSweep:
     save_models: bool = True
     label: str = "alignment"
     _warned: set[str] = field(default_factory=set)  # benchmarks whose saturated metrics were announced
+    _fitted: dict[str, Any] = field(default_factory=dict)  # corpus-fitted text encoders, by entry name
 
     def units(self, item: Item) -> Sequence[Unit]:
         return [(config, target.key) for config in self.configs for target in self.plan.targets]
@@ -174,8 +175,22 @@ class AlignmentSweep:
         folder = model_folder(self.results_dir, self.dataset_name, vision.name, text.name,
                               f"{probe.config.tag}-seed{probe.config.seed}")
         save_aligned(folder, probe, vision, text, (vf.by_role["fit"].shape[1], tf.by_role["fit"].shape[1]),
-                     self.corpus)
+                     self.corpus, fitted_text=self._fitted_text(text))
         return str(folder.relative_to(self.results_dir))
+
+    def _fitted_text(self, spec: EncoderSpec) -> Any:
+        """A text encoder fitted on the corpus (TF-IDF), fitted again here once per sweep for saving:
+        its features may all have come from the cache, and the fit is deterministic, so this one
+        encodes exactly as the one that made them."""
+        from probe.encoders import load_encoder
+        from probe.features import fitted_on_corpus
+
+        if not fitted_on_corpus(spec):
+            return None
+        if spec.name not in self._fitted:
+            encoder: Any = load_encoder(spec, device="cpu", allow_download=self.options.allow_download)
+            self._fitted[spec.name] = encoder.fit(self.plan.fit.captions)
+        return self._fitted[spec.name]
 
     def describe(self, item: Item, unit: Unit, record: Any) -> str:
         (vision, text), (config, key) = item, unit

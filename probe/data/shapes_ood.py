@@ -13,8 +13,8 @@ from probe.data.base import DatasetInfo, SplitData
 from probe.data.shapes import Scene, SceneWords, Style, Variant, draw_scene
 from probe.data.shapes import make_split as make_shapes_split
 
-GENERATOR_VERSION = "shapes-ood-1"
-SPLIT_SIZES = {"test": 150, "winoground": 80}
+GENERATOR_VERSION = "shapes-ood-2"
+SPLIT_SIZES = {"test": 450, "winoground": 240}  # enough for colour and swap-pair intervals to separate encoders
 SPLIT_IDS = {"test": 103, "winoground": 104}  # a seed space of its own: no scene repeats one of shapes'
 BACKGROUNDS = {"dark grey": (85, 85, 90), "lavender": (200, 185, 230), "peach": (245, 200, 160),
                "teal": (60, 140, 140), "cream": (245, 240, 210), "olive": (130, 135, 70)}
@@ -24,8 +24,8 @@ STYLE = Style(tuple(BACKGROUNDS.values()), FILLS, block_noise=26.0, pixel_noise=
 INFO = DatasetInfo(
     name="shapes-ood",
     splits=tuple(SPLIT_SIZES),
-    protocol="probe shapes-ood v1 (procedural; 150 test images, 5 captions each; zero-shot on single-object "
-             "scenes; 40 swap pairs); other palettes, fills, scales, phrasings and prompts than shapes",
+    protocol="probe shapes-ood v2 (procedural; 450 test images, 5 captions each; zero-shot on single-object "
+             "scenes; 120 swap pairs); other palettes, fills, scales, phrasings and prompts than shapes",
     description="the shapes classes drawn another way: a zero-shot transfer benchmark for heads fitted on shapes",
 )
 

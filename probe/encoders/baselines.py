@@ -17,6 +17,7 @@ from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     import numpy as np
     import torch
@@ -59,6 +60,44 @@ class TfidfSvdEncoder(TextEncoder):
         self._pipeline = make_pipeline(vectorizer, svd).fit(list(texts))
         return self
 
+    #: files :meth:`save_state` writes: the vocabulary and settings (JSON), the IDF weights and the
+    #: SVD components (safetensors); plain data, no pickle, so a saved model is safe to load
+    STATE_FILES = ("tfidf.json", "tfidf.safetensors")
+
+    def save_state(self, folder: Path) -> list[str]:
+        """Write the fitted vectoriser and projection into ``folder``; the file names written."""
+        import numpy as np
+        from safetensors.numpy import save
+
+        from probe.io import atomic_open, write_json
+
+        if self._pipeline is None:
+            raise ProbeError(f"model {self.spec.name!r} must be fitted before its state can be saved")
+        vectorizer, svd = self._pipeline.steps[0][1], self._pipeline.steps[1][1]
+        with atomic_open(folder / self.STATE_FILES[1], "wb") as handle:
+            handle.write(save({"idf": np.ascontiguousarray(vectorizer.idf_, dtype=np.float64),
+                               "components": np.ascontiguousarray(svd.components_, dtype=np.float64)}))
+        write_json(folder / self.STATE_FILES[0], {
+            "ngram_range": list(vectorizer.ngram_range), "sublinear_tf": vectorizer.sublinear_tf,
+            "vocabulary": {term: int(index) for term, index in vectorizer.vocabulary_.items()}})
+        return list(self.STATE_FILES)
+
+    def load_state(self, folder: Path) -> TfidfSvdEncoder:
+        """The state :meth:`save_state` wrote: encodes exactly as the fitted encoder did."""
+        import json
+
+        from safetensors.numpy import load_file
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        settings = json.loads((folder / self.STATE_FILES[0]).read_text(encoding="utf-8"))
+        arrays = load_file(str(folder / self.STATE_FILES[1]))
+        vectorizer = TfidfVectorizer(ngram_range=tuple(settings["ngram_range"]), sublinear_tf=settings["sublinear_tf"],
+                                     vocabulary=settings["vocabulary"])
+        vectorizer.idf_ = arrays["idf"]
+        components = arrays["components"]
+        self._pipeline = _Projected(vectorizer, components)
+        return self
+
     def encode(self, batch: Sequence[str]) -> np.ndarray:
         import numpy as np
 
@@ -68,6 +107,17 @@ class TfidfSvdEncoder(TextEncoder):
         out = np.zeros((len(batch), self.spec.embed_dim), dtype=np.float32)
         out[:, : reduced.shape[1]] = reduced
         return self._check_dim(out)
+
+
+class _Projected:
+    """A restored TF-IDF vectoriser followed by its SVD projection (what TruncatedSVD.transform does)."""
+
+    def __init__(self, vectorizer: Any, components: np.ndarray):
+        self.vectorizer, self.components_ = vectorizer, components
+        self.steps = [("tfidfvectorizer", vectorizer), ("projection", self)]
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        return self.vectorizer.transform(texts) @ self.components_.T
 
 
 class RandomBertEncoder(TextEncoder):
