@@ -122,3 +122,41 @@ def test_bad_dataset_inputs_are_clear(tmp_path):
         get_dataset(f"csv:{tmp_path / 'empty.csv'}")
     with pytest.raises(ProbeError, match="has no split 'test2'"):
         get_dataset("shapes").load("test2")
+
+
+def test_img2dataset_output_reads_as_a_webdataset_corpus(tmp_path):
+    """CC3M / CC12M as img2dataset writes them: NNNNN.tar shards of key.jpg + key.txt + key.json (with
+    url, caption, status ...), an NNNNN_stats.json and NNNNN.parquet beside each, failed rows absent."""
+    import io
+    import json
+    import tarfile
+
+    from PIL import Image
+
+    from probe.data import get_dataset
+
+    def jpeg(colour) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 30), colour).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    captions = {"000000000": "a red bus on a street", "000000002": "a dog asleep on a sofa",
+                "000010001": "two people hiking in the snow"}
+    for shard in ("00000", "00001"):
+        with tarfile.open(tmp_path / f"{shard}.tar", "w") as tar:
+            for key, caption in captions.items():
+                if not key.startswith("0000" + shard[-1]):
+                    continue
+                meta = {"url": f"https://example.org/{key}.jpg", "caption": caption, "key": key, "status": "success",
+                        "error_message": None, "width": 40, "height": 30, "original_width": 400,
+                        "original_height": 300, "exif": "{}", "sha256": "0" * 64}
+                for ext, payload in (("jpg", jpeg((200, 30, 30))), ("txt", caption.encode()),
+                                     ("json", json.dumps(meta).encode())):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        (tmp_path / f"{shard}_stats.json").write_text(json.dumps({"count": 3, "successes": 2}))
+        (tmp_path / f"{shard}.parquet").write_bytes(b"PAR1")
+    data = get_dataset(f"wds:{tmp_path}").load("train")
+    assert data.captions == list(captions.values()) and data.n_images == 3 and data.dropped == {}
+    assert data.images[0].load().size == (40, 30)

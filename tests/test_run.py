@@ -94,17 +94,40 @@ def test_interrupted_run_resumes(tmp_path, cache):
     assert len(after) == 4 and all(after[name] == record for name, record in before.items())
 
 
+BROKEN = ('[[model]]\nname = "mine/broken-vit"\nmodality = "vision"\nloader = "timm"\narch = "vit_tiny_patch16_224"\n'
+          'weights = "{weights}"\npooling = "cls"\nimage_size = 32\nmean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n'
+          'embed_dim = 192\nparams_m = 5.7\nobjective = "ssl"\nlicense = "x"\nreference = "x"\n')
+
+
 def test_failures_are_recorded_and_the_sweep_goes_on(run_cli, tmp_path, cache):
+    """An entry that passes the up-front check but fails to load (a corrupt checkpoint) becomes a
+    failure record; the other pairs are written."""
     out = tmp_path / "r"
-    result = run_cli("run", "--vision", "test/tiny-vit", "--vision", "dinov2/vit-s14", "--text", "test/tiny-bert",
-                     "--epochs", "2", "--results", str(out), env={"PROBE_CACHE_DIR": str(cache)})
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    (tmp_path / "mine.toml").write_text(BROKEN.format(weights=tmp_path / "garbage.pth"))
+    result = run_cli("--registry", str(tmp_path / "mine.toml"), "run", "--vision", "test/tiny-vit",
+                     "--vision", "mine/broken-vit", "--text", "test/tiny-bert", "--epochs", "2", "--results", str(out),
+                     env={"PROBE_CACHE_DIR": str(cache)})
     assert result.returncode == 1
     assert "1 written, 1 failed" in result.stderr
     by_vision = {r["vision"]["name"]: r for r in records(out).values()}
     assert by_vision["test/tiny-vit"]["status"] == "ok"
-    failed = by_vision["dinov2/vit-s14"]
-    assert failed["status"] == "failed" and "cannot be loaded here" in failed["error"]
+    failed = by_vision["mine/broken-vit"]
+    assert failed["status"] == "failed" and "features of mine/broken-vit failed" in failed["error"]
     assert "metrics" not in failed
+
+
+def test_a_named_model_that_cannot_load_is_refused_before_any_work(run_cli, tmp_path):
+    out = tmp_path / "r"
+    result = run_cli("run", "--vision", "test/tiny-vit", "--vision", "dinov2/vit-s14", "--text", "test/tiny-bert",
+                     "--results", str(out))
+    assert_one_line_error(result, "model 'dinov2/vit-s14' cannot be loaded here", "--allow-download")
+    assert not (out / "records").exists() and not (out / "features").exists()
+    # a pattern reaching available and unavailable entries runs the available ones and names the rest once
+    pattern = run_cli("select", "--vision", "test/tiny-vit", "--vision", "dinov2/*", "--text", "test/tiny-bert",
+                      "--results", str(out), "--max-pairs", "20", "--k", "3", "--n-boot", "0")
+    assert pattern.returncode == 0, pattern.stderr
+    assert pattern.stderr.count("dinov2/vit-s14") == 1 and "test/tiny-vit" in pattern.stdout
 
 
 def test_run_bad_input_is_one_line(run_cli, tmp_path):

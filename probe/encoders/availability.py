@@ -122,14 +122,22 @@ def check(spec: EncoderSpec, allow_download: bool | None = None) -> Availability
 
 def resolve_models(registry: Any, patterns: Sequence[str], modality: str | None = None,
                    allow_download: bool | None = None) -> tuple[list[EncoderSpec], list[EncoderSpec]]:
-    """``(to_use, skipped)``: specs matching ``patterns``; entries reached only through ``all`` whose
-    weights are not on this machine are skipped (and reported by the caller), never silently dropped.
+    """``(to_use, skipped)``: specs matching ``patterns``, checked before any work starts.
 
-    Entries named explicitly stay in ``to_use`` even when unavailable, so the caller fails or
-    records a failure for them with the reason.
+    An entry named exactly that cannot load here is an :class:`UnavailableError` with the reason (the
+    user asked for it; finding out after an hour of other pairs helps nobody). Entries reached through
+    ``all`` or a shell pattern whose weights are not here are skipped and returned, for the caller to
+    name once, never silently dropped.
     """
+    from probe.errors import UnavailableError
+
     specs = registry.list(patterns, modality=modality, strict=True)
     skipped = []
-    if "all" in patterns:
-        skipped = [s for s in specs if s.name not in patterns and not check(s, allow_download).ok]
+    for spec in specs:
+        status = check(spec, allow_download)
+        if status.ok:
+            continue
+        if spec.name in patterns:
+            raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
+        skipped.append(spec)
     return [s for s in specs if s not in skipped], skipped
