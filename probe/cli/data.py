@@ -67,25 +67,38 @@ def data() -> None:
 @click.option("--source", type=click.Path(file_okay=False), default=None,
               help="Where the source is, if not where its package installs it (one NAME only).")
 @click.option("--force", is_flag=True, help="Rebuild even if a matching build is there.")
-def data_get(names: tuple[str, ...], source: str | None, force: bool) -> None:
+@click.pass_obj
+def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force: bool) -> None:
     """Build dataset recipes into $PROBE_HOME/datasets/NAME: standard formats (Karpathy JSON or
     clip_benchmark webdataset shards), deterministic splits, a manifest with checksums and every dropped
     item with its reason. Resumable; a second run on the same recipe waits for the first.
+
+    The published benchmarks imagenet1k, coco-karpathy, flickr30k-karpathy and winoground are unpacked
+    from their authors' files (in --source, default: beside their data folder under $PROBE_DATA) into
+    the layout `probe benchmarks` expects, unchanged; hub-hosted ones download with --allow-download.
 
     \b
     Examples:
       probe data get tuxpaint fashion-mnist
       probe data get tuxpaint --source ~/mirror/tuxpaint/stamps
+      probe data get imagenet1k --source ~/Downloads          # ILSVRC2012 val tar + devkit
+      probe --allow-download data get winoground flickr30k-karpathy
       probe datasets                      # which recipes are built here
     """
     from probe.errors import ProbeError
     from probe.recipes import get, get_recipe
+    from probe.recipes.published import PUBLISHED, prepare
 
     for name in names:
-        get_recipe(name)  # every name checked before any work
+        if name not in PUBLISHED:
+            get_recipe(name)  # every name checked before any work
     if source and len(names) > 1:
         raise ProbeError(f"--source names one recipe's source; got {len(names)} recipes")
     for name in names:
+        if name in PUBLISHED:
+            where, prepared = prepare(name, source, allow_download=obj.allow_download)
+            click.echo(f"{name}: ready in {where}: " + ", ".join(f"{n} {what}" for what, n in prepared.items()))
+            continue
         report = get(name, source=source, force=force)
         if not report.built:
             click.echo(f"{name}: already built in {report.folder} (files match its manifest; --force rebuilds)")

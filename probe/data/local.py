@@ -124,6 +124,7 @@ class KarpathyDataset:
             raise ProbeError(f"{self.file}: not a Karpathy-split JSON (invalid JSON: {exc})") from None
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise ProbeError(f"{self.file}: not a Karpathy-split JSON (needs an object with an 'images' list)")
+        self.default_folder = "flickr30k-images" if (self.file.parent / "flickr30k-images").is_dir() else ""
         self.data = [self._checked(i, image) for i, image in enumerate(data["images"])]
         kind = "COCO" if "coco" in self.file.name.lower() else "Flickr30k" if "flickr30k" in self.file.name.lower() else "Karpathy"
         n_test = sum(1 for im in self.data if im["split"] == "test")
@@ -153,7 +154,9 @@ class KarpathyDataset:
             if raw is not None:
                 captions.append(raw)
         split = _text_field(where, image, "split")
-        return {"path": str(self.file.parent / (_text_field(where, image, "filepath") or "") / filename),
+        # Karpathy's Flickr30k JSON has no filepath: its images are in flickr30k-images/ beside it
+        folder = _text_field(where, image, "filepath") or self.default_folder
+        return {"path": str(self.file.parent / folder / filename),
                 "split": "train" if split == "restval" else split, "captions": captions}
 
     def load(self, split: str) -> SplitData:

@@ -22,9 +22,12 @@ ENV_SOURCE = "PROBE_RECIPE_SOURCE_"  # + NAME in upper case with - as _: where a
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.5)
+        from probe.recipes.published import PUBLISHED
+
+        known = [*RECIPES, *PUBLISHED]
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ProbeError(f"unknown recipe {name!r}{hint}; valid: {', '.join(RECIPES)}")
+        raise ProbeError(f"unknown recipe {name!r}{hint}; valid: {', '.join(known)}")
     return RECIPES[name]
 
 

@@ -1,0 +1,217 @@
+"""Benchmarks that come as their authors' archives: ``probe data get imagenet1k`` (and coco-karpathy,
+flickr30k-karpathy, winoground) turns the files a user downloaded into the layout the benchmark's
+reader takes, in the benchmark's data folder (``$PROBE_DATA/...``, see ``probe benchmarks``).
+
+Unlike the recipes in :mod:`probe.recipes.sources`, nothing is re-encoded or re-split: these
+benchmarks are only comparable with published numbers when their images and splits are exactly the
+published ones. Each preparation unpacks, converts the annotation file where the reader wants another
+(Flickr30k's CSV to Karpathy's JSON), checks the result, and writes ``probe-prepared.json`` with the
+counts and the source files it used. Files on the Hugging Face hub are fetched only with
+``--allow-download``; the others (ImageNet, COCO) need a login on their authors' sites, so the error
+says where to get them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+MARKER = "probe-prepared.json"
+
+
+@dataclass(frozen=True)
+class Published:
+    """One benchmark's published files and how they become its reader's layout."""
+
+    name: str
+    #: file names that must be in the source folder (``A|B``: either will do)
+    needs: tuple[str, ...]
+    #: how to get them (shown when they are missing)
+    download: str
+    prepare: Callable[[Path, Path, bool], dict[str, int]]
+    #: a Hugging Face dataset repo holding ``needs``, fetched with --allow-download
+    hub_repo: str = ""
+    #: the downloads sit beside the data folder (ImageNet's archives beside ``val/``), not in it
+    source_beside: bool = False
+
+    def missing(self, source: Path) -> list[str]:
+        return [need for need in self.needs if not any((source / option).exists() for option in need.split("|"))]
+
+
+def _first(source: Path, need: str) -> Path:
+    return next(source / option for option in need.split("|") if (source / option).exists())
+
+
+def _unzip(archive: Path, target: Path, progress: bool, strip: str = "") -> int:
+    """Extract ``archive`` into ``target`` (members under ``strip``/ lose that prefix); files written.
+    Member names are checked, so an archive cannot write outside ``target``."""
+    from tqdm.auto import tqdm
+
+    count = 0
+    root = target.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        for member in tqdm(members, desc=f"unpacking {archive.name}", unit=" files", disable=None if progress else True,
+                           leave=False):
+            name = member.filename[len(strip):] if strip and member.filename.startswith(strip) else member.filename
+            out = (target / name).resolve()
+            if root not in out.parents:
+                raise ProbeError(f"{archive}: member {member.filename!r} would be written outside {target}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, out.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            count += 1
+    return count
+
+
+def _zip_prefix(archive: Path, folder: str) -> str:
+    """``folder/`` when every member of ``archive`` sits under it (so it is stripped), else ''."""
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+    return f"{folder}/" if names and all(n.startswith(f"{folder}/") for n in names) else ""
+
+
+def prepare_imagenet(source: Path, target: Path, progress: bool) -> dict[str, int]:
+    """torchvision's own ImageNet parser: checks both archives' MD5 against the official ones, reads
+    the devkit's meta.mat and validation ground truth, and sorts the 50,000 images into wnid folders
+    (``source/val``), which then move to ``target`` if that is elsewhere."""
+    from torchvision.datasets import ImageNet
+
+    try:
+        ImageNet(str(source), split="val")
+    except RuntimeError as exc:  # torchvision's message for a wrong or damaged archive
+        raise ProbeError(f"ImageNet archives in {source}: {' '.join(str(exc).split())}") from None
+    made = source / "val"
+    if made.resolve() != target.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(made), str(target))
+    folders = [p for p in target.iterdir() if p.is_dir()]
+    return {"classes": len(folders), "images": sum(1 for f in folders for _ in f.iterdir())}
+
+
+def prepare_winoground(source: Path, target: Path, progress: bool) -> dict[str, int]:
+    """facebook/winoground's ``examples.jsonl`` and ``images.zip`` -> ``examples.jsonl`` + ``images/``."""
+    target.mkdir(parents=True, exist_ok=True)
+    examples = _first(source, "examples.jsonl|data/examples.jsonl")
+    if examples.resolve() != (target / "examples.jsonl").resolve():
+        shutil.copy2(examples, target / "examples.jsonl")
+    archive = _first(source, "images.zip|data/images.zip")
+    images = _unzip(archive, target / "images", progress, strip=_zip_prefix(archive, "images"))
+    n = sum(1 for line in (target / "examples.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    return {"examples": n, "images": images}
+
+
+def prepare_flickr30k(source: Path, target: Path, progress: bool) -> dict[str, int]:
+    """nlphuji/flickr30k's ``flickr_annotations_30k.csv`` (columns raw: the five captions as a JSON
+    list, split: Karpathy's train/val/test, filename) and ``flickr30k-images.zip`` -> Karpathy's
+    ``dataset_flickr30k.json`` + ``flickr30k-images/``."""
+    table = _first(source, "flickr_annotations_30k.csv")
+    images = []
+    with table.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            try:
+                captions = json.loads(row["raw"])
+                images.append({"filepath": "flickr30k-images", "filename": row["filename"], "split": row["split"],
+                               "imgid": int(row["img_id"]),
+                               "sentences": [{"raw": c, "tokens": c.lower().rstrip(".").split()} for c in captions]})
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ProbeError(f"{table}:{number}: not a Flickr30k annotation row ({type(exc).__name__}: {exc}); "
+                                 "expected columns raw, split, filename, img_id") from None
+    target.mkdir(parents=True, exist_ok=True)
+    archive = _first(source, "flickr30k-images.zip")
+    files = _unzip(archive, target / "flickr30k-images", progress, strip=_zip_prefix(archive, "flickr30k-images"))
+    _write_json(target / "dataset_flickr30k.json", {"dataset": "flickr30k", "images": images})
+    return {"images": files, "test": sum(1 for im in images if im["split"] == "test")}
+
+
+def prepare_coco(source: Path, target: Path, progress: bool) -> dict[str, int]:
+    """Karpathy's ``caption_datasets.zip`` (or its ``dataset_coco.json``) and COCO's ``train2014.zip``
+    and ``val2014.zip`` -> ``dataset_coco.json`` + ``train2014/`` + ``val2014/``."""
+    target.mkdir(parents=True, exist_ok=True)
+    annotations = _first(source, "dataset_coco.json|caption_datasets.zip")
+    if annotations.suffix == ".zip":
+        with zipfile.ZipFile(annotations) as zf:
+            if "dataset_coco.json" not in zf.namelist():
+                raise ProbeError(f"{annotations} holds no dataset_coco.json (Karpathy's caption_datasets.zip does)")
+            (target / "dataset_coco.json").write_bytes(zf.read("dataset_coco.json"))
+    elif annotations.resolve() != (target / "dataset_coco.json").resolve():
+        shutil.copy2(annotations, target / "dataset_coco.json")
+    counts = {}
+    for folder in ("train2014", "val2014"):
+        archive = _first(source, f"{folder}.zip")
+        counts[folder] = _unzip(archive, target / folder, progress, strip=_zip_prefix(archive, folder))
+    return counts
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from probe.io import write_json
+
+    write_json(path, data)
+
+
+PUBLISHED: dict[str, Published] = {
+    "imagenet1k": Published(
+        "imagenet1k", ("ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"),
+        "log in at https://image-net.org, download 'Validation images (all tasks)' and 'Development kit "
+        "(Task 1 & 2)' of ILSVRC2012 into the source folder", prepare_imagenet, source_beside=True),
+    "coco-karpathy": Published(
+        "coco-karpathy", ("dataset_coco.json|caption_datasets.zip", "train2014.zip", "val2014.zip"),
+        "Karpathy's caption_datasets.zip (cs.stanford.edu/people/karpathy/deepimagesent) and train2014.zip, "
+        "val2014.zip from https://cocodataset.org/#download", prepare_coco),
+    "flickr30k-karpathy": Published(
+        "flickr30k-karpathy", ("flickr_annotations_30k.csv", "flickr30k-images.zip"),
+        "huggingface-cli download nlphuji/flickr30k --repo-type dataset --local-dir SOURCE", prepare_flickr30k,
+        hub_repo="nlphuji/flickr30k"),
+    "winoground": Published(
+        "winoground", ("examples.jsonl|data/examples.jsonl", "images.zip|data/images.zip"),
+        "accept Winoground's terms at https://huggingface.co/datasets/facebook/winoground, then "
+        "huggingface-cli download facebook/winoground --repo-type dataset --local-dir SOURCE", prepare_winoground,
+        hub_repo="facebook/winoground"),
+}
+
+
+def prepare(name: str, source: str | Path | None = None, allow_download: bool = False,
+            progress: bool = True) -> tuple[Path, dict[str, int]]:
+    """Put benchmark ``name``'s published files into its reader's layout; ``(data folder, counts)``.
+
+    ``source`` holds the downloaded files (default: the data folder's parent, where they usually are
+    downloaded to). With ``allow_download`` a hub-hosted benchmark's files are fetched there first.
+    """
+    from filelock import FileLock
+
+    from probe.evaluation.catalogue import Catalogue
+    from probe.io import sha256_file
+
+    published = PUBLISHED[name]
+    data = Catalogue.load().benchmarks[name].data_path()
+    target = data.parent if data.suffix else data  # the folder the reader's files go in
+    folder = Path(source).expanduser() if source else (target.parent if published.source_beside else target)
+    missing = published.missing(folder)
+    if missing and allow_download and published.hub_repo:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(published.hub_repo, repo_type="dataset", local_dir=str(folder))
+        missing = published.missing(folder)
+    if missing:
+        hint = published.download.replace("SOURCE", str(folder))
+        raise ProbeError(f"{name}: {', '.join(missing)} not in {folder}; {hint}"
+                         + (" (or pass --allow-download)" if published.hub_repo else "")
+                         + ", or point --source at the folder holding them")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.prepare.lock")):  # a second run waits
+        counts = published.prepare(folder, target, progress)
+        used = [_first(folder, need) for need in published.needs]
+        _write_json(target / MARKER, {"benchmark": name, "counts": counts, "source": str(folder),
+                             "source_files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                                              for p in used if p.is_file()}})
+    return data, counts

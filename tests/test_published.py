@@ -1,0 +1,169 @@
+"""`probe data get` for the published benchmarks, on tiny fixtures in each upstream layout (the files
+their authors publish), checked through the benchmark readers that score them. Nothing downloads."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error
+from PIL import Image
+
+#: the first three ImageNet classes in wnid order, with their clip_benchmark names
+WNIDS = {"n01440764": "tench", "n01443537": "goldfish", "n01484850": "great white shark"}
+
+
+def _jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 40), (40 * seed % 256, 90, 200 - 30 * seed % 200)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _tar(path: Path, files: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    monkeypatch.setenv("PROBE_DATA", str(root))
+    return root
+
+
+def test_imagenet_val_is_sorted_into_wnid_folders_by_torchvisions_devkit_parser(data_root, monkeypatch):
+    """ILSVRC2012_devkit_t12.tar.gz (data/meta.mat: the synsets struct, leaves first by ILSVRC2012_ID;
+    data/ILSVRC2012_validation_ground_truth.txt: one ID per validation image) and the flat
+    ILSVRC2012_img_val.tar. The fixtures cannot carry the official MD5s, so only that check is patched."""
+    import scipy.io
+    import torchvision.datasets.imagenet
+
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.recipes.published import prepare
+
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images"]
+    synsets = np.zeros(4, dtype=[(f, object) for f in fields])
+    for i, (wnid, words) in enumerate([*WNIDS.items(), ("n00001740", "entity")]):
+        leaf = i < 3
+        synsets[i] = (i + 1, wnid, words, "a gloss", 0 if leaf else 3, np.array([], dtype=np.uint8) if leaf
+                      else np.array([1, 2, 3], dtype=np.uint8), 0, 1300)
+    mat = io.BytesIO()
+    scipy.io.savemat(mat, {"synsets": synsets})
+    source = data_root / "imagenet"
+    source.mkdir(parents=True)
+    truth = [3, 1, 2, 1]  # ILSVRC2012_ID of validation images 1..4
+    _tar(source / "ILSVRC2012_devkit_t12.tar.gz", {
+        "ILSVRC2012_devkit_t12/data/meta.mat": mat.getvalue(),
+        "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt": "".join(f"{i}\n" for i in truth).encode()})
+    _tar(source / "ILSVRC2012_img_val.tar", {f"ILSVRC2012_val_{i:08d}.JPEG": _jpeg(i) for i in range(1, 5)})
+    monkeypatch.setattr(torchvision.datasets.imagenet, "check_integrity",  # existence, not the official MD5
+                        lambda path, md5=None: Path(path).is_file())
+
+    where, counts = prepare("imagenet1k", progress=False)
+    assert where == source / "val" and counts == {"classes": 3, "images": 4}
+    assert sorted(p.name for p in (where / "n01440764").iterdir()) == ["ILSVRC2012_val_00000002.JPEG",
+                                                                        "ILSVRC2012_val_00000004.JPEG"]
+    data = get_benchmark("imagenet1k").load("test")
+    names = data.classes["class"]
+    assert [names[i] for i in data.labels["class"]] == ["tench", "tench", "goldfish", "great white shark"]
+
+
+def test_winoground_from_the_hub_files(data_root):
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.recipes.published import prepare
+
+    source = data_root / "winoground"
+    (source / "data").mkdir(parents=True)
+    examples = [{"id": i, "caption_0": f"a mug in some grass {i}", "caption_1": f"some grass in a mug {i}",
+                 "image_0": f"ex_{i}_img_0", "image_1": f"ex_{i}_img_1", "num_main_preds": 1} for i in range(2)]
+    (source / "data" / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    _zip(source / "data" / "images.zip", {f"images/ex_{i}_img_{j}.png": _png(i * 2 + j) for i in range(2) for j in range(2)})
+    where, counts = prepare("winoground", progress=False)
+    assert counts == {"examples": 2, "images": 4} and (where / "images" / "ex_1_img_0.png").is_file()
+    data = get_benchmark("winoground").load("test")
+    assert len(data.captions) == 4 and data.swap_pairs.shape[0] == 2
+
+
+def _png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (seed * 50 % 256, 20, 60)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_flickr30k_csv_becomes_karpathy_json(data_root):
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.recipes.published import prepare
+
+    source = data_root / "flickr30k"
+    source.mkdir(parents=True)
+    rows = [("1000092795.jpg", "test", ["Two young guys with shaggy hair.", "Two men in green shirts."]),
+            ("10002456.jpg", "train", ["Several men in hard hats.", "Workers look down from up above."]),
+            ("1000268201.jpg", "test", ["A child in a pink dress.", "A little girl climbing stairs."])]
+    lines = ["raw,sentids,split,filename,img_id"]
+    for i, (name, split, captions) in enumerate(rows):
+        raw = json.dumps(captions).replace('"', '""')
+        lines.append(f'"{raw}","[{2 * i}, {2 * i + 1}]",{split},{name},{i}')
+    (source / "flickr_annotations_30k.csv").write_text("\n".join(lines) + "\n")
+    _zip(source / "flickr30k-images.zip", {f"flickr30k-images/{name}": _jpeg(i) for i, (name, _, _) in enumerate(rows)})
+    where, counts = prepare("flickr30k-karpathy", progress=False)
+    assert where == source / "dataset_flickr30k.json" and counts == {"images": 3, "test": 2}
+    data = get_benchmark("flickr30k-karpathy").load("test")
+    assert data.n_images == 2 and data.captions == [*rows[0][2], *rows[2][2]]
+    assert data.images[1].load().size == (48, 40)
+    # Karpathy's own dataset_flickr30k.json has no filepath: the images are found in flickr30k-images/
+    karpathy = json.loads(where.read_text())
+    for image in karpathy["images"]:
+        image.pop("filepath")
+    where.write_text(json.dumps(karpathy))
+    assert get_benchmark("flickr30k-karpathy").load("test").images[0].load().size == (48, 40)
+
+
+def test_coco_from_karpathys_zip_and_the_2014_image_zips(data_root):
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.recipes.published import prepare
+
+    source = data_root / "coco"
+    source.mkdir(parents=True)
+    images = [{"filepath": "val2014", "filename": "COCO_val2014_000000000042.jpg", "split": "test",
+               "sentences": [{"raw": "A dog on a couch.", "tokens": ["a", "dog", "on", "a", "couch"]}]},
+              {"filepath": "train2014", "filename": "COCO_train2014_000000000009.jpg", "split": "restval",
+               "sentences": [{"raw": "Food in a bowl.", "tokens": ["food", "in", "a", "bowl"]}]}]
+    _zip(source / "caption_datasets.zip", {"dataset_coco.json": json.dumps({"images": images}).encode(),
+                                           "dataset_flickr8k.json": b"{}"})
+    _zip(source / "train2014.zip", {"train2014/COCO_train2014_000000000009.jpg": _jpeg(1)})
+    _zip(source / "val2014.zip", {"val2014/COCO_val2014_000000000042.jpg": _jpeg(2)})
+    where, counts = prepare("coco-karpathy", progress=False)
+    assert counts == {"train2014": 1, "val2014": 1}
+    data = get_benchmark("coco-karpathy").load("test")
+    assert data.captions == ["A dog on a couch."] and data.images[0].load().size == (48, 40)
+
+
+def test_missing_files_and_unsafe_archives_are_one_line(data_root, run_cli, tmp_path):
+    env = {"PROBE_DATA": str(data_root)}
+    missing = run_cli("data", "get", "flickr30k-karpathy", env=env)
+    assert_one_line_error(missing, "flickr_annotations_30k.csv, flickr30k-images.zip not in",
+                          "huggingface-cli download nlphuji/flickr30k", "--allow-download")
+    assert_one_line_error(run_cli("data", "get", "imagenet", env=env), "unknown recipe 'imagenet'", "imagenet1k")
+    source = data_root / "winoground"
+    source.mkdir(parents=True)
+    (source / "examples.jsonl").write_text("")
+    _zip(source / "images.zip", {"../escape.png": _png(1)})
+    assert_one_line_error(run_cli("data", "get", "winoground", env=env), "would be written outside")
+    assert not (data_root / "escape.png").exists()
