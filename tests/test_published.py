@@ -167,3 +167,19 @@ def test_missing_files_and_unsafe_archives_are_one_line(data_root, run_cli, tmp_
     _zip(source / "images.zip", {"../escape.png": _png(1)})
     assert_one_line_error(run_cli("data", "get", "winoground", env=env), "would be written outside")
     assert not (data_root / "escape.png").exists()
+
+
+def test_a_clip_benchmark_set_is_checked_in_place_and_named_for_download(data_root, run_cli):
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.recipes.published import prepare
+
+    missing = run_cli("data", "get", "cifar10", env={"PROBE_DATA": str(data_root)})
+    assert_one_line_error(missing, "huggingface-cli download clip-benchmark/wds_cifar10")
+    folder = data_root / "wds_cifar10"
+    (folder / "test").mkdir(parents=True)
+    (folder / "classnames.txt").write_text("".join(f"class {i}\n" for i in range(10)))
+    _tar(folder / "test" / "0.tar", {"s0.webp": _png(1), "s0.cls": b"3", "s1.webp": _png(2), "s1.cls": b"7"})
+    where, counts = prepare("cifar10", progress=False)
+    assert where == folder and counts == {"test shards": 1}
+    data = get_benchmark("cifar10").load("test")
+    assert data.labels["class"].tolist() == [3, 7]

@@ -73,9 +73,10 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
     clip_benchmark webdataset shards), deterministic splits, a manifest with checksums and every dropped
     item with its reason. Resumable; a second run on the same recipe waits for the first.
 
-    The published benchmarks imagenet1k, coco-karpathy, flickr30k-karpathy and winoground are unpacked
-    from their authors' files (in --source, default: beside their data folder under $PROBE_DATA) into
-    the layout `probe benchmarks` expects, unchanged; hub-hosted ones download with --allow-download.
+    The published benchmarks imagenet1k, coco-karpathy, flickr30k-karpathy, winoground and the
+    clip_benchmark webdataset sets (cifar10, pets ...) are unpacked from their authors' files (in
+    --source, default: their data folder under $PROBE_DATA) into the layout `probe benchmarks`
+    expects, unchanged; hub-hosted ones download with --allow-download.
 
     \b
     Examples:
@@ -87,15 +88,15 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
     """
     from probe.errors import ProbeError
     from probe.recipes import get, get_recipe
-    from probe.recipes.published import PUBLISHED, prepare
+    from probe.recipes.published import prepare, published
 
     for name in names:
-        if name not in PUBLISHED:
+        if published(name) is None:
             get_recipe(name)  # every name checked before any work
     if source and len(names) > 1:
         raise ProbeError(f"--source names one recipe's source; got {len(names)} recipes")
     for name in names:
-        if name in PUBLISHED:
+        if published(name) is not None:
             where, prepared = prepare(name, source, allow_download=obj.allow_download)
             click.echo(f"{name}: ready in {where}: " + ", ".join(f"{n} {what}" for what, n in prepared.items()))
             continue

@@ -180,6 +180,34 @@ PUBLISHED: dict[str, Published] = {
 }
 
 
+def prepare_clip_wds(source: Path, target: Path, progress: bool) -> dict[str, int]:
+    """clip_benchmark's webdataset sets are published in the layout their reader takes: check it."""
+    if source.resolve() != target.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+    shards = sorted((target / "test").glob("*.tar"))
+    if not shards:
+        raise ProbeError(f"{target / 'test'} holds no .tar shards (clip_benchmark's layout: test/0.tar ...)")
+    return {"test shards": len(shards)}
+
+
+def published(name: str) -> Published | None:
+    """How benchmark ``name`` is prepared: one of :data:`PUBLISHED`, or a clip_benchmark webdataset set
+    (any catalogue entry read by ``clip-wds``, fetched from the hub's ``clip-benchmark/<folder>``)."""
+    if name in PUBLISHED:
+        return PUBLISHED[name]
+    from probe.evaluation.catalogue import Catalogue
+
+    entry = Catalogue.load().benchmarks.get(name)
+    if entry is None or entry.reader != "clip-wds":
+        return None
+    repo = f"clip-benchmark/{Path(entry.data).name}"
+    return Published(name, ("test", "classnames.txt"),
+                     f"huggingface-cli download {repo} --repo-type dataset --local-dir SOURCE", prepare_clip_wds,
+                     hub_repo=repo)
+
+
 def prepare(name: str, source: str | Path | None = None, allow_download: bool = False,
             progress: bool = True) -> tuple[Path, dict[str, int]]:
     """Put benchmark ``name``'s published files into its reader's layout; ``(data folder, counts)``.
@@ -192,25 +220,27 @@ def prepare(name: str, source: str | Path | None = None, allow_download: bool = 
     from probe.evaluation.catalogue import Catalogue
     from probe.io import sha256_file
 
-    published = PUBLISHED[name]
+    found = published(name)
+    if found is None:
+        raise ProbeError(f"{name!r} is not a published benchmark probe can prepare")
     data = Catalogue.load().benchmarks[name].data_path()
     target = data.parent if data.suffix else data  # the folder the reader's files go in
-    folder = Path(source).expanduser() if source else (target.parent if published.source_beside else target)
-    missing = published.missing(folder)
-    if missing and allow_download and published.hub_repo:
+    folder = Path(source).expanduser() if source else (target.parent if found.source_beside else target)
+    missing = found.missing(folder)
+    if missing and allow_download and found.hub_repo:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(published.hub_repo, repo_type="dataset", local_dir=str(folder))
-        missing = published.missing(folder)
+        snapshot_download(found.hub_repo, repo_type="dataset", local_dir=str(folder))
+        missing = found.missing(folder)
     if missing:
-        hint = published.download.replace("SOURCE", str(folder))
+        hint = found.download.replace("SOURCE", str(folder))
         raise ProbeError(f"{name}: {', '.join(missing)} not in {folder}; {hint}"
-                         + (" (or pass --allow-download)" if published.hub_repo else "")
+                         + (" (or pass --allow-download)" if found.hub_repo else "")
                          + ", or point --source at the folder holding them")
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f".{target.name}.prepare.lock")):  # a second run waits
-        counts = published.prepare(folder, target, progress)
-        used = [_first(folder, need) for need in published.needs]
+        counts = found.prepare(folder, target, progress)
+        used = [_first(folder, need) for need in found.needs]
         _write_json(target / MARKER, {"benchmark": name, "counts": counts, "source": str(folder),
                              "source_files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                                               for p in used if p.is_file()}})
