@@ -183,3 +183,59 @@ def test_a_clip_benchmark_set_is_checked_in_place_and_named_for_download(data_ro
     assert where == folder and counts == {"test shards": 1}
     data = get_benchmark("cifar10").load("test")
     assert data.labels["class"].tolist() == [3, 7]
+
+
+def test_ulcc_dictionaries_become_four_way_questions(tmp_path):
+    """ulcc's layout: dictionary.json without its outer braces, answer1..answer4 (or a lone answer / answer1
+    whose distractors come from the topic's other words), words translated through languages/en.lng."""
+    from probe.data.published import Ulcc
+
+    animals, jobs = tmp_path / "dictionaries" / "animals", tmp_path / "dictionaries" / "jobs"
+    for topic, entries in ((animals, [("loewe.png", ["loewe", "giraffe", "hare", "fly"]),
+                                      ("giraffe.png", ["giraffe", "loewe", "hare", "fly"])]),
+                           (jobs, [("a.png", ["sailor"]), ("b.png", ["boxer"]), ("c.png", ["vet"]),
+                                   ("d.png", ["nurse"]), ("e.png", ["clown"])])):
+        (topic / "images").mkdir(parents=True)
+        body = []
+        for image, words in entries:
+            Image.new("RGB", (8, 8)).save(topic / "images" / image)
+            keys = ["answer"] if topic == jobs and image == "a.png" else [f"answer{i + 1}" for i in range(len(words))]
+            body.append("{" + ", ".join([f'"image": "images/{image}"'] + [f'"{k}": "{w}"' for k, w in zip(keys, words, strict=True)])
+                        + "}")
+        (topic / "dictionary.json").write_text('"author": "someone",\n"images": [\n' + ",\n".join(body) + "\n]\n")
+    (animals / "languages").mkdir()
+    (animals / "languages" / "en.lng").write_text("# animals\nloewe=lion\ngiraffe=giraffe\nhare=hare\nfly=fly\n")
+    data = Ulcc("ulcc", tmp_path / "dictionaries", ["a drawing of a {}."], "d").load("test")
+    classes, candidates = data.classes["four_way"], data.candidates["four_way"]
+
+    def options(row):
+        return sorted(classes[i] for i in np.flatnonzero(candidates[row]))
+
+    assert data.n_images == 7 and candidates.sum(axis=1).tolist() == [4] * 7
+    assert classes[data.labels["four_way"][0]] == "lion" and options(0) == ["fly", "giraffe", "hare", "lion"]
+    assert classes[data.labels["four_way"][2]] == "sailor"
+    assert "sailor" in options(2) and set(options(2)) <= {"sailor", "boxer", "vet", "nurse", "clown"}
+    again = Ulcc("ulcc", tmp_path / "dictionaries", ["a drawing of a {}."], "d").load("test")
+    assert (again.candidates["four_way"] == candidates).all()  # the drawn distractors are the same every run
+
+
+def test_multiple_choice_accuracy_ranks_only_each_images_own_options():
+    from probe.metrics.zeroshot import topk_hits
+
+    classes = np.eye(4)
+    images = np.array([[0.9, 0.1, 0.0, 0.0],   # nearest class 0, not among its options {1, 2}: picks 1
+                       [0.0, 0.2, 0.9, 0.0]])  # nearest class 2, among its options {2, 3}: picks 2
+    options = np.array([[False, True, True, False], [False, False, True, True]])
+    hits = topk_hits(images, classes, np.array([1, 3]), ks=(1,), candidates=options)[1]
+    assert hits.tolist() == [True, False]
+    assert topk_hits(images, classes, np.array([1, 3]), ks=(1,))[1].tolist() == [False, False]
+
+
+@pytest.mark.skipif(not Path("/usr/share/ulcc/dictionaries").is_dir(), reason="sudo apt-get install ulcc")
+def test_the_installed_ulcc_package_gives_34_four_way_questions():
+    from probe.evaluation.benchmarks import get_benchmark
+
+    data = get_benchmark("ulcc").load("test")
+    labels, options = data.labels["four_way"], data.candidates["four_way"]
+    assert data.n_images == 34 and (options.sum(axis=1) == 4).all() and options[np.arange(34), labels].all()
+    assert {data.classes["four_way"][i] for i in labels} >= {"lion", "giraffe", "farmer", "hanger"}

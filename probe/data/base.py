@@ -69,6 +69,8 @@ class SplitData:
     templates: dict[str, list[str]] = field(default_factory=dict)
     #: What the reader left out, by reason ("samples without a caption": 3); records carry it.
     dropped: dict[str, int] = field(default_factory=dict)
+    #: Multiple-choice label tasks: [images, classes] bool, each image's own options (its label among them)
+    candidates: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.caption_image = np.asarray(self.caption_image, dtype=np.int64)
@@ -108,7 +110,8 @@ class SplitData:
                          captions=[self.captions[j] for j in keep], caption_image=new_index[self.caption_image[keep]],
                          labels={k: np.asarray(v)[rows] for k, v in self.labels.items()}, classes=self.classes,
                          attributes={k: np.asarray(v)[rows] for k, v in self.attributes.items()},
-                         swap_pairs=None, protocol=self.protocol, templates=self.templates)
+                         swap_pairs=None, protocol=self.protocol, templates=self.templates,
+                         candidates={k: np.asarray(v)[rows] for k, v in self.candidates.items()})
 
 
 def text_fingerprint(texts: Sequence[str]) -> str:

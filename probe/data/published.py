@@ -136,3 +136,87 @@ class ClipWebDataset(_Classification):
         if labels and max(labels) >= len(self.classnames):
             raise ProbeError(f"{self.root}: class index {max(labels)} but only {len(self.classnames)} class names")
         return self._split(split, images, labels)
+
+
+class Ulcc:
+    """ulcc's picture dictionaries (Debian package ``ulcc``) as a four-way zero-shot test.
+
+    Each ``dictionaries/<topic>/dictionary.json`` lists pictures with ``answer1`` (or ``answer``: the right word) and,
+    for some topics, ``answer2``-``answer4`` (the distractors the game shows). The file is the body of a
+    JSON object without its outer braces, so the braces are added before parsing. Words are
+    translated to English through ``languages/en.lng`` (``key=word`` lines) where the topic has one.
+    A picture with fewer than three distractors gets the rest from its topic's other words, chosen
+    by a hash of the picture's file name (the game draws them at random), so every run asks the
+    same question. The label task is ``four_way``: the picture's word among its own four options.
+    """
+
+    TASK = "four_way"
+    OPTIONS = 4
+
+    def __init__(self, name: str, path: Path, templates: Sequence[str], description: str):
+        self.root = _folder(path, name)
+        self.templates = list(templates)
+        self.info = DatasetInfo(name, ("test",), description, description)
+
+    def load(self, split: str) -> SplitData:
+        import hashlib
+
+        if split != "test":
+            raise ProbeError(f"dataset {self.info.name!r} has no split {split!r}; valid: test")
+        questions: list[tuple[Path, list[str]]] = []
+        missing = 0
+        for topic in sorted(p for p in self.root.iterdir() if (p / "dictionary.json").is_file()):
+            english = _lng(topic / "languages" / "en.lng")
+            entries = _ulcc_entries(topic / "dictionary.json")
+            words = sorted({english.get(w, w) for entry in entries for w in _answers(entry)})
+            for entry in entries:
+                given = [english.get(w, w) for w in _answers(entry)]
+                image = topic / str(entry.get("image", ""))
+                if not given or not image.is_file():
+                    missing += 1
+                    continue
+                seed = image.name
+                others = sorted((w for w in words if w not in given),
+                                key=lambda w: hashlib.sha256(f"{seed}\0{w}".encode()).hexdigest())  # noqa: B023
+                questions.append((image, (given + others)[: self.OPTIONS]))
+        if not questions:
+            raise ProbeError(f"{self.root}: no ulcc picture dictionaries found (dictionaries/<topic>/dictionary.json)")
+        classes = sorted({w for _, options in questions for w in options})
+        index = {w: i for i, w in enumerate(classes)}
+        candidates = np.zeros((len(questions), len(classes)), dtype=bool)
+        for row, (_, options) in enumerate(questions):
+            candidates[row, [index[w] for w in options]] = True
+        data = SplitData(self.info.name, split, [FileImage(str(image)) for image, _ in questions], [],
+                         np.zeros(0, dtype=np.int64),
+                         labels={self.TASK: np.array([index[options[0]] for _, options in questions])},
+                         classes={self.TASK: classes}, protocol=self.info.protocol,
+                         templates={self.TASK: self.templates}, candidates={self.TASK: candidates})
+        if missing:
+            data.dropped = {"pictures without a word or an image file": missing}
+        return data
+
+
+def _ulcc_entries(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8").strip()
+    try:
+        data = json.loads(text if text.startswith("{") else "{" + text + "}")
+    except json.JSONDecodeError as exc:
+        raise ProbeError(f"{path}: not an ulcc dictionary ({exc.msg} at line {exc.lineno})") from None
+    entries = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ProbeError(f"{path}: not an ulcc dictionary (needs an 'images' list of objects)")
+    return entries
+
+
+def _answers(entry: dict) -> list[str]:
+    return [str(entry[k]).strip() for k in ("answer", "answer1", "answer2", "answer3", "answer4")
+            if isinstance(entry.get(k), str) and entry[k].strip()]
+
+
+def _lng(path: Path) -> dict[str, str]:
+    """``key=word`` lines of an ulcc language file (``#`` comments); empty when the topic has none."""
+    if not path.is_file():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines()
+             if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): word.strip() for key, word in pairs}

@@ -74,6 +74,8 @@ def _reader(entry: Any) -> Any:
         return KarpathyDataset(str(path))
     if entry.reader == "winoground":
         return published.Winoground(entry.name, path, entry.description)
+    if entry.reader == "ulcc":
+        return published.Ulcc(entry.name, path, prompt_templates(entry), entry.description)
     classnames, templates = class_names(entry), prompt_templates(entry)
     if entry.reader == "imagenet-folder":
         return published.ImageNetFolder(entry.name, path, "val", classnames, templates, entry.description)

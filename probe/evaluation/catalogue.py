@@ -27,7 +27,7 @@ ENV_DATA = "PROBE_DATA"
 ENV_BENCHMARKS = "PROBE_BENCHMARKS"
 TASKS = ("retrieval", "zeroshot", "compositional")
 #: ``bundled`` and ``recipe`` benchmarks are datasets of the same name (a recipe once `probe data get` built it)
-READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "winoground", "clip-wds")
+READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "winoground", "clip-wds", "ulcc")
 SELF_CONTAINED = ("bundled", "recipe")
 
 
@@ -98,7 +98,9 @@ def _entry(raw: dict[str, Any], source: str) -> BenchmarkEntry:
         raise ValueError(f"reader {raw['reader']!r} is not one of {', '.join(READERS)}")
     if raw["reader"] not in SELF_CONTAINED and not raw.get("data"):
         raise ValueError("a benchmark that is not bundled needs 'data' (where its files must be)")
-    if "zeroshot" in tasks and raw["reader"] not in SELF_CONTAINED and not (raw.get("classnames") and raw.get("templates")):
+    # ulcc's reader takes its words from the pictures' own dictionaries: it needs templates only
+    named = raw.get("classnames") or raw["reader"] == "ulcc"
+    if "zeroshot" in tasks and raw["reader"] not in SELF_CONTAINED and not (named and raw.get("templates")):
         raise ValueError("a zero-shot classification benchmark needs 'classnames' and 'templates'")
     values = dict(raw, task=tasks)
     for key in ("classnames", "templates"):

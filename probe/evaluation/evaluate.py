@@ -30,6 +30,8 @@ class ZeroShotTask:
     prompt_features: np.ndarray
     n_classes: int
     labels: np.ndarray
+    #: [images, classes] bool: each image's own options (a multiple-choice task); None = every class
+    candidates: np.ndarray | None = None
 
 
 def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTask] = (),
@@ -68,11 +70,12 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)
-        ks = (1, 5) if task.n_classes > 5 else (1,)
+        options = task.n_classes if task.candidates is None else int(task.candidates.sum(axis=1).min())
+        ks = (1, 5) if options > 5 else (1,)
         if not (labels >= 0).any():
             metrics |= {keys.zeroshot(task.name, k): float("nan") for k in ks}
             continue
-        for k, hits in topk_hits(images, classes, labels, ks).items():
+        for k, hits in topk_hits(images, classes, labels, ks, candidates=task.candidates).items():
             metrics[keys.zeroshot(task.name, k)] = float(hits.mean())
             intervals[keys.zeroshot(task.name, k)] = interval(hits.astype(float))
     if compositional is not None:
@@ -96,7 +99,8 @@ def score_target(embedder: Any, target: Target, vision: EncoderFeatures, text: E
         return PairedFeatures(vision.by_role[role], texts, data.caption_image, data.caption_groups)
 
     zeroshot = [ZeroShotTask(task, text.prompts[target.role(f"prompts-{task}")], len(target.eval.classes[task]),
-                             target.eval.labels[task]) for task in target.label_tasks]
+                             target.eval.labels[task], target.eval.candidates.get(task))
+                for task in target.label_tasks]
     compositional = None
     if target.compositional is not None and target.compositional.swap_pairs is not None:
         compositional = (paired("compositional", target.compositional), target.compositional.swap_pairs)
@@ -127,6 +131,8 @@ def saturated_metrics(target: Target, metrics: dict[str, float]) -> dict[str, st
             out[keys.PROBING_SCORE] = "; ".join(reasons)
     for task in target.label_tasks:
         n_classes = len(data.classes[task])
+        if task in data.candidates:  # a multiple-choice task: what counts is each image's options
+            n_classes = int(data.candidates[task].sum(axis=1).min())
         for k in (1, 5):
             if n_classes <= k:
                 out[keys.zeroshot(task, k)] = f"only {n_classes} class(es) of {task!r}: top-{k} cannot miss"

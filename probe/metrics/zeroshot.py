@@ -35,11 +35,17 @@ def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def topk_hits(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
-              ks: Sequence[int] = (1, 5)) -> dict[int, np.ndarray]:
-    """Per labelled image (label >= 0, in order): whether its class is within the top k."""
+              ks: Sequence[int] = (1, 5), candidates: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Per labelled image (label >= 0, in order): whether its class is within the top k.
+
+    ``candidates`` ([images, classes] bool) restricts each image to its own options (a multiple-choice
+    test such as ulcc's four words per picture); classes outside them never rank above anything.
+    """
     labels = np.asarray(labels)
     keep = labels >= 0
     scores = np.asarray(image_emb, dtype=np.float64)[keep] @ np.asarray(class_emb, dtype=np.float64).T
+    if candidates is not None:
+        scores = np.where(np.asarray(candidates, dtype=bool)[keep], scores, -np.inf)
     true = scores[np.arange(keep.sum()), labels[keep]]
     rank = (scores >= true[:, None]).sum(axis=1) - 1
     return {k: rank < k for k in ks}
