@@ -34,8 +34,12 @@ def report_dir(tmp_path_factory, shared_cache):
         return subprocess.run([sys.executable, "-m", "probe", *args], cwd=ROOT, env=env, capture_output=True,
                               text=True)
 
-    ran = probe("run", *TINY, "--vision", "dinov2/vit-s14", "--epochs", "2")
-    assert ran.returncode == 1 and "3 written, 1 failed" in ran.stderr, ran.stderr  # dinov2: no weights here
+    from test_run import BROKEN
+
+    (root / "garbage.pth").write_bytes(b"not a checkpoint")  # passes the up-front check, fails to load
+    (root / "mine.toml").write_text(BROKEN.format(weights=root / "garbage.pth"))
+    ran = probe("--registry", str(root / "mine.toml"), "run", *TINY, "--vision", "mine/broken-vit", "--epochs", "2")
+    assert ran.returncode == 1 and "3 written, 1 failed" in ran.stderr, ran.stderr
     assert probe("select", *TINY).returncode == 0
     built = probe("report", "--out", str(root / "reports"))
     assert built.returncode == 0, built.stderr
@@ -95,10 +99,10 @@ def test_html_csv_and_json_hold_the_record_numbers(report_dir):
         assert float(cells[keys.index("alignment/probing_score_hi")][0]) == hi
         sim = cells[keys.index("similarity/mutual_knn")][0]
         assert sim and 0 <= float(sim) <= 1
-    assert "control" in html and "cannot be loaded here" in html  # controls marked; failure with its reason
+    assert "control" in html and "features of mine/broken-vit failed" in html  # controls marked; failure with its reason
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
     table = json.loads((report_dir / "reports" / "leaderboard.json").read_text())
-    assert len(table["rows"]) == 3 and table["failures"][0]["vision"] == "dinov2/vit-s14"
+    assert len(table["rows"]) == 3 and table["failures"][0]["vision"] == "mine/broken-vit"
     with (report_dir / "reports" / "leaderboard.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     for row, json_row in zip(rows, table["rows"], strict=True):
@@ -167,13 +171,20 @@ def test_leaderboard_sorts_and_filters_in_chromium(report_dir):
         assert ascending == sorted(ascending)
         header.click()
         assert column(0) == sorted(ascending, reverse=True)
+        assert header.get_attribute("aria-sort") == "descending"
         score = page.locator("#leaderboard th", has_text="probing score")
-        score.click()
+        score.focus()
+        page.keyboard.press("Enter")  # headers are reachable and sortable from the keyboard
         values = [float(v) for v in column([k for k, _, _ in COLUMNS].index("alignment/probing_score"))]
-        assert values == sorted(values)
+        assert values == sorted(values, reverse=True)  # a score column's first sort puts the best on top
+        assert score.get_attribute("aria-sort") == "descending" and header.get_attribute("aria-sort") == "none"
         page.fill("#filter", "pixels")
         visible = page.locator("#leaderboard tbody tr:visible")
         assert visible.count() == 1 and "pixels" in visible.first.inner_text()
+        page.fill("#filter", "pixels tiny")  # words are ANDed, in any order
+        assert visible.count() == 1
+        page.fill("#filter", "pixels nosuchword")
+        assert visible.count() == 0
         page.fill("#filter", "")
         page.uncheck("#controls")
         assert page.locator("#leaderboard tbody tr:visible").count() == 2

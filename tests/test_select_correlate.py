@@ -114,7 +114,12 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     ran = run_cli("run", *TINY, "--vision", "baseline/pixels-16", "--epochs", "2", env=env)
     assert ran.returncode == 0, ran.stderr
     after = run_cli("select", "--top", "2", *TINY, "--vision", "baseline/pixels-16", env=env)
-    assert "ranking vs probing score over 3 probed pairs" in after.stdout
+    # the pixel control takes no ranking slot: it is listed for reference, and the agreement with the
+    # probing scores is given over all three pairs (two real pairs are too few for a rank correlation)
+    assert "top 2 of 2 real pairs" in after.stdout and "1 control pair(s), for reference" in after.stdout
+    assert "ranking vs probing score over 3 probed pairs of shapes/test (with controls)" in after.stdout
+    ranked = run_cli("select", "--top", "2", *TINY, "--vision", "baseline/pixels-16", "--with-controls", env=env)
+    assert "top 2 of 3 pairs" in ranked.stdout and "for reference" not in ranked.stdout
     corr = run_cli("correlate", env=env)
     assert corr.returncode == 0, corr.stderr
     assert "vision kNN@20" in corr.stdout and "similarity mutual_knn" in corr.stdout

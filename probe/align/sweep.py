@@ -125,9 +125,19 @@ class AlignmentSweep:
         device = pick_device(self.options.device)  # heads train where the encoders ran
         start = time.perf_counter()
         probes = [AlignmentProbe(c) for c in configs]
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max(c.epochs for c in configs), desc=f"fitting {item[0].name} x {item[1].name}",
+                   unit=" epoch", leave=False, disable=None if self.options.progress else True)
+
+        def progress(epoch: int, epochs: int, status: str) -> None:  # the epoch bar: where the fit is
+            bar.total, bar.n = epochs, epoch
+            bar.set_postfix_str(status)
+
         try:
-            fit_grid(probes, paired("fit", plan.fit), paired("val", plan.val) if plan.val is not None else None,
-                     device=device)
+            with bar:
+                fit_grid(probes, paired("fit", plan.fit), paired("val", plan.val) if plan.val is not None else None,
+                         device=device, progress=progress)
         except ProbeError as exc:
             for unit in units:
                 yield unit, self.failure(item, unit, str(exc), features)

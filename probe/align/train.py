@@ -231,7 +231,10 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
                     trainer.done = trainer.bad_epochs >= trainer.probe.config.patience
             trainer.history.append(entry)
         if progress is not None:
-            progress(epoch + 1, epochs)
+            scores = [t.best_score for t in trainers if t.best_score > -math.inf]
+            stopped = sum(t.done for t in trainers)
+            progress(epoch + 1, epochs, (f"best val {max(scores):.3f}" if scores else "no val split")
+                     + (f", {stopped} of {len(trainers)} stopped early" if stopped else ""))
         if all(t.done for t in trainers):
             break
     for trainer in trainers:

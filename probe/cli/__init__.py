@@ -83,8 +83,23 @@ def _register_commands() -> None:
                 cli.add_command(command)
 
 
+def _log_to_stderr() -> None:
+    """probe's log lines as bare messages on stderr: warnings, and at INFO one line per feature-cache
+    entry a command uses (computed or read), so a long run says what it is doing."""
+    import logging
+
+    logger = logging.getLogger("probe")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors -> one line on stderr, exit 2."""
+    _log_to_stderr()
     _register_commands()
     try:
         code = cli.main(args=argv, prog_name="probe", standalone_mode=False)

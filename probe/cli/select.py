@@ -66,6 +66,9 @@ def _report_failures(outcome) -> None:
 
 @click.command(context_settings=CONTEXT)
 @click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="How many pairs to select.")
+@click.option("--with-controls", is_flag=True,
+              help="Let control pairs (pixels, random weights, TF-IDF) take ranking slots; by default they are "
+                   "listed below the ranking for reference.")
 @click.option("--metric", default="mutual_knn", show_default=True, help="mutual_knn, cka, cknna or svcca.")
 @click.option("--vision", multiple=True, default=("all",), show_default=True, metavar="PATTERN")
 @click.option("--text", multiple=True, default=("all",), show_default=True, metavar="PATTERN")
@@ -78,8 +81,8 @@ def _report_failures(outcome) -> None:
 @click.option("--recompute", is_flag=True, help="Recompute similarity records that exist.")
 @common
 @click.pass_obj
-def select(obj: RunContext, top, metric, vision, text, split, k, max_pairs, n_boot, recompute, dataset, results_dir,
-           cache_dir, head, loss, workers, device) -> None:
+def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, max_pairs, n_boot, recompute, dataset,
+           results_dir, cache_dir, head, loss, workers, device) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
     Each pair's image features and first-caption features are compared (mutual kNN, CKA, CKNNA,
@@ -126,32 +129,48 @@ def select(obj: RunContext, top, metric, vision, text, split, k, max_pairs, n_bo
     def named(ref) -> str:
         return ref.name + (" (control)" if ref.control else "")
 
-    rows = []
-    for rank, r in enumerate(ranked[:top], 1):
+    def control(r) -> bool:
+        return r.vision.control or r.text.control
+
+    # controls are yardsticks, not candidates: they take no slot unless asked, and are listed below
+    candidates = ranked if with_controls else [r for r in ranked if not control(r)]
+    references = [] if with_controls else [r for r in ranked if control(r)]
+
+    def row(rank: str, r) -> list[str]:
         lo, hi = r.interval(key)
-        rows.append([str(rank), named(r.vision), named(r.text), f"{r.metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]",
-                     fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))])
+        return [rank, named(r.vision), named(r.text), f"{r.metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]",
+                fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))]
+
+    rows = [row(str(rank), r) for rank, r in enumerate(candidates[:top], 1)]
     column = f"probing score ({next(iter(probed))})" if probed else "probing score"
-    print_table(["rank", "vision", "text", f"{metric} [95% CI]", "null", column], rows,
-                title=f"top {min(top, len(ranked))} of {len(ranked)} pairs by {metric} on {ds.info.name}/{split}")
+    headers = ["rank", "vision", "text", f"{metric} [95% CI]", "null", column]
+    print_table(headers, rows, title=f"top {min(top, len(candidates))} of {len(candidates)} "
+                                     f"{'pairs' if with_controls else 'real pairs'} by {metric} on {ds.info.name}/{split}")
+    if references:
+        print_table(headers, [row("-", r) for r in references],
+                    title=f"{len(references)} control pair(s), for reference (--with-controls ranks them too)")
     predicted = {(r.vision.name, r.text.name): r.metrics[key] for r in ranked}
+    real = {(r.vision.name, r.text.name) for r in ranked if not control(r)}
     agreements = {}
     for benchmark, scores in probed.items():
-        agreement = rank_agreement(predicted, scores, top)
-        if agreement is None:
-            continue
-        agreements[benchmark] = agreement
-        click.echo(f"ranking vs probing score over {agreement['n']} probed pairs of {benchmark}: Spearman "
-                   f"{agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), Kendall {agreement['kendall']:.3f} "
-                   f"(p={agreement['kendall_p']:.2g}); {agreement['top_hits']} of the top {agreement['top']} selected "
-                   f"are among the top {agreement['top']} probed; best selected {agreement['best_selected']:.3f} vs "
-                   f"best probed {agreement['best_probed']:.3f}")
+        # over real pairs (what a user chooses among), and over every pair with the controls
+        for label, pool in ((benchmark, {p: v for p, v in predicted.items() if p in real}),
+                            (f"{benchmark} (with controls)", predicted)):
+            agreement = rank_agreement(pool, scores, top)
+            if agreement is None:
+                continue
+            agreements[label] = agreement
+            click.echo(f"ranking vs probing score over {agreement['n']} probed {'' if pool is predicted else 'real '}"
+                       f"pairs of {label}: Spearman {agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), "
+                       f"Kendall {agreement['kendall']:.3f} (p={agreement['kendall_p']:.2g}); {agreement['top_hits']} "
+                       f"of the top {agreement['top']} selected are among the top {agreement['top']} probed; best "
+                       f"selected {agreement['best_selected']:.3f} vs best probed {agreement['best_probed']:.3f}")
     if not agreements:
         click.echo("no probing records for 3 or more of these pairs yet: run `probe run` to check the ranking")
     write_record(record_path(results, "selection", ds.info.name, f"{metric}-{split}-k{k}"),
                  SelectionRecord.new(dataset=ds.info.name, split=split, seed=0,
                                      config={"metric": metric, "top": top, "k": k, "max_pairs": max_pairs,
-                                             "head": head, "loss": loss},
+                                             "head": head, "loss": loss, "with_controls": with_controls},
                                      ranking=[{"vision": v, "text": t, "value": val} for (v, t), val in
                                               sorted(predicted.items(), key=lambda kv: -kv[1])],
                                      agreements=agreements))

@@ -68,6 +68,7 @@ def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs:
     found = entry.read(verify=options.verify)
     if found is not None:
         stats.from_cache = True
+        _announce(found, "from the cache")
         return found
     from filelock import Timeout
 
@@ -82,10 +83,26 @@ def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs:
         if found is not None:
             stats.from_cache = True
             return found
-        return _extract_locked(entry, spec, dataset, split, input_set, inputs, content, key, load_encoder, options,
+        started = time.perf_counter()
+        made = _extract_locked(entry, spec, dataset, split, input_set, inputs, content, key, load_encoder, options,
                                fit_texts, stats)
+        _announce(made, f"computed in {time.perf_counter() - started:.1f} s")
+        return made
     finally:
         lock.release()
+
+
+_announced: set[str] = set()  # cache entries already named in this process: a sweep re-reads them per pair
+
+
+def _announce(features: FeatureSet, how: str) -> None:
+    """One line per cache entry per process (INFO): model, split, rows, and computed or from the cache."""
+    if str(features.path) in _announced:
+        return
+    _announced.add(str(features.path))
+    meta = features.meta
+    log.info("%s %s/%s: %d %s, %s", meta.get("model"), meta.get("dataset"), meta.get("split"),
+             len(features.features), meta.get("set"), how)
 
 
 def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: str, input_set: str,

@@ -242,6 +242,8 @@ class SelectionConfig(Strict):
     max_pairs: int
     head: str | None
     loss: str | None
+    #: whether control pairs could take ranking slots (absent in records written before it existed)
+    with_controls: bool = False
 
 
 class RankedPair(Strict):
@@ -270,7 +272,8 @@ class SelectionRecord(RecordBase):
     split: str
     config: SelectionConfig
     ranking: list[RankedPair]
-    #: per benchmark label (``shapes/test``): how well the ranking predicted its probing scores
+    #: per benchmark label (``shapes/test``): how well the ranking predicted its probing scores, over
+    #: the real pairs; ``<label> (with controls)`` over every pair
     agreements: dict[str, Agreement]
 
 
