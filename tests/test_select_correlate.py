@@ -105,7 +105,7 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     env = {"PROBE_CACHE_DIR": str(shared_cache), "PROBE_RESULTS_DIR": str(tmp_path / "r")}
     before = run_cli("select", "--top", "1", *TINY, "--metric", "cka", env=env)
     assert before.returncode == 0, before.stderr
-    assert "top 1 of 2 pairs by cka on shapes/train" in before.stdout and "run `probe run`" in before.stdout
+    assert "top 1 of 2 real pairs by cka on shapes/train" in before.stdout and "run `probe run`" in before.stdout
     sims = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records" / "similarity").rglob("*.json")]
     assert len(sims) == 2 and sims[0]["n_pairs"] == 300
     assert set(sims[0]["metrics"]) == {"similarity/mutual_knn", "similarity/cka", "similarity/cknna",
