@@ -72,7 +72,7 @@ class AlignedModel:
         from probe.align.heads import make_head
         from probe.align.losses import make_loss
         from probe.io import sha256_file
-        from probe.registry import spec_from_dict
+        from probe.registry import Registry, spec_from_dict
 
         folder = Path(path)
         folder = folder.parent if folder.name == CONFIG_FILE else folder
@@ -95,8 +95,9 @@ class AlignedModel:
         except (SafetensorError, OSError) as exc:
             raise ProbeError(f"{heads_path} cannot be read: {exc}") from None
         config = ProbeConfig(**meta["config"])
-        vision = _catalogued(spec_from_dict(meta["vision"], source=str(folder / CONFIG_FILE)))
-        text = _catalogued(spec_from_dict(meta["text"], source=str(folder / CONFIG_FILE)))
+        builtin = Registry.load()
+        vision = _catalogued(spec_from_dict(meta["vision"], source=str(folder / CONFIG_FILE)), builtin)
+        text = _catalogued(spec_from_dict(meta["text"], source=str(folder / CONFIG_FILE)), builtin)
         dims = meta["dims"]
         torch.manual_seed(0)  # every weight is overwritten below; the seed only keeps construction quiet
         heads = {"vision": make_head(config.head, dims["vision"], config.out_dim, norm=config.norm,
@@ -196,17 +197,15 @@ class AlignedModel:
         return class_embeddings(self.encode_text(prompts(classnames, templates)), len(classnames))
 
 
-def _catalogued(spec: EncoderSpec) -> EncoderSpec:
+def _catalogued(spec: EncoderSpec, registry: Any) -> EncoderSpec:
     """probe's own registry entry when the saved spec is exactly that entry, else the saved spec.
 
     A saved model names its encoders in full; one that matches the built-in catalogue is trusted as
     the catalogue is (it may run packaged or remote code), while one that differs is a user file's
     entry, which runs code only with --trust-remote-code.
     """
-    from probe.registry import Registry
-
     try:
-        builtin = Registry.load(include_builtin=True, extra=()).get(spec.name)
+        builtin = registry.get(spec.name)
     except ProbeError:
         return spec
     return builtin if not builtin.from_user_file and builtin.to_dict() == spec.to_dict() else spec

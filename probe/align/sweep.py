@@ -150,13 +150,14 @@ class AlignmentSweep:
                     yield unit, self.failure(item, unit, probe.error_, features)
                     continue
                 start = time.perf_counter()
-                metrics, intervals = score_target(probe, self._target(unit[1]), vf, tf, seed=probe.config.seed)
-                saturated = saturated_metrics(self._target(unit[1]), metrics)
+                target = self._target(unit[1])
+                metrics, intervals = score_target(probe, target, vf, tf, seed=probe.config.seed)
+                saturated = saturated_metrics(target, metrics)
                 if saturated and unit[1] not in self._warned:
                     self._warned.add(unit[1])
                     key, why = next(iter(saturated.items()))
                     log.warning("%s: %d metric(s) cannot miss on this benchmark, e.g. %s (%s); records and the "
-                                "report flag them", self._target(unit[1]).benchmark, len(saturated), key, why)
+                                "report flag them", target.benchmark, len(saturated), key, why)
                 yield unit, self._record(
                     item, unit, features, metrics=metrics, intervals=intervals, interval_level=0.95,
                     **({"saturated": saturated} if saturated else {}),

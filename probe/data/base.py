@@ -8,6 +8,7 @@ the main process never holds a split's pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -88,7 +89,7 @@ class SplitData:
             digest.update(b"\0")
         return digest.hexdigest()[:20]
 
-    @property
+    @functools.cached_property
     def caption_groups(self) -> np.ndarray:
         """One number per caption, equal for identical texts: retrieval treats identical captions as
         the same caption (a templated dataset repeats one text per class)."""

@@ -33,7 +33,12 @@ def downloads_allowed(allow_download: bool | None = None) -> bool:
     """An explicit choice wins; otherwise ``$PROBE_ALLOW_DOWNLOAD`` decides (off by default)."""
     if allow_download is not None:
         return allow_download
-    return os.environ.get(ENV_ALLOW_DOWNLOAD, "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag(ENV_ALLOW_DOWNLOAD)
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: 1, true, yes or on (any case) mean on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def probe_home() -> Path:
@@ -109,7 +114,7 @@ def check(spec: EncoderSpec, allow_download: bool | None = None) -> Availability
     from probe.registry import ENV_TRUST_CODE
 
     code = spec.runs_code
-    if code and spec.from_user_file and os.environ.get(ENV_TRUST_CODE, "").strip().lower() not in ("1", "true", "yes"):
+    if code and spec.from_user_file and not env_flag(ENV_TRUST_CODE):
         return Availability(False, f"it comes from {spec.source} and {code}: pass --trust-remote-code "
                                    f"(or set {ENV_TRUST_CODE}=1) if you trust that file")
     unmet = unmet_requirements(spec.requires)

@@ -87,15 +87,18 @@ class TfidfSvdEncoder(TextEncoder):
         import json
 
         from safetensors.numpy import load_file
+        from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline
 
         settings = json.loads((folder / self.STATE_FILES[0]).read_text(encoding="utf-8"))
         arrays = load_file(str(folder / self.STATE_FILES[1]))
         vectorizer = TfidfVectorizer(ngram_range=tuple(settings["ngram_range"]), sublinear_tf=settings["sublinear_tf"],
                                      vocabulary=settings["vocabulary"])
         vectorizer.idf_ = arrays["idf"]
-        components = arrays["components"]
-        self._pipeline = _Projected(vectorizer, components)
+        svd = TruncatedSVD(n_components=arrays["components"].shape[0])
+        svd.components_, svd.n_features_in_ = arrays["components"], arrays["components"].shape[1]
+        self._pipeline = make_pipeline(vectorizer, svd)  # the fitted pipeline's own transform, restored
         return self
 
     def encode(self, batch: Sequence[str]) -> np.ndarray:
@@ -107,17 +110,6 @@ class TfidfSvdEncoder(TextEncoder):
         out = np.zeros((len(batch), self.spec.embed_dim), dtype=np.float32)
         out[:, : reduced.shape[1]] = reduced
         return self._check_dim(out)
-
-
-class _Projected:
-    """A restored TF-IDF vectoriser followed by its SVD projection (what TruncatedSVD.transform does)."""
-
-    def __init__(self, vectorizer: Any, components: np.ndarray):
-        self.vectorizer, self.components_ = vectorizer, components
-        self.steps = [("tfidfvectorizer", vectorizer), ("projection", self)]
-
-    def transform(self, texts: list[str]) -> np.ndarray:
-        return self.vectorizer.transform(texts) @ self.components_.T
 
 
 class RandomBertEncoder(TextEncoder):

@@ -42,7 +42,7 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
     from probe.metrics.bootstrap import ratio_interval
     from probe.metrics.compositional import winoground_hits
     from probe.metrics.retrieval import KS, metrics_from_ranks, probing_score_ci
-    from probe.metrics.zeroshot import class_embeddings, topk_hits
+    from probe.metrics.zeroshot import class_embeddings, options_per_image, topk_hits
 
     def interval(num: np.ndarray, den: np.ndarray | None = None) -> list[float]:
         return list(ratio_interval(num, den, n_boot=n_boot, seed=seed))
@@ -70,8 +70,7 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
     for task in zeroshot:
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)
-        options = task.n_classes if task.candidates is None else int(task.candidates.sum(axis=1).min())
-        ks = (1, 5) if options > 5 else (1,)
+        ks = (1, 5) if options_per_image(task.n_classes, task.candidates) > 5 else (1,)
         if not (labels >= 0).any():
             metrics |= {keys.zeroshot(task.name, k): float("nan") for k in ks}
             continue
@@ -117,6 +116,7 @@ def saturated_metrics(target: Target, metrics: dict[str, float]) -> dict[str, st
     Such a number says nothing about the pair, so records and the report flag it.
     """
     from probe.metrics.retrieval import KS
+    from probe.metrics.zeroshot import options_per_image
 
     data, out = target.eval, {}
     if target.retrieval and data.captions:
@@ -130,9 +130,7 @@ def saturated_metrics(target: Target, metrics: dict[str, float]) -> dict[str, st
         if reasons:
             out[keys.PROBING_SCORE] = "; ".join(reasons)
     for task in target.label_tasks:
-        n_classes = len(data.classes[task])
-        if task in data.candidates:  # a multiple-choice task: what counts is each image's options
-            n_classes = int(data.candidates[task].sum(axis=1).min())
+        n_classes = options_per_image(len(data.classes[task]), data.candidates.get(task))
         for k in (1, 5):
             if n_classes <= k:
                 out[keys.zeroshot(task, k)] = f"only {n_classes} class(es) of {task!r}: top-{k} cannot miss"

@@ -34,6 +34,12 @@ def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
     return l2_normalize(per_class.mean(axis=1))
 
 
+def options_per_image(n_classes: int, candidates: np.ndarray | None) -> int:
+    """How many classes every image is ranked among: all of them, or the fewest of a multiple-choice
+    task's per-image options (top-k with k at least that cannot miss)."""
+    return n_classes if candidates is None else int(np.asarray(candidates).sum(axis=1).min())
+
+
 def topk_hits(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
               ks: Sequence[int] = (1, 5), candidates: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """Per labelled image (label >= 0, in order): whether its class is within the top k.

@@ -20,9 +20,9 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from probe.errors import ProbeError
+from probe.io import write_json
 
 MARKER = "probe-prepared.json"
 
@@ -130,7 +130,7 @@ def prepare_flickr30k(source: Path, target: Path, progress: bool) -> dict[str, i
     target.mkdir(parents=True, exist_ok=True)
     archive = _first(source, "flickr30k-images.zip")
     files = _unzip(archive, target / "flickr30k-images", progress, strip=_zip_prefix(archive, "flickr30k-images"))
-    _write_json(target / "dataset_flickr30k.json", {"dataset": "flickr30k", "images": images})
+    write_json(target / "dataset_flickr30k.json", {"dataset": "flickr30k", "images": images})
     return {"images": files, "test": sum(1 for im in images if im["split"] == "test")}
 
 
@@ -151,12 +151,6 @@ def prepare_coco(source: Path, target: Path, progress: bool) -> dict[str, int]:
         archive = _first(source, f"{folder}.zip")
         counts[folder] = _unzip(archive, target / folder, progress, strip=_zip_prefix(archive, folder))
     return counts
-
-
-def _write_json(path: Path, data: Any) -> None:
-    from probe.io import write_json
-
-    write_json(path, data)
 
 
 PUBLISHED: dict[str, Published] = {
@@ -241,7 +235,7 @@ def prepare(name: str, source: str | Path | None = None, allow_download: bool = 
     with FileLock(str(target.parent / f".{target.name}.prepare.lock")):  # a second run waits
         counts = found.prepare(folder, target, progress)
         used = [_first(folder, need) for need in found.needs]
-        _write_json(target / MARKER, {"benchmark": name, "counts": counts, "source": str(folder),
+        write_json(target / MARKER, {"benchmark": name, "counts": counts, "source": str(folder),
                              "source_files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                                               for p in used if p.is_file()}})
     return data, counts
