@@ -96,16 +96,19 @@ TEXT_CORRELATES = {"text score (MTEB-style)": keys.TEXT_SCORE, "text STS": keys.
 
 def correlation_table(probed: dict[tuple[str, str], float], models: dict[str, dict[str, Any]],
                       similarity: dict[tuple[str, str], dict[str, float]]) -> list[dict[str, Any]]:
-    """Rows ``{correlate, n, spearman, p_value}`` over the probed pairs that have the correlate.
+    """Rows ``{correlate, over, n, spearman, p_value}``: Spearman's r between each correlate and the
+    probing score.
 
+    A property of one encoder (its kNN accuracy, its text score, its published average) is compared
+    over distinct encoders, each at its mean probing score over the pairs it is in (``over`` =
+    "vision encoders" / "text encoders"): its several pairs repeat one value and are not independent
+    evidence. A property of the pair (a similarity metric) is compared over pairs.
     ``models``: per encoder name, its correlates record metrics plus ``published:<field>`` values;
     ``similarity``: per pair, its similarity metrics.
     """
     from probe.metrics.rank import spearman
 
-    def value_of(pair: tuple[str, str], source: str, key: str) -> float | None:
-        table = similarity.get(pair, {}) if source == "pair" else models.get(pair[source == "text"], {})
-        value = table.get(key)
+    def finite(value: Any) -> float | None:
         return None if value is None or not np.isfinite(value) else float(value)
 
     sources = [(name, "vision", key) for name, key in VISION_CORRELATES.items()]
@@ -114,13 +117,18 @@ def correlation_table(probed: dict[tuple[str, str], float], models: dict[str, di
                 for key in sorted({k for m in similarity.values() for k in m})]
     rows = []
     for name, source, key in sources:
-        xs, ys = [], []
-        for pair, probing in probed.items():
-            value = value_of(pair, source, key)
-            if value is not None:
-                xs.append(value)
-                ys.append(probing)
-        row: dict[str, Any] = {"correlate": name, "n": len(xs), "spearman": None, "p_value": None}
+        if source == "pair":
+            points = [(value, score) for pair, score in probed.items()
+                      if (value := finite(similarity.get(pair, {}).get(key))) is not None]
+        else:
+            scores: dict[str, list[float]] = {}
+            for pair, score in probed.items():
+                scores.setdefault(pair[source == "text"], []).append(score)
+            points = [(value, float(np.mean(scores[encoder]))) for encoder in sorted(scores)
+                      if (value := finite(models.get(encoder, {}).get(key))) is not None]
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        row: dict[str, Any] = {"correlate": name, "over": "pairs" if source == "pair" else f"{source} encoders",
+                               "n": len(xs), "spearman": None, "p_value": None}
         if len(xs) >= 3 and len(set(xs)) > 1:
             row["spearman"], row["p_value"] = spearman(xs, ys)
         rows.append(row)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from probe.align.config import ProbeConfig
@@ -178,18 +177,31 @@ def test_flatten_names_every_config_field_so_grid_rows_differ(tmp_path):
     assert row["path"].endswith("lr0.json") and row["vision"] == "v" and row["vision_control"] is False
 
 
-def test_heatmap_gives_each_dataset_its_own_grid():
-    from probe.report.plots import heatmap_grids
+def test_leaderboard_sections_rank_each_dataset_and_benchmark_apart():
+    from scipy.stats import rankdata
 
-    best = [{"dataset": "shapes", "benchmark": "test", "vision": "v", "text": "t", PROBING_SCORE: 0.9},
-            {"dataset": "digits", "benchmark": "test", "vision": "v", "text": "t", PROBING_SCORE: 0.1},
-            {"dataset": "digits", "benchmark": "test", "vision": "w", "text": "t", PROBING_SCORE: 0.2}]
-    grids = heatmap_grids(best)
-    assert set(grids) == {("shapes", "test"), ("digits", "test")}
-    visions, texts, grid = grids[("shapes", "test")]
-    assert visions == ["v"] and texts == ["t"] and grid.tolist() == [[0.9]]
-    visions, _, grid = grids[("digits", "test")]
-    assert visions == ["v", "w"] and np.allclose(grid[:, 0], [0.1, 0.2])
+    from probe.report.sections import build_sections, competition_ranks
+
+    def row(dataset, benchmark, vision, score, control=False):
+        return {"dataset": dataset, "benchmark": benchmark, "vision": vision, "text": "t", "protocol": "in-domain",
+                "vision_control": control, "text_control": False, PROBING_SCORE: score,
+                "intervals": {PROBING_SCORE: (score - 0.1, score + 0.1)}}
+
+    rows = [row("shapes", "shapes/test", "v", 0.5), row("shapes", "shapes/test", "w", 0.9),
+            row("shapes", "shapes/test", "x", 0.5), row("shapes", "shapes/test", "p", 0.2, control=True),
+            row("digits", "digits/test", "v", 0.1), row("digits", "digits/test", "w", 0.3)]
+    sections = {(s.dataset, s.benchmark): s for s in build_sections(rows)}
+    assert set(sections) == {("shapes", "shapes/test"), ("digits", "digits/test")}  # never one table
+    shapes = sections[("shapes", "shapes/test")]
+    assert [r["vision"] for r in shapes.rows][:1] == ["w"] and [r["rank"] for r in shapes.rows] == [1, 2, 2, 4]
+    assert shapes.n_controls == 1 and shapes.metric == PROBING_SCORE
+    assert shapes.rows[0]["score"] == (PROBING_SCORE, 0.9, pytest.approx(0.8), pytest.approx(1.0))
+    assert [r["rank"] for r in sections[("digits", "digits/test")].rows] == [1, 2]
+    shown = [c.key for c in shapes.columns]
+    assert PROBING_SCORE in shown and "retrieval/i2t_R@1" not in shown  # no column that no row has
+    assert "dataset" not in shown and "benchmark" not in shown  # said once in the section's heading
+    values = [0.9, 0.7, 0.7, 0.7, 0.2, 0.1, 0.1]
+    assert competition_ranks(values) == list(rankdata([-v for v in values], method="min"))
 
 
 def test_by_benchmark_table_takes_each_benchmarks_primary_score_and_the_mean(tmp_path):

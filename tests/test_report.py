@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error
 
-from probe.report.table import COLUMNS
-
 TINY = ("--vision", "test/tiny-vit", "--vision", "test/tiny-vit-wide", "--vision", "baseline/pixels-16",
         "--text", "test/tiny-bert")
 
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory, shared_cache):
-    """Records of a small sweep (with a failure and similarity records) and the report built from them."""
+    """Records of a small sweep (fitted on shapes, scored in-domain and on shapes-ood, two learning
+    rates, with a failure and similarity records) and the report built from them."""
     import subprocess
     import sys
 
@@ -38,8 +37,9 @@ def report_dir(tmp_path_factory, shared_cache):
 
     (root / "garbage.pth").write_bytes(b"not a checkpoint")  # passes the up-front check, fails to load
     (root / "mine.toml").write_text(BROKEN.format(weights=root / "garbage.pth"))
-    ran = probe("--registry", str(root / "mine.toml"), "run", *TINY, "--vision", "mine/broken-vit", "--epochs", "2")
-    assert ran.returncode == 1 and "3 written, 1 failed" in ran.stderr, ran.stderr
+    ran = probe("--registry", str(root / "mine.toml"), "run", *TINY, "--vision", "mine/broken-vit", "--epochs", "2",
+                "--lr", "1e-3", "--lr", "3e-4", "--train", "shapes", "--eval", "shapes", "--eval", "shapes-ood")
+    assert ran.returncode == 1 and "12 written, 4 failed" in ran.stderr, ran.stderr
     assert probe("select", *TINY).returncode == 0
     built = probe("report", "--out", str(root / "reports"))
     assert built.returncode == 0, built.stderr
@@ -47,32 +47,38 @@ def report_dir(tmp_path_factory, shared_cache):
     return root
 
 
-class Cells(HTMLParser):
-    """Rows of the leaderboard table as lists of (data-v, text)."""
+class Boards(HTMLParser):
+    """Every ranked table of the page: its id, column keys and rows as lists of (data-v, text)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[list[tuple[str | None, str]]] = []
-        self.in_board = self.in_body = False
+        self.tables: dict[str, dict] = {}
+        self.table: dict | None = None
         self.cell: list | None = None
+        self.in_body = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "table" and attrs.get("id") == "leaderboard":
-            self.in_board = True
-        elif self.in_board and tag == "tbody":
+        if tag == "table" and "board" in (attrs.get("class") or ""):
+            self.table = self.tables.setdefault(attrs["id"], {"keys": [], "rows": []})
+        elif self.table is not None and tag == "th":
+            self.table["keys"].append(attrs.get("data-key"))
+        elif self.table is not None and tag == "tbody":
             self.in_body = True
+        elif self.in_body and tag == "tr" and "main" in (attrs.get("class") or ""):
+            self.table["rows"].append([])
+            self.row_open = True
         elif self.in_body and tag == "tr":
-            self.rows.append([])
-        elif self.in_body and tag == "td":
+            self.row_open = False  # a details row
+        elif self.in_body and tag == "td" and self.row_open:
             self.cell = [attrs.get("data-v"), ""]
 
     def handle_endtag(self, tag):
         if tag == "td" and self.cell is not None:
-            self.rows[-1].append(tuple(self.cell))
+            self.table["rows"][-1].append(tuple(self.cell))
             self.cell = None
         elif tag == "table":
-            self.in_board = self.in_body = False
+            self.table, self.in_body = None, False
 
     def handle_data(self, data):
         if self.cell is not None:
@@ -83,36 +89,62 @@ def records(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in (root / "results" / "records" / "alignment").rglob("*.json")]
 
 
-def test_html_csv_and_json_hold_the_record_numbers(report_dir):
-    ok = {(r["vision"]["name"], r["text"]["name"]): r for r in records(report_dir) if r["status"] == "ok"}
-    keys = [k for k, _, _ in COLUMNS]
-    parser = Cells()
+def _tag(record: dict) -> str:
+    """The label the terminal gives the record's head configuration."""
+    from probe.align.config import ProbeConfig
+
+    return ProbeConfig(**record["config"]).tag
+
+
+def test_each_benchmark_has_its_own_ranked_table_holding_the_record_numbers(report_dir):
+    from scipy.stats import rankdata
+
+    ok = {(r["vision"]["name"], r["text"]["name"], _tag(r), r["benchmark"]["name"]): r
+          for r in records(report_dir) if r["status"] == "ok"}
+    assert len(ok) == 12
+    parser = Boards()
     html = (report_dir / "reports" / "leaderboard.html").read_text()
     parser.feed(html)
-    assert len(parser.rows) == 3
-    for cells in parser.rows:
-        record = ok[(cells[0][0], cells[1][0])]
-        for key in ("alignment/probing_score", "retrieval/i2t_R@1", "retrieval/t2i_R@10", "compositional/group"):
-            assert float(cells[keys.index(key)][0]) == record["metrics"][key], key
-        lo, hi = record["intervals"]["alignment/probing_score"]
-        assert float(cells[keys.index("alignment/probing_score_lo")][0]) == lo
-        assert float(cells[keys.index("alignment/probing_score_hi")][0]) == hi
-        sim = cells[keys.index("similarity/mutual_knn")][0]
-        assert sim and 0 <= float(sim) <= 1
+    boards = {name: t for name, t in parser.tables.items() if name.startswith("board-")}
+    assert set(boards) == {"board-shapes-test-shapes", "board-shapes-ood-test-shapes"}  # never ranked together
+    for name, board in boards.items():
+        benchmark = "shapes-ood" if "ood" in name else "shapes"
+        assert len(board["rows"]) == 6 and board["keys"][:3] == ["rank", "pair", "config"]
+        scores = []
+        for cells in board["rows"]:
+            value = dict(zip(board["keys"], cells, strict=True))
+            vision, text = next((v, t) for (v, t, _, _) in ok if value["pair"][0] == f"{v} {t}")
+            record = ok[(vision, text, value["config"][0], benchmark)]
+            for key in ("alignment/probing_score", "retrieval/i2t_R@1", "retrieval/t2i_R@10", "compositional/group"):
+                if key in board["keys"]:
+                    assert float(value[key][0]) == record["metrics"][key], key
+            lo, hi = record["intervals"]["alignment/probing_score"]
+            assert f"[{lo:.2f}, {hi:.2f}]" in value["alignment/probing_score"][1]  # the interval in the score cell
+            sim = value["similarity/mutual_knn"][0]
+            assert sim and 0 <= float(sim) <= 1
+            scores.append(record["metrics"]["alignment/probing_score"])
+        # rank = position by the probing score, ties sharing the better rank (checked against scipy)
+        assert [int(cells[0][0]) for cells in board["rows"]] == list(rankdata([-s for s in scores], method="min"))
+        assert scores == sorted(scores, reverse=True)
     assert "control" in html and "features of mine/broken-vit failed" in html  # controls marked; failure with its reason
+    assert "cannot miss" not in html  # explained only where a value carries the mark
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
     table = json.loads((report_dir / "reports" / "leaderboard.json").read_text())
-    assert len(table["rows"]) == 3 and table["failures"][0]["vision"] == "mine/broken-vit"
+    assert len(table["rows"]) == 12 and table["failures"][0]["vision"] == "mine/broken-vit"
     with (report_dir / "reports" / "leaderboard.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     for row, json_row in zip(rows, table["rows"], strict=True):
-        record = ok[(row["vision"], row["text"])]
+        key = (row["vision"], row["text"], row["config"], row["benchmark"].split("/")[0])
+        record = ok[key]
         assert float(row["alignment/probing_score"]) == record["metrics"]["alignment/probing_score"]
+        assert float(row["lr"]) == record["config"]["lr"] and int(row["epochs"]) == 2 and row["seed"] == "0"
         assert json_row["zeroshot/shape_top1"] == record["metrics"]["zeroshot/shape_top1"]
     pixel_row = next(r for r in table["rows"] if r["vision"] == "baseline/pixels-16")
     assert pixel_row["vision_control"] is True
-    assert {p.name for p in (report_dir / "reports" / "plots").iterdir()} >= {"heatmap.png", "heads_losses.png",
-                                                                              "selection_vs_probing.png"}
+    plots = {p.name for p in (report_dir / "reports" / "plots").iterdir()}
+    for stem in ("shapes-test-shapes", "shapes-ood-test-shapes"):  # each section its own figures, with and
+        assert {f"{stem}-heatmap.png", f"{stem}-heatmap-real.png", f"{stem}-heads.png",  # without controls
+                f"{stem}-selection.png", f"{stem}-selection-real.png"} <= plots
 
 
 def test_report_without_results_or_with_a_future_schema(run_cli, tmp_path, report_dir):
@@ -146,57 +178,93 @@ def _browser():
 
 
 @pytest.mark.browser
-def test_leaderboard_sorts_and_filters_in_chromium(report_dir):
+def test_leaderboard_tabs_sorting_filter_controls_and_phone_width_in_chromium(report_dir):
     from playwright.sync_api import sync_playwright
 
     executable = _browser()
     page_url = (report_dir / "reports" / "leaderboard.html").resolve().as_uri()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
         problems: list[str] = []
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: problems.append(str(e)))
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
         page.goto(page_url)
+        tabs = page.locator("[role=tab]")
+        assert tabs.all_inner_texts() == ["suite (mean)", "shapes-ood/test", "shapes/test"]
+        assert page.locator("[role=tabpanel]:visible").count() == 1  # the suite first, one panel at a time
+        page.locator("#tab-shapes-test-shapes").click()
+        panel = page.locator("#panel-shapes-test-shapes")
+        assert panel.is_visible() and page.locator("[role=tabpanel]:visible").count() == 1
+        page.keyboard.press("ArrowLeft")  # arrow keys move between tabs, as in any tab list
+        assert page.locator("#panel-shapes-test-shapes").is_hidden()
+        page.locator("#tab-shapes-test-shapes").click()
+        board = "#board-shapes-test-shapes"
 
-        def column(index: int) -> list[str]:
-            return page.eval_on_selector_all(
-                "#leaderboard tbody tr", f"rows => rows.map(r => r.cells[{index}].dataset.v)")
+        def column(key: str) -> list[str]:
+            return page.eval_on_selector(board, """(t, key) => {
+                const i = Array.from(t.tHead.rows[0].cells).findIndex(c => c.dataset.key === key);
+                return Array.from(t.tBodies[0].rows).filter(r => r.classList.contains('main'))
+                    .map(r => r.cells[i].dataset.v); }""", key)
 
-        header = page.locator("#leaderboard th", has_text="vision").first
+        def visible_rows() -> int:
+            return page.locator(f"{board} tbody tr.main:visible").count()
+
+        header = page.locator(f"{board} th[data-key=pair]")
         header.click()
-        ascending = column(0)
+        ascending = column("pair")
         assert ascending == sorted(ascending)
         header.click()
-        assert column(0) == sorted(ascending, reverse=True)
-        assert header.get_attribute("aria-sort") == "descending"
-        score = page.locator("#leaderboard th", has_text="probing score")
+        assert column("pair") == sorted(ascending, reverse=True) and header.get_attribute("aria-sort") == "descending"
+        score = page.locator(f"{board} th[data-key='alignment/probing_score']")
         score.focus()
         page.keyboard.press("Enter")  # headers are reachable and sortable from the keyboard
-        values = [float(v) for v in column([k for k, _, _ in COLUMNS].index("alignment/probing_score"))]
+        values = [float(v) for v in column("alignment/probing_score")]
         assert values == sorted(values, reverse=True)  # a score column's first sort puts the best on top
         assert score.get_attribute("aria-sort") == "descending" and header.get_attribute("aria-sort") == "none"
+        page.locator(f"{board} th[data-key=rank]").click()
+        assert [int(v) for v in column("rank")] == sorted(int(v) for v in column("rank"))  # rank 1 first
         page.fill("#filter", "pixels")
-        visible = page.locator("#leaderboard tbody tr:visible")
-        assert visible.count() == 1 and "pixels" in visible.first.inner_text()
-        page.fill("#filter", "pixels tiny")  # words are ANDed, in any order
-        assert visible.count() == 1
+        assert visible_rows() == 2 and "pixels" in page.locator(f"{board} tbody tr.main:visible").first.inner_text()
+        page.fill("#filter", "tiny-bert pixels lr0.0003")  # words are ANDed, in any order, over names and settings
+        assert visible_rows() == 1
         page.fill("#filter", "pixels nosuchword")
-        assert visible.count() == 0
+        assert visible_rows() == 0 and panel.locator(".count").inner_text() == "0"
         page.fill("#filter", "")
-        page.uncheck("#controls")
-        assert page.locator("#leaderboard tbody tr:visible").count() == 2
+        figure = panel.locator("figure", has=page.locator("img[alt^='Score per vision x text pair']"))
+        with_controls = figure.locator("img").get_attribute("src")
+        page.uncheck("#controls")  # the switch reaches the rows, the counts and the plots
+        assert visible_rows() == 4 and panel.locator(".count").inner_text() == "4"
+        assert page.locator("#shown").inner_text() == "8"
+        assert figure.locator("img").get_attribute("src") == figure.locator("img").get_attribute("data-real")
+        assert figure.locator("img").get_attribute("src") != with_controls
         page.check("#controls")
-        page.locator("#leaderboard details summary").first.click()
-        assert "versions" in page.locator("#leaderboard details pre").first.inner_text()
-        shot = report_dir / "reports" / "leaderboard.png"
-        page.screenshot(path=str(shot), full_page=True)
+        assert figure.locator("img").get_attribute("src") == with_controls and visible_rows() == 6
+        details = panel.locator("button.more").first
+        details.click()
+        opened = panel.locator("tr.detail:visible")
+        assert opened.count() == 1 and "versions" in opened.inner_text() and details.get_attribute("aria-expanded") == "true"
+        page.locator(".chooser summary").click()
+        page.uncheck("input[data-column='config']")  # the column chooser hides a column in every table
+        assert page.locator(f"{board} th[data-key=config]").is_hidden()
+        assert page.locator(f"{board} tbody tr.main td:nth-child(3):visible").count() == 0
+        page.check("input[data-column='config']")
+        artefacts = Path(os.environ.get("PROBE_TEST_ARTEFACTS", report_dir / "reports"))
+        artefacts.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(artefacts / "leaderboard-1400.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})
-        phone.goto(page_url)
+        phone.goto(page_url + "#tab-shapes-test-shapes")
+        assert phone.locator("#panel-shapes-test-shapes").is_visible()  # a tab can be linked to
         # on a phone the page is as wide as the screen: tables scroll inside it, plots shrink to fit
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        pinned = phone.locator("#board-shapes-test-shapes tbody tr.main td.pair").first
+        before = pinned.bounding_box()["x"]
+        phone.locator("#panel-shapes-test-shapes .scroll").evaluate("s => { s.scrollLeft = 400; }")
+        assert pinned.bounding_box()["x"] == before  # the pair column stays in view while the table scrolls
+        phone.screenshot(path=str(artefacts / "leaderboard-390.png"), full_page=True)
         browser.close()
-    assert shot.stat().st_size > 10_000
+    assert (artefacts / "leaderboard-1400.png").stat().st_size > 10_000
+    assert (artefacts / "leaderboard-390.png").stat().st_size > 10_000
     assert problems == [] and requests == []

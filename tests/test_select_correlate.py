@@ -147,3 +147,30 @@ def test_select_bad_input(run_cli, tmp_path, shared_cache):
     assert_one_line_error(run_cli("select", "--vision", "nope*", env=env), "no model matches 'nope*'")
     assert_one_line_error(run_cli("select", *TINY, "--split", "winoground", "--k", "100", env=env),
                           "has 80 usable pairs", "lower --k")
+
+
+def test_an_encoders_own_score_is_correlated_over_distinct_encoders():
+    from scipy.stats import spearmanr
+
+    from probe.correlate import correlation_table
+    from probe.report.plots import distinct_encoder_points
+
+    # three vision encoders x two text encoders: six pairs, but only three kNN values and two text scores
+    probed = {("v1", "a"): 0.2, ("v1", "b"): 0.4, ("v2", "a"): 0.5, ("v2", "b"): 0.9, ("v3", "a"): 0.6,
+              ("v3", "b"): 0.1}
+    models = {"v1": {"vision/knn20": 0.3}, "v2": {"vision/knn20": 0.9}, "v3": {"vision/knn20": 0.5},
+              "a": {"text/score": 0.1}, "b": {"text/score": 0.7}}
+    similarity = {pair: {"similarity/cka": value} for pair, value in zip(probed, [1, 2, 3, 4, 5, 6], strict=True)}
+    rows = {r["correlate"]: r for r in correlation_table(probed, models, similarity)}
+    knn = rows["vision kNN@20"]
+    assert knn["n"] == 3 and knn["over"] == "vision encoders"
+    # each encoder at its mean over its pairs: v1 0.3, v2 0.7, v3 0.35 against kNN 0.3, 0.9, 0.5
+    assert knn["spearman"] == pytest.approx(spearmanr([0.3, 0.9, 0.5], [0.3, 0.7, 0.35]).statistic)
+    assert rows["text score (MTEB-style)"]["n"] == 2 and rows["text score (MTEB-style)"]["spearman"] is None
+    cka = rows["similarity cka"]  # a property of the pair: over the six pairs
+    assert cka["n"] == 6 and cka["over"] == "pairs"
+    assert cka["spearman"] == pytest.approx(spearmanr([1, 2, 3, 4, 5, 6], list(probed.values())).statistic)
+    plotted = [{"vision": v, "text": t, "vision/knn20": models[v]["vision/knn20"], "score": ("m", s, None, None)}
+               for (v, t), s in probed.items()]
+    xs, ys = distinct_encoder_points(plotted, "vision/knn20", "vision")
+    assert xs == [0.3, 0.9, 0.5] and ys == pytest.approx([0.3, 0.7, 0.35])  # the figure counts as the table does

@@ -192,8 +192,9 @@ def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_di
     For every encoder in the dataset's probing records: vision kNN accuracy (weighted, k = 10 and
     20, T = 0.07), linear-probe accuracy, k-means NMI; for text encoders an MTEB-style score on the
     captions (STS, clustering, classification); published ImageNet kNN / MTEB averages from the
-    registry. Similarity metrics come from `probe select` records. Prints Spearman's r and its
-    p-value per correlate across pairs and writes the table as a record.
+    registry. Similarity metrics come from `probe select` records. An encoder's own score is compared
+    over distinct encoders (each at its mean probing score over its pairs), a pair's similarity over
+    pairs. Prints Spearman's r and its p-value per correlate and writes the table as a record.
 
     \b
     Examples:
@@ -249,8 +250,8 @@ def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_di
                   for s in iter_records(results, "similarity") if s.record.dataset == fitted_on and s.record.ok}
     for benchmark, scores in probed.items():
         rows = correlation_table(scores, models, similarity)
-        print_table(["correlate", "n pairs", "Spearman r", "p-value"],
-                    [[r["correlate"], str(r["n"]), fmt(r["spearman"]),
+        print_table(["correlate", "over", "n", "Spearman r", "p-value"],
+                    [[r["correlate"], r["over"], str(r["n"]), fmt(r["spearman"]),
                       "-" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in rows],
                     title=f"what predicts the score on {benchmark} ({len(scores)} probed pairs, heads fitted "
                           f"on {fitted_on}; unimodal scores on {ds.info.name})")

@@ -7,6 +7,8 @@ clashes. Every module that reads or writes a metric takes its key from here; a t
 
 from __future__ import annotations
 
+from typing import Any
+
 PROBING_SCORE = "alignment/probing_score"
 #: Mean of the zero-shot top-1 accuracies over a record's label tasks (a report column).
 ZEROSHOT_MEAN_TOP1 = "zeroshot/top1"
@@ -84,3 +86,19 @@ def primary(metrics: dict[str, float]) -> tuple[str, float] | None:
     if COMPOSITIONAL_GROUP in metrics:
         return COMPOSITIONAL_GROUP, metrics[COMPOSITIONAL_GROUP]
     return None
+
+
+def primary_interval(metrics: dict[str, float], intervals: dict[str, Any] | None
+                     ) -> tuple[str, float, float | None, float | None] | None:
+    """``(metric, value, low, high)`` of the primary score (:func:`primary`) with its interval; a mean
+    zero-shot top-1 takes its task's interval when there is one task, else has none."""
+    found = primary(metrics)
+    if found is None:
+        return None
+    metric, value = found
+    source = metric
+    if metric == ZEROSHOT_MEAN_TOP1:
+        tasks = [key for key in metrics if is_zeroshot_top1(key)]
+        source = tasks[0] if len(tasks) == 1 else ""
+    low, high = (intervals or {}).get(source, (None, None))
+    return metric, value, low, high

@@ -285,6 +285,9 @@ class HeadFilter(Strict):
 class CorrelationRow(Strict):
     correlate: str
     n: int
+    #: what ``n`` counts: "pairs", "vision encoders" or "text encoders" (None: written before probe
+    #: said, when every correlate was counted over pairs)
+    over: str | None = None
     spearman: float | None
     p_value: float | None
 

@@ -28,15 +28,25 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.records.store import iter_records
     from probe.records.table import best_by_pair
     from probe.report.benchmarks import benchmark_matrix
-    from probe.report.plots import make_plots
+    from probe.report.plots import section_plots
+    from probe.report.sections import build_sections, competition_ranks
 
     alignment = iter_records(results_dir, "alignment")
     rows, failures = build_table(results_dir, alignment)
-    best_paths = {str(s.path) for s in best_by_pair(alignment).values()}
+    best_paths = {str(s.path) for s in best_by_pair(alignment, metric=None).values()}
     labels, by_benchmark = benchmark_matrix(alignment)
-    best = [row for row in rows if row["provenance"]["record"] in best_paths]
+    for row, rank in zip(by_benchmark, competition_ranks([r["mean"] if r["mean"] is not None else float("-inf")
+                                                          for r in by_benchmark]), strict=True):
+        row["rank"] = rank
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(rows, best, out_dir / "plots", selection_metric)
+    sections = build_sections(rows)
+    plots_dir = out_dir / "plots"
+    made: dict[str, Path] = {}
+    for section in sections:
+        best = [row for row in section.rows if row["provenance"]["record"] in best_paths]
+        section.plots = section_plots(section.rows, best, section.metric, plots_dir, section.id, selection_metric)
+        for plot in section.plots:
+            made[f"{section.id}:{plot.title}"] = plot.all
     table = flat_rows(rows)
     with atomic_open(out_dir / "leaderboard.csv", "w") as handle:
         pd.DataFrame(table).to_csv(handle, index=False)
@@ -48,18 +58,39 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
         row["provenance_json"] = json.dumps(row["provenance"], indent=1, sort_keys=True, default=str)
     env = jinja2.Environment(loader=jinja2.PackageLoader("probe", "report"), autoescape=True)
     env.globals["format"] = format
+    env.filters["wbr"] = _breakable
+    env.filters["datauri"] = lambda path: "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
     html = env.get_template("leaderboard.html.j2").render(
-        rows=rows, failures=failures, columns=COLUMNS, bench=[b for b in bench if "ours_s" in b],
+        sections=sections, failures=failures, bench=[b for b in bench if "ours_s" in b],
         benchmark_labels=labels, by_benchmark=by_benchmark,
-        plots=[(title, base64.b64encode(path.read_bytes()).decode()) for title, path in plots.items()],
-        n_rows=len(rows), n_pairs=len({(r["vision"], r["text"]) for r in rows}),
+        n_rows=len(rows), n_controls=sum(1 for r in rows if r["vision_control"] or r["text_control"]),
+        n_pairs=len({(r["vision"], r["text"]) for r in rows}),
+        any_saturated=any(r["saturated"] for r in rows),
+        columns=_chooser_columns(sections), many_corpora=len({s.dataset for s in sections}) > 1,
         datasets=sorted({r["dataset"] for r in rows} | {f["dataset"] for f in failures}),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
         machine=platform.platform())
     with atomic_open(out_dir / "leaderboard.html", "w") as handle:
         handle.write(html)
     return {"html": out_dir / "leaderboard.html", "csv": out_dir / "leaderboard.csv",
-            "json": out_dir / "leaderboard.json", **{f"plot:{k}": v for k, v in plots.items()}}
+            "json": out_dir / "leaderboard.json", **{f"plot:{k}": v for k, v in made.items()}}
+
+
+def _breakable(name: str):
+    """A model name that may wrap after each ``/`` (``<wbr>``, which copying and filtering ignore)."""
+    from markupsafe import Markup, escape
+
+    return Markup("/<wbr>").join(escape(part) for part in str(name).split("/"))
+
+
+def _chooser_columns(sections) -> list:
+    """Every column some section shows, once, in table order: the column chooser's entries."""
+    seen: dict[str, object] = {}
+    for section in sections:
+        for column in section.columns:
+            seen.setdefault(column.key, column)
+    order = [key for key, _, _ in COLUMNS]
+    return sorted(seen.values(), key=lambda c: order.index(c.key))
 
 
 __all__ = ["COLUMNS", "build_report", "build_table", "flat_rows"]

@@ -18,11 +18,10 @@ def benchmark_matrix(stored: list[Any]) -> tuple[list[str], list[dict[str, Any]]
         r = item.record
         if r.kind != "alignment" or not r.ok:
             continue
-        found = keys.primary(r.metrics)
+        found = keys.primary_interval(r.metrics, r.intervals)
         if found is None:
             continue
-        metric, value = found
-        lo, hi = (r.intervals or {}).get(metric, (None, None))
+        metric, value, lo, hi = found
         key = (r.dataset, r.vision.name, r.text.name, r.config.tag)
         row = rows.setdefault(key, {"dataset": r.dataset, "vision": r.vision.name, "text": r.text.name,
                                     "config": r.config.tag, "vision_control": r.vision.control,

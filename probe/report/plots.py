@@ -1,133 +1,237 @@
-"""Report figures (matplotlib, Agg): what predicts probing, the vision x text heatmap, heads/losses.
+"""Report figures (matplotlib, Agg), drawn per leaderboard section (one training dataset and benchmark).
 
-Pair-level figures take ``best`` rows: each pair's best probing score over its head configurations
-within one dataset and benchmark (:func:`probe.records.best_by_pair`); the heatmap draws one panel
-per dataset and benchmark, so results of different data never share a cell. Controls are drawn
-hollow so nobody mistakes them for real encoders.
+Every figure plots the section's primary score with its 95% bootstrap interval. Each is drawn twice
+where the section has controls: with them (hollow markers, grey italic labels) and with real
+encoders only, so the page's "show controls" switch reaches the plots and their statistics too.
+A correlation with a property of one encoder (its kNN accuracy, its text score) is computed over
+distinct encoders, each at its mean score over its partners: one encoder's several pairs are not
+independent evidence. A property of the pair (a similarity metric) is correlated over pairs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from probe.records import keys
-from probe.records.keys import PROBING_SCORE
+
+_MARKERS = "osD^vP*Xh<>pd8H"
+_DPI = 100
 
 
-def _scatter(rows, key: str, label: str, path: Path) -> Path | None:
+@dataclass
+class Plot:
+    """One figure of a section: with every row, and with real encoders only (None when the section
+    has no control, or when too little is left without them: ``controls`` tells which)."""
+
+    title: str
+    all: Path
+    real: Path | None
+    controls: bool
+
+
+def _is_control(row: dict[str, Any]) -> bool:
+    return bool(row["vision_control"] or row["text_control"])
+
+
+def _score_label(metric: str) -> str:
+    return {keys.PROBING_SCORE: "probing score (mean R@10)", keys.ZEROSHOT_MEAN_TOP1: "zero-shot top-1",
+            keys.COMPOSITIONAL_GROUP: "Winoground group score"}.get(metric, metric)
+
+
+def short_names(names: list[str]) -> dict[str, str]:
+    """Each name without its family prefix (``efficientnet/lite0-in1k`` -> ``lite0-in1k``), unless
+    that would make two of them read the same."""
+    short = {name: name.split("/", 1)[-1] for name in names}
+    return short if len(set(short.values())) == len(short) else {name: name for name in names}
+
+
+def _errors(value: float, low: float | None, high: float | None) -> list[list[float]] | None:
+    if low is None or high is None:
+        return None
+    return [[max(0.0, value - low)], [max(0.0, high - value)]]
+
+
+def distinct_encoder_points(rows: list[dict[str, Any]], key: str, side: str) -> tuple[list[float], list[float]]:
+    """``(values, mean scores)`` per distinct ``side`` encoder: its ``key`` value and its mean primary
+    score over the pairs it is in."""
+    by_encoder: dict[str, tuple[float, list[float]]] = {}
+    for row in rows:
+        by_encoder.setdefault(row[side], (row[key], []))[1].append(row["score"][1])
+    names = sorted(by_encoder)
+    return [by_encoder[n][0] for n in names], [float(np.mean(by_encoder[n][1])) for n in names]
+
+
+def _legend(ax, texts: list[str], visions: list[str], colour: Callable, controls: bool) -> None:
+    from matplotlib.lines import Line2D
+
+    blank = Line2D([], [], linestyle="none")
+    handles = [blank] + [Line2D([], [], marker="o", linestyle="none", color=colour(t)) for t in texts]
+    short = short_names([*texts, *visions])
+    labels = ["text (colour)"] + [short[t] for t in texts]
+    handles += [blank] + [Line2D([], [], marker=_MARKERS[i % len(_MARKERS)], linestyle="none", color="#57606a")
+                          for i, _ in enumerate(visions)]
+    labels += ["vision (marker)"] + [short[v] for v in visions]
+    if controls:
+        handles += [blank, Line2D([], [], marker="o", linestyle="none", color="#57606a", mfc="none")]
+        labels += ["", "hollow: a control\n(pixels, random weights,\nTF-IDF), not a real model"]
+    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              handletextpad=0.4, borderaxespad=0)
+
+
+def scatter(rows: list[dict[str, Any]], key: str, label: str, unit: str, metric: str, path: Path) -> Path | None:
+    """``key`` against the primary score, one point per pair with its interval (and the similarity
+    metric's interval and shuffled-pairing null where ``unit == "pair"``); Spearman's r over distinct
+    ``unit`` encoders ("vision" / "text") or over pairs."""
     import matplotlib.pyplot as plt
 
     from probe.metrics.rank import spearman
 
-    points = [r for r in rows if r.get(key) is not None]
+    points = [r for r in rows if r.get(key) is not None and r["score"] is not None]
     if len(points) < 2:
         return None
-    fig, ax = plt.subplots(figsize=(5.2, 4))
-    texts = sorted({r["text"] for r in points})
-    colours = plt.colormaps["tab10"]
-    for i, text in enumerate(texts):
-        for control in (False, True):
-            sel = [r for r in points if r["text"] == text and (r["vision_control"] or r["text_control"]) == control]
-            if not sel:
-                continue
-            ax.scatter([r[key] for r in sel], [r[PROBING_SCORE] for r in sel], s=40,
-                       facecolors="none" if control else colours(i % 10), edgecolors=colours(i % 10),
-                       label=None if control else text)
-    xs = [r[key] for r in points]
-    title = f"{label} vs probing score"
-    if len(points) >= 3 and len(set(xs)) > 1:
-        rho, p = spearman(xs, [r[PROBING_SCORE] for r in points])
-        title += f"\nSpearman r = {rho:.2f} (p = {p:.2g}, n = {len(points)})"
-    ax.set(xlabel=label, ylabel="probing score (mean R@10)", title=title)
-    ax.legend(fontsize=6, loc="best")
+    texts, visions = sorted({r["text"] for r in points}), sorted({r["vision"] for r in points})
+    palette = plt.colormaps["tab10" if len(texts) <= 10 else "tab20"]
+
+    def colour(text: str):
+        return palette(texts.index(text) % palette.N)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in points:
+        _, value, low, high = r["score"]
+        x_bounds = r.get("similarity_intervals", {}).get(key) if unit == "pair" else None
+        xerr = _errors(r[key], *x_bounds) if x_bounds else None
+        c = colour(r["text"])
+        ax.errorbar(r[key], value, yerr=_errors(value, low, high), xerr=xerr,
+                    fmt=_MARKERS[visions.index(r["vision"]) % len(_MARKERS)], ms=6, color=c,
+                    mfc="none" if _is_control(r) else c, elinewidth=0.7, capsize=2, alpha=0.85)
+    nulls = [r["similarity_null"][key] for r in points if key in r.get("similarity_null", {})]
+    if nulls:
+        ax.axvline(float(np.mean(nulls)), color="#6e7781", linestyle="--", linewidth=1)
+        ax.annotate("shuffled-pairing null", (float(np.mean(nulls)), 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(3, -10), textcoords="offset points", fontsize=7, color="#57606a")
+    if unit == "pair":
+        xs, ys, over = [r[key] for r in points], [r["score"][1] for r in points], f"{len(points)} pairs"
+    else:
+        xs, ys = distinct_encoder_points(points, key, unit)
+        over = f"{len(xs)} distinct {unit} encoders (each at its mean over its pairs)"
+    title = f"{label} vs {_score_label(metric).split(' (')[0]}"
+    if len(xs) >= 3 and len(set(xs)) > 1:
+        rho, p = spearman(xs, ys)
+        title += f"\nSpearman r = {rho:.2f} (p = {p:.2g}) over {over}"
+    else:
+        title += f"\n(too few distinct values for a rank correlation: {over})"
+    ax.set_title(title, fontsize=9)
+    ax.set(xlabel=label, ylabel=_score_label(metric) + ", 95% interval")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _legend(ax, texts, visions, colour, any(_is_control(r) for r in points))
+    return _save(fig, path)
 
 
-def heatmap_grids(best: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[list[str], list[str], np.ndarray]]:
-    """Per (dataset, benchmark): ``(visions, texts, grid)`` of best probing scores, NaN where a pair
-    has no result. Each scope gets its own grid, so no cell mixes results of different data."""
-    grids = {}
-    for scope in sorted({(r["dataset"], r["benchmark"]) for r in best}):
-        rows = [r for r in best if (r["dataset"], r["benchmark"]) == scope]
-        visions, texts = sorted({r["vision"] for r in rows}), sorted({r["text"] for r in rows})
-        grid = np.full((len(visions), len(texts)), np.nan)
-        for r in rows:
-            grid[visions.index(r["vision"]), texts.index(r["text"])] = r[PROBING_SCORE]
-        grids[scope] = (visions, texts, grid)
-    return grids
-
-
-def _heatmap(best, path: Path) -> Path | None:
+def heatmap(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+    """Vision x text grid of each pair's best score; controls' labels grey and italic."""
     import matplotlib.pyplot as plt
 
-    grids = heatmap_grids(best)
-    if not grids:
+    rows = [r for r in rows if r["score"] is not None]
+    if not rows:
         return None
-    widths = [max(5.0, 3.2 + 1.3 * len(texts)) for _, texts, _ in grids.values()]
-    height = 1.8 + 0.45 * max(len(visions) for visions, _, _ in grids.values())
-    fig, axes = plt.subplots(1, len(grids), figsize=(sum(widths), height), squeeze=False)
-    for ax, ((dataset, benchmark), (visions, texts, grid)) in zip(axes[0], grids.items(), strict=True):
-        top = max(1e-9, float(np.nanmax(grid)))
-        image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=top, aspect="auto")
-        for i in range(len(visions)):
-            for j in range(len(texts)):
-                if np.isfinite(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if grid[i, j] < 0.6 * top else "black")
-        ax.set_xticks(range(len(texts)), [t.split("/")[-1] for t in texts], rotation=30, ha="right", fontsize=7)
-        ax.set_yticks(range(len(visions)), visions, fontsize=7)
-        ax.set_title(f"probing score on {benchmark}, fitted on {dataset}\n(best head per pair)", fontsize=9)
-        fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    visions, texts = sorted({r["vision"] for r in rows}), sorted({r["text"] for r in rows})
+    grid = np.full((len(visions), len(texts)), np.nan)
+    control = {r["vision"]: r["vision_control"] for r in rows} | {r["text"]: r["text_control"] for r in rows}
+    for r in rows:
+        grid[visions.index(r["vision"]), texts.index(r["text"])] = r["score"][1]
+    fig, ax = plt.subplots(figsize=(2.8 + 0.95 * len(texts), 1.6 + 0.42 * len(visions)))
+    top = max(1e-9, float(np.nanmax(grid)))
+    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=top, aspect="auto")
+    for i in range(len(visions)):
+        for j in range(len(texts)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if grid[i, j] < 0.6 * top else "black")
+    short = short_names([*texts, *visions])
+    ax.set_xticks(range(len(texts)), [short[t] for t in texts], rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(visions)), [short[v] for v in visions], fontsize=8)
+    for tick, name in [*zip(ax.get_xticklabels(), texts, strict=True), *zip(ax.get_yticklabels(), visions, strict=True)]:
+        if control[name]:
+            tick.set_color("#6e7781")
+            tick.set_fontstyle("italic")
+    ax.set_xlabel("text encoder", fontsize=8)
+    ax.set_ylabel("vision encoder", fontsize=8)
+    ax.set_title("best head configuration per pair" + ("; grey italic: controls" if any(control.values()) else ""),
+                 fontsize=9)
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar.set_label(_score_label(metric), fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return _save(fig, path)
 
 
-def _heads(rows, path: Path) -> Path | None:
+def heads_losses(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+    """One line per pair across its head configurations, and their mean in bold; nothing to draw with
+    a single configuration."""
     import matplotlib.pyplot as plt
 
-    configs = sorted({(r["head"], r["loss"]) for r in rows})
-    if not configs:
+    rows = [r for r in rows if r["score"] is not None]
+    configs = sorted({r["config"] for r in rows})
+    if len(configs) < 2:
         return None
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 1.1 * len(configs)), 3.8))
-    data = [[r[PROBING_SCORE] for r in rows if (r["head"], r["loss"]) == c] for c in configs]
-    ax.boxplot(data, showmeans=True)
-    ax.set_xticks(range(1, len(configs) + 1), [f"{h}\n{lo}" for h, lo in configs], fontsize=8)
-    ax.set(ylabel="probing score", title="heads and losses across pairs")
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 1.0 * len(configs)), 4.0))
+    pairs = sorted({(r["vision"], r["text"]) for r in rows})
+    scores = {(r["vision"], r["text"], r["config"]): r["score"][1] for r in rows}
+    for vision, text in pairs:
+        xs = [i for i, c in enumerate(configs) if (vision, text, c) in scores]
+        control = any(_is_control(r) for r in rows if (r["vision"], r["text"]) == (vision, text))
+        ax.plot(xs, [scores[(vision, text, configs[i])] for i in xs], marker="o", ms=3, linewidth=0.8,
+                color="#afb8c1" if control else "#0969da", alpha=0.6, linestyle="--" if control else "-")
+    means = [np.mean([s for (_, _, c), s in scores.items() if c == config]) for config in configs]
+    ax.plot(range(len(configs)), means, color="black", linewidth=2.2, marker="s", label="mean over pairs")
+    ax.plot([], [], color="#0969da", label="one real pair")
+    if any(_is_control(r) for r in rows):
+        ax.plot([], [], color="#afb8c1", linestyle="--", label="a pair with a control")
+    ax.set_xticks(range(len(configs)), configs, rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel=_score_label(metric), title=f"head configurations, paired by encoder pair ({len(pairs)} pairs)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def make_plots(rows: list[dict[str, Any]], best: list[dict[str, Any]], out_dir: Path,
-               selection_metric: str = keys.DEFAULT_SELECTION) -> dict[str, Path]:
-    """Write every figure the rows support; ``best`` are the rows of each pair's best head
-    configuration per dataset and benchmark. Returns {title: png path}."""
+def section_plots(rows: list[dict[str, Any]], best: list[dict[str, Any]], metric: str, out_dir: Path,
+                  stem: str, selection_metric: str = keys.DEFAULT_SELECTION) -> list[Plot]:
+    """Every figure one section's rows support. ``best`` holds each pair's best configuration."""
     import matplotlib
 
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
-    # the figures plot the probing score: zero-shot-only benchmarks (no retrieval) are in the tables
-    rows = [r for r in rows if r.get(keys.PROBING_SCORE) is not None]
-    best = [r for r in best if r.get(keys.PROBING_SCORE) is not None]
-    made = {
-        "Vision kNN accuracy vs probing score": _scatter(best, keys.VISION_KNN20, "vision kNN@20 accuracy",
-                                                         out_dir / "knn_vs_probing.png"),
-        "MTEB-style text score vs probing score": _scatter(best, keys.TEXT_SCORE, "MTEB-style text score",
-                                                           out_dir / "text_score_vs_probing.png"),
-        "Selection metric vs probing score": _scatter(best, selection_metric, selection_metric.split("/")[-1],
-                                                      out_dir / "selection_vs_probing.png"),
-        "Probing score per vision x text pair": _heatmap(best, out_dir / "heatmap.png"),
-        "Heads and losses": _heads(rows, out_dir / "heads_losses.png"),
-    }
-    return {title: path for title, path in made.items() if path is not None}
+    figures: list[tuple[str, str, Callable[[list, list, Path], Path | None]]] = [
+        ("Score per vision x text pair", "heatmap", lambda a, b, p: heatmap(b, metric, p)),
+        ("Selection metric vs score", "selection",
+         lambda a, b, p: scatter(b, selection_metric, f"{selection_metric.split('/')[-1]} (probe select)", "pair",
+                                 metric, p)),
+        ("Vision kNN accuracy vs score", "knn",
+         lambda a, b, p: scatter(b, keys.VISION_KNN20, "vision kNN@20 accuracy", "vision", metric, p)),
+        ("MTEB-style text score vs score", "text-score",
+         lambda a, b, p: scatter(b, keys.TEXT_SCORE, "MTEB-style text score", "text", metric, p)),
+        ("Head configurations", "heads", lambda a, b, p: heads_losses(a, metric, p)),
+    ]
+    has_controls = any(_is_control(r) for r in rows)
+    real_rows, real_best = [r for r in rows if not _is_control(r)], [r for r in best if not _is_control(r)]
+    plots = []
+    for title, name, draw in figures:
+        everything = draw(rows, best, out_dir / f"{stem}-{name}.png")
+        if everything is None:
+            continue
+        real = draw(real_rows, real_best, out_dir / f"{stem}-{name}-real.png") if has_controls else None
+        plots.append(Plot(title, everything, real, has_controls))
+    return plots

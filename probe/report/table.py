@@ -11,8 +11,8 @@ from probe.records import keys
 #: (column key, header, number format) in display order; keys ending in a record's metric name hold
 #: exactly the record's value.
 COLUMNS: list[tuple[str, str, str]] = [
-    ("vision", "vision", ""), ("text", "text", ""), ("head", "head", ""), ("loss", "loss", ""),
-    ("dataset", "fitted on", ""), ("benchmark", "scored on", ""), ("protocol", "protocol", ""),
+    ("vision", "vision", ""), ("text", "text", ""), ("config", "config", ""), ("head", "head", ""),
+    ("loss", "loss", ""), ("dataset", "fitted on", ""), ("benchmark", "scored on", ""), ("protocol", "protocol", ""),
     (keys.PROBING_SCORE, "probing score", ".3f"),
     (keys.interval_bounds(keys.PROBING_SCORE)[0], "CI low", ".3f"),
     (keys.interval_bounds(keys.PROBING_SCORE)[1], "CI high", ".3f"),
@@ -57,10 +57,10 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
         raise ProbeError(f"no results under {results_dir / 'records'}; run `probe run` first")
     correlates = {(s.record.dataset, s.record.model.name): s.record.metrics
                   for s in iter_records(results_dir, "correlates") if s.record.ok}
-    similarity: dict[tuple[str, str, str], dict[str, float]] = {}
+    similarity: dict[tuple[str, str, str], Any] = {}
     for s in sorted(iter_records(results_dir, "similarity"), key=lambda s: s.record.split != "train"):
         if s.record.ok:  # train first
-            similarity.setdefault((s.record.dataset, s.record.vision.name, s.record.text.name), s.record.metrics)
+            similarity.setdefault((s.record.dataset, s.record.vision.name, s.record.text.name), s.record)
     rows, failures = [], []
     for stored in alignment:
         r, flat = stored.record, flatten(stored)
@@ -69,13 +69,20 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
             failures.append(base | {"error": r.error, "created": r.created, "path": str(stored.path)})
             continue
         row = base | r.metrics
+        row["config"] = r.config.tag  # the terminal's label of this head configuration
+        row["config_values"] = r.config.to_dict()
+        row["intervals"] = {key: tuple(bounds) for key, bounds in (r.intervals or {}).items()}
         low, high = r.interval(keys.PROBING_SCORE) or (None, None)  # a zero-shot-only benchmark has none
         row[keys.interval_bounds(keys.PROBING_SCORE)[0]], row[keys.interval_bounds(keys.PROBING_SCORE)[1]] = low, high
         top1 = [value for key, value in r.metrics.items() if keys.is_zeroshot_top1(key)]
         row[keys.ZEROSHOT_MEAN_TOP1] = sum(top1) / len(top1) if top1 else None
         row[keys.VISION_KNN20] = _correlate(correlates, r, r.vision.name, keys.VISION_KNN20)
         row[keys.TEXT_SCORE] = _correlate(correlates, r, r.text.name, keys.TEXT_SCORE)
-        row |= similarity.get((r.dataset, r.vision.name, r.text.name), {})
+        sim = similarity.get((r.dataset, r.vision.name, r.text.name))
+        if sim is not None:  # with its interval and its shuffled-pairing null, which the plots draw
+            row |= sim.metrics
+            row["similarity_intervals"] = {key: tuple(bounds) for key, bounds in (sim.intervals or {}).items()}
+            row["similarity_null"] = {key: stat.mean for key, stat in (sim.null or {}).items()}
         row["saturated"] = dict(r.saturated or {})
         top1_keys = [key for key in r.metrics if keys.is_zeroshot_top1(key)]
         if top1_keys and all(key in row["saturated"] for key in top1_keys):
@@ -99,10 +106,20 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
     return rows, failures
 
 
+def primary_interval(row: dict[str, Any]) -> tuple[str, float, float | None, float | None] | None:
+    """``(metric, value, low, high)`` of a leaderboard row's primary score."""
+    return keys.primary_interval(row, row.get("intervals"))
+
+
 def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for CSV / JSON: the table's columns (every metric of the records) plus control flags."""
+    """Rows for CSV / JSON: the table's columns (every metric of the records), every scalar setting of
+    the head configuration (lr, epochs, seed, ...), plus control flags."""
     columns = [k for k, _, _ in COLUMNS]
     extra = sorted({k for row in rows for k in row if "/" in k and k not in columns})
-    return [{k: row.get(k) for k in [*columns, *extra, "vision_control", "text_control"]}
-            | {"saturated": "; ".join(f"{k}: {why}" for k, why in row.get("saturated", {}).items()) or None}
+    settings = sorted({k for row in rows for k, v in row.get("config_values", {}).items()
+                       if k not in columns and (v is None or isinstance(v, (str, int, float, bool)))})
+    return [{k: row.get(k) for k in [*columns, *extra]}
+            | {k: row.get("config_values", {}).get(k) for k in settings}
+            | {"vision_control": row.get("vision_control"), "text_control": row.get("text_control"),
+               "saturated": "; ".join(f"{k}: {why}" for k, why in row.get("saturated", {}).items()) or None}
             for row in rows]
