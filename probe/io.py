@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +47,26 @@ def write_npy(path: Path, array: Any) -> None:
 
     with atomic_open(path, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
+
+
+def write_npy_parts(path: Path, parts: Iterable[Any], shape: tuple[int, ...], dtype: str) -> None:
+    """An ``.npy`` file of ``shape`` written from consecutive row blocks, atomically: a feature file
+    larger than memory is assembled without ever holding it whole."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    written = 0
+    with atomic_open(path, "wb") as handle:
+        np.lib.format.write_array_header_2_0(handle, {"descr": np.lib.format.dtype_to_descr(dt),
+                                                      "fortran_order": False, "shape": tuple(shape)})
+        for part in parts:
+            block = np.ascontiguousarray(part, dtype=dt)
+            if block.shape[1:] != tuple(shape[1:]):
+                raise ValueError(f"{path}: a block of shape {block.shape} does not fit {shape}")
+            handle.write(block.tobytes())
+            written += len(block)
+        if written != shape[0]:
+            raise ValueError(f"{path}: {written} rows written, {shape[0]} declared")
 
 
 def write_npz(path: Path, **arrays: Any) -> None:

@@ -125,3 +125,28 @@ def test_config_checks():
         ProbeConfig(lr=-1)
     assert ProbeConfig().tag == "linear-siglip"
     assert ProbeConfig(head="star", lr=3e-4).tag == "star-siglip-lr0.0003"
+
+
+def test_features_streamed_from_the_cache_train_exactly_as_in_memory(tmp_path):
+    from probe.features.mapped import FeatureRows, map_npy
+    from probe.io import write_npy_parts
+
+    train, val = paired(0), paired(1, n_images=60)
+    train.images[7] = np.nan  # a skipped image: its captions leave training either way
+    sides = {}
+    for name, x in (("images", train.images), ("texts", train.texts)):
+        keep = np.flatnonzero(np.isfinite(x).all(axis=1))  # the cache stores read rows only, in blocks
+        write_npy_parts(tmp_path / f"{name}.npy", np.array_split(x[keep], 3), (len(keep), x.shape[1]), "float32")
+        stored, mapping = map_npy(tmp_path / f"{name}.npy")
+        sides[name] = FeatureRows(stored, keep, len(x), mapping)
+    np.testing.assert_array_equal(sides["images"].take(np.array([9, 7, 0])), train.images[[9, 7, 0]])
+    streamed = PairedFeatures(sides["images"], sides["texts"], train.caption_image)
+    assert streamed.streamed and not train.streamed
+    np.testing.assert_array_equal(streamed.usable_pairs(), train.usable_pairs())
+    configs = [small(head="linear", loss="siglip", batch_size=64), small(head="mlp", loss="infonce", batch_size=64)]
+    in_memory = fit_grid([AlignmentProbe(c) for c in configs], train, val)
+    from_cache = fit_grid([AlignmentProbe(c) for c in configs], streamed, val)
+    for a, b in zip(in_memory, from_cache, strict=True):  # the same batches in the same order: the same heads
+        assert a.history_ == b.history_
+        for x, y in zip(state(a), state(b), strict=True):
+            np.testing.assert_array_equal(x, y)

@@ -71,7 +71,7 @@ class AlignmentSweep:
     def features(self, spec: EncoderSpec) -> EncoderFeatures:
         from probe.features.roles import encoder_features
 
-        return encoder_features(spec, self.plan, self.options)
+        return encoder_features(spec, self.plan, self.options, streamed_roles=("fit",))
 
     def _record(self, item: Item, unit: Unit, features: Sequence[EncoderFeatures] = (), **results: Any):
         from probe.records.schema import AlignmentRecord, encoder_ref

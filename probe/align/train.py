@@ -30,10 +30,14 @@ from probe.flops import counted
 
 @dataclass
 class PairedFeatures:
-    """Features of one split: ``texts[j]`` describes ``images[caption_image[j]]``."""
+    """Features of one split: ``texts[j]`` describes ``images[caption_image[j]]``.
 
-    images: np.ndarray
-    texts: np.ndarray
+    Either side may be a :class:`~probe.features.mapped.FeatureRows` (features streamed from the
+    cache): training then reads each batch from it instead of holding the split.
+    """
+
+    images: Any
+    texts: Any
     caption_image: np.ndarray
     #: equal for identical caption texts (see :attr:`SplitData.caption_groups`): interchangeable in
     #: retrieval; None treats every caption as distinct
@@ -41,9 +45,20 @@ class PairedFeatures:
 
     def usable_pairs(self) -> np.ndarray:
         """Caption indices whose caption and image both have finite features (skipped images are NaN)."""
-        ok_image = np.isfinite(self.images).all(axis=1)
-        ok_text = np.isfinite(self.texts).all(axis=1)
+        ok_image, ok_text = _finite_rows(self.images), _finite_rows(self.texts)
         return np.flatnonzero(ok_text & ok_image[self.caption_image])
+
+    @property
+    def streamed(self) -> bool:
+        return _is_streamed(self.images) or _is_streamed(self.texts)
+
+
+def _is_streamed(x: Any) -> bool:
+    return hasattr(x, "take") and hasattr(x, "finite_rows")
+
+
+def _finite_rows(x: Any) -> np.ndarray:
+    return x.finite_rows() if _is_streamed(x) else np.isfinite(x).all(axis=1)
 
 
 @dataclass
@@ -179,66 +194,143 @@ def fit_grid(probes: Sequence[AlignmentProbe], train: PairedFeatures, val: Paire
 
 def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: PairedFeatures | None,
                   batch_size: int, epochs: int, seed: int, progress: Any, device: str) -> None:
-    import torch
-
     pairs = train.usable_pairs()
     if len(pairs) < 2:
         raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
-    images = torch.as_tensor(np.ascontiguousarray(train.images, dtype=np.float32), device=device)
-    texts = torch.as_tensor(np.ascontiguousarray(train.texts, dtype=np.float32), device=device)
-    owner = torch.as_tensor(train.caption_image, dtype=torch.long, device=device)
     batch_size = min(batch_size, len(pairs))
     steps_per_epoch = len(pairs) // batch_size  # drop the ragged last batch: contrastive losses want full ones
-    trainers = [_make_trainer(p, images.shape[1], texts.shape[1], epochs * steps_per_epoch, device) for p in probes]
+    source: _ResidentBatches | _StreamedBatches = (_StreamedBatches if train.streamed else _ResidentBatches)(train, device)
+    trainers = [_make_trainer(p, train.images.shape[1], train.texts.shape[1], epochs * steps_per_epoch, device)
+                for p in probes]
     rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        order = torch.as_tensor(pairs[rng.permutation(len(pairs))], device=device)
-        losses = {id(t): 0.0 for t in trainers}
-        for step in range(steps_per_epoch):
-            batch = order[step * batch_size:(step + 1) * batch_size]
-            img_rows = owner[batch]
-            x_img, x_txt = images[img_rows], texts[batch]
-            positives = batch_positive_pairs(img_rows)
-            for trainer in trainers:
-                if trainer.done:
-                    continue
-                forward = functools.partial(_batch_loss, trainer, x_img, x_txt, positives)
-                first = trainer.flops_per_step is None  # the first step is counted: every step costs the same
-                loss, forward_flops = counted(forward) if first else (forward(), None)
-                if not torch.isfinite(loss):
-                    trainer.done = True
-                    trainer.probe.error_ = f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
-                    continue
-                trainer.optimiser.zero_grad(set_to_none=True)
-                if first:
-                    _, backward_flops = counted(loss.backward)
-                    trainer.flops_per_step = (forward_flops or 0.0) + (backward_flops or 0.0)
-                else:
-                    loss.backward()
-                trainer.optimiser.step()
-                trainer.schedule.step()
-                losses[id(trainer)] += loss.item() / steps_per_epoch
-        for trainer in trainers:
-            if trainer.done:
-                continue
-            entry = {"epoch": epoch + 1, "loss": losses[id(trainer)]}
-            if val is not None:
-                entry["val_probing_score"] = score = _validation_score(trainer, val)
-                if score > trainer.best_score:
-                    trainer.best_score, trainer.best_state, trainer.bad_epochs = score, _state(trainer), 0
-                else:
-                    trainer.bad_epochs += 1
-                    trainer.done = trainer.bad_epochs >= trainer.probe.config.patience
-            trainer.history.append(entry)
-        if progress is not None:
-            scores = [t.best_score for t in trainers if t.best_score > -math.inf]
-            stopped = sum(t.done for t in trainers)
-            progress(epoch + 1, epochs, (f"best val {max(scores):.3f}" if scores else "no val split")
-                     + (f", {stopped} of {len(trainers)} stopped early" if stopped else ""))
-        if all(t.done for t in trainers):
-            break
+    try:
+        for epoch in range(epochs):
+            source.start_epoch(pairs[rng.permutation(len(pairs))], batch_size, steps_per_epoch)
+            losses = {id(t): 0.0 for t in trainers}
+            for step in range(steps_per_epoch):
+                img_rows, x_img, x_txt = source.batch(step)
+                positives = batch_positive_pairs(img_rows)
+                for trainer in trainers:
+                    if not trainer.done:
+                        losses[id(trainer)] += _step(trainer, x_img, x_txt, positives, epoch, step) / steps_per_epoch
+            if _end_of_epoch(trainers, losses, epoch, epochs, val, progress):
+                break
+    finally:
+        source.close()
     for trainer in trainers:
         _finish(trainer, steps_per_epoch, batch_size)
+
+
+def _step(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any, epoch: int, step: int) -> float:
+    """One optimiser step of one configuration; its loss (0 when the loss stopped being finite)."""
+    import torch
+
+    forward = functools.partial(_batch_loss, trainer, x_img, x_txt, positives)
+    first = trainer.flops_per_step is None  # the first step is counted: every step costs the same
+    loss, forward_flops = counted(forward) if first else (forward(), None)
+    if not torch.isfinite(loss):
+        trainer.done = True
+        trainer.probe.error_ = f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
+        return 0.0
+    trainer.optimiser.zero_grad(set_to_none=True)
+    if first:
+        _, backward_flops = counted(loss.backward)
+        trainer.flops_per_step = (forward_flops or 0.0) + (backward_flops or 0.0)
+    else:
+        loss.backward()
+    trainer.optimiser.step()
+    trainer.schedule.step()
+    return loss.item()
+
+
+def _end_of_epoch(trainers: list[_Trainer], losses: dict[int, float], epoch: int, epochs: int,
+                  val: PairedFeatures | None, progress: Any) -> bool:
+    """Validation, early stopping and the progress line after an epoch; whether every trainer is done."""
+    for trainer in trainers:
+        if trainer.done:
+            continue
+        entry = {"epoch": epoch + 1, "loss": losses[id(trainer)]}
+        if val is not None:
+            entry["val_probing_score"] = score = _validation_score(trainer, val)
+            if score > trainer.best_score:
+                trainer.best_score, trainer.best_state, trainer.bad_epochs = score, _state(trainer), 0
+            else:
+                trainer.bad_epochs += 1
+                trainer.done = trainer.bad_epochs >= trainer.probe.config.patience
+        trainer.history.append(entry)
+    if progress is not None:
+        scores = [t.best_score for t in trainers if t.best_score > -math.inf]
+        stopped = sum(t.done for t in trainers)
+        progress(epoch + 1, epochs, (f"best val {max(scores):.3f}" if scores else "no val split")
+                 + (f", {stopped} of {len(trainers)} stopped early" if stopped else ""))
+    return all(t.done for t in trainers)
+
+
+class _ResidentBatches:
+    """The whole split on the device as float32; a batch is an index into it."""
+
+    def __init__(self, train: PairedFeatures, device: str):
+        import torch
+
+        self.images = torch.as_tensor(np.ascontiguousarray(train.images, dtype=np.float32), device=device)
+        self.texts = torch.as_tensor(np.ascontiguousarray(train.texts, dtype=np.float32), device=device)
+        self.owner = torch.as_tensor(train.caption_image, dtype=torch.long, device=device)
+        self.device = device
+
+    def start_epoch(self, order: np.ndarray, batch_size: int, steps: int) -> None:
+        import torch
+
+        self.order, self.batch_size = torch.as_tensor(order, device=self.device), batch_size
+
+    def batch(self, step: int) -> tuple[Any, Any, Any]:
+        rows = self.order[step * self.batch_size:(step + 1) * self.batch_size]
+        img_rows = self.owner[rows]
+        return img_rows, self.images[img_rows], self.texts[rows]
+
+    def close(self) -> None:
+        pass
+
+
+class _StreamedBatches:
+    """Batches read from the features' memory maps on a background thread, one step ahead, and
+    copied to the device from pinned memory: host memory holds a couple of batches, not the split."""
+
+    def __init__(self, train: PairedFeatures, device: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.train, self.device = train, device
+        self.pin = str(device).startswith("cuda")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-batches")
+        self.pending: Any = None
+
+    def _read(self, rows: np.ndarray) -> tuple[Any, Any, Any]:
+        import torch
+
+        img_rows = self.train.caption_image[rows]
+        host = [torch.from_numpy(img_rows.astype(np.int64)), torch.from_numpy(_take(self.train.images, img_rows)),
+                torch.from_numpy(_take(self.train.texts, rows))]
+        if self.pin:
+            host = [t.pin_memory() for t in host]
+        return tuple(t.to(self.device, non_blocking=self.pin) for t in host)  # type: ignore[return-value]
+
+    def start_epoch(self, order: np.ndarray, batch_size: int, steps: int) -> None:
+        self.order, self.batch_size, self.steps = order, batch_size, steps
+        self.pending = self.pool.submit(self._read, order[:batch_size])
+
+    def batch(self, step: int) -> tuple[Any, Any, Any]:
+        ready = self.pending.result()
+        if step + 1 < self.steps:
+            start = (step + 1) * self.batch_size
+            self.pending = self.pool.submit(self._read, self.order[start:start + self.batch_size])
+        return ready
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _take(x: Any, rows: np.ndarray) -> np.ndarray:
+    """float32 rows of a streamed side, or of an in-memory array."""
+    return x.take(rows) if _is_streamed(x) else np.ascontiguousarray(x[rows], dtype=np.float32)
 
 
 def _batch_loss(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from probe.features.mapped import map_npy
 from probe.io import sha256_file
 from probe.registry import EncoderSpec
 
@@ -34,18 +35,27 @@ log = logging.getLogger("probe.features")
 
 @dataclass
 class FeatureSet:
-    """Cached features: row ``i`` of ``features`` belongs to input ``index[i]`` (skipped inputs absent)."""
+    """Cached features: row ``i`` of ``features`` belongs to input ``index[i]`` (skipped inputs absent).
+
+    ``features`` is read-only and, for an entry read from the cache, a memory map of its file
+    (``mapping``): nothing is read until it is used.
+    """
 
     features: np.ndarray
     index: np.ndarray
     meta: dict[str, Any]
     path: Path
+    mapping: Any = None
 
     def dense(self, n: int) -> np.ndarray:
-        """float32 [n, D] aligned with the inputs; rows of skipped inputs are NaN."""
-        out = np.full((n, self.features.shape[1]), np.nan, dtype=np.float32)
-        out[self.index] = self.features
-        return out
+        """float32 [n, D] aligned with the inputs, in memory; rows of skipped inputs are NaN."""
+        return np.asarray(self.rows(n))
+
+    def rows(self, n: int):
+        """The same rows read on demand from the memory map (:class:`~probe.features.mapped.FeatureRows`)."""
+        from probe.features.mapped import FeatureRows
+
+        return FeatureRows(self.features, self.index, n, self.mapping)
 
 
 @dataclass
@@ -99,16 +109,18 @@ class CacheEntry:
                     raise ValueError(f"{name} has the wrong size")
                 if verify and sha256_file(path) != meta["files"][name]["sha256"]:
                     raise ValueError(f"{name} does not match its checksum")
-            features = np.load(files["features.npy"], allow_pickle=False)
+            features, mapping = map_npy(files["features.npy"])
             index = np.load(files["index.npy"], allow_pickle=False)
             if list(features.shape) != meta["shape"] or str(features.dtype) != meta["dtype"]:
                 raise ValueError("shape or dtype differs from meta.json")
+            if len(index) != len(features) or (len(index) and not 0 <= index.min() <= index.max() < meta["n_inputs"]):
+                raise ValueError("index.npy does not fit the features")
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             # TypeError/AttributeError/IndexError: valid JSON of the wrong shape ([] or {"files": 3})
             log.warning("cache entry %s is damaged (%s: %s); recomputing", self.dir, type(exc).__name__, exc)
             self.discard_final()
             return None
-        return FeatureSet(features, index, meta, self.dir)
+        return FeatureSet(features, index, meta, self.dir, mapping)
 
     def discard_final(self) -> None:
         for name in ("meta.json", "features.npy", "index.npy"):

@@ -18,7 +18,7 @@ from probe.data.base import text_fingerprint
 from probe.errors import ProbeError
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
 from probe.features.options import ExtractOptions
-from probe.io import sha256_file, write_json, write_npy, write_npz
+from probe.io import sha256_file, write_json, write_npy, write_npy_parts, write_npz
 from probe.registry import EncoderSpec
 
 
@@ -117,7 +117,8 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     chunk_size = batch_size * max(1, options.chunk_batches)
     n_chunks = (n + chunk_size - 1) // chunk_size
     ranges = [range(c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range(n_chunks)]
-    done = {c: entry.read_chunk(c, ranges[c], spec.embed_dim) for c in range(n_chunks)}
+    # what each finished chunk covers (its features are read again, one chunk at a time, at the end)
+    done = {c: _covered(entry.read_chunk(c, ranges[c], spec.embed_dim)) for c in range(n_chunks)}
     missing = [c for c, data in done.items() if data is None]
     stats.reused_chunks = n_chunks - len(missing)
     started = time.time()
@@ -141,31 +142,41 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
                 write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
                           ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
                           errors=np.asarray([e for _, e in bad] or [""], dtype=str))
-                done[chunk] = entry.read_chunk(chunk, ranges[chunk], spec.embed_dim)
+                done[chunk] = _covered(entry.read_chunk(chunk, ranges[chunk], spec.embed_dim))
                 stats.computed_chunks += 1
     parts = [part for part in (done[c] for c in range(n_chunks)) if part is not None]
     if len(parts) < n_chunks:
         raise ProbeError(f"extraction of {entry.dir} did not finish; run again to resume")
-    features = np.concatenate([p["features"] for p in parts]).astype(dtype)
     index = np.concatenate([p["ids"] for p in parts]).astype(np.int64)
+    shape = (len(index), spec.embed_dim)
+    zero_rows = 0
+
+    def chunk_features():
+        nonlocal zero_rows
+        for c in range(n_chunks):
+            part = entry.read_chunk(c, ranges[c], spec.embed_dim)
+            if part is None:
+                raise ProbeError(f"a finished chunk of {entry.dir} was damaged before consolidation; run again")
+            zero_rows += int((~part["features"].any(axis=1)).sum())
+            yield part["features"]
+
+    write_npy_parts(entry.dir / "features.npy", chunk_features(), shape, dtype)
     skipped = sorted(int(b) for p in parts for b in p["bad"])
     if skipped:
         log.warning("%s %s/%s: %d of %d %s could not be read and were skipped, e.g. %s (all are listed in %s)",
                     spec.name, dataset, split, len(skipped), len(inputs), input_set, _describe(inputs[skipped[0]]),
                     entry.meta_path)
-    zero_rows = int((~features.any(axis=1)).sum())
     if zero_rows:
         # a text with no word the encoder knows (word vectors, TF-IDF) or a blank image: say how many
         log.warning("%s %s/%s: %d of %d %s have an all-zero feature vector (nothing the encoder could "
-                    "represent)", spec.name, dataset, split, zero_rows, len(features), input_set)
-    write_npy(entry.dir / "features.npy", features)
+                    "represent)", spec.name, dataset, split, zero_rows, len(index), input_set)
     write_npy(entry.dir / "index.npy", index)
     meta = {
         "format_version": FORMAT_VERSION, "probe_version": __version__, "key": key,
         "model": spec.name, "spec": spec.to_dict(), "revision": spec.revision, "pooling": spec.pooling,
         "preprocessing": _preprocessing(spec), "dataset": dataset, "split": split, "set": input_set,
         "content_fingerprint": content, "fit_fingerprint": text_fingerprint(fit_texts) if fit_texts else None,
-        "dtype": dtype, "shape": list(features.shape), "n_inputs": len(inputs),
+        "dtype": dtype, "shape": list(shape), "n_inputs": len(inputs),
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
         "zero_rows": zero_rows,
         "seconds": round(time.time() - started, 3),
@@ -175,7 +186,15 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     }
     write_json(entry.meta_path, meta)
     shutil.rmtree(entry.chunks, ignore_errors=True)
-    return FeatureSet(features, index, meta, entry.dir)
+    made = entry.read(verify=False)
+    if made is None:
+        raise ProbeError(f"the cache entry {entry.dir} could not be read back after writing it; run again")
+    return made
+
+
+def _covered(chunk: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """A finished chunk without its features: only which inputs it holds and which it skipped."""
+    return None if chunk is None else {"ids": chunk["ids"], "bad": chunk["bad"]}
 
 
 class _Measured:

@@ -19,7 +19,9 @@ class EncoderFeatures:
     """Dense features of one encoder on every split role (+ zero-shot prompts for text encoders)."""
 
     spec: EncoderSpec
-    by_role: dict[str, np.ndarray]
+    #: float32 arrays in memory; a role asked for as streamed may instead be a
+    #: :class:`~probe.features.mapped.FeatureRows` read from the cache a batch at a time
+    by_role: dict[str, Any]
     prompts: dict[str, np.ndarray] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     #: measured forward FLOPs per input, by role (None where unknown: cached before it was measured)
@@ -29,15 +31,21 @@ class EncoderFeatures:
 
 
 def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions,
-                     roles: Sequence[str] | None = None, with_prompts: bool = True) -> EncoderFeatures:
+                     roles: Sequence[str] | None = None, with_prompts: bool = True,
+                     streamed_roles: Sequence[str] = ()) -> EncoderFeatures:
     """Features for the plan's roles (or only ``roles``), extracting on a miss with the encoder
     loaded at most once.
+
+    A role in ``streamed_roles`` whose float32 features exceed :func:`~probe.features.mapped.resident_limit`
+    stays in the cache's memory map (:class:`~probe.features.mapped.FeatureRows`), so training reads
+    it a batch at a time instead of holding it whole.
 
     Rows follow the split: one per image (vision) or caption (text); skipped images are NaN rows.
     A text encoder also encodes the prompts of each target's label tasks when ``with_prompts``
     (``prompts-<task>`` roles, suffixed like the target's other roles).
     """
     from probe.features import split_features
+    from probe.features.mapped import resident_limit
     from probe.metrics.zeroshot import DEFAULT_TEMPLATES, prompts
 
     loaded: dict[str, Any] = {}
@@ -56,7 +64,8 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
         if spec.modality == "text" and not data.captions:  # a classification benchmark: images only
             continue
         fs = split_features(spec, data, options, fit_data=plan.fit, encoder_factory=factory)
-        out.by_role[role] = fs.dense(data.n_images if spec.modality == "vision" else len(data.captions))
+        rows = fs.rows(data.n_images if spec.modality == "vision" else len(data.captions))
+        out.by_role[role] = rows if role in streamed_roles and rows.nbytes_float32 > resident_limit() else np.asarray(rows)
         out.keys[role] = fs.path.name
         out.flops_per_input[role] = fs.meta.get("flops_per_input")
         if fs.meta.get("skipped"):
@@ -69,6 +78,6 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
                 fs = split_features(spec, held_out, options, fit_data=plan.fit, texts=texts,
                                     input_set=f"prompts-{task}", encoder_factory=factory)
                 role = target.role(f"prompts-{task}")
-                out.prompts[role] = fs.features
+                out.prompts[role] = np.array(fs.features, dtype=np.float32)
                 out.keys[role] = fs.path.name
     return out

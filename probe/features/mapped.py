@@ -1,0 +1,110 @@
+"""Cached features read a batch at a time from a memory map, so a split larger than memory trains.
+
+A sweep over millions of pairs cannot hold every split as float32 in RAM (2M x 1,024 x 4 B is 8 GB
+per encoder). :class:`FeatureRows` keeps the ``.npy`` file mapped and copies out only the rows a
+batch asks for, converted to float32. Reading a page through a mapping makes it part of the
+process's resident set, so after each batch the mapping's pages are handed back (``MADV_DONTNEED``:
+the kernel keeps them in its page cache, so the next read is a cheap minor fault, not disk I/O).
+Resident memory then grows with the batch, not with the file.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: A side's fit-split features stay resident (as a float32 array, on the device while training)
+#: up to this many bytes; larger ones are streamed from their memory map.
+DEFAULT_RESIDENT_LIMIT = 1 << 30
+ENV_RESIDENT_LIMIT = "PROBE_RESIDENT_LIMIT_MB"
+
+
+def resident_limit() -> int:
+    """Bytes of float32 features one side may hold in memory: ``$PROBE_RESIDENT_LIMIT_MB`` or 1 GiB."""
+    from probe.errors import ProbeError
+
+    raw = os.environ.get(ENV_RESIDENT_LIMIT, "").strip()
+    if not raw:
+        return DEFAULT_RESIDENT_LIMIT
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0:
+        raise ProbeError(f"{ENV_RESIDENT_LIMIT}={raw!r} is not a number of megabytes >= 0")
+    return int(megabytes * (1 << 20))
+
+
+def map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
+    """A read-only array over an ``.npy`` file's data, and its mapping (None for an empty array)."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        offset = handle.tell()
+        if dtype.hasobject:
+            raise ValueError(f"{path}: an object array cannot be mapped")
+        count = int(np.prod(shape))
+        if count == 0:
+            return np.empty(shape, dtype=dtype), None
+        mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    if offset + count * dtype.itemsize > len(mapping):
+        mapping.close()
+        raise ValueError(f"{path} is shorter than its header says")
+    array = np.ndarray(shape, dtype=dtype, buffer=mapping, offset=offset, order="F" if fortran else "C")
+    return array, mapping
+
+
+class FeatureRows:
+    """An encoder's features on a split, row ``i`` for input ``i``, read from the cache on demand.
+
+    ``stored[k]`` holds input ``index[k]``; inputs that were skipped (unreadable images) read as
+    NaN, as in :meth:`FeatureSet.dense`. ``np.asarray(rows)`` reads everything (small splits only).
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, stored: np.ndarray, index: np.ndarray, n: int, mapping: mmap.mmap | None = None):
+        self.stored, self.mapping = stored, mapping
+        self.index = np.asarray(index, dtype=np.int64)
+        self.row_of = np.full(n, -1, dtype=np.int64)
+        self.row_of[self.index] = np.arange(len(self.index))
+        self.shape = (n, stored.shape[1])
+        self.nbytes_float32 = n * stored.shape[1] * 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, inputs: np.ndarray) -> np.ndarray:
+        """float32 rows of ``inputs`` (in their order), read in file order for locality."""
+        inputs = np.asarray(inputs, dtype=np.int64)
+        rows = self.row_of[inputs]
+        out = np.full((len(inputs), self.shape[1]), np.nan, dtype=np.float32)
+        present = np.flatnonzero(rows >= 0)
+        order = np.argsort(rows[present], kind="stable")
+        out[present[order]] = self.stored[rows[present][order]]
+        self.release()
+        return out
+
+    def finite_rows(self, block: int = 65_536) -> np.ndarray:
+        """Which inputs have a finite feature vector, reading the file a block at a time."""
+        ok = np.zeros(len(self), dtype=bool)
+        for start in range(0, len(self.stored), block):
+            stop = min(len(self.stored), start + block)
+            ok[self.index[start:stop]] = np.isfinite(self.stored[start:stop]).all(axis=1)
+            self.release()
+        return ok
+
+    def release(self) -> None:
+        """Hand the pages read so far back to the kernel's page cache (out of this process's RSS)."""
+        if self.mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self.mapping.madvise(mmap.MADV_DONTNEED)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        full = self.take(np.arange(len(self)))
+        return full if dtype is None else full.astype(dtype, copy=False)
