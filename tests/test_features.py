@@ -41,13 +41,28 @@ def test_key_changes_with_dtype_and_preprocessing(registry, tmp_path):
 
     spec = registry.get("test/tiny-vit")
     data = get_dataset("shapes").load("val")
-    a = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, workers=0, progress=False))
-    b = split_features(spec, data, ExtractOptions(cache_dir=tmp_path, workers=0, progress=False, dtype="float16"))
-    c = split_features(dataclasses.replace(spec, crop_pct=0.8), data,
-                       ExtractOptions(cache_dir=tmp_path, workers=0, progress=False))
-    assert len({a.path, b.path, c.path}) == 3
-    assert b.features.dtype == np.float16 and np.allclose(a.features, b.features, atol=1e-2)
+
+    def options(cache, **kw):
+        return ExtractOptions(cache_dir=cache, workers=0, progress=False, **kw)
+
+    a = split_features(spec, data, options(tmp_path))  # "auto" on a CPU: float32
+    assert a.features.dtype == np.float32
+    half = split_features(spec, data, options(tmp_path / "half", dtype="float16"))  # a cache of its own
+    c = split_features(dataclasses.replace(spec, crop_pct=0.8), data, options(tmp_path))
+    assert half.features.dtype == np.float16 and a.path != c.path and a.path.name != half.path.name
     assert not np.allclose(a.features, c.features)
+    # the rule: a float32 entry serves a float16 request, rounded on read to exactly what a float16 entry holds
+    stats = ExtractionStats()
+    served = split_features(spec, data, options(tmp_path, dtype="float16"), stats=stats)
+    assert stats.from_cache and served.path == a.path
+    n = data.n_images
+    np.testing.assert_array_equal(served.dense(n), half.dense(n))
+    np.testing.assert_array_equal(half.dense(n), np.asarray(a.features).astype(np.float16).astype(np.float32))
+    # ... and a float16 entry never serves a float32 request
+    stats = ExtractionStats()
+    wide = split_features(spec, data, options(tmp_path / "half", dtype="float32"), stats=stats)
+    assert not stats.from_cache and wide.features.dtype == np.float32
+    np.testing.assert_array_equal(wide.dense(n), a.dense(n))
 
 
 def test_truncated_entry_is_detected_and_recomputed(registry, tmp_path):
@@ -147,3 +162,13 @@ def test_extract_bad_input_is_one_line(run_cli, tmp_path):
     assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "-d", f"imagefolder:{tmp_path / 'empty'}"),
                           "is empty")
     assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "--split", "dev"), "has no split 'dev'")
+
+
+def test_float16_storage_refuses_features_beyond_its_range(registry):
+    from probe.errors import ProbeError
+    from probe.features.extract import _check_half_range
+
+    spec = registry.get("test/tiny-vit")
+    _check_half_range(spec, np.array([[65504.0, -1.0, np.nan]], dtype=np.float32))  # the largest float16 fits
+    with pytest.raises(ProbeError, match=r"reach 7e\+04, beyond float16's range .* --dtype float32"):
+        _check_half_range(spec, np.array([[1.0, -70000.0]], dtype=np.float32))

@@ -92,6 +92,14 @@ def results_option(fn: Callable) -> Callable:
                         help="Records folder [default: results or $PROBE_RESULTS_DIR].")(fn)
 
 
+def dtype_option(fn: Callable) -> Callable:
+    return click.option("--dtype", type=click.Choice(["auto", "float16", "float32"]), default="auto",
+                        show_default=True,
+                        help="Storage dtype of cached features: auto = float16 where the encoder runs in half "
+                             "precision (on a GPU), else float32. A float32 entry serves a float16 request "
+                             "(rounded on read); a float16 one never serves float32.")(fn)
+
+
 def cache_option(fn: Callable) -> Callable:
     return click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                         help="Feature cache [default: <results>/features or $PROBE_CACHE_DIR].")(fn)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, echo_skipped, workspace
+from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, dtype_option, echo_skipped, workspace
 
 
 @click.command(context_settings=CONTEXT)
@@ -119,8 +119,7 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
               help="Encoder batch [default: 64 on a GPU; on a CPU 16, or 64 for ONNX models].")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers decoding images.")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
-              help="Storage dtype of cached features.")
+@dtype_option
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
 @cache_option

@@ -164,6 +164,9 @@ class BaselineFamily(LoaderFamily):
     def fitted_on_corpus(self, spec: EncoderSpec) -> bool:
         return spec.weights == TFIDF
 
+    def half_precision(self, spec: EncoderSpec, device: str) -> bool:
+        return spec.weights not in (PIXELS, TFIDF) and super().half_precision(spec, device)
+
     def availability(self, spec: EncoderSpec, allow_download: bool) -> Availability:
         if spec.weights == PIXELS:
             return Availability(True, "computed from pixels")

@@ -68,6 +68,10 @@ class LoaderFamily:
         """Whether the encoder is fitted on the training captions before it encodes (TF-IDF)."""
         return False
 
+    def half_precision(self, spec: EncoderSpec, device: str) -> bool:
+        """Whether the encoder computes in half precision on ``device`` (torch models on a GPU)."""
+        return device.startswith("cuda")
+
     def availability(self, spec: EncoderSpec, allow_download: bool) -> Availability:
         """Whether ``spec`` can load here, with a one-line reason either way (no network, no torch)."""
         from probe.encoders.availability import hub_availability

@@ -133,6 +133,9 @@ class OnnxFamily(LoaderFamily):
 
     name = "onnx"
     cpu_batch_size = 64
+
+    def half_precision(self, spec: EncoderSpec, device: str) -> bool:
+        return False  # onnxruntime runs the exported graph as it is (float32 or int8)
     poolings = {"vision": (None, *TOKEN_POOLINGS["vision"]), "text": (None, *TOKEN_POOLINGS["text"])}
 
     def validate(self, values: Any) -> None:

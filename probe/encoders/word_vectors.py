@@ -100,6 +100,9 @@ class WordVectorFamily(LoaderFamily):
     name = "word-vectors"
     poolings = {"text": (None,)}
 
+    def half_precision(self, spec: EncoderSpec, device: str) -> bool:
+        return False  # a float32 table lookup on the CPU
+
     def availability(self, spec: EncoderSpec, allow_download: bool) -> Availability:
         if not module_present("spacy"):
             return Availability(False, SPACY_NEEDED)

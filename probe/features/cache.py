@@ -46,6 +46,8 @@ class FeatureSet:
     meta: dict[str, Any]
     path: Path
     mapping: Any = None
+    #: a float32 entry serving a float16 request reads its values rounded to this dtype
+    round_to: str | None = None
 
     def dense(self, n: int) -> np.ndarray:
         """float32 [n, D] aligned with the inputs, in memory; rows of skipped inputs are NaN."""
@@ -55,7 +57,7 @@ class FeatureSet:
         """The same rows read on demand from the memory map (:class:`~probe.features.mapped.FeatureRows`)."""
         from probe.features.mapped import FeatureRows
 
-        return FeatureRows(self.features, self.index, n, self.mapping)
+        return FeatureRows(self.features, self.index, n, self.mapping, self.round_to)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from probe import __version__
 from probe.data.base import text_fingerprint
 from probe.errors import ProbeError
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
-from probe.features.options import ExtractOptions
+from probe.features.options import ExtractOptions, storage_dtype
 from probe.io import sha256_file, write_json, write_npy, write_npy_parts, write_npz
 from probe.registry import EncoderSpec
 
@@ -63,9 +63,16 @@ def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs:
         raise ProbeError(f"dataset {dataset!r} split {split!r} has no {input_set} to encode")
     stats = stats or ExtractionStats()
     extra = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
-    key = cache_key(spec, dataset, split, input_set, content, options.dtype, extra)
+    dtype = storage_dtype(spec, options)
+    key = cache_key(spec, dataset, split, input_set, content, dtype, extra)
     entry = CacheEntry(options.cache, spec, dataset, split, input_set, key)
     found = entry.read(verify=options.verify)
+    if found is None and dtype == "float16":  # a float32 entry serves, rounded to float16 on read
+        wider = CacheEntry(options.cache, spec, dataset, split, input_set,
+                           cache_key(spec, dataset, split, input_set, content, "float32", extra))
+        found = wider.read(verify=options.verify)
+        if found is not None:
+            found.round_to = "float16"
     if found is not None:
         stats.from_cache = True
         _announce(found, "from the cache")
@@ -85,7 +92,7 @@ def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs:
             return found
         started = time.perf_counter()
         made = _extract_locked(entry, spec, dataset, split, input_set, inputs, content, key, load_encoder, options,
-                               fit_texts, stats)
+                               fit_texts, stats, dtype)
         _announce(made, f"computed in {time.perf_counter() - started:.1f} s")
         return made
     finally:
@@ -107,12 +114,13 @@ def _announce(features: FeatureSet, how: str) -> None:
 
 def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: str, input_set: str,
                     inputs: Sequence[Any], content: str, key: str, load_encoder: Callable[[], Any],
-                    options: ExtractOptions, fit_texts: Sequence[str] | None, stats: ExtractionStats) -> FeatureSet:
+                    options: ExtractOptions, fit_texts: Sequence[str] | None, stats: ExtractionStats,
+                    dtype: str) -> FeatureSet:
     from tqdm.auto import tqdm
 
     from probe.features.options import extraction_batch_size
 
-    batch_size, dtype = extraction_batch_size(spec, options), options.dtype
+    batch_size = extraction_batch_size(spec, options)
     n = len(inputs)
     chunk_size = batch_size * max(1, options.chunk_batches)
     n_chunks = (n + chunk_size - 1) // chunk_size
@@ -139,6 +147,8 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
                 if bad and options.on_bad_image == "fail":
                     position, error = bad[0]
                     raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
+                if dtype == "float16":
+                    _check_half_range(spec, feats)
                 write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
                           ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
                           errors=np.asarray([e for _, e in bad] or [""], dtype=str))
@@ -190,6 +200,15 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     if made is None:
         raise ProbeError(f"the cache entry {entry.dir} could not be read back after writing it; run again")
     return made
+
+
+def _check_half_range(spec: EncoderSpec, feats: np.ndarray) -> None:
+    """float16 holds magnitudes up to 65,504: larger features would be stored as infinities."""
+    finite = feats[np.isfinite(feats)]
+    top = float(np.abs(finite).max()) if finite.size else 0.0
+    if top > float(np.finfo(np.float16).max):
+        raise ProbeError(f"features of {spec.name} reach {top:.4g}, beyond float16's range (65,504); "
+                         "extract them with --dtype float32")
 
 
 def _covered(chunk: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:

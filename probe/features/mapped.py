@@ -69,8 +69,10 @@ class FeatureRows:
 
     dtype = np.dtype(np.float32)
 
-    def __init__(self, stored: np.ndarray, index: np.ndarray, n: int, mapping: mmap.mmap | None = None):
+    def __init__(self, stored: np.ndarray, index: np.ndarray, n: int, mapping: mmap.mmap | None = None,
+                 round_to: str | None = None):
         self.stored, self.mapping = stored, mapping
+        self.round_to = np.dtype(round_to) if round_to else None
         self.index = np.asarray(index, dtype=np.int64)
         self.row_of = np.full(n, -1, dtype=np.int64)
         self.row_of[self.index] = np.arange(len(self.index))
@@ -87,7 +89,8 @@ class FeatureRows:
         out = np.full((len(inputs), self.shape[1]), np.nan, dtype=np.float32)
         present = np.flatnonzero(rows >= 0)
         order = np.argsort(rows[present], kind="stable")
-        out[present[order]] = self.stored[rows[present][order]]
+        block = self.stored[rows[present][order]]
+        out[present[order]] = block.astype(self.round_to) if self.round_to is not None else block
         self.release()
         return out
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from probe.errors import ProbeError
 
 ENV_CACHE = "PROBE_CACHE_DIR"
-DTYPES = ("float16", "float32")
+#: storage dtypes of cached features; "auto" is float16 where the encoder runs in half precision
+DTYPES = ("auto", "float16", "float32")
 ON_BAD_IMAGE = ("skip", "fail")
 
 
@@ -32,7 +33,8 @@ class ExtractOptions:
     #: None: the encoder family's choice for the device (see :func:`extraction_batch_size`)
     batch_size: int | None = None
     workers: int = 2
-    dtype: str = "float32"
+    #: see :func:`storage_dtype`
+    dtype: str = "auto"
     on_bad_image: str = "skip"
     chunk_batches: int = 4
     progress: bool = True
@@ -70,3 +72,20 @@ def extraction_batch_size(spec, options: ExtractOptions) -> int:
 
     device = options.device or pick_device()
     return GPU_BATCH_SIZE if str(device).startswith("cuda") else family_of(spec).cpu_batch_size
+
+
+def storage_dtype(spec, options: ExtractOptions) -> str:
+    """The dtype an encoder's features are cached in: the one asked for, else ("auto") float16 where
+    the encoder runs in half precision (torch models on a GPU, whose outputs carry bf16's 8-bit
+    mantissa, which float16's 10 bits hold) and float32 elsewhere.
+
+    Which cache entry serves a request: a float32 entry serves a float16 request (its values are
+    rounded to float16 on read, exactly what a float16 entry of the same outputs holds); a float16
+    entry never serves a float32 request, which is computed anew."""
+    if options.dtype != "auto":
+        return options.dtype
+    from probe.encoders.base import pick_device
+    from probe.encoders.families import family_of
+
+    device = str(options.device or pick_device())
+    return "float16" if family_of(spec).half_precision(spec, device) else "float32"

@@ -78,6 +78,6 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
                 fs = split_features(spec, held_out, options, fit_data=plan.fit, texts=texts,
                                     input_set=f"prompts-{task}", encoder_factory=factory)
                 role = target.role(f"prompts-{task}")
-                out.prompts[role] = np.array(fs.features, dtype=np.float32)
+                out.prompts[role] = np.asarray(fs.rows(len(texts)))
                 out.keys[role] = fs.path.name
     return out
