@@ -140,3 +140,96 @@ def out_of_core_training(dim: int = 1024, device: str | None = None, big_rows: i
             "note": f"streamed from float16 memory maps {rows / ours:,.0f} samples/s vs float32 in memory "
                     f"{rows / base:,.0f} ({100 * base / ours:.0f}%, goal >= 80%); heads differ by <= {gap:.1e}"})
     return results
+
+
+_SWEEP_REGISTRY = """
+[defaults.bench]
+loader = "baseline"
+objective = "none"
+license = "n/a"
+reference = "control"
+"""
+
+
+def _sweep_registry(n_text: int) -> str:
+    entries = [_SWEEP_REGISTRY]
+    for size in (16, 24):
+        entries.append(f'[[model]]\nname = "bench/pixels-{size}"\nmodality = "vision"\nweights = "pixels"\n'
+                       f'image_size = {size}\nembed_dim = {3 * size * size}\nparams_m = 0.0\n'
+                       'mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n')
+    for i in range(n_text):  # TF-IDF + SVD at eight widths: features of different sizes, no weights to load
+        entries.append(f'[[model]]\nname = "bench/tfidf-{i}"\nmodality = "text"\nweights = "tfidf-svd"\n'
+                       f'embed_dim = {128 + 32 * i}\nparams_m = 0.0\n')
+    return "\n".join(entries)
+
+
+def _captioned_csv(folder: Path, n_images: int, per_image: int = 5) -> Path:
+    """Tiny PNGs (a colour and a stripe pattern each) with captions naming them: enough rows for the
+    features, not the encoders, to dominate memory."""
+    import numpy as np
+    from PIL import Image
+
+    colours = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
+    rng = np.random.default_rng(0)
+    rows = ["image,caption,split"]
+    for i in range(n_images):
+        c, stripes = int(rng.integers(len(colours))), int(rng.integers(1, 8))
+        pixels = np.zeros((24, 24, 3), dtype=np.uint8)
+        pixels[:, :] = rng.integers(0, 256, 3)
+        pixels[::stripes] = 255 - pixels[::stripes]
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        split = "test" if i % 10 == 0 else "val" if i % 10 == 1 else "train"
+        for j in range(per_image):
+            rows.append(f"{i}.png,a {colours[c]} picture with {stripes} stripes number {j} of {i % 97},{split}")
+    path = folder / "pairs.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def sweep_memory(n_images: int = 20_000, n_text: int = 8) -> dict:
+    """Peak resident memory of ``probe run`` over 2 vision x ``n_text`` text encoders against 1 x 1
+    on the same data (goal: within 1.5x), each in a process of its own, from a cold cache."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="probe-bench-sweep-") as tmp:
+        root = Path(tmp)
+        (root / "data").mkdir()
+        data = _captioned_csv(root / "data", n_images)
+        registry = root / "bench.toml"
+        registry.write_text(_sweep_registry(n_text))
+        peaks, seconds = {}, {}
+        for label, visions, texts in (("1x1", ["bench/pixels-16"], ["bench/tfidf-0"]),
+                                      (f"2x{n_text}", ["bench/pixels-16", "bench/pixels-24"],
+                                       [f"bench/tfidf-{i}" for i in range(n_text)])):
+            args = [sys.executable, "-c", _CHILD, str(registry), f"csv:{data}", str(root / label),
+                    ",".join(visions), ",".join(texts)]
+            started = time.perf_counter()
+            proc = subprocess.run(args, capture_output=True, text=True)
+            seconds[label] = time.perf_counter() - started
+            if proc.returncode != 0:
+                raise RuntimeError(f"probe run ({label}) failed:\n{proc.stderr[-3000:]}")
+            peaks[label] = int(proc.stdout.strip().splitlines()[-1])
+    small, big = peaks["1x1"], peaks[f"2x{n_text}"]
+    return {"case": f"sweep_memory[2x{n_text} vs 1x1,{n_images} images x 5 captions]",
+            "ours_s": seconds[f"2x{n_text}"], "baseline_s": seconds["1x1"], "ratio": big / small,
+            "agree": big <= 1.5 * small, "peak_rss_1x1_bytes": small, f"peak_rss_2x{n_text}_bytes": big,
+            "note": f"peak resident memory 2 x {n_text} encoders {big / 1e6:,.0f} MB vs 1 x 1 {small / 1e6:,.0f} MB "
+                    f"({big / small:.2f}x, goal <= 1.5x); here ratio = memory, not time"}
+
+
+#: runs `probe run` in a child process and prints its peak resident memory (bytes)
+_CHILD = """
+import resource, sys
+from probe.cli import main
+registry, dataset, results, visions, texts = sys.argv[1:6]
+args = ["--registry", registry, "run", "--dataset", dataset, "--results", results, "--epochs", "2",
+        "--no-save-models"]
+for v in visions.split(","):
+    args += ["--vision", v]
+for t in texts.split(","):
+    args += ["--text", t]
+code = main(args)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+sys.exit(code)
+"""

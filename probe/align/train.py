@@ -206,13 +206,13 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
     try:
         for epoch in range(epochs):
             source.start_epoch(pairs[rng.permutation(len(pairs))], batch_size, steps_per_epoch)
-            losses = {id(t): 0.0 for t in trainers}
+            losses: dict[int, list[Any]] = {id(t): [] for t in trainers}
             for step in range(steps_per_epoch):
                 img_rows, x_img, x_txt = source.batch(step)
                 positives = batch_positive_pairs(img_rows)
                 for trainer in trainers:
                     if not trainer.done:
-                        losses[id(trainer)] += _step(trainer, x_img, x_txt, positives, epoch, step) / steps_per_epoch
+                        losses[id(trainer)].append(_step(trainer, x_img, x_txt, positives))
             if _end_of_epoch(trainers, losses, epoch, epochs, val, progress):
                 break
     finally:
@@ -221,17 +221,15 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
         _finish(trainer, steps_per_epoch, batch_size)
 
 
-def _step(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any, epoch: int, step: int) -> float:
-    """One optimiser step of one configuration; its loss (0 when the loss stopped being finite)."""
-    import torch
+def _step(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any) -> Any:
+    """One optimiser step of one configuration; its loss as a tensor on the device.
 
+    Nothing here waits for the device: whether the loss stayed finite is read once per epoch
+    (:func:`_end_of_epoch`), not after every step. A configuration whose loss turned NaN spends
+    the rest of that epoch on NaN weights and then stops; the others are not touched."""
     forward = functools.partial(_batch_loss, trainer, x_img, x_txt, positives)
     first = trainer.flops_per_step is None  # the first step is counted: every step costs the same
     loss, forward_flops = counted(forward) if first else (forward(), None)
-    if not torch.isfinite(loss):
-        trainer.done = True
-        trainer.probe.error_ = f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
-        return 0.0
     trainer.optimiser.zero_grad(set_to_none=True)
     if first:
         _, backward_flops = counted(loss.backward)
@@ -240,16 +238,27 @@ def _step(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any, epoch: int,
         loss.backward()
     trainer.optimiser.step()
     trainer.schedule.step()
-    return loss.item()
+    return loss.detach()
 
 
-def _end_of_epoch(trainers: list[_Trainer], losses: dict[int, float], epoch: int, epochs: int,
+def _end_of_epoch(trainers: list[_Trainer], losses: dict[int, list[Any]], epoch: int, epochs: int,
                   val: PairedFeatures | None, progress: Any) -> bool:
-    """Validation, early stopping and the progress line after an epoch; whether every trainer is done."""
+    """The epoch's losses read back (the one wait for the device per epoch), a configuration whose
+    loss stopped being finite stopped with the first such step named, validation, early stopping
+    and the progress line; whether every trainer is done."""
+    import torch
+
     for trainer in trainers:
-        if trainer.done:
+        if trainer.done or not losses[id(trainer)]:
             continue
-        entry = {"epoch": epoch + 1, "loss": losses[id(trainer)]}
+        values = torch.stack(losses[id(trainer)]).float().cpu()
+        bad = torch.nonzero(~torch.isfinite(values)).flatten()
+        if len(bad):
+            step = int(bad[0])
+            trainer.done = True
+            trainer.probe.error_ = f"loss became {values[step].item()} at epoch {epoch + 1}, step {step + 1}"
+            continue
+        entry = {"epoch": epoch + 1, "loss": float(values.mean())}
         if val is not None:
             entry["val_probing_score"] = score = _validation_score(trainer, val)
             if score > trainer.best_score:
