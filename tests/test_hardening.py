@@ -382,3 +382,62 @@ def test_karpathy_images_without_captions_are_counted(tmp_path):
     (tmp_path / "k.json").write_text(json.dumps({"images": images}))
     data = get_dataset(f"karpathy:{tmp_path / 'k.json'}").load("test")
     assert data.n_images == 2 and data.dropped == {"images without a caption": 1}
+
+
+def test_shards_are_streamed_whole_one_cache_chunk_each_and_equal_offset_reads(tmp_path):
+    import numpy as np
+
+    from probe.registry import Registry
+
+    registry = Registry.load()
+
+    from probe.data import get_dataset
+    from probe.data.images import open_rgb
+    from probe.features import ExtractionStats, ExtractOptions, split_features
+    from probe.features.shards import shard_ranges
+
+    _pngs(tmp_path, 6)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(3):  # three shards of four samples, one of them a JPEG among PNGs
+        members = []
+        for i in range(4):
+            image = (tmp_path / f"im{(s + i) % 6}.png").read_bytes()
+            if s == 1 and i == 2:
+                import io
+                out = io.BytesIO()
+                open_rgb(tmp_path / "im0.png", "im0").save(out, format="JPEG")
+                members.append((f"k{s}{i}.jpg", out.getvalue()))
+            else:
+                members.append((f"k{s}{i}.png", image))
+            members.append((f"k{s}{i}.txt", f"sample {i} of shard {s}".encode()))
+        _tar(shards / f"{s}.tar", members)
+    data = get_dataset(f"wds:{shards}").load("train")
+    assert [len(r) for r in shard_ranges(data.images)] == [4, 4, 4]
+    spec = registry.get("test/tiny-vit")
+    stats = ExtractionStats()
+    streamed = split_features(spec, data, ExtractOptions(cache_dir=tmp_path / "c", workers=2, progress=False),
+                              stats=stats)
+    assert stats.computed_chunks == 3  # one chunk per shard: a killed extraction resumes at shard grain
+    # the same images read one by one at their offsets, through the encoder directly
+    from probe.encoders import load_encoder
+
+    encoder = load_encoder(spec, device="cpu")
+    import torch
+
+    with torch.inference_mode():
+        direct = encoder.encode(torch.stack([encoder.transform()(ref.load()) for ref in data.images]))
+    np.testing.assert_allclose(streamed.dense(data.n_images), direct, rtol=1e-5, atol=1e-6)
+    # a shard cut short: the samples it never delivers are skipped and listed, the others kept
+    whole = (shards / "2.tar").read_bytes()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for s in (0, 1):
+        (cut / f"{s}.tar").write_bytes((shards / f"{s}.tar").read_bytes())
+    (cut / "2.tar").write_bytes(whole)
+    listed = get_dataset(f"wds:{cut}").load("train")
+    (cut / "2.tar").write_bytes(whole[: len(whole) // 2])  # cut after the listing was made
+    result = split_features(spec, listed, ExtractOptions(cache_dir=tmp_path / "c2", workers=0, progress=False))
+    skipped = result.meta["skipped"]
+    assert 0 < len(skipped) < 4 and all("2.tar" in s["input"] for s in skipped)
+    assert len(result.index) == 12 - len(skipped)

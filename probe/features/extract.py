@@ -125,6 +125,11 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     chunk_size = batch_size * max(1, options.chunk_batches)
     n_chunks = (n + chunk_size - 1) // chunk_size
     ranges = [range(c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range(n_chunks)]
+    from probe.features.shards import shard_chunks, shard_ranges
+
+    by_shard = shard_ranges(inputs) if spec.modality == "vision" else None
+    if by_shard is not None:  # webdataset shards: streamed whole, one chunk per shard
+        ranges, n_chunks = by_shard, len(by_shard)
     # what each finished chunk covers (its features are read again, one chunk at a time, at the end)
     done = {c: _covered(entry.read_chunk(c, ranges[c], spec.embed_dim)) for c in range(n_chunks)}
     missing = [c for c, data in done.items() if data is None]
@@ -142,7 +147,8 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         # line per message; `with` clears the bar even when a chunk fails.
         with tqdm(total=n, initial=n - sum(len(ranges[c]) for c in missing), unit=" " + input_set,
                   desc=f"{spec.name} {dataset}/{split}", disable=None if options.progress else True, leave=False) as bar:
-            chunk_iter = _image_chunks if spec.modality == "vision" else _text_chunks
+            chunk_iter = shard_chunks if by_shard is not None else _image_chunks if spec.modality == "vision" \
+                else _text_chunks
             for chunk, ids, feats, bad in chunk_iter(encoder, inputs, missing, ranges, batch_size, options.workers, bar):
                 if bad and options.on_bad_image == "fail":
                     position, error = bad[0]
