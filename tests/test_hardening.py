@@ -441,3 +441,13 @@ def test_shards_are_streamed_whole_one_cache_chunk_each_and_equal_offset_reads(t
     skipped = result.meta["skipped"]
     assert 0 < len(skipped) < 4 and all("2.tar" in s["input"] for s in skipped)
     assert len(result.index) == 12 - len(skipped)
+
+
+def test_a_small_slice_of_shards_is_read_by_offset_not_streamed():
+    from probe.data.local import TarImage
+    from probe.features.shards import shard_ranges
+
+    whole = [TarImage("a.tar", f"{i}.jpg", 512 + 2048 * i, 1500) for i in range(50)]
+    assert shard_ranges(whole) == [range(0, 50)]  # images fill most of the bytes they span: stream
+    assert shard_ranges(whole[::25]) is None  # two images 50 kB apart: read by offset
+    assert shard_ranges(whole + [TarImage("b.tar", "x.jpg", 512, 10)] + whole[:1]) is None  # not contiguous

@@ -16,24 +16,36 @@ import numpy as np
 from torch.utils.data import IterableDataset
 
 
-def shard_ranges(refs: Sequence[Any]) -> list[range] | None:
-    """One row range per shard when every input is an image inside a tar shard and each shard's
-    inputs are contiguous (as :class:`~probe.data.local.WebDataset` lists them); else None.
+def _tar_bytes(size: int) -> int:
+    """What a member occupies in a tar: its 512-byte header and its data in whole 512-byte blocks."""
+    return 512 + -(-size // 512) * 512
+
+
+def shard_ranges(refs: Sequence[Any], min_density: float = 0.3) -> list[range] | None:
+    """One row range per shard when every input is an image inside a tar shard, each shard's inputs
+    are contiguous (as :class:`~probe.data.local.WebDataset` lists them), and the wanted images make
+    at least ``min_density`` of the bytes their shards span (headers included; captions lie between
+    them); else None (read each image by its
+    offset). A split's own shards are streamed; a small held-out slice of them is not worth reading
+    every shard front to back for.
     (This module imports torch: import it where extraction runs, not at start-up.)"""
     from probe.data.local import TarImage
 
-    if not refs or not all(isinstance(ref, TarImage) for ref in refs):
+    if not refs or not all(isinstance(ref, TarImage) and ref.offset >= 0 for ref in refs):
         return None
-    ranges, start = [], 0
+    ranges, start, wanted, spanned = [], 0, 0, 0
     seen: set[str] = set()
     for i in range(1, len(refs) + 1):
         if i == len(refs) or refs[i].shard != refs[start].shard:
             if refs[start].shard in seen:
-                return None  # a shard's inputs are not contiguous: stream nothing, read by offset
+                return None  # a shard's inputs are not contiguous
             seen.add(refs[start].shard)
+            group = refs[start:i]
+            wanted += sum(_tar_bytes(ref.size) for ref in group)
+            spanned += max(ref.offset + ref.size for ref in group) - min(ref.offset for ref in group)
             ranges.append(range(start, i))
             start = i
-    return ranges
+    return ranges if wanted >= min_density * spanned else None
 
 
 class _ShardStream(IterableDataset):
