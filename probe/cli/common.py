@@ -92,6 +92,16 @@ def results_option(fn: Callable) -> Callable:
                         help="Records folder [default: results or $PROBE_RESULTS_DIR].")(fn)
 
 
+def executor_options(fn: Callable) -> Callable:
+    """``--executor local|ray`` and ``--ray-address``: where the pair work runs."""
+    fn = click.option("--ray-address", default=None, metavar="HOST:PORT",
+                      help="A running Ray cluster (ray://HEAD:10001 or HEAD:6379, or 'auto'); without it "
+                           "--executor ray starts Ray on this machine.")(fn)
+    return click.option("--executor", default="local", show_default=True, metavar="NAME",
+                        help="local (this process) or ray (one Ray task per pair; needs the ray extra and a "
+                             "cache and results folder that every node sees).")(fn)
+
+
 def dtype_option(fn: Callable) -> Callable:
     return click.option("--dtype", type=click.Choice(["auto", "float16", "float32"]), default="auto",
                         show_default=True,

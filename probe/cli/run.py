@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import CONTEXT, cache_option, device_option, dtype_option, echo_skipped, results_option, workspace
+from probe.cli.common import (
+    CONTEXT,
+    cache_option,
+    device_option,
+    dtype_option,
+    echo_skipped,
+    executor_options,
+    results_option,
+    workspace,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -49,10 +58,11 @@ from probe.cli.common import CONTEXT, cache_option, device_option, dtype_option,
                    "for ONNX models].")
 @dtype_option
 @device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
+@executor_options
 @click.pass_context
 def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, recipe,
         config_file, tasks, skip_existing, save_models,
-        results_dir, cache_dir, workers, extract_batch_size, dtype, device) -> None:
+        results_dir, cache_dir, workers, extract_batch_size, dtype, device, executor, ray_address) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
     Features come from the cache (extracted on a miss, each encoder once). In-domain (--dataset),
@@ -80,6 +90,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     from probe.errors import ProbeError
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.features.options import ExtractOptions
+    from probe.pipeline.ray_executor import check_executor, make_executor
     from probe.pipeline.runner import PairRunner, pairs
     from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
 
@@ -98,6 +109,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     for task in tasks:
         if task not in TASKS:
             raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    check_executor(executor, ray_address)
     # every input is checked before any model is resolved or loaded: a typo costs no work
     ds = get_dataset(train or dataset)
     benchmarks = [get_benchmark(name) for name in benchmark_names(evals)] if train else []
@@ -123,7 +135,12 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}", err=True)
-    outcome = PairRunner(skip_existing=skip_existing, echo=click.echo).run(sweep, pairs(v_specs, t_specs))
+    runner_executor = make_executor(executor, ray_address, (cache, results))
+    try:
+        outcome = PairRunner(skip_existing=skip_existing, echo=click.echo,
+                             executor=runner_executor).run(sweep, pairs(v_specs, t_specs))
+    finally:
+        getattr(runner_executor, "close", lambda: None)()
     click.echo(f"done: {len(outcome.written)} written, {len(outcome.failed)} failed, "
                f"{len(outcome.existing)} already there; records in {results / 'records'}, features cached in {cache}",
                err=True)

@@ -12,6 +12,7 @@ from probe.cli.common import (
     cache_option,
     device_option,
     echo_skipped,
+    executor_options,
     fmt,
     results_option,
     workspace,
@@ -80,9 +81,10 @@ def _report_failures(outcome) -> None:
               help="Bootstrap resamples for the intervals (and shuffles for the null).")
 @click.option("--recompute", is_flag=True, help="Recompute similarity records that exist.")
 @common
+@executor_options
 @click.pass_obj
 def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, max_pairs, n_boot, recompute, dataset,
-           results_dir, cache_dir, head, loss, workers, device) -> None:
+           results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
     Each pair's image features and first-caption features are compared (mutual kNN, CKA, CKNNA,
@@ -100,6 +102,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     from probe.cli.tables import print_table
     from probe.data import get_dataset
     from probe.errors import ProbeError
+    from probe.pipeline.ray_executor import check_executor, make_executor
     from probe.pipeline.runner import PairRunner, pairs
     from probe.pipeline.splits import single_split_plan
     from probe.records import keys
@@ -108,6 +111,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     from probe.select import SimilarityWork, check_metric, probing_scores, rank_agreement
 
     check_metric(metric)
+    check_executor(executor, ray_address)
     if max_pairs < k + 2:  # CKNNA and mutual kNN need k neighbours besides the point itself
         raise ProbeError(f"--max-pairs {max_pairs} is too few for --k {k}; give at least k + 2 = {k + 2}")
     ds = get_dataset(dataset)
@@ -118,7 +122,11 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     work = SimilarityWork(ds.info.name, single_split_plan(ds, split), results, _extract_options(obj, cache, workers, device),
                           k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
     items = pairs(v_specs, t_specs)
-    outcome = PairRunner(skip_existing=not recompute).run(work, items)
+    runner_executor = make_executor(executor, ray_address, (cache, results))
+    try:
+        outcome = PairRunner(skip_existing=not recompute, executor=runner_executor).run(work, items)
+    finally:
+        getattr(runner_executor, "close", lambda: None)()
     _report_failures(outcome)
     key = keys.similarity(metric)
     records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]

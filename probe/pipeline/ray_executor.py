@@ -1,0 +1,200 @@
+"""Running a sweep's items on a Ray cluster (``--executor ray``): the same work, spread over machines.
+
+The runner's jobs go to Ray unchanged. First every encoder the jobs need gets its features into the
+cache, one Ray task per encoder (on a GPU when the cluster has them); then every job (a pair with its
+pending head configurations, one record per unit) is one Ray task that reads those features from
+the cache and returns its records, which the driver writes exactly as the local executor does.
+Saved heads are written by the task into the results folder. Nothing is scheduled by hand: Ray
+places the tasks and retries a task whose worker died.
+
+The cache and results folders must be one shared filesystem for every node (NFS, Lustre, a
+mounted bucket): that is checked before any work, with a file the driver writes and every node
+must see. Without a shared filesystem, run ``probe run`` per machine on disjoint encoder sets and
+gather the record folders (records have unique names, so an rsync merges them) before
+``probe report``.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+from probe.pipeline.runner import ITEM_ERRORS, Job, PairWork, Sink, reason
+
+EXECUTORS = ("local", "ray")
+#: seconds an unreachable --ray-address may take before it is reported
+CONNECT_TIMEOUT = 15.0
+INSTALL = "pip install 'probe[ray]'  (or: pip install 'ray[data]>=2.9')"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ProbeError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail within ``timeout`` seconds, in one line, when ``host:port`` does not answer (``ray.init``
+    itself can wait for minutes)."""
+    if address in ("auto", "local") or not address:
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ProbeError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379, ray://head:10001) "
+                         "or 'auto'")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ProbeError(f"--ray-address {address}: nothing answers there within {timeout:.0f} s "
+                         f"({type(exc).__name__}: {exc}); is the Ray head running (`ray start --head`)?") from None
+
+
+def _sees(path: str, name: str) -> tuple[str, bool]:
+    """Run on a node: its address and whether it sees the driver's marker file."""
+    import ray
+
+    return ray.util.get_node_ip_address(), (Path(path) / name).is_file()
+
+
+def _features(work: PairWork, spec: Any) -> str | None:
+    """Run on a worker: the encoder's features into the shared cache; the failure reason or None."""
+    try:
+        work.features(spec)
+    except ITEM_ERRORS as exc:
+        return f"features of {spec.name} failed: {reason(exc)}"
+    return None
+
+
+def _job(work: PairWork, job: Job) -> list[tuple[int, Any]]:
+    """Run on a worker: ``(unit index, record)`` for every pending unit of the job."""
+    try:
+        features = [work.features(spec) for spec in job.item]
+    except ITEM_ERRORS as exc:
+        return [(i, work.failure(job.item, unit, f"features failed: {reason(exc)}")) for i, unit in enumerate(job.units)]
+    index = {id(unit): i for i, unit in enumerate(job.units)}
+    done: list[tuple[int, Any]] = []
+    try:
+        for unit, record in work.run(job.item, features, job.units):
+            done.append((index[id(unit)], record))
+    except ITEM_ERRORS as exc:
+        finished = {i for i, _ in done}
+        done += [(i, work.failure(job.item, unit, reason(exc))) for i, unit in enumerate(job.units)
+                 if i not in finished]
+    return done
+
+
+@dataclass
+class RayExecutor:
+    """Runs the runner's jobs as Ray tasks (see the module docstring)."""
+
+    address: str | None = None
+    #: folders every node must see (the feature cache and the results folder)
+    shared: Sequence[Path] = ()
+    #: CPUs each task takes (a GPU too when the cluster has any)
+    cpus_per_task: float = 1.0
+    started_here: bool = False
+
+    def connect(self) -> Any:
+        import sys
+
+        ray = import_ray()
+        if not ray.is_initialized():
+            info = ray.init(address=self.address or None, logging_level="ERROR", log_to_driver=False)
+            self.started_here = True
+            url = getattr(info, "dashboard_url", None)
+            if url:
+                print(f"Ray dashboard: http://{url}", file=sys.stderr, flush=True)
+        self._check_shared(ray)
+        return ray
+
+    def _check_shared(self, ray: Any) -> None:
+        """Every node must see the cache and results folders: a marker written here, looked for there."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        name = f".probe-visible-{uuid.uuid4().hex}"
+        for folder in self.shared:
+            folder.mkdir(parents=True, exist_ok=True)
+            marker = folder / name
+            marker.write_text("written by the probe driver; removed when the check ends\n")
+            try:
+                nodes = [n for n in ray.nodes() if n.get("Alive")]
+                probe_task = ray.remote(num_cpus=0)(_sees)
+                seen = ray.get([probe_task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    n["NodeID"], soft=False)).remote(str(folder.resolve()), name) for n in nodes])
+            finally:
+                marker.unlink(missing_ok=True)
+            blind = [node for node, ok in seen if not ok]
+            if blind:
+                raise ProbeError(f"{folder} is not visible from the Ray node(s) {', '.join(blind)}: the cache and "
+                                 "results folders must be on a filesystem every node mounts at the same path")
+
+    def execute(self, jobs: Sequence[Job], work: PairWork, sink: Sink) -> None:
+        ray = self.connect()
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        options = {"num_cpus": self.cpus_per_task, "num_gpus": gpus, "max_retries": 2}
+        remote_features = ray.remote(_features).options(**options)
+        remote_job = ray.remote(_job).options(**options)
+        work_ref = ray.put(work)
+        specs = {spec.name: spec for job in jobs for spec in job.item}
+        reasons = dict(zip(specs, ray.get([remote_features.remote(work_ref, s) for s in specs.values()]),
+                           strict=True))
+        pending: dict[Any, Job] = {}
+        for job in jobs:
+            failed = next((reasons[s.name] for s in job.item if reasons[s.name]), None)
+            if failed:
+                for unit in job.units:
+                    sink(job.item, unit, work.failure(job.item, unit, failed))
+            else:
+                pending[remote_job.remote(work_ref, job)] = job
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                results = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # the worker died, after its retries
+                results = [(i, work.failure(job.item, unit, f"Ray task failed: {reason(exc)}"))
+                           for i, unit in enumerate(job.units)]
+            for i, record in sorted(results, key=lambda r: r[0]):
+                sink(job.item, job.units[i], record)
+
+    def close(self) -> None:
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
+            self.started_here = False
+
+
+def check_executor(name: str, address: str | None) -> None:
+    """Refuse a bad ``--executor`` / ``--ray-address`` before any work: a typo, an address without
+    Ray, Ray not installed, an address that is not HOST:PORT."""
+    if name not in EXECUTORS:
+        raise ProbeError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    if name == "local" and address:
+        raise ProbeError("--ray-address needs --executor ray")
+    if name == "ray":
+        import_ray()
+        if address:
+            check_reachable(address)
+
+
+def make_executor(name: str, address: str | None, shared: Sequence[Path]) -> Any:
+    """The executor ``--executor NAME`` asks for (checked by :func:`check_executor`)."""
+    from probe.pipeline.runner import LocalExecutor
+
+    check_executor(name, None)
+    if name == "ray":
+        return RayExecutor(address=address, shared=tuple(shared))
+    return LocalExecutor()
+
+
+__all__ = ["EXECUTORS", "RayExecutor", "check_executor", "check_reachable", "make_executor"]

@@ -1,0 +1,105 @@
+"""`--executor ray`: the same cache entries and records as the local executor, failures recorded,
+bad input refused in one line. The test starts a local Ray instance itself and shuts it down."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import assert_one_line_error
+
+ray = pytest.importorskip("ray")
+
+TINY = ("--vision", "test/tiny-vit", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert", "--epochs", "2",
+        "--lr", "1e-3", "--lr", "3e-4")
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def _records(results: Path) -> dict[str, dict]:
+    out = {}
+    for path in (results / "records" / "alignment").rglob("*.json"):
+        record = json.loads(path.read_text())
+        out[path.relative_to(results).as_posix()] = record
+    return out
+
+
+def _entries(cache: Path) -> dict[str, bytes]:
+    return {p.relative_to(cache).as_posix(): p.read_bytes() for p in cache.rglob("features.npy")}
+
+
+def test_ray_writes_the_local_executors_features_and_records(run_cli, tmp_path, ray_address):
+    local = run_cli("run", *TINY, "--results", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    remote = run_cli("run", *TINY, "--results", str(tmp_path / "ray"), "--executor", "ray",
+                     "--ray-address", ray_address)
+    assert remote.returncode == 0, remote.stderr
+    assert "4 written, 0 failed" in remote.stderr
+    # the same content-addressed entries, bit for bit
+    local_entries, ray_entries = _entries(tmp_path / "local" / "features"), _entries(tmp_path / "ray" / "features")
+    assert local_entries.keys() == ray_entries.keys() and len(local_entries) >= 6
+    assert all(local_entries[k] == ray_entries[k] for k in local_entries)
+    # the same records under the same names, metric for metric
+    mine, theirs = _records(tmp_path / "local"), _records(tmp_path / "ray")
+    assert mine.keys() == theirs.keys() and len(mine) == 4
+    for name, record in mine.items():
+        assert theirs[name]["metrics"] == record["metrics"] and theirs[name]["intervals"] == record["intervals"]
+    assert len(list((tmp_path / "ray" / "models").rglob("heads.safetensors"))) == 4  # saved heads too
+
+
+def test_a_failing_pair_on_ray_is_a_failure_record_and_a_rerun_completes(run_cli, tmp_path, ray_address):
+    from test_run import BROKEN
+
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    (tmp_path / "mine.toml").write_text(BROKEN.format(weights=tmp_path / "garbage.pth"))
+    args = ("--registry", str(tmp_path / "mine.toml"), "run", "--vision", "test/tiny-vit", "--vision",
+            "mine/broken-vit", "--text", "test/tiny-bert", "--epochs", "2", "--results", str(tmp_path / "r"),
+            "--executor", "ray", "--ray-address", ray_address, "--skip-existing")
+    first = run_cli(*args)
+    assert first.returncode == 1 and "1 written, 1 failed" in first.stderr, first.stderr
+    failed = [r for r in _records(tmp_path / "r").values() if r["status"] == "failed"]
+    assert len(failed) == 1 and "mine/broken-vit" in failed[0]["error"]
+    again = run_cli(*args[:3], "run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2",
+                    "--results", str(tmp_path / "r"), "--executor", "ray", "--ray-address", ray_address,
+                    "--skip-existing")
+    assert again.returncode == 0 and "0 written, 0 failed, 1 already there" in again.stderr, again.stderr
+
+
+def test_bad_executor_input_is_one_line(run_cli, tmp_path, monkeypatch):
+    assert_one_line_error(run_cli("run", "--executor", "rya", "--results", str(tmp_path)),
+                          "unknown executor 'rya'", "local, ray")
+    assert_one_line_error(run_cli("run", "--ray-address", "10.0.0.1:6379", "--results", str(tmp_path)),
+                          "--ray-address needs --executor ray")
+    unreachable = run_cli("run", "--executor", "ray", "--ray-address", "127.0.0.1:9", "--results", str(tmp_path),
+                          timeout=60)
+    assert_one_line_error(unreachable, "--ray-address 127.0.0.1:9", "nothing answers there within 15 s")
+    assert_one_line_error(run_cli("run", "--executor", "ray", "--ray-address", "head", "--results", str(tmp_path)),
+                          "is not HOST:PORT")
+    import sys
+
+    from probe.errors import ProbeError
+    from probe.pipeline.ray_executor import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(ProbeError, match=r"needs Ray, which is not installed: pip install 'probe\[ray\]'"):
+        import_ray()
+
+
+def test_a_cache_that_a_node_cannot_see_is_refused(tmp_path, ray_address, monkeypatch):
+    from probe.errors import ProbeError
+    from probe.pipeline import ray_executor
+
+    executor = ray_executor.RayExecutor(shared=(tmp_path / "cache",))
+    # a node that mounts another filesystem: it looks for the marker and does not find it
+    monkeypatch.setattr(ray_executor, "_sees", lambda path, name: ("10.9.9.9", False))
+    with pytest.raises(ProbeError, match=r"cache is not visible from the Ray node\(s\) 10\.9\.9\.9"):
+        executor.connect()
+    assert not list((tmp_path / "cache").iterdir())  # the marker is cleaned up
