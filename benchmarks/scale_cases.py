@@ -233,3 +233,38 @@ code = main(args)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 sys.exit(code)
 """
+
+
+def ray_overhead(visions: tuple[str, ...] = ("test/tiny-vit", "test/tiny-vit-wide", "baseline/pixels-16"),
+                 texts: tuple[str, ...] = ("test/tiny-bert", "baseline/tfidf-svd-256")) -> dict:
+    """Wall time of one sweep run by the Ray executor (Ray started on this machine, as
+    ``--executor ray`` without an address does) over the local executor's, each from a cold cache
+    in a process of its own; the same records are checked."""
+    import json
+    import subprocess
+    import sys
+
+    def sweep(folder: Path, *extra: str) -> float:
+        args = [sys.executable, "-m", "probe", "run", "--epochs", "5", "--results", str(folder), *extra]
+        for v in visions:
+            args += ["--vision", v]
+        for t in texts:
+            args += ["--text", t]
+        started = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"probe run {' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+        return time.perf_counter() - started
+
+    def metrics(folder: Path) -> dict[str, dict]:
+        return {p.name: json.loads(p.read_text())["metrics"] for p in (folder / "records").rglob("*.json")}
+
+    with tempfile.TemporaryDirectory(prefix="probe-bench-ray-") as tmp:
+        local = sweep(Path(tmp) / "local")
+        remote = sweep(Path(tmp) / "ray", "--executor", "ray")
+        agree = metrics(Path(tmp) / "local") == metrics(Path(tmp) / "ray")
+    pairs = len(visions) * len(texts)
+    return {"case": f"ray_overhead[{len(visions)}x{len(texts)} sweep,{os.cpu_count()} CPUs]", "ours_s": remote,
+            "baseline_s": local, "ratio": local / remote, "agree": agree,
+            "note": f"{pairs} pairs: Ray executor {remote:.1f} s vs local {local:.1f} s "
+                    f"({remote / local:.2f}x the local time, Ray's start-up and per-task process start included)"}

@@ -103,3 +103,37 @@ def test_a_cache_that_a_node_cannot_see_is_refused(tmp_path, ray_address, monkey
     with pytest.raises(ProbeError, match=r"cache is not visible from the Ray node\(s\) 10\.9\.9\.9"):
         executor.connect()
     assert not list((tmp_path / "cache").iterdir())  # the marker is cleaned up
+
+
+def test_extraction_on_ray_matches_local_and_keeps_finished_chunks(run_cli, tmp_path, ray_address):
+    import numpy as np
+
+    from probe.data import get_dataset
+    from probe.features import ExtractOptions, split_features, split_inputs
+    from probe.features.extract import chunk_plan, entry_for
+    from probe.io import write_npz
+    from probe.registry import Registry
+
+    local = run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--split", "val", "--cache-dir",
+                    str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    # a run killed after its first chunk: that chunk is on disk (marked, to see that it is kept)
+    spec, data = Registry.load().get("test/tiny-vit"), get_dataset("shapes").load("val")
+    options = ExtractOptions(cache_dir=tmp_path / "ray", progress=False)
+    reference = split_features(spec, data, ExtractOptions(cache_dir=tmp_path / "local", progress=False))
+    inputs, content, name, fit_texts = split_inputs(spec, data)
+    entry, _, dtype = entry_for(spec, data.dataset, data.split, name, content, options, fit_texts)
+    ranges, _ = chunk_plan(spec, inputs, options)
+    assert len(ranges) >= 3
+    first = np.asarray(reference.dense(len(inputs)))[ranges[0].start:ranges[0].stop]
+    entry.chunks.mkdir(parents=True)
+    write_npz(entry.chunk_path(0), features=first + 1.0, ids=np.arange(ranges[0].start, ranges[0].stop),
+              bad=np.zeros(0, dtype=np.int64), errors=np.asarray([""]))
+    remote = run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--split", "val", "--cache-dir",
+                     str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_address)
+    assert remote.returncode == 0, remote.stderr
+    assert "assembled from chunks computed on Ray" in remote.stdout
+    got = split_features(spec, data, options).dense(len(inputs))
+    want = reference.dense(len(inputs))
+    np.testing.assert_array_equal(got[ranges[0].start:ranges[0].stop], first + 1.0)  # kept, not recomputed
+    np.testing.assert_array_equal(got[ranges[1].start:], want[ranges[1].start:])  # the rest computed on Ray

@@ -6,7 +6,16 @@ from typing import Any
 
 import click
 
-from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, dtype_option, echo_skipped, workspace
+from probe.cli.common import (
+    CONTEXT,
+    RunContext,
+    cache_option,
+    device_option,
+    dtype_option,
+    echo_skipped,
+    executor_options,
+    workspace,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -124,8 +133,10 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
               help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
 @cache_option
 @device_option("cpu, cuda, cuda:1 ... [default: cuda if present].")
+@executor_options
 @click.pass_obj
-def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, on_bad_image, cache_dir, device) -> None:
+def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, on_bad_image, cache_dir, device,
+            executor, ray_address) -> None:
     """Extract features for models on a dataset into the cache (resumable; reused by every pair).
 
     \b
@@ -133,13 +144,16 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
       probe extract -m efficientnet/lite0-in1k -m 'sentence-transformers/*.pypi' -d shapes
       probe extract -m all -d digits --split test --dtype float16
       probe extract -m dinov2/vit-b14 -d imagefolder:~/data/pets --workers 8
+      probe extract -m all -d wds:/shared/cc3m --executor ray --ray-address head:6379
     """
     from probe.data import get_dataset
     from probe.encoders.availability import check
     from probe.errors import UnavailableError
-    from probe.features import ExtractionStats, ExtractOptions, fitted_on_corpus, split_features
+    from probe.features import ExtractOptions, fitted_on_corpus
+    from probe.pipeline.ray_executor import RayExecutor, check_executor
     from probe.pipeline.splits import load_split
 
+    check_executor(executor, ray_address)
     specs, unavailable = obj.resolve(patterns)
     echo_skipped(unavailable)
     for spec in specs:
@@ -155,14 +169,33 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
         fit = loaded["train"] if "train" in loaded else ds.load("train")
     options = ExtractOptions(cache_dir=workspace(None, cache_dir)[1], batch_size=batch_size, workers=workers,
                              dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download)
-    for split, data in loaded.items():
-        for spec in specs:
-            stats = ExtractionStats()
-            result = split_features(spec, data, options, fit_data=fit, stats=stats)
-            how = "cached" if stats.from_cache else f"computed ({stats.reused_chunks} chunk(s) resumed)"
-            skipped = len(result.meta["skipped"])
-            click.echo(f"{spec.name:<45} {split:<11} {tuple(result.features.shape)!s:<14} {how}"
-                       + (f", {skipped} bad image(s) skipped" if skipped else "") + f"  {result.path}")
+    on_ray = RayExecutor(address=ray_address, shared=(options.cache,)) if executor == "ray" else None
+    if on_ray is not None:
+        on_ray.connect()
+    try:
+        for split, data in loaded.items():
+            for spec in specs:
+                _extract_one(spec, split, data, options, fit, on_ray is not None)
+    finally:
+        if on_ray is not None:
+            on_ray.close()
+
+
+def _extract_one(spec, split: str, data, options, fit, on_ray: bool) -> None:
+    from probe.features import ExtractionStats, split_features
+
+    stats = ExtractionStats()
+    if on_ray:
+        from probe.pipeline.ray_extract import ray_split_features
+
+        result = ray_split_features(spec, data, options, fit_data=fit)
+        how = "assembled from chunks computed on Ray"
+    else:
+        result = split_features(spec, data, options, fit_data=fit, stats=stats)
+        how = "cached" if stats.from_cache else f"computed ({stats.reused_chunks} chunk(s) resumed)"
+    skipped = len(result.meta["skipped"])
+    click.echo(f"{spec.name:<45} {split:<11} {tuple(result.features.shape)!s:<14} {how}"
+               + (f", {skipped} bad image(s) skipped" if skipped else "") + f"  {result.path}")
 
 
 @click.command(context_settings=CONTEXT)

@@ -29,6 +29,20 @@ def fitted_on_corpus(spec: EncoderSpec) -> bool:
     return family_of(spec).fitted_on_corpus(spec)
 
 
+def split_inputs(spec: EncoderSpec, data: SplitData, fit_data: SplitData | None = None, input_set: str | None = None,
+                 texts: Sequence[str] | None = None) -> tuple[Sequence[Any], str, str, Sequence[str] | None]:
+    """``(inputs, content fingerprint, input set name, corpus to fit on)`` of one encoder on a split."""
+    from probe.data.base import text_fingerprint
+
+    fit_texts = None
+    if spec.modality == "vision":
+        return data.images, data.image_fingerprint(), input_set or "images", None
+    inputs = list(texts) if texts is not None else data.captions
+    if fitted_on_corpus(spec):
+        fit_texts = (fit_data or data).captions
+    return inputs, text_fingerprint(inputs), input_set or "captions", fit_texts
+
+
 def split_features(spec: EncoderSpec, data: SplitData, options: ExtractOptions | None = None, *,
                    fit_data: SplitData | None = None, input_set: str | None = None,
                    texts: Sequence[str] | None = None, encoder: Any = None,
@@ -40,19 +54,10 @@ def split_features(spec: EncoderSpec, data: SplitData, options: ExtractOptions |
     miss (a sweep loads each model at most once, and not at all when everything is cached). An
     encoder fitted on a corpus is fitted on ``fit_data``'s captions (``data``'s when absent).
     """
-    from probe.data.base import text_fingerprint
     from probe.features.extract import extract
 
     options = options or ExtractOptions()
-    fit_texts = None
-    if spec.modality == "vision":
-        inputs: Sequence[Any] = data.images
-        content, name = data.image_fingerprint(), input_set or "images"
-    else:
-        inputs = list(texts) if texts is not None else data.captions
-        content, name = text_fingerprint(inputs), input_set or "captions"
-        if fitted_on_corpus(spec):
-            fit_texts = (fit_data or data).captions
+    inputs, content, name, fit_texts = split_inputs(spec, data, fit_data, input_set, texts)
 
     def load() -> Any:
         if encoder is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,15 @@ def _collate(items):
     return [p for p, _ in good], tensor, bad
 
 
+def entry_for(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
+              fit_texts: Sequence[str] | None) -> tuple[CacheEntry, str, str]:
+    """``(entry, key, storage dtype)`` of the features of these inputs (see :mod:`probe.features.cache`)."""
+    extra = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
+    dtype = storage_dtype(spec, options)
+    key = cache_key(spec, dataset, split, input_set, content, dtype, extra)
+    return CacheEntry(options.cache, spec, dataset, split, input_set, key), key, dtype
+
+
 def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs: Sequence[Any], content: str, *,
             load_encoder: Callable[[], Any], options: ExtractOptions, fit_texts: Sequence[str] | None = None,
             stats: ExtractionStats | None = None) -> FeatureSet:
@@ -62,10 +71,8 @@ def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs:
     if not len(inputs):
         raise ProbeError(f"dataset {dataset!r} split {split!r} has no {input_set} to encode")
     stats = stats or ExtractionStats()
+    entry, key, dtype = entry_for(spec, dataset, split, input_set, content, options, fit_texts)
     extra = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
-    dtype = storage_dtype(spec, options)
-    key = cache_key(spec, dataset, split, input_set, content, dtype, extra)
-    entry = CacheEntry(options.cache, spec, dataset, split, input_set, key)
     found = entry.read(verify=options.verify)
     if found is None and dtype == "float16":  # a float32 entry serves, rounded to float16 on read
         wider = CacheEntry(options.cache, spec, dataset, split, input_set,
@@ -112,24 +119,61 @@ def _announce(features: FeatureSet, how: str) -> None:
              len(features.features), meta.get("set"), how)
 
 
+def chunk_plan(spec: EncoderSpec, inputs: Sequence[Any], options: ExtractOptions) -> tuple[list[range], bool]:
+    """``(row ranges, by shard)``: the chunks an entry is computed and resumed in. A chunk is a few
+    batches, or, for a split of whole webdataset shards, one shard (streamed front to back)."""
+    from probe.features.options import extraction_batch_size
+    from probe.features.shards import shard_ranges
+
+    by_shard = shard_ranges(inputs) if spec.modality == "vision" else None
+    if by_shard is not None:
+        return by_shard, True
+    n, chunk_size = len(inputs), extraction_batch_size(spec, options) * max(1, options.chunk_batches)
+    return [range(start, min(n, start + chunk_size)) for start in range(0, n, chunk_size)], False
+
+
+def prepared_encoder(load_encoder: Callable[[], Any], spec: EncoderSpec, fit_texts: Sequence[str] | None) -> Any:
+    """The encoder, fitted on the corpus first where its family needs that, its first batch counted."""
+    encoder = _Measured(load_encoder())
+    if getattr(encoder, "needs_fit", False):
+        if fit_texts is None:
+            raise ProbeError(f"model {spec.name!r} must be fitted on a corpus; none was given")
+        encoder.fit(fit_texts)
+    return encoder
+
+
+def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], chunks: list[int],
+                   ranges: list[range], by_shard: bool, encoder: Any, options: ExtractOptions, dtype: str,
+                   bar: Any) -> Iterator[int]:
+    """Encode and write each of ``chunks`` (atomically, one file each); yields each chunk written.
+    Any process that sees the cache folder can run this for any chunks of the entry."""
+    from probe.features.options import extraction_batch_size
+    from probe.features.shards import shard_chunks
+
+    entry.chunks.mkdir(parents=True, exist_ok=True)
+    chunk_iter = shard_chunks if by_shard else _image_chunks if spec.modality == "vision" else _text_chunks
+    for chunk, ids, feats, bad in chunk_iter(encoder, inputs, chunks, ranges, extraction_batch_size(spec, options),
+                                             options.workers, bar):
+        if bad and options.on_bad_image == "fail":
+            position, error = bad[0]
+            raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
+        if dtype == "float16":
+            _check_half_range(spec, feats)
+        write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
+                  ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
+                  errors=np.asarray([e for _, e in bad] or [""], dtype=str))
+        yield chunk
+
+
 def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: str, input_set: str,
                     inputs: Sequence[Any], content: str, key: str, load_encoder: Callable[[], Any],
                     options: ExtractOptions, fit_texts: Sequence[str] | None, stats: ExtractionStats,
                     dtype: str) -> FeatureSet:
     from tqdm.auto import tqdm
 
-    from probe.features.options import extraction_batch_size
-
-    batch_size = extraction_batch_size(spec, options)
     n = len(inputs)
-    chunk_size = batch_size * max(1, options.chunk_batches)
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    ranges = [range(c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range(n_chunks)]
-    from probe.features.shards import shard_chunks, shard_ranges
-
-    by_shard = shard_ranges(inputs) if spec.modality == "vision" else None
-    if by_shard is not None:  # webdataset shards: streamed whole, one chunk per shard
-        ranges, n_chunks = by_shard, len(by_shard)
+    ranges, by_shard = chunk_plan(spec, inputs, options)
+    n_chunks = len(ranges)
     # what each finished chunk covers (its features are read again, one chunk at a time, at the end)
     done = {c: _covered(entry.read_chunk(c, ranges[c], spec.embed_dim)) for c in range(n_chunks)}
     missing = [c for c, data in done.items() if data is None]
@@ -137,27 +181,12 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     started = time.time()
     measured = None
     if missing:
-        encoder = measured = _Measured(load_encoder())
-        if getattr(encoder, "needs_fit", False):
-            if fit_texts is None:
-                raise ProbeError(f"model {spec.name!r} must be fitted on a corpus; none was given")
-            encoder.fit(fit_texts)
-        entry.chunks.mkdir(parents=True, exist_ok=True)
+        encoder = measured = prepared_encoder(load_encoder, spec, fit_texts)
         # Bars only on a terminal (tqdm's disable=None): logs and captured stderr stay one clean
         # line per message; `with` clears the bar even when a chunk fails.
         with tqdm(total=n, initial=n - sum(len(ranges[c]) for c in missing), unit=" " + input_set,
                   desc=f"{spec.name} {dataset}/{split}", disable=None if options.progress else True, leave=False) as bar:
-            chunk_iter = shard_chunks if by_shard is not None else _image_chunks if spec.modality == "vision" \
-                else _text_chunks
-            for chunk, ids, feats, bad in chunk_iter(encoder, inputs, missing, ranges, batch_size, options.workers, bar):
-                if bad and options.on_bad_image == "fail":
-                    position, error = bad[0]
-                    raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
-                if dtype == "float16":
-                    _check_half_range(spec, feats)
-                write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
-                          ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
-                          errors=np.asarray([e for _, e in bad] or [""], dtype=str))
+            for chunk in compute_chunks(entry, spec, inputs, missing, ranges, by_shard, encoder, options, dtype, bar):
                 done[chunk] = _covered(entry.read_chunk(chunk, ranges[chunk], spec.embed_dim))
                 stats.computed_chunks += 1
     parts = [part for part in (done[c] for c in range(n_chunks)) if part is not None]
