@@ -146,6 +146,8 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
       probe extract -m dinov2/vit-b14 -d imagefolder:~/data/pets --workers 8
       probe extract -m all -d wds:/shared/cc3m --executor ray --ray-address head:6379
     """
+    import dataclasses
+
     from probe.data import get_dataset
     from probe.encoders.availability import check
     from probe.errors import UnavailableError
@@ -169,6 +171,8 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
         fit = loaded["train"] if "train" in loaded else ds.load("train")
     options = ExtractOptions(cache_dir=workspace(None, cache_dir)[1], batch_size=batch_size, workers=workers,
                              dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download)
+    if executor == "ray":  # Ray workers need not share this process's working folder
+        options = dataclasses.replace(options, cache_dir=options.cache.resolve())
     on_ray = RayExecutor(address=ray_address, shared=(options.cache,)) if executor == "ray" else None
     if on_ray is not None:
         on_ray.connect()

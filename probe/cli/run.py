@@ -121,6 +121,8 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
     results, cache = workspace(results_dir, cache_dir)
+    if executor == "ray":  # Ray workers need not share this process's working folder
+        results, cache = results.resolve(), cache.resolve()
     chosen = set(tasks or TASKS)
     if train:
         plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=seed)

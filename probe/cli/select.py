@@ -119,6 +119,8 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     t_specs, t_skipped = obj.resolve(text, modality="text")
     echo_skipped(v_skipped + t_skipped)
     results, cache = workspace(results_dir, cache_dir)
+    if executor == "ray":  # Ray workers need not share this process's working folder
+        results, cache = results.resolve(), cache.resolve()
     work = SimilarityWork(ds.info.name, single_split_plan(ds, split), results, _extract_options(obj, cache, workers, device),
                           k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
     items = pairs(v_specs, t_specs)

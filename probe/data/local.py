@@ -33,8 +33,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
 
 def _existing(path: str, kind: str, want: str | None = None) -> Path:
-    """``path`` as a Path; ``want`` ("file" or "folder") is what ``kind:`` must be given."""
-    p = Path(path).expanduser()
+    """``path`` as an absolute Path (the same dataset from any working folder, on any worker);
+    ``want`` ("file" or "folder") is what ``kind:`` must be given."""
+    p = Path(path).expanduser().absolute()
     if not p.exists():
         raise ProbeError(f"dataset path {str(p)!r} does not exist")
     if want == "file" and p.is_dir():
