@@ -67,22 +67,20 @@ def test_a_failing_pair_on_ray_is_a_failure_record_and_a_rerun_completes(run_cli
     assert first.returncode == 1 and "1 written, 1 failed" in first.stderr, first.stderr
     failed = [r for r in _records(tmp_path / "r").values() if r["status"] == "failed"]
     assert len(failed) == 1 and "mine/broken-vit" in failed[0]["error"]
-    again = run_cli(*args[:3], "run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2",
+    again = run_cli(*args[:2], "run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2",
                     "--results", str(tmp_path / "r"), "--executor", "ray", "--ray-address", ray_address,
                     "--skip-existing")
     assert again.returncode == 0 and "0 written, 0 failed, 1 already there" in again.stderr, again.stderr
 
 
 def test_bad_executor_input_is_one_line(run_cli, tmp_path, monkeypatch):
-    assert_one_line_error(run_cli("run", "--executor", "rya", "--results", str(tmp_path)),
-                          "unknown executor 'rya'", "local, ray")
-    assert_one_line_error(run_cli("run", "--ray-address", "10.0.0.1:6379", "--results", str(tmp_path)),
-                          "--ray-address needs --executor ray")
-    unreachable = run_cli("run", "--executor", "ray", "--ray-address", "127.0.0.1:9", "--results", str(tmp_path),
-                          timeout=60)
+    pair = ("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--results", str(tmp_path))
+    assert_one_line_error(run_cli(*pair, "--executor", "rya"), "unknown executor 'rya'", "local, ray")
+    assert_one_line_error(run_cli(*pair, "--ray-address", "10.0.0.1:6379"), "--ray-address needs --executor ray")
+    unreachable = run_cli(*pair, "--executor", "ray", "--ray-address", "127.0.0.1:9", timeout=60)
     assert_one_line_error(unreachable, "--ray-address 127.0.0.1:9", "nothing answers there within 15 s")
-    assert_one_line_error(run_cli("run", "--executor", "ray", "--ray-address", "head", "--results", str(tmp_path)),
-                          "is not HOST:PORT")
+    assert_one_line_error(run_cli(*pair, "--executor", "ray", "--ray-address", "head"), "is not HOST:PORT")
+    assert not (tmp_path / "records").exists()  # refused before any work
     import sys
 
     from probe.errors import ProbeError
@@ -114,12 +112,12 @@ def test_extraction_on_ray_matches_local_and_keeps_finished_chunks(run_cli, tmp_
     from probe.io import write_npz
     from probe.registry import Registry
 
-    local = run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--split", "val", "--cache-dir",
-                    str(tmp_path / "local"))
+    local = run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--split", "val", "--batch-size", "8",
+                    "--cache-dir", str(tmp_path / "local"))
     assert local.returncode == 0, local.stderr
     # a run killed after its first chunk: that chunk is on disk (marked, to see that it is kept)
     spec, data = Registry.load().get("test/tiny-vit"), get_dataset("shapes").load("val")
-    options = ExtractOptions(cache_dir=tmp_path / "ray", progress=False)
+    options = ExtractOptions(cache_dir=tmp_path / "ray", batch_size=8, progress=False)  # chunks of 32 images
     reference = split_features(spec, data, ExtractOptions(cache_dir=tmp_path / "local", progress=False))
     inputs, content, name, fit_texts = split_inputs(spec, data)
     entry, _, dtype = entry_for(spec, data.dataset, data.split, name, content, options, fit_texts)
@@ -129,8 +127,8 @@ def test_extraction_on_ray_matches_local_and_keeps_finished_chunks(run_cli, tmp_
     entry.chunks.mkdir(parents=True)
     write_npz(entry.chunk_path(0), features=first + 1.0, ids=np.arange(ranges[0].start, ranges[0].stop),
               bad=np.zeros(0, dtype=np.int64), errors=np.asarray([""]))
-    remote = run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--split", "val", "--cache-dir",
-                     str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_address)
+    remote = run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--split", "val", "--batch-size", "8",
+                     "--cache-dir", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_address)
     assert remote.returncode == 0, remote.stderr
     assert "assembled from chunks computed on Ray" in remote.stdout
     got = split_features(spec, data, options).dense(len(inputs))
