@@ -55,9 +55,11 @@ class FeatureSet:
 
     def rows(self, n: int):
         """The same rows read on demand from the memory map (:class:`~probe.features.mapped.FeatureRows`)."""
-        from probe.features.mapped import FeatureRows
+        from probe.features.mapped import FeatureRows, data_offset
 
-        return FeatureRows(self.features, self.index, n, self.mapping, self.round_to)
+        path = self.path / "features.npy"
+        source = (path, data_offset(path)) if self.mapping is not None and path.is_file() else None
+        return FeatureRows(self.features, self.index, n, self.mapping, self.round_to, source)
 
 
 @dataclass

@@ -39,7 +39,8 @@ def resident_limit() -> int:
 
 
 def map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
-    """A read-only array over an ``.npy`` file's data, and its mapping (None for an empty array)."""
+    """A read-only array over an ``.npy`` file's data, and its mapping (None for an empty array).
+    :func:`data_offset` says where row 0 starts in the file."""
     with open(path, "rb") as handle:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -60,6 +61,17 @@ def map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
     return array, mapping
 
 
+def data_offset(path: Path) -> int:
+    """Byte offset of an ``.npy`` file's data (after its header)."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(handle)
+        else:
+            np.lib.format.read_array_header_2_0(handle)
+        return handle.tell()
+
+
 class FeatureRows:
     """An encoder's features on a split, row ``i`` for input ``i``, read from the cache on demand.
 
@@ -70,8 +82,11 @@ class FeatureRows:
     dtype = np.dtype(np.float32)
 
     def __init__(self, stored: np.ndarray, index: np.ndarray, n: int, mapping: mmap.mmap | None = None,
-                 round_to: str | None = None):
+                 round_to: str | None = None, source: tuple[Path, int] | None = None):
         self.stored, self.mapping = stored, mapping
+        #: (file, byte offset of row 0): batches are then read with pread, not through the mapping
+        self.source = source
+        self._fd: int | None = None
         self.round_to = np.dtype(round_to) if round_to else None
         self.index = np.asarray(index, dtype=np.int64)
         self.row_of = np.full(n, -1, dtype=np.int64)
@@ -89,10 +104,34 @@ class FeatureRows:
         out = np.full((len(inputs), self.shape[1]), np.nan, dtype=np.float32)
         present = np.flatnonzero(rows >= 0)
         order = np.argsort(rows[present], kind="stable")
-        block = self.stored[rows[present][order]]
+        wanted = rows[present][order]
+        block = self._pread(wanted) if self.source is not None and self.stored.flags.c_contiguous else self.stored[wanted]
         out[present[order]] = block.astype(self.round_to) if self.round_to is not None else block
         self.release()
         return out
+
+    def _pread(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (ascending) read with ``preadv``, runs of consecutive rows in one call. Reading
+        through the mapping would map whole page-cache folios (up to 2 MB each on recent kernels)
+        for each scattered row, and a batch of scattered rows would map most of the file."""
+        assert self.source is not None
+        path, offset = self.source
+        if self._fd is None:
+            self._fd = os.open(path, os.O_RDONLY)
+        width = self.stored.shape[1] * self.stored.dtype.itemsize
+        out = np.empty((len(rows), self.stored.shape[1]), dtype=self.stored.dtype)
+        view = memoryview(out.data).cast("B")
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)
+        for start, stop in zip(starts, [*starts[1:], len(rows)], strict=True):
+            want = (stop - start) * width
+            got = os.preadv(self._fd, [view[start * width:stop * width]], offset + int(rows[start]) * width)
+            if got != want:
+                raise OSError(f"{path}: {got} of {want} bytes read at row {rows[start]} (file cut short?)")
+        return out
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)  # type: ignore[arg-type]
 
     def finite_rows(self, block: int = 65_536) -> np.ndarray:
         """Which inputs have a finite feature vector, reading the file a block at a time."""
