@@ -62,13 +62,13 @@ def _streamed(folder: Path, rows: int):
     import numpy as np
 
     from probe.align.train import PairedFeatures
-    from probe.features.mapped import FeatureRows, data_offset, map_npy
+    from probe.features.mapped import FeatureRows, map_npy
 
     sides = []
     for name in ("images", "texts"):
         path = folder / f"{name}.npy"
-        stored, mapping = map_npy(path)
-        sides.append(FeatureRows(stored, np.arange(rows), rows, mapping, source=(path, data_offset(path))))
+        stored, mapping, offset = map_npy(path)
+        sides.append(FeatureRows(stored, np.arange(rows), rows, mapping, source=(path, offset)))
     return PairedFeatures(sides[0], sides[1], np.arange(rows))
 
 

@@ -128,7 +128,7 @@ def test_config_checks():
 
 
 def test_features_streamed_from_the_cache_train_exactly_as_in_memory(tmp_path):
-    from probe.features.mapped import FeatureRows, data_offset, map_npy
+    from probe.features.mapped import FeatureRows, map_npy
     from probe.io import write_npy_parts
 
     train, val = paired(0), paired(1, n_images=60)
@@ -138,9 +138,8 @@ def test_features_streamed_from_the_cache_train_exactly_as_in_memory(tmp_path):
         keep = np.flatnonzero(np.isfinite(x).all(axis=1))  # the cache stores read rows only, in blocks
         write_npy_parts(tmp_path / f"{name}.npy", np.array_split(x[keep], 3), (len(keep), x.shape[1]), "float32")
         path = tmp_path / f"{name}.npy"
-        stored, mapping = map_npy(path)  # images read through the mapping, texts with pread
-        sides[name] = FeatureRows(stored, keep, len(x), mapping, source=(path, data_offset(path)) if name == "texts"
-                                  else None)
+        stored, mapping, offset = map_npy(path)  # images read through the mapping, texts with pread
+        sides[name] = FeatureRows(stored, keep, len(x), mapping, source=(path, offset) if name == "texts" else None)
     np.testing.assert_array_equal(sides["images"].take(np.array([9, 7, 0])), train.images[[9, 7, 0]])
     streamed = PairedFeatures(sides["images"], sides["texts"], train.caption_image)
     assert streamed.streamed and not train.streamed

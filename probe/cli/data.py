@@ -152,7 +152,7 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
     from probe.encoders.availability import check
     from probe.errors import UnavailableError
     from probe.features import ExtractOptions, fitted_on_corpus
-    from probe.pipeline.ray_executor import RayExecutor, check_executor
+    from probe.pipeline.ray_executor import RayExecutor, check_executor, executor_for, for_workers
     from probe.pipeline.splits import load_split
 
     check_executor(executor, ray_address)
@@ -171,18 +171,13 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
         fit = loaded["train"] if "train" in loaded else ds.load("train")
     options = ExtractOptions(cache_dir=workspace(None, cache_dir)[1], batch_size=batch_size, workers=workers,
                              dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download)
-    if executor == "ray":  # Ray workers need not share this process's working folder
-        options = dataclasses.replace(options, cache_dir=options.cache.resolve())
-    on_ray = RayExecutor(address=ray_address, shared=(options.cache,)) if executor == "ray" else None
-    if on_ray is not None:
-        on_ray.connect()
-    try:
+    options = dataclasses.replace(options, cache_dir=for_workers(executor, options.cache)[0])
+    with executor_for(executor, ray_address, (options.cache,)) as chosen:
+        if isinstance(chosen, RayExecutor):
+            chosen.connect()
         for split, data in loaded.items():
             for spec in specs:
-                _extract_one(spec, split, data, options, fit, on_ray is not None)
-    finally:
-        if on_ray is not None:
-            on_ray.close()
+                _extract_one(spec, split, data, options, fit, isinstance(chosen, RayExecutor))
 
 
 def _extract_one(spec, split: str, data, options, fit, on_ray: bool) -> None:

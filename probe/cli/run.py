@@ -90,7 +90,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     from probe.errors import ProbeError
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.features.options import ExtractOptions
-    from probe.pipeline.ray_executor import check_executor, make_executor
+    from probe.pipeline.ray_executor import check_executor, executor_for, for_workers
     from probe.pipeline.runner import PairRunner, pairs
     from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
 
@@ -120,9 +120,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     echo_skipped(v_skipped + t_skipped)
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
-    results, cache = workspace(results_dir, cache_dir)
-    if executor == "ray":  # Ray workers need not share this process's working folder
-        results, cache = results.resolve(), cache.resolve()
+    results, cache = for_workers(executor, *workspace(results_dir, cache_dir))
     chosen = set(tasks or TASKS)
     if train:
         plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=seed)
@@ -137,12 +135,9 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}", err=True)
-    runner_executor = make_executor(executor, ray_address, (cache, results))
-    try:
+    with executor_for(executor, ray_address, (cache, results)) as runner_executor:
         outcome = PairRunner(skip_existing=skip_existing, echo=click.echo,
                              executor=runner_executor).run(sweep, pairs(v_specs, t_specs))
-    finally:
-        getattr(runner_executor, "close", lambda: None)()
     click.echo(f"done: {len(outcome.written)} written, {len(outcome.failed)} failed, "
                f"{len(outcome.existing)} already there; records in {results / 'records'}, features cached in {cache}",
                err=True)

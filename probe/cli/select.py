@@ -102,7 +102,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     from probe.cli.tables import print_table
     from probe.data import get_dataset
     from probe.errors import ProbeError
-    from probe.pipeline.ray_executor import check_executor, make_executor
+    from probe.pipeline.ray_executor import check_executor, executor_for, for_workers
     from probe.pipeline.runner import PairRunner, pairs
     from probe.pipeline.splits import single_split_plan
     from probe.records import keys
@@ -118,17 +118,12 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     v_specs, v_skipped = obj.resolve(vision, modality="vision")
     t_specs, t_skipped = obj.resolve(text, modality="text")
     echo_skipped(v_skipped + t_skipped)
-    results, cache = workspace(results_dir, cache_dir)
-    if executor == "ray":  # Ray workers need not share this process's working folder
-        results, cache = results.resolve(), cache.resolve()
+    results, cache = for_workers(executor, *workspace(results_dir, cache_dir))
     work = SimilarityWork(ds.info.name, single_split_plan(ds, split), results, _extract_options(obj, cache, workers, device),
                           k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
     items = pairs(v_specs, t_specs)
-    runner_executor = make_executor(executor, ray_address, (cache, results))
-    try:
+    with executor_for(executor, ray_address, (cache, results)) as runner_executor:
         outcome = PairRunner(skip_existing=not recompute, executor=runner_executor).run(work, items)
-    finally:
-        getattr(runner_executor, "close", lambda: None)()
     _report_failures(outcome)
     key = keys.similarity(metric)
     records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]

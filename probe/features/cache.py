@@ -46,6 +46,8 @@ class FeatureSet:
     meta: dict[str, Any]
     path: Path
     mapping: Any = None
+    #: (file, byte offset of row 0) of a mapped entry, where batches are read from
+    source: tuple[Path, int] | None = None
     #: a float32 entry serving a float16 request reads its values rounded to this dtype
     round_to: str | None = None
 
@@ -55,11 +57,9 @@ class FeatureSet:
 
     def rows(self, n: int):
         """The same rows read on demand from the memory map (:class:`~probe.features.mapped.FeatureRows`)."""
-        from probe.features.mapped import FeatureRows, data_offset
+        from probe.features.mapped import FeatureRows
 
-        path = self.path / "features.npy"
-        source = (path, data_offset(path)) if self.mapping is not None and path.is_file() else None
-        return FeatureRows(self.features, self.index, n, self.mapping, self.round_to, source)
+        return FeatureRows(self.features, self.index, n, self.mapping, self.round_to, self.source)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class CacheEntry:
                     raise ValueError(f"{name} has the wrong size")
                 if verify and sha256_file(path) != meta["files"][name]["sha256"]:
                     raise ValueError(f"{name} does not match its checksum")
-            features, mapping = map_npy(files["features.npy"])
+            features, mapping, offset = map_npy(files["features.npy"])
             index = np.load(files["index.npy"], allow_pickle=False)
             if list(features.shape) != meta["shape"] or str(features.dtype) != meta["dtype"]:
                 raise ValueError("shape or dtype differs from meta.json")
@@ -124,7 +124,8 @@ class CacheEntry:
             log.warning("cache entry %s is damaged (%s: %s); recomputing", self.dir, type(exc).__name__, exc)
             self.discard_final()
             return None
-        return FeatureSet(features, index, meta, self.dir, mapping)
+        return FeatureSet(features, index, meta, self.dir, mapping,
+                          source=(files["features.npy"], offset) if mapping is not None else None)
 
     def discard_final(self) -> None:
         for name in ("meta.json", "features.npy", "index.npy"):

@@ -6,6 +6,7 @@ clobbering each other; the encoder is loaded only on a miss, so a warm cache nev
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,21 @@ def entry_for(spec: EncoderSpec, dataset: str, split: str, input_set: str, conte
     return CacheEntry(options.cache, spec, dataset, split, input_set, key), key, dtype
 
 
+def cached(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
+           fit_texts: Sequence[str] | None) -> FeatureSet | None:
+    """The finished entry that serves this request, if any: its own, or for a float16 request a
+    float32 entry, rounded to float16 on read."""
+    entry, _, dtype = entry_for(spec, dataset, split, input_set, content, options, fit_texts)
+    found = entry.read(verify=options.verify)
+    if found is None and dtype == "float16":
+        wider, _, _ = entry_for(spec, dataset, split, input_set, content, dataclasses.replace(options, dtype="float32"),
+                                fit_texts)
+        found = wider.read(verify=options.verify)
+        if found is not None:
+            found.round_to = "float16"
+    return found
+
+
 def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs: Sequence[Any], content: str, *,
             load_encoder: Callable[[], Any], options: ExtractOptions, fit_texts: Sequence[str] | None = None,
             stats: ExtractionStats | None = None) -> FeatureSet:
@@ -72,14 +88,7 @@ def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs:
         raise ProbeError(f"dataset {dataset!r} split {split!r} has no {input_set} to encode")
     stats = stats or ExtractionStats()
     entry, key, dtype = entry_for(spec, dataset, split, input_set, content, options, fit_texts)
-    extra = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
-    found = entry.read(verify=options.verify)
-    if found is None and dtype == "float16":  # a float32 entry serves, rounded to float16 on read
-        wider = CacheEntry(options.cache, spec, dataset, split, input_set,
-                           cache_key(spec, dataset, split, input_set, content, "float32", extra))
-        found = wider.read(verify=options.verify)
-        if found is not None:
-            found.round_to = "float16"
+    found = cached(spec, dataset, split, input_set, content, options, fit_texts)
     if found is not None:
         stats.from_cache = True
         _announce(found, "from the cache")

@@ -38,9 +38,9 @@ def resident_limit() -> int:
     return int(megabytes * (1 << 20))
 
 
-def map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
-    """A read-only array over an ``.npy`` file's data, and its mapping (None for an empty array).
-    :func:`data_offset` says where row 0 starts in the file."""
+def map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap | None, int]:
+    """A read-only array over an ``.npy`` file's data, its mapping (None for an empty array) and the
+    byte offset of row 0 in the file (where :class:`FeatureRows` reads batches from)."""
     with open(path, "rb") as handle:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -52,24 +52,13 @@ def map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
             raise ValueError(f"{path}: an object array cannot be mapped")
         count = int(np.prod(shape))
         if count == 0:
-            return np.empty(shape, dtype=dtype), None
+            return np.empty(shape, dtype=dtype), None, offset
         mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     if offset + count * dtype.itemsize > len(mapping):
         mapping.close()
         raise ValueError(f"{path} is shorter than its header says")
     array = np.ndarray(shape, dtype=dtype, buffer=mapping, offset=offset, order="F" if fortran else "C")
-    return array, mapping
-
-
-def data_offset(path: Path) -> int:
-    """Byte offset of an ``.npy`` file's data (after its header)."""
-    with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            np.lib.format.read_array_header_1_0(handle)
-        else:
-            np.lib.format.read_array_header_2_0(handle)
-        return handle.tell()
+    return array, mapping, offset
 
 
 class FeatureRows:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
-from probe.pipeline.runner import ITEM_ERRORS, Job, PairWork, Sink, reason
+from probe.pipeline.runner import ITEM_ERRORS, Job, PairWork, Sink, features_failed, job_records, reason
 
 EXECUTORS = ("local", "ray")
 #: seconds an unreachable --ray-address may take before it is reported
@@ -70,26 +71,20 @@ def _features(work: PairWork, spec: Any) -> str | None:
     try:
         work.features(spec)
     except ITEM_ERRORS as exc:
-        return f"features of {spec.name} failed: {reason(exc)}"
+        return features_failed(spec, exc)
     return None
 
 
 def _job(work: PairWork, job: Job) -> list[tuple[int, Any]]:
     """Run on a worker: ``(unit index, record)`` for every pending unit of the job."""
-    try:
-        features = [work.features(spec) for spec in job.item]
-    except ITEM_ERRORS as exc:
-        return [(i, work.failure(job.item, unit, f"features failed: {reason(exc)}")) for i, unit in enumerate(job.units)]
+    features = []
+    for spec in job.item:
+        try:
+            features.append(work.features(spec))
+        except ITEM_ERRORS as exc:
+            return [(i, work.failure(job.item, unit, features_failed(spec, exc))) for i, unit in enumerate(job.units)]
     index = {id(unit): i for i, unit in enumerate(job.units)}
-    done: list[tuple[int, Any]] = []
-    try:
-        for unit, record in work.run(job.item, features, job.units):
-            done.append((index[id(unit)], record))
-    except ITEM_ERRORS as exc:
-        finished = {i for i, _ in done}
-        done += [(i, work.failure(job.item, unit, reason(exc))) for i, unit in enumerate(job.units)
-                 if i not in finished]
-    return done
+    return [(index[id(unit)], record) for unit, record in job_records(work, job, features)]
 
 
 @dataclass
@@ -187,14 +182,27 @@ def check_executor(name: str, address: str | None) -> None:
             check_reachable(address)
 
 
-def make_executor(name: str, address: str | None, shared: Sequence[Path]) -> Any:
-    """The executor ``--executor NAME`` asks for (checked by :func:`check_executor`)."""
+def for_workers(name: str, *folders: Path) -> tuple[Path, ...]:
+    """The folders as the executor's workers must be given them: absolute for Ray, whose workers
+    need not share this process's working folder."""
+    return tuple(folder.resolve() for folder in folders) if name == "ray" else folders
+
+
+@contextmanager
+def executor_for(name: str, address: str | None, shared: Sequence[Path]) -> Iterator[Any]:
+    """The executor ``--executor NAME`` asks for (checked by :func:`check_executor`); a Ray instance
+    it started is shut down on leaving."""
     from probe.pipeline.runner import LocalExecutor
 
     check_executor(name, None)
-    if name == "ray":
-        return RayExecutor(address=address, shared=tuple(shared))
-    return LocalExecutor()
+    if name != "ray":
+        yield LocalExecutor()
+        return
+    executor = RayExecutor(address=address, shared=tuple(shared))
+    try:
+        yield executor
+    finally:
+        executor.close()
 
 
-__all__ = ["EXECUTORS", "RayExecutor", "check_executor", "check_reachable", "make_executor"]
+__all__ = ["EXECUTORS", "RayExecutor", "check_executor", "check_reachable", "executor_for", "for_workers"]

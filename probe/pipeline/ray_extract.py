@@ -50,23 +50,25 @@ def ray_split_features(spec: Any, data: Any, options: Any, fit_data: Any = None,
     import ray
 
     from probe.features import split_features, split_inputs
-    from probe.features.extract import chunk_plan, entry_for
+    from probe.features.extract import cached, chunk_plan, entry_for
 
     inputs, content, name, fit_texts = split_inputs(spec, data, fit_data)
+    found = cached(spec, data.dataset, data.split, name, content, options, fit_texts)
+    if found is not None:  # the local executor would return it as it is
+        return found
     entry, _, dtype = entry_for(spec, data.dataset, data.split, name, content, options, fit_texts)
-    if entry.read(verify=options.verify) is None:
-        ranges, by_shard = chunk_plan(spec, inputs, options)
-        missing = [c for c in range(len(ranges)) if entry.read_chunk(c, ranges[c], spec.embed_dim) is None]
-        if missing:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-            workers = concurrency or max(1, min(len(missing), int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1))))
-            # the local DataLoader's workers would fork inside each actor: one process per actor is Ray's job
-            actor_options = dataclasses.replace(options, workers=0, progress=False)
-            done = ray.data.from_items([{"chunk": c} for c in missing]).map_batches(
-                _ChunkWriter, batch_size=1, concurrency=workers, num_gpus=gpus, num_cpus=1,
-                fn_constructor_kwargs={"spec": spec, "inputs": inputs, "ranges": ranges, "by_shard": by_shard,
-                                       "options": actor_options, "dtype": dtype, "entry": entry,
-                                       "fit_texts": fit_texts}).take_all()
-            if sorted(int(row["chunk"]) for row in done) != missing:
-                raise RuntimeError(f"Ray wrote {len(done)} of the {len(missing)} missing chunks of {entry.dir}")
+    ranges, by_shard = chunk_plan(spec, inputs, options)
+    missing = [c for c in range(len(ranges)) if entry.read_chunk(c, ranges[c], spec.embed_dim) is None]
+    if missing:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        workers = concurrency or max(1, min(len(missing), int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1))))
+        # the local DataLoader's workers would fork inside each actor: one process per actor is Ray's job
+        actor_options = dataclasses.replace(options, workers=0, progress=False)
+        done = ray.data.from_items([{"chunk": c} for c in missing]).map_batches(
+            _ChunkWriter, batch_size=1, concurrency=workers, num_gpus=gpus, num_cpus=1,
+            fn_constructor_kwargs={"spec": spec, "inputs": inputs, "ranges": ranges, "by_shard": by_shard,
+                                   "options": actor_options, "dtype": dtype, "entry": entry,
+                                   "fit_texts": fit_texts}).take_all()
+        if sorted(int(row["chunk"]) for row in done) != missing:
+            raise RuntimeError(f"Ray wrote {len(done)} of the {len(missing)} missing chunks of {entry.dir}")
     return split_features(spec, data, options, fit_data=fit_data)  # assembled here, the encoder not loaded

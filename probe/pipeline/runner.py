@@ -89,6 +89,25 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def features_failed(spec: EncoderSpec, exc: BaseException) -> str:
+    """The failure reason of every unit that needed an encoder whose features could not be had."""
+    return f"features of {spec.name} failed: {reason(exc)}"
+
+
+def job_records(work: PairWork, job: Job, features: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    """``(unit, record)`` for every pending unit of ``job``: the work's own, then, if it raises, a
+    failure record for each unit it had not finished (every executor runs a job this way)."""
+    finished: set[int] = set()
+    try:
+        for unit, record in work.run(job.item, features, job.units):
+            finished.add(id(unit))
+            yield unit, record
+    except ITEM_ERRORS as exc:
+        for unit in job.units:
+            if id(unit) not in finished:
+                yield unit, work.failure(job.item, unit, reason(exc))
+
+
 class ResidentFeatures:
     """Features of the encoders the current item needs, and nothing else; failures are remembered
     (with their reason) so an encoder that cannot give features is not retried for every partner."""
@@ -110,7 +129,7 @@ class ResidentFeatures:
                 try:
                     self._held[spec.name] = self._load(spec)
                 except ITEM_ERRORS as exc:
-                    self.failures[spec.name] = f"features of {spec.name} failed: {reason(exc)}"
+                    self.failures[spec.name] = features_failed(spec, exc)
                     return self.failures[spec.name]
         return [self._held[spec.name] for spec in item]
 
@@ -129,15 +148,8 @@ class LocalExecutor:
                 for unit in job.units:
                     sink(job.item, unit, work.failure(job.item, unit, features))
                 continue
-            finished: set[int] = set()
-            try:
-                for unit, record in work.run(job.item, features, job.units):
-                    finished.add(id(unit))
-                    sink(job.item, unit, record)
-            except ITEM_ERRORS as exc:
-                for unit in job.units:
-                    if id(unit) not in finished:
-                        sink(job.item, unit, work.failure(job.item, unit, reason(exc)))
+            for unit, record in job_records(work, job, features):
+                sink(job.item, unit, record)
 
 
 @dataclass

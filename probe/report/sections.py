@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.records import keys
-from probe.report.table import COLUMNS, primary_interval
+from probe.report.table import COLUMNS
 
 #: What each primary score means, said above its section's table.
 SCORE_MEANING = {
@@ -83,7 +83,7 @@ def build_sections(rows: list[dict[str, Any]]) -> list[Section]:
     score (nothing scored) rank last."""
     scopes: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        row["score"] = primary_interval(row)
+        row["score"] = keys.primary_interval(row, row.get("intervals"))
         scopes.setdefault((row["dataset"], row["benchmark"]), []).append(row)
     sections, used = [], set()
     for (dataset, benchmark), members in sorted(scopes.items()):

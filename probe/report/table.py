@@ -106,11 +106,6 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None
     return rows, failures
 
 
-def primary_interval(row: dict[str, Any]) -> tuple[str, float, float | None, float | None] | None:
-    """``(metric, value, low, high)`` of a leaderboard row's primary score."""
-    return keys.primary_interval(row, row.get("intervals"))
-
-
 def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for CSV / JSON: the table's columns (every metric of the records), every scalar setting of
     the head configuration (lr, epochs, seed, ...), plus control flags."""
