@@ -135,3 +135,74 @@ def test_extraction_on_ray_matches_local_and_keeps_finished_chunks(run_cli, tmp_
     want = reference.dense(len(inputs))
     np.testing.assert_array_equal(got[ranges[0].start:ranges[0].stop], first + 1.0)  # kept, not recomputed
     np.testing.assert_array_equal(got[ranges[1].start:], want[ranges[1].start:])  # the rest computed on Ray
+
+
+def _kill_chunk_writers() -> int:
+    """SIGKILL every Ray Data actor process holding an encoder (their titles name the actor class)."""
+    import os
+    import signal
+
+    killed = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes().replace(b"\0", b" ")
+        except OSError:  # the process ended meanwhile
+            continue
+        pid = int(cmdline.parent.name)
+        if pid != os.getpid() and b"_ChunkWriter" in title:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def test_killing_a_worker_mid_extraction_leaves_a_correct_cache(tmp_path, ray_address):
+    """A worker killed while it writes chunks: the chunks finished before stay, the run completes
+    (Ray restarts the actor and retries its chunk) or a rerun does, and the entry equals the local
+    executor's bit for bit."""
+    import threading
+    import time
+
+    import numpy as np
+
+    if not Path("/proc").is_dir():
+        pytest.skip("finds the worker's process through /proc (Linux)")
+    from probe.data import get_dataset
+    from probe.features import ExtractionStats, ExtractOptions, split_features, split_inputs
+    from probe.features.extract import entry_for
+    from probe.pipeline.ray_extract import ray_split_features
+    from probe.registry import Registry
+
+    spec, data = Registry.load().get("test/tiny-vit"), get_dataset("shapes").load("train")
+    # one batch of 2 images per chunk: 150 chunks, so there is a middle to kill the worker in
+    options = ExtractOptions(cache_dir=tmp_path / "ray", batch_size=2, chunk_batches=1, workers=0, progress=False)
+    reference = split_features(spec, data, ExtractOptions(cache_dir=tmp_path / "local", batch_size=2, progress=False))
+    inputs, content, name, fit_texts = split_inputs(spec, data)
+    entry, _, _ = entry_for(spec, data.dataset, data.split, name, content, options, fit_texts)
+    outcome: dict = {}
+
+    def extract() -> None:
+        try:
+            outcome["stats"] = ExtractionStats()
+            ray_split_features(spec, data, options, concurrency=1, stats=outcome["stats"])
+        except Exception as exc:  # a run that gives up is allowed: the rerun below must then complete
+            outcome["error"] = exc
+
+    driver = threading.Thread(target=extract)
+    driver.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (entry.chunks.is_dir() and len(list(entry.chunks.glob("*.npz"))) >= 20):
+        time.sleep(0.05)
+    finished_before = len(list(entry.chunks.glob("*.npz"))) if entry.chunks.is_dir() else 0
+    assert 20 <= finished_before < 150, "the extraction was not caught in its middle"
+    assert _kill_chunk_writers() >= 1
+    driver.join(timeout=300)
+    assert not driver.is_alive()
+    stats = ExtractionStats()
+    final = ray_split_features(spec, data, options, concurrency=1, stats=stats)  # a rerun
+    if "error" in outcome:  # it gave up: the rerun kept every chunk finished before the kill
+        assert stats.reused_chunks >= finished_before and stats.computed_chunks == 150 - stats.reused_chunks
+    else:  # Ray restarted the actor: the rerun found the entry complete
+        assert stats.from_cache and outcome["stats"].computed_chunks + outcome["stats"].reused_chunks == 150
+    n = len(inputs)
+    np.testing.assert_array_equal(final.dense(n), reference.dense(n))
+    assert final.meta["flops_per_input"] == reference.meta["flops_per_input"] > 0  # measured by the actors

@@ -304,11 +304,11 @@ def test_the_real_fashion_mnist_package_builds_its_stated_subsets(home):
     from probe.recipes import get
 
     report = get("fashion-mnist", progress=False)
-    assert report.counts == {"train": 1000, "test": 1000}
-    assert report.dropped == {"beyond the stated train subset": 59000, "beyond the stated test subset": 9000}
+    assert report.counts == {"train": 500, "test": 500}
+    assert report.dropped == {"beyond the stated train subset": 59500, "beyond the stated test subset": 9500}
     test = get_dataset("fashion-mnist").load("test")
     per_class = np.bincount(test.labels["class"], minlength=10)
-    assert per_class.sum() == 1000 and per_class.min() > 70 and per_class.max() < 130  # 1,000 each in t10k
+    assert per_class.sum() == 500 and per_class.min() > 30 and per_class.max() < 70  # 1,000 each in t10k: ~50 kept
     assert test.images[0].load().size == (28, 28)
 
 

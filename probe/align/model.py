@@ -22,14 +22,19 @@ from probe.errors import ProbeError
 from probe.registry import EncoderSpec
 
 FORMAT_VERSION = 1
-HEADS_FILE, CONFIG_FILE = "heads.safetensors", "aligned.json"
+HEADS_FILE, CONFIG_FILE, ENCODERS_FILE = "heads.safetensors", "aligned.json", "encoders.safetensors"
 
 
 def save_aligned(folder: Path, probe: Any, vision: EncoderSpec, text: EncoderSpec, dims: tuple[int, int],
-                 corpus: dict[str, Any], fitted_text: Any = None) -> Path:
+                 corpus: dict[str, Any], fitted_text: Any = None, tuned: dict[str, dict[str, Any]] | None = None,
+                 tune_config: dict[str, Any] | None = None) -> Path:
     """Write a fitted probe's heads and everything needed to rebuild the pair; atomic per file,
     ``aligned.json`` last, so a folder with that file is complete. ``fitted_text`` is a text encoder
-    fitted on the corpus (TF-IDF): its state is saved too, so ``encode_text`` works on new texts."""
+    fitted on the corpus (TF-IDF): its state is saved too, so ``encode_text`` works on new texts.
+
+    ``tuned`` (``probe tune``) holds per side the pooling the heads were trained on, the parts trained
+    and their tensors; the tensors go to ``encoders.safetensors`` and are put back into the encoder
+    when the model is loaded."""
     from safetensors.torch import save
 
     from probe import __version__
@@ -42,7 +47,16 @@ def save_aligned(folder: Path, probe: Any, vision: EncoderSpec, text: EncoderSpe
     with atomic_open(folder / HEADS_FILE, "wb") as handle:
         handle.write(save(state))
     state_files = fitted_text.save_state(folder) if fitted_text is not None else []
-    write_json(folder / CONFIG_FILE, {
+    extra: dict[str, Any] = {}
+    if tuned is not None:
+        tensors = {f"{side}.{name}": tensor.detach().float().cpu().contiguous()
+                   for side, info in tuned.items() for name, tensor in info["tensors"].items()}
+        with atomic_open(folder / ENCODERS_FILE, "wb") as handle:
+            handle.write(save(tensors))
+        extra = {"tuned": {side: {k: (sorted(v) if k == "tensors" else v) for k, v in info.items()}
+                           for side, info in tuned.items()},
+                 "encoders_sha256": sha256_file(folder / ENCODERS_FILE), "tune_config": tune_config}
+    write_json(folder / CONFIG_FILE, {**extra,
         "format_version": FORMAT_VERSION, "probe_version": __version__, "config": probe.config.to_dict(),
         "vision": vision.to_dict(), "text": text.to_dict(), "dims": {"vision": dims[0], "text": dims[1]},
         "corpus": corpus, "heads_sha256": sha256_file(folder / HEADS_FILE),
@@ -110,7 +124,10 @@ class AlignedModel:
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
                                    strict=True)
             module.eval()
-        for name, digest in meta.get("text_state", {}).items():
+        checked = dict(meta.get("text_state", {}))
+        if "encoders_sha256" in meta:
+            checked[ENCODERS_FILE] = meta["encoders_sha256"]
+        for name, digest in checked.items():
             if not (folder / name).is_file() or sha256_file(folder / name) != digest:
                 raise ProbeError(f"{folder / name} is missing or does not match the checksum in {CONFIG_FILE} "
                                  "(truncated or replaced); save the model again")
@@ -124,7 +141,8 @@ class AlignedModel:
         if out.exists() and any(out.iterdir()):
             raise ProbeError(f"{out} exists and is not empty; choose a new folder")
         out.mkdir(parents=True, exist_ok=True)
-        for name in (HEADS_FILE, *self.meta.get("text_state", {}), CONFIG_FILE):  # config last: then complete
+        tuned = [ENCODERS_FILE] if "encoders_sha256" in self.meta else []
+        for name in (HEADS_FILE, *self.meta.get("text_state", {}), *tuned, CONFIG_FILE):  # config last: then complete
             shutil.copy2(Path(source) / name, out / name)
         return out
 
@@ -156,6 +174,9 @@ class AlignedModel:
         if modality not in self._encoders:
             spec = self.vision_spec if modality == "vision" else self.text_spec
             encoder: Any = load_encoder(spec, device=self.device, allow_download=self.allow_download)
+            tuned = self.meta.get("tuned", {}).get(modality)
+            if tuned is not None and tuned.get("pooling") is not None:
+                encoder = self._tuned(encoder, modality, tuned)
             if family_of(spec).fitted_on_corpus(spec):
                 if not self.meta.get("text_state"):
                     raise ProbeError(f"model {spec.name!r} is fitted on its training captions, and this saved model "
@@ -164,6 +185,36 @@ class AlignedModel:
                 encoder.load_state(self.folder)
             self._encoders[modality] = encoder
         return self._encoders[modality]
+
+    def _tuned(self, encoder: Any, modality: str, tuned: dict[str, Any]) -> Any:
+        """The encoder with its trained tensors put back, pooled as it was trained (``probe tune``)."""
+        import torch
+        from safetensors.torch import load_file
+
+        from probe.tune.modules import TunedEncoder, pooled_spec, tunable
+
+        module = tunable(encoder, tuned["pooling"])
+        assert self.folder is not None
+        prefix = f"{modality}."
+        state = {k[len(prefix):]: v for k, v in load_file(str(self.folder / ENCODERS_FILE)).items()
+                 if k.startswith(prefix)}
+        params = dict(module.backbone.named_parameters())
+        unknown = sorted(set(state) - set(params))
+        if unknown:
+            raise ProbeError(f"{self.folder / ENCODERS_FILE} holds {unknown[0]!r}, which "
+                             f"{encoder.spec.name} does not have; the saved model belongs to another encoder")
+        with torch.no_grad():
+            for name, tensor in state.items():
+                params[name].copy_(tensor)
+        module.to(encoder.device)
+        # features of trained weights are cached under a revision naming them, never the encoder's own
+        suffix = f"+tuned.{self.meta['encoders_sha256'][:12]}" if state else ""
+        return TunedEncoder(pooled_spec(encoder.spec, module, suffix), module, encoder.device)
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the encoders were trained or pool other than their entries (``probe tune``)."""
+        return any(side.get("pooling") is not None for side in self.meta.get("tuned", {}).values())
 
     def encode_image(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """Aligned embeddings of PIL images or image paths, preprocessed as the vision entry says."""

@@ -133,10 +133,11 @@ def _validation_score(trainer: _Trainer, val: PairedFeatures) -> float:
     return metrics_from_ranks(ranked.i2t, ranked.t2i)["probing_score"]
 
 
-def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: int, device: str) -> _Trainer:
+def fresh_heads(cfg: ProbeConfig, v_dim: int, t_dim: int, device: str) -> tuple[Any, Any, Any]:
+    """``(vision head, text head, loss)`` as a fit with ``cfg`` starts them: seeded, so every fit of
+    the same configuration (here, in ``probe tune``) starts from the same weights."""
     import torch
 
-    cfg = probe.config
     torch.manual_seed(cfg.seed)  # initialised on the CPU: the same starting weights on every device
     vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
     text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
@@ -145,20 +146,43 @@ def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: in
             if isinstance(module, torch.nn.Linear):
                 torch.nn.init.xavier_uniform_(module.weight)
                 torch.nn.init.zeros_(module.bias)
-    vision, text = vision.to(device), text.to(device)
-    loss = make_loss(cfg.loss, cfg.logit_scale_init, cfg.logit_bias_init).to(device)
+    return vision.to(device), text.to(device), make_loss(cfg.loss, cfg.logit_scale_init, cfg.logit_bias_init).to(device)
+
+
+def head_groups(cfg: ProbeConfig, vision: Any, text: Any, loss: Any) -> list[dict[str, Any]]:
+    """Optimiser groups of the heads: weight decay on matrices, none on biases, norms and the loss's scale."""
     decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim > 1]
     no_decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay + list(loss.parameters()), "weight_decay": 0.0}]
-    optimiser: Any
+    return [{"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay + list(loss.parameters()), "weight_decay": 0.0}]
+
+
+def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: int, device: str) -> _Trainer:
+    cfg = probe.config
+    vision, text, loss = fresh_heads(cfg, v_dim, t_dim, device)
+    optimiser = make_optimiser(cfg, head_groups(cfg, vision, text, loss))
+    schedule = warmup_cosine(optimiser, cfg.warmup, total_steps)
+    return _Trainer(probe, vision, text, loss, optimiser, schedule)
+
+
+def make_optimiser(cfg: ProbeConfig, groups: list[dict[str, Any]]) -> Any:
+    """The configuration's optimiser (AdamW or Lion) over parameter groups; a group without its own
+    ``lr`` takes the configuration's."""
+    import torch
+
     if cfg.optimizer == "lion":
         from timm.optim import Lion
 
-        optimiser = Lion(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    else:
-        optimiser = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    warmup = int(cfg.warmup * total_steps)
+        return Lion(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def warmup_cosine(optimiser: Any, warmup_fraction: float, total_steps: int) -> Any:
+    """Linear warmup over the first ``warmup_fraction`` of the steps, then cosine decay to zero,
+    applied to every group's own learning rate."""
+    import torch
+
+    warmup = int(warmup_fraction * total_steps)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -166,8 +190,7 @@ def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: in
         progress = (step - warmup) / max(1, total_steps - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
-    return _Trainer(probe, vision, text, loss, optimiser, schedule)
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
 
 
 def _state(trainer: _Trainer) -> dict:

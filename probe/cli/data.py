@@ -187,14 +187,22 @@ def _extract_one(spec, split: str, data, options, fit, on_ray: bool) -> None:
     if on_ray:
         from probe.pipeline.ray_extract import ray_split_features
 
-        result = ray_split_features(spec, data, options, fit_data=fit)
-        how = "assembled from chunks computed on Ray"
+        result = ray_split_features(spec, data, options, fit_data=fit, stats=stats)
     else:
         result = split_features(spec, data, options, fit_data=fit, stats=stats)
-        how = "cached" if stats.from_cache else f"computed ({stats.reused_chunks} chunk(s) resumed)"
+    how = "cached" if stats.from_cache else _computed(stats, on_ray)
     skipped = len(result.meta["skipped"])
     click.echo(f"{spec.name:<45} {split:<11} {tuple(result.features.shape)!s:<14} {how}"
                + (f", {skipped} bad image(s) skipped" if skipped else "") + f"  {result.path}")
+
+
+def _computed(stats, on_ray: bool) -> str:
+    """How an entry was made: chunks computed here or on Ray, chunks resumed, and the encoding rate."""
+    rate = f", {stats.rows_per_second:,.0f} rows/s" if stats.rows_per_second else ""
+    if on_ray:
+        return (f"assembled from chunks computed on Ray ({stats.computed_chunks} computed, "
+                f"{stats.reused_chunks} resumed{rate})")
+    return f"computed ({stats.reused_chunks} chunk(s) resumed{rate})"
 
 
 @click.command(context_settings=CONTEXT)

@@ -24,15 +24,23 @@ if TYPE_CHECKING:
 
 
 class TimmVisionEncoder(VisionEncoder):
-    """Wraps any timm model; ``pooler`` is timm's own pre-logits head (global pool for CNNs)."""
+    """Wraps any timm model; ``pooler`` is timm's own pre-logits head (global pool for CNNs).
+
+    Weights and inputs are kept channels-last: convolutions run 1.6-1.8x faster that way on a CPU
+    (EfficientNet-Lite0 and -Lite2 at batch 16; features equal to 1e-6) and use tensor cores on a
+    GPU, while a ViT's one patch convolution runs as fast either way."""
 
     def __init__(self, spec: EncoderSpec, model: Any, device: str):
+        import torch
+
         super().__init__(spec, device)
-        self.model = model.eval().to(device)
+        self.model = model.eval().to(device, memory_format=torch.channels_last)
         self.prefix_tokens = int(getattr(model, "num_prefix_tokens", spec.prefix_tokens))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        feats = self.model.forward_features(pixels)
+        import torch
+
+        feats = self.model.forward_features(pixels.contiguous(memory_format=torch.channels_last))
         if self.spec.pooling == "pooler":
             return self.model.forward_head(feats, pre_logits=True)
         if feats.ndim != 3:

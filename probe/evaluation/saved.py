@@ -39,11 +39,17 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
         target = make_target(benchmark, set(TASKS), explicit_tasks=False, key=benchmark.info.name)
         plan = SplitPlan(fit=target.eval, targets=(target,))
         roles = [target.role("eval")] + ([target.role("compositional")] if target.compositional else [])
-        vf = encoder_features(model.vision_spec, plan, options, roles=roles)
-        tf = encoder_features(model.text_spec, plan, options, roles=roles)
+        if model.tuned:  # trained tensors or another pooling: the features of the model's own encoders
+            vf = encoder_features(model.encoder("vision").spec, plan, options, roles=roles,
+                                  load=lambda: model.encoder("vision"))
+            tf = encoder_features(model.encoder("text").spec, plan, options, roles=roles,
+                                  load=lambda: model.encoder("text"))
+        else:
+            vf = encoder_features(model.vision_spec, plan, options, roles=roles)
+            tf = encoder_features(model.text_spec, plan, options, roles=roles)
         metrics, intervals = score_target(model, target, vf, tf, seed=seed)
         extra: dict[str, Any] = {"saturated": saturated} if (saturated := saturated_metrics(target, metrics)) else {}
-        record = AlignmentRecord.new(
+        fields = dict(
             dataset=corpus["name"], protocol=target.protocol(corpus["name"]),
             corpus=corpus, splits={"fit": corpus["split"], "val": None, "eval": target.eval.split,
                                    "compositional": target.compositional.split if target.compositional else None},
@@ -51,7 +57,18 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             seed=config.seed, config=config, vision=encoder_ref(model.vision_spec), text=encoder_ref(model.text_spec),
             tasks=sorted(TASKS), features={"vision": vf.keys, "text": tf.keys}, metrics=metrics, intervals=intervals,
             interval_level=0.95, saved_model=model_path, **extra)
-        path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
-                              target.benchmark)
+        if model.tuned:  # a tuned pair's record sits where `probe tune` writes it, never over a head fit's
+            from probe.records.schema import TuneRecord
+            from probe.tune.config import TuneConfig
+            from probe.tune.pair import tune_record_path
+
+            tcfg = TuneConfig(**model.meta["tune_config"])
+            record: Any = TuneRecord.new(tune={"setting": tcfg.setting, "config": tcfg}, **fields)
+            path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
+                                    f"{tcfg.tag}__{config.tag}-seed{config.seed}", target.benchmark)
+        else:
+            record = AlignmentRecord.new(**fields)
+            path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
+                                  target.benchmark)
         out.append(SavedScore(path, record, read_complete(path)))
     return out

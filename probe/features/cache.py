@@ -67,6 +67,13 @@ class ExtractionStats:
     computed_chunks: int = 0
     reused_chunks: int = 0
     from_cache: bool = False
+    #: inputs encoded in this run and the wall time that took (the rate a user sees at the end)
+    computed_rows: int = 0
+    compute_seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float | None:
+        return self.computed_rows / self.compute_seconds if self.computed_rows and self.compute_seconds > 0 else None
 
 
 def spec_fingerprint(spec: EncoderSpec) -> dict[str, Any]:
@@ -141,6 +148,8 @@ class CacheEntry:
         try:
             with np.load(path, allow_pickle=False) as data:
                 out = {k: data[k] for k in ("features", "ids", "bad")}
+                if "flops" in data.files:  # the writer's measured cost per input (chunks of older runs lack it)
+                    out["flops"] = data["flops"]
             ok = (out["features"].ndim == 2 and out["features"].shape[1] == dim
                   and len(out["ids"]) == len(out["features"])
                   and set(out["ids"].tolist()) | set(out["bad"].tolist()) == set(rows))

@@ -27,7 +27,7 @@ def _batches(positions: Sequence[int], size: int) -> list[list[int]]:
     return [list(positions[i:i + size]) for i in range(0, len(positions), size)]
 
 
-class _ImageInputs:
+class ImageInputs:
     """torch Dataset over image refs: (position, tensor or None, error or None); runs in workers."""
 
     def __init__(self, refs: Sequence[Any], positions: Sequence[int], transform: Callable[[Any], Any]):
@@ -44,7 +44,7 @@ class _ImageInputs:
             return position, None, f"{type(exc).__name__}: {exc}"
 
 
-def _collate(items):
+def collate_images(items):
     import torch
 
     good = [(p, t) for p, t, _ in items if t is not None]
@@ -168,9 +168,13 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
             raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
         if dtype == "float16":
             _check_half_range(spec, feats)
+        # the measured per-input cost travels with the chunk: an entry assembled from chunks computed in
+        # another process (a resumed run, a Ray actor) still states what its inputs cost
+        flops = getattr(encoder, "flops_per_input", None)
         write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
                   ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
-                  errors=np.asarray([e for _, e in bad] or [""], dtype=str))
+                  errors=np.asarray([e for _, e in bad] or [""], dtype=str),
+                  flops=np.asarray([np.nan if flops is None else flops], dtype=np.float64))
         yield chunk
 
 
@@ -198,6 +202,8 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
             for chunk in compute_chunks(entry, spec, inputs, missing, ranges, by_shard, encoder, options, dtype, bar):
                 done[chunk] = _covered(entry.read_chunk(chunk, ranges[chunk], spec.embed_dim))
                 stats.computed_chunks += 1
+                stats.computed_rows += len(ranges[chunk])
+        stats.compute_seconds = time.time() - started
     parts = [part for part in (done[c] for c in range(n_chunks)) if part is not None]
     if len(parts) < n_chunks:
         raise ProbeError(f"extraction of {entry.dir} did not finish; run again to resume")
@@ -234,7 +240,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
         "zero_rows": zero_rows,
         "seconds": round(time.time() - started, 3),
-        "flops_per_input": measured.flops_per_input if measured is not None else None,
+        "flops_per_input": _flops_per_input(measured, parts),
         "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
                   for name in ("features.npy", "index.npy")},
     }
@@ -256,8 +262,16 @@ def _check_half_range(spec: EncoderSpec, feats: np.ndarray) -> None:
 
 
 def _covered(chunk: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
-    """A finished chunk without its features: only which inputs it holds and which it skipped."""
-    return None if chunk is None else {"ids": chunk["ids"], "bad": chunk["bad"]}
+    """A finished chunk without its features: which inputs it holds and skipped, and their cost."""
+    return None if chunk is None else {k: chunk[k] for k in ("ids", "bad", "flops") if k in chunk}
+
+
+def _flops_per_input(measured: Any, parts: list[dict[str, np.ndarray]]) -> float | None:
+    """The forward cost per input: measured in this process, else as the chunks' writers measured it."""
+    if measured is not None and measured.flops_per_input is not None:
+        return measured.flops_per_input
+    known = [float(p["flops"][0]) for p in parts if "flops" in p and np.isfinite(p["flops"][0])]
+    return known[0] if known else None
 
 
 class _Measured:
@@ -298,8 +312,8 @@ def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar):
     from torch.utils.data import DataLoader
 
     positions = [p for c in missing for p in ranges[c]]
-    loader: Any = DataLoader(_ImageInputs(refs, positions, encoder.transform()), batch_size=batch_size,  # type: ignore[arg-type]
-                        num_workers=workers, collate_fn=_collate, shuffle=False,
+    loader: Any = DataLoader(ImageInputs(refs, positions, encoder.transform()), batch_size=batch_size,  # type: ignore[arg-type]
+                        num_workers=workers, collate_fn=collate_images, shuffle=False,
                         pin_memory=str(encoder.device).startswith("cuda"),
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     chunk_of = {p: c for c in missing for p in ranges[c]}
@@ -335,3 +349,20 @@ def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
 
 
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def encode_inputs(encoder: Any, inputs: Sequence[Any], batch_size: int, workers: int = 0) -> np.ndarray:
+    """float32 features of every input, in memory and in order (NaN rows for images that cannot be
+    read): extraction without a cache entry, for encoders whose weights change as they are used
+    (``probe tune`` scores its held-out split after every epoch)."""
+    n = len(inputs)
+    out = np.full((n, encoder.dim), np.nan, dtype=np.float32)
+    chunk_iter = _image_chunks if encoder.spec.modality == "vision" else _text_chunks
+    for _, ids, feats, _bad in chunk_iter(encoder, inputs, [0], [range(n)], batch_size, workers, _NoBar()):
+        out[np.asarray(ids, dtype=np.int64)] = feats
+    return out

@@ -3,7 +3,7 @@ zero-shot prompt features of a text encoder, each through the cache."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ class EncoderFeatures:
 
 def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions,
                      roles: Sequence[str] | None = None, with_prompts: bool = True,
-                     streamed_roles: Sequence[str] = ()) -> EncoderFeatures:
+                     streamed_roles: Sequence[str] = (), load: Callable[[], Any] | None = None) -> EncoderFeatures:
     """Features for the plan's roles (or only ``roles``), extracting on a miss with the encoder
     loaded at most once.
 
@@ -43,6 +43,9 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
     Rows follow the split: one per image (vision) or caption (text); skipped images are NaN rows.
     A text encoder also encodes the prompts of each target's label tasks when ``with_prompts``
     (``prompts-<task>`` roles, suffixed like the target's other roles).
+
+    ``load`` makes the encoder on a miss (default: the registry's loader for ``spec``); ``probe tune``
+    passes its tuned modules here.
     """
     from probe.features import split_features
     from probe.features.mapped import resident_limit
@@ -54,7 +57,8 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
         if "encoder" not in loaded:
             from probe.encoders import load_encoder
 
-            loaded["encoder"] = load_encoder(spec, device=options.device, allow_download=options.allow_download)
+            loaded["encoder"] = load() if load is not None else load_encoder(
+                spec, device=options.device, allow_download=options.allow_download)
         return loaded["encoder"]
 
     out = EncoderFeatures(spec, {})

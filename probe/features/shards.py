@@ -86,13 +86,13 @@ def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: 
     import torch
     from torch.utils.data import DataLoader
 
-    from probe.features.extract import _collate
+    from probe.features.extract import collate_images
 
     chunk_of = {p: c for c in missing for p in ranges[c]}
     wanted = {(refs[p].shard, refs[p].member): p for p in chunk_of}
     shards = [refs[ranges[c].start].shard for c in missing]
     loader: Any = DataLoader(_ShardStream(shards, wanted, encoder.transform()),
-                             batch_size=batch_size, num_workers=min(workers, len(shards)), collate_fn=_collate,
+                             batch_size=batch_size, num_workers=min(workers, len(shards)), collate_fn=collate_images,
                              pin_memory=str(encoder.device).startswith("cuda"),
                              prefetch_factor=4 if workers else None)
     pending: dict[int, tuple[list[int], list[np.ndarray], list[tuple[int, str]]]] = {c: ([], [], []) for c in missing}

@@ -87,6 +87,25 @@ def _job(work: PairWork, job: Job) -> list[tuple[int, Any]]:
     return [(index[id(unit)], record) for unit, record in job_records(work, job, features)]
 
 
+def _gather_features(ray: Any, pending: dict[Any, str]) -> dict[str, str | None]:
+    """Encoder name -> why its features failed (None when they are in the cache), collected as the
+    tasks finish, with a bar of encoders done on a terminal; a task that died after its retries fails
+    that encoder's pairs."""
+    from tqdm.auto import tqdm
+
+    reasons: dict[str, str | None] = {}
+    with tqdm(total=len(pending), desc="features on Ray", unit=" encoder", disable=None, leave=False) as bar:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(ready[0])
+            try:
+                reasons[name] = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                reasons[name] = f"features of {name} failed: Ray task failed: {reason(exc)}"
+            bar.update(1)
+    return reasons
+
+
 @dataclass
 class RayExecutor:
     """Runs the runner's jobs as Ray tasks (see the module docstring)."""
@@ -140,8 +159,7 @@ class RayExecutor:
         remote_job = ray.remote(_job).options(**options)
         work_ref = ray.put(work)
         specs = {spec.name: spec for job in jobs for spec in job.item}
-        reasons = dict(zip(specs, ray.get([remote_features.remote(work_ref, s) for s in specs.values()]),
-                           strict=True))
+        reasons = _gather_features(ray, {remote_features.remote(work_ref, s): name for name, s in specs.items()})
         pending: dict[Any, Job] = {}
         for job in jobs:
             failed = next((reasons[s.name] for s in job.item if reasons[s.name]), None)

@@ -216,7 +216,7 @@ RECIPES: dict[str, Recipe] = {
         default_root="/usr/share/datasets/fashion-mnist", classnames=FASHION_CLASSES,
         templates=("a photo of a {}.", "a black and white photo of a {}.", "a low resolution photo of a {}.",
                    "a photo of the {}, a type of clothing.", "a greyscale product photo of a {}."),
-        limit={"train": 1000, "test": 1000},
-        notes="the published split; stated subsets: 1,000 train (kNN) and 1,000 test images chosen by a hash of "
+        limit={"train": 500, "test": 500},
+        notes="the published split; stated subsets: 500 train (kNN) and 500 test images chosen by a hash of "
               "their index; templates: probe's five (CLIP-style, stating greyscale and low resolution)"),
 }

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probe.align.config import ProbeConfig
+from probe.tune.config import TuneConfig
 
 #: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
 SCHEMA_VERSION = 3
@@ -163,6 +164,8 @@ class Cost(Strict):
     device: str
     head_train_flops: float | None
     extraction_flops: dict[str, float | None]
+    #: training FLOPs through encoders and heads (``probe tune``; a head fit has ``head_train_flops``)
+    train_flops: float | None = None
 
 
 class AlignmentRecord(Scored):
@@ -190,6 +193,34 @@ class AlignmentRecord(Scored):
     #: metrics that cannot come out lower than perfect on this benchmark (fewer candidates than k, one
     #: class), with the reason; the report flags them
     saturated: dict[str, str] | None = None
+
+
+class TuneTiming(Strict):
+    train_s: float
+    eval_s: float
+
+
+class TuneInfo(Strict):
+    """What a ``probe tune`` result trained: the setting (the paper's notation where it applies), the
+    parts per side, the pooled outputs, parameter counts and how much data it saw."""
+
+    setting: str
+    config: TuneConfig
+    parts: dict[str, list[str]] = Field(default_factory=dict)
+    pooling: dict[str, str] = Field(default_factory=dict)
+    trainable_params: dict[str, int] = Field(default_factory=dict)
+    samples_seen: int | None = None
+    steps: int | None = None
+    #: the optimiser step a killed run was resumed from (None: it ran straight through)
+    resumed_at_step: int | None = None
+
+
+class TuneRecord(AlignmentRecord):
+    """Heads and chosen encoder parts trained end to end on one pair, scored on one benchmark."""
+
+    kind: Literal["tune"] = "tune"  # type: ignore[assignment]
+    tune: TuneInfo
+    timing: TuneTiming | None = None  # type: ignore[assignment]
 
 
 class SimilarityConfig(Strict):
@@ -301,7 +332,8 @@ class CorrelationRecord(RecordBase):
     n_pairs: int
 
 
-Record = Annotated[AlignmentRecord | SimilarityRecord | CorrelatesRecord | SelectionRecord | CorrelationRecord,
+Record = Annotated[AlignmentRecord | TuneRecord | SimilarityRecord | CorrelatesRecord | SelectionRecord
+                   | CorrelationRecord,
                    Field(discriminator="kind")]
 
 

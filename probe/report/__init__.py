@@ -30,6 +30,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.report.benchmarks import benchmark_matrix
     from probe.report.plots import section_plots
     from probe.report.sections import build_sections, competition_ranks
+    from probe.report.tuning import tune_tables as tune_report_tables
 
     alignment = iter_records(results_dir, "alignment")
     rows, failures = build_table(results_dir, alignment)
@@ -47,11 +48,17 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
         section.plots = section_plots(section.rows, best, section.metric, plots_dir, section.id, selection_metric)
         for plot in section.plots:
             made[f"{section.id}:{plot.title}"] = plot.all
+    tune_tables = tune_report_tables(iter_records(results_dir, "tune"), plots_dir)
+    for tuned in tune_tables:
+        if tuned.plot is not None:
+            made[f"tune:{tuned.vision} x {tuned.text}"] = tuned.plot
     table = flat_rows(rows)
     with atomic_open(out_dir / "leaderboard.csv", "w") as handle:
         pd.DataFrame(table).to_csv(handle, index=False)
     write_json(out_dir / "leaderboard.json", {"rows": table, "failures": failures,
-                                              "by_benchmark": {"benchmarks": labels, "rows": by_benchmark}})
+                                              "by_benchmark": {"benchmarks": labels, "rows": by_benchmark},
+                                              "tune": [{k: v for k, v in vars(t).items() if k != "plot"}
+                                                       for t in tune_tables]})
     bench_path = out_dir / "bench.json"
     bench = json.loads(bench_path.read_text()).get("cases", []) if bench_path.exists() else []
     for row in rows:
@@ -61,7 +68,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     env.filters["wbr"] = _breakable
     env.filters["datauri"] = lambda path: "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
     html = env.get_template("leaderboard.html.j2").render(
-        sections=sections, failures=failures, bench=[b for b in bench if "ours_s" in b],
+        sections=sections, failures=failures, tune_tables=tune_tables, bench=[b for b in bench if "ours_s" in b],
         benchmark_labels=labels, by_benchmark=by_benchmark,
         n_rows=len(rows), n_controls=sum(1 for r in rows if r["vision_control"] or r["text_control"]),
         n_pairs=len({(r["vision"], r["text"]) for r in rows}),

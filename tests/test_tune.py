@@ -1,0 +1,243 @@
+"""`probe tune`: exactly the named parts train, an all-frozen tune is `probe run`, a killed run resumes
+to the same weights, the tuned model loads and encodes, and bad input is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error
+
+torch = pytest.importorskip("torch")
+
+VISION_FLAGS = ("patch_embed", "cls_token", "pos_embed", "blocks", "blocks:1", "norm")
+TEXT_FLAGS = ("token_embeddings", "position_embeddings", "cls", "blocks", "blocks:1", "norm")
+
+
+def _train_split(n_images: int = 40):
+    from probe.data import get_dataset
+
+    data = get_dataset("shapes").load("train")
+    return data.subset(np.arange(n_images), "train-head")
+
+
+def _side(name: str, parts: str, data, pooling: str = "cls"):
+    """A tiny encoder as a tune side: its module, what trains, and its untrained features."""
+    from probe.encoders import load_encoder
+    from probe.features.extract import encode_inputs
+    from probe.registry import Registry
+    from probe.tune.modules import TunedEncoder, pooled_spec, tunable
+    from probe.tune.parts import apply, parse_parts, part_map, resolve
+    from probe.tune.train import Side
+
+    spec = Registry.load().get(name)
+    module = tunable(load_encoder(spec, device="cpu"), pooling)
+    inputs = data.images if spec.modality == "vision" else data.captions
+    features = encode_inputs(TunedEncoder(pooled_spec(spec, module), module, "cpu"), inputs, 16)
+    selection = parse_parts(parts, spec.modality)
+    parts_of, _ = part_map(module.backbone, spec.modality, cls_row=getattr(module, "cls_id", None))
+    trainable = resolve(selection, parts_of, spec.name, spec.modality)
+    apply(module.backbone, trainable)
+    return Side(features, module if not selection.frozen else None, trainable, inputs), module
+
+
+def _fit(vision, text, data, run_dir=None, epochs: int = 1, checkpoint_every: int = 0, **cfg):
+    from probe.align.config import ProbeConfig
+    from probe.align.train import PairedFeatures
+    from probe.tune.config import TuneConfig
+    from probe.tune.train import tune_fit
+
+    pairs = PairedFeatures(vision.features, text.features, data.caption_image).usable_pairs()
+    config = ProbeConfig(head="linear", loss="infonce", epochs=epochs, batch_size=32, out_dim=16, norm=False,
+                         **cfg)
+    return tune_fit(vision, text, data.caption_image, pairs, config,
+                    TuneConfig(encoder_lr=1e-2, checkpoint_every=checkpoint_every), "cpu", run_dir=run_dir,
+                    run_key="test", progress=False)
+
+
+def _state(module) -> dict:
+    return {k: v.detach().clone() for k, v in module.backbone.state_dict().items()}
+
+
+@pytest.mark.parametrize(("modality", "flag"), [("vision", f) for f in VISION_FLAGS] + [("text", f) for f in TEXT_FLAGS])
+def test_exactly_the_named_tensors_train(modality, flag):
+    data = _train_split()
+    vision, v_module = _side("test/tiny-vit", flag if modality == "vision" else "none", data)
+    text, t_module = _side("test/tiny-bert", flag if modality == "text" else "none", data)
+    module, side = (v_module, vision) if modality == "vision" else (t_module, text)
+    other = v_module if modality == "text" else t_module
+    before, other_before = _state(module), _state(other)
+    _fit(vision, text, data)
+    after = _state(module)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    expected = set(side.trainable.names)
+    assert expected, f"{flag} names no tensor"
+    assert changed == expected, (flag, sorted(changed ^ expected))  # every named tensor moved, nothing else did
+    if flag == "blocks:1":  # the last block only
+        assert all(".1." in k for k in changed) and not any(".0." in k for k in changed)
+    for name, rows in side.trainable.rows.items():  # the CLS row, and no other row of the embedding matrix
+        moved = torch.nonzero((before[name] != after[name]).any(dim=1)).flatten().tolist()
+        assert moved == list(rows) == [t_module.cls_id]
+    # the other side is frozen: untouched, bit for bit
+    assert all(torch.equal(v, _state(other)[k]) for k, v in other_before.items())
+
+
+def test_part_maps_cover_the_encoders_and_a_cnn_has_no_cls_token():
+    from probe.encoders import load_encoder
+    from probe.errors import ProbeError
+    from probe.registry import Registry
+    from probe.tune.modules import tunable
+    from probe.tune.parts import parse_parts, part_map, resolve
+
+    registry = Registry.load()
+    vit = tunable(load_encoder(registry.get("test/tiny-vit"), device="cpu"), "cls")
+    parts, unnamed = part_map(vit.backbone, "vision")
+    assert list(parts) == ["patch_embed", "cls_token", "pos_embed", "blocks", "norm"] and not unnamed
+    named = [p for part in parts.values() for p in part.params]
+    assert sorted(named) == sorted(n for n, _ in vit.backbone.named_parameters())  # each tensor in one part
+    cnn = tunable(load_encoder(registry.get("baseline/random-efficientnet-lite0"), device="cpu"), "cls")
+    assert cnn.pooling == "pooler"  # no CLS token: its own pooling
+    cnn_parts, unnamed = part_map(cnn.backbone, "vision")
+    assert list(cnn_parts) == ["patch_embed", "blocks", "head"] and not unnamed
+    with pytest.raises(ProbeError, match=r"has no part 'cls_token' \(a CNN\); its vision parts: patch_embed, blocks, head"):
+        resolve(parse_parts("cls_token", "vision"), cnn_parts, "baseline/random-efficientnet-lite0", "vision")
+    bert = tunable(load_encoder(registry.get("test/tiny-bert"), device="cpu"), "cls")
+    text_parts, _ = part_map(bert.backbone, "text", cls_row=bert.cls_id)
+    assert text_parts["cls"].rows == (101,) and text_parts["norm"].stage == "embeddings"  # [CLS] in BERT's vocabulary
+    assert text_parts["blocks"].stage == "blocks" and text_parts["token_embeddings"].stage == "embeddings"
+
+
+def test_the_papers_notation_names_stages():
+    from probe.errors import ProbeError
+    from probe.tune.config import GRIDS, TuneConfig, from_notation
+
+    vision, text = from_notation("V_u^f,T_u^u")
+    config = TuneConfig(vision_parts=vision, text_parts=text)
+    assert config.setting == "V_u^f,T_u^u" and config.tag == "Vuf-Tuu"
+    assert len(GRIDS["to-freeze-16"]) == 16 == len(set(GRIDS["to-freeze-16"]))
+    # each of Table 2's variants differs from the best setting in exactly one letter
+    best = GRIDS["to-freeze"][0]
+    assert all(sum(a != b for a, b in zip(best, other, strict=True)) == 1 for other in GRIDS["to-freeze"][1:])
+    with pytest.raises(ProbeError, match="is not the paper's notation"):
+        from_notation("V_x^f,T_u^u")
+    with pytest.raises(ProbeError, match="must name both sides"):
+        from_notation("V_u^f")
+
+
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    from probe.tune import train
+
+    data = _train_split()
+
+    def sides():
+        vision, v_module = _side("test/tiny-vit", "patch_embed,cls_token", data)
+        text, t_module = _side("test/tiny-bert", "cls,blocks:1", data)
+        return vision, text, v_module, t_module
+
+    vision, text, v_module, t_module = sides()
+    straight = _fit(vision, text, data, epochs=2)  # 200 captions in batches of 32: 6 steps per epoch
+    want = [_state(v_module), _state(t_module), straight.probe.vision_head_.state_dict()]
+
+    real_step, calls = train._step, {"n": 0}
+
+    def dying_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 11:  # killed in step 11: the last checkpoint is step 9's (every 3 steps)
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    vision, text, _, _ = sides()
+    monkeypatch.setattr(train, "_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(vision, text, data, run_dir=tmp_path, epochs=2, checkpoint_every=3)
+    monkeypatch.setattr(train, "_step", real_step)
+    vision, text, v_module, t_module = sides()  # a new process: fresh modules, the checkpoint on disk
+    resumed = _fit(vision, text, data, run_dir=tmp_path, epochs=2, checkpoint_every=3)
+    assert resumed.resumed_at == 9
+    got = [_state(v_module), _state(t_module), resumed.probe.vision_head_.state_dict()]
+    for mine, theirs in zip(got, want, strict=True):
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    assert resumed.history == straight.history and resumed.steps == straight.steps == 12
+
+
+TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert")
+
+
+def test_an_all_frozen_tune_is_probe_run_with_the_same_head(run_cli, tmp_path, shared_cache):
+    head = ("--head", "linear", "--loss", "infonce", "--epochs", "3", "--batch-size", "64", "--lr", "1e-3",
+            "--out-dim", "32")
+    common = (*TINY, *head, "--results", str(tmp_path), "--cache-dir", str(shared_cache), "--workers", "0")
+    ran = run_cli("run", *common, "--no-save-models")
+    assert ran.returncode == 0, ran.stderr
+    tuned = run_cli("tune", *common, "--vision-parts", "none", "--text-parts", "none", "--pooling", "entry", "--norm",
+                    "--no-save-models")
+    assert tuned.returncode == 0, tuned.stderr
+    (run_record,) = (tmp_path / "records" / "alignment").rglob("*.json")
+    (tune_record,) = (tmp_path / "records" / "tune").rglob("*.json")
+    mine, theirs = json.loads(tune_record.read_text()), json.loads(run_record.read_text())
+    assert mine["kind"] == "tune" and mine["tune"]["setting"] == "V_f^f,T_f^f"  # nothing trained
+    assert mine["tune"]["trainable_params"]["vision"] == mine["tune"]["trainable_params"]["text"] == 0
+    assert mine["metrics"].keys() == theirs["metrics"].keys()
+    for key, value in theirs["metrics"].items():
+        assert mine["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    for a, b in zip(mine["training"]["history"], theirs["training"]["history"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_a_tuned_model_is_saved_loads_and_encodes_as_scored(run_cli, tmp_path, shared_cache):
+    from probe.align.model import AlignedModel
+    from probe.data import get_dataset
+    from probe.metrics.retrieval import metrics_from_ranks, retrieval_ranks
+
+    result = run_cli("tune", *TINY, "--text-parts", "cls,norm", "--vision-parts", "cls_token", "--epochs", "2",
+                     "--batch-size", "64", "--results", str(tmp_path), "--cache-dir", str(shared_cache),
+                     "--workers", "0", "--encoder-lr", "1e-3")
+    assert result.returncode == 0, result.stderr
+    (record_path,) = (tmp_path / "records" / "tune").rglob("*.json")
+    record = json.loads(record_path.read_text())
+    assert record["tune"]["trainable_params"]["vision"] == 32 and record["tune"]["trainable_params"]["text"] == 32 + 64
+    assert record["cost"]["train_flops"] > 0 and record["tune"]["samples_seen"] == record["cost"]["pairs_seen"] > 0
+    model = AlignedModel.load(tmp_path / record["saved_model"])
+    assert model.tuned
+    test = get_dataset("shapes").load("test")
+    images = model.encode_image([ref.load() for ref in test.images])
+    texts = model.encode_text(test.captions)
+    i2t, t2i = retrieval_ranks(images, texts, test.caption_image, text_groups=test.caption_groups)
+    # the saved model reproduces the score its run recorded (same weights, same pooling)
+    assert metrics_from_ranks(i2t, t2i)["probing_score"] == pytest.approx(
+        record["metrics"]["alignment/probing_score"], abs=1e-6)
+
+
+def test_bad_tune_input_is_one_line(run_cli, tmp_path):
+    out = ("--results", str(tmp_path))
+    assert_one_line_error(run_cli("tune", *TINY, "--vision-parts", "patch", *out),
+                          "unknown vision part 'patch'", "patch_embed, cls_token")
+    assert_one_line_error(run_cli("tune", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert", *out),
+                          "baseline/pixels-16 cannot be tuned", "no weights to train")
+    assert_one_line_error(run_cli("tune", *TINY, "--freeze", "V_u^x,T_u^u", *out), "not the paper's notation")
+    assert_one_line_error(run_cli("tune", *TINY, "--freeze", "V_u^f,T_u^u", "--grid", "to-freeze", *out),
+                          "give one of --freeze, --grid")
+    cnn = run_cli("tune", "--vision", "baseline/random-efficientnet-lite0", "--text", "test/tiny-bert",
+                  "--vision-parts", "cls_token", "--workers", "0", *out)
+    assert_one_line_error(cnn, "has no part 'cls_token' (a CNN)", "patch_embed, blocks, head")
+    assert not list(Path(tmp_path).rglob("*.json"))  # refused before any record
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    from probe.errors import ProbeError
+
+    data = _train_split()
+    vision, _ = _side("test/tiny-vit", "cls_token", data)
+    text, _ = _side("test/tiny-bert", "none", data)
+    _fit(vision, text, data, run_dir=tmp_path, checkpoint_every=3)
+    from probe.align.config import ProbeConfig
+    from probe.align.train import PairedFeatures
+    from probe.tune.config import TuneConfig
+    from probe.tune.train import tune_fit
+
+    pairs = PairedFeatures(vision.features, text.features, data.caption_image).usable_pairs()
+    with pytest.raises(ProbeError, match="was written by another configuration"):
+        tune_fit(vision, text, data.caption_image, pairs, ProbeConfig(batch_size=32, out_dim=16), TuneConfig(), "cpu",
+                 run_dir=tmp_path, run_key="another", progress=False)
