@@ -216,6 +216,58 @@ def cpu_batch(models: tuple[str, ...] = ("efficientnet/lite0-in1k", "sscd/resnet
     return out
 
 
+def channels_last(models: tuple[str, ...] = ("efficientnet/lite0-in1k", "efficientnet/lite2-in1k",
+                                            "baseline/random-vit-s16"), images: int = 48) -> list[dict]:
+    """Forward time per image of timm encoders as probe runs them (weights and inputs channels-last)
+    against the same network in torch's default contiguous layout, same images; features must agree."""
+    import numpy as np
+    import torch
+
+    from probe.encoders import load_encoder
+    from probe.features.options import ExtractOptions, extraction_batch_size
+    from probe.registry import Registry
+
+    out = []
+    for name in models:
+        spec = Registry.load().get(name)
+        try:
+            encoder = load_encoder(spec, device="cpu")
+        except Exception as exc:  # weights not installed here: say so instead of failing the run
+            out.append({"case": f"channels_last[{name}]", "ours_s": 0.0, "baseline_s": 0.0, "ratio": 1.0,
+                        "agree": True, "note": f"skipped: {exc}"})
+            continue
+        pixels = torch.randint(0, 256, (images, 3, spec.image_size, spec.image_size), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(0))
+        batch = extraction_batch_size(spec, ExtractOptions(device="cpu"))
+        model = encoder.model
+
+        def ours(encoder=encoder, pixels=pixels, batch=batch) -> np.ndarray:
+            return np.concatenate([encoder.encode(pixels[i:i + batch]) for i in range(0, images, batch)])
+
+        def contiguous(encoder=encoder, pixels=pixels, batch=batch, model=model, spec=spec) -> np.ndarray:
+            from probe.encoders.pooling import pool_vision_tokens
+
+            parts = []
+            with torch.inference_mode():
+                for i in range(0, images, batch):
+                    feats = model.forward_features(encoder.pixels(pixels[i:i + batch]))  # torch's default layout
+                    pooled = (model.forward_head(feats, pre_logits=True) if spec.pooling == "pooler"
+                              else pool_vision_tokens(feats, spec.pooling, encoder.prefix_tokens))
+                    parts.append(pooled.float().numpy())
+            return np.concatenate(parts)
+
+        ours_features = ours()
+        ours_s = best_of(ours, 2)
+        model.to(memory_format=torch.contiguous_format)
+        base_features = contiguous()
+        base_s = best_of(contiguous, 2)
+        agree = bool(np.allclose(ours_features, base_features, rtol=1e-4, atol=1e-4))
+        out.append({"case": f"channels_last[{name}]", "ours_s": ours_s, "baseline_s": base_s, "ratio": base_s / ours_s,
+                    "agree": agree, "note": f"{images} images at batch {batch}: {1000 * ours_s / images:.1f} vs "
+                                            f"{1000 * base_s / images:.1f} ms/image (channels-last vs contiguous)"})
+    return out
+
+
 def _write_shards(root, n_shards: int, per_shard: int, side: tuple[int, int] = (400, 300)) -> None:
     """``n_shards`` webdataset shards of ``per_shard`` JPEG + caption samples at camera-like size.
 

@@ -33,7 +33,8 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.report.tuning import tune_tables as tune_report_tables
 
     alignment = iter_records(results_dir, "alignment")
-    rows, failures = build_table(results_dir, alignment)
+    tuned = iter_records(results_dir, "tune")
+    rows, failures = build_table(results_dir, alignment, allow_empty=bool(tuned))
     best_paths = {str(s.path) for s in best_by_pair(alignment, metric=None).values()}
     labels, by_benchmark = benchmark_matrix(alignment)
     for row, rank in zip(by_benchmark, competition_ranks([r["mean"] if r["mean"] is not None else float("-inf")
@@ -48,10 +49,10 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
         section.plots = section_plots(section.rows, best, section.metric, plots_dir, section.id, selection_metric)
         for plot in section.plots:
             made[f"{section.id}:{plot.title}"] = plot.all
-    tune_tables = tune_report_tables(iter_records(results_dir, "tune"), plots_dir)
-    for tuned in tune_tables:
-        if tuned.plot is not None:
-            made[f"tune:{tuned.vision} x {tuned.text}"] = tuned.plot
+    tune_tables = tune_report_tables(tuned, plots_dir)
+    for tune_table in tune_tables:
+        if tune_table.plot is not None:
+            made[f"tune:{tune_table.vision} x {tune_table.text}"] = tune_table.plot
     table = flat_rows(rows)
     with atomic_open(out_dir / "leaderboard.csv", "w") as handle:
         pd.DataFrame(table).to_csv(handle, index=False)

@@ -43,18 +43,18 @@ def _correlate(correlates: dict, record: Any, model: str, key: str) -> float | N
     return None
 
 
-def build_table(results_dir: Path, alignment: list[Any] | None = None
+def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_empty: bool = False
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(rows, failures)`` from the alignment records (read here unless given). Raises ProbeError
-    when there is no alignment record at all."""
+    when there is no alignment record at all, unless ``allow_empty`` (a folder of tune results)."""
     from probe.errors import ProbeError
     from probe.records.store import iter_records
     from probe.records.table import flatten
 
     if alignment is None:
         alignment = iter_records(results_dir, "alignment")
-    if not alignment:
-        raise ProbeError(f"no results under {results_dir / 'records'}; run `probe run` first")
+    if not alignment and not allow_empty:
+        raise ProbeError(f"no results under {results_dir / 'records'}; run `probe run` (or `probe tune`) first")
     correlates = {(s.record.dataset, s.record.model.name): s.record.metrics
                   for s in iter_records(results_dir, "correlates") if s.record.ok}
     similarity: dict[tuple[str, str, str], Any] = {}

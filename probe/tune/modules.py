@@ -34,6 +34,9 @@ def not_trainable(spec: EncoderSpec) -> str | None:
     if spec.loader in NOT_TRAINABLE:
         return (f"{spec.name} cannot be tuned: {NOT_TRAINABLE[spec.loader]} ({spec.loader} loader); "
                 "tune a timm vision model or a transformers / sentence-transformers text model")
+    if spec.loader == "transformers" and spec.modality == "vision":
+        return (f"{spec.name} cannot be tuned yet: its parts are named for timm vision models; use a timm entry of "
+                "the same weights")
     if spec.loader == "baseline" and spec.weights in ("pixels", "tfidf-svd"):
         return f"{spec.name} cannot be tuned: it is a control with no weights to train ({spec.weights})"
     return None
@@ -101,8 +104,8 @@ class TunableText(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, Any]:
         prepared = self.encoder.prepare(list(texts))
-        if self.pipeline is not None:
-            tokens = self.pipeline.tokenize(prepared)
+        if self.pipeline is not None:  # sentence-transformers 6 calls it preprocess; older releases, tokenize
+            tokens = getattr(self.pipeline, "preprocess", self.pipeline.tokenize)(prepared)
         else:
             tokens = self.tokenizer(prepared, padding=True, truncation=True, max_length=self.spec.max_length,
                                     return_tensors="pt")

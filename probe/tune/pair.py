@@ -277,7 +277,7 @@ class TuneRun:
         from probe.records.store import model_folder
 
         folder = model_folder(self.results_dir, self.dataset_name, job.vision.name, job.text.name, "tune-" + job.name)
-        tuned = {side: {"pooling": p.module.pooling if p.module is not None else None,
+        tuned = {side: {"pooling": job.tune.pooling if p.module is not None else None,  # as asked: cls or entry
                         "dim": p.pooled.embed_dim, "parts": list(p.parts),
                         "tensors": {k: v.detach() for k, v in _tensors(p).items()}}
                  for side, p in (("vision", vision), ("text", text))}
