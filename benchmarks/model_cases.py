@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from benchmarks.timing import best_of, matmul_rate, sync
 
@@ -176,6 +177,25 @@ def training(dv: int = 1280, dt: int = 384, out: int = 512, device: str | None =
     return results
 
 
+def _cpu_encoder(name: str, case: str, images: int, out: list[dict]) -> tuple[Any, Any, Any]:
+    """``(spec, encoder, seeded uint8 images)`` on the CPU; the encoder is None, with a skipped row in
+    ``out``, when its weights are not installed here (the run goes on and says so)."""
+    import torch
+
+    from probe.encoders import load_encoder
+    from probe.registry import Registry
+
+    spec = Registry.load().get(name)
+    pixels = torch.randint(0, 256, (images, 3, spec.image_size, spec.image_size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    try:
+        return spec, load_encoder(spec, device="cpu"), pixels
+    except Exception as exc:
+        out.append({"case": f"{case}[{name}]", "ours_s": 0.0, "baseline_s": 0.0, "ratio": 1.0, "agree": True,
+                    "note": f"skipped: {exc}"})
+        return spec, None, pixels
+
+
 def cpu_batch(models: tuple[str, ...] = ("efficientnet/lite0-in1k", "sscd/resnet50-disc-mixup.onnx-int8"),
               images: int = 96) -> list[dict]:
     """Forward time per image at the family's CPU batch (probe's default) against the other choice (64
@@ -183,23 +203,14 @@ def cpu_batch(models: tuple[str, ...] = ("efficientnet/lite0-in1k", "sscd/resnet
     models pay page faults for 32+ image batches of large activations on a CPU; onnxruntime keeps an
     arena and prefers large batches."""
     import numpy as np
-    import torch
 
-    from probe.encoders import load_encoder
     from probe.encoders.families import family_of
-    from probe.registry import Registry
 
     out = []
     for name in models:
-        spec = Registry.load().get(name)
-        try:
-            encoder = load_encoder(spec, device="cpu")
-        except Exception as exc:  # weights not installed here: say so instead of failing the run
-            out.append({"case": f"cpu_batch[{name}]", "ours_s": 0.0, "baseline_s": 0.0, "ratio": 1.0, "agree": True,
-                        "note": f"skipped: {exc}"})
+        spec, encoder, pixels = _cpu_encoder(name, "cpu_batch", images, out)
+        if encoder is None:
             continue
-        pixels = torch.randint(0, 256, (images, 3, spec.image_size, spec.image_size), dtype=torch.uint8,
-                               generator=torch.Generator().manual_seed(0))
         ours_batch = family_of(spec).cpu_batch_size
         other = 16 if ours_batch >= 32 else 64
 
@@ -223,21 +234,13 @@ def channels_last(models: tuple[str, ...] = ("efficientnet/lite0-in1k", "efficie
     import numpy as np
     import torch
 
-    from probe.encoders import load_encoder
     from probe.features.options import ExtractOptions, extraction_batch_size
-    from probe.registry import Registry
 
     out = []
     for name in models:
-        spec = Registry.load().get(name)
-        try:
-            encoder = load_encoder(spec, device="cpu")
-        except Exception as exc:  # weights not installed here: say so instead of failing the run
-            out.append({"case": f"channels_last[{name}]", "ours_s": 0.0, "baseline_s": 0.0, "ratio": 1.0,
-                        "agree": True, "note": f"skipped: {exc}"})
+        spec, encoder, pixels = _cpu_encoder(name, "channels_last", images, out)
+        if encoder is None:
             continue
-        pixels = torch.randint(0, 256, (images, 3, spec.image_size, spec.image_size), dtype=torch.uint8,
-                               generator=torch.Generator().manual_seed(0))
         batch = extraction_batch_size(spec, ExtractOptions(device="cpu"))
         model = encoder.model
 
