@@ -66,13 +66,15 @@ def _sees(path: str, name: str) -> tuple[str, bool]:
     return ray.util.get_node_ip_address(), (Path(path) / name).is_file()
 
 
-def _features(work: PairWork, spec: Any) -> str | None:
-    """Run on a worker: the encoder's features into the shared cache; the failure reason or None."""
+def _features(work: PairWork, spec: Any) -> tuple[str | None, int]:
+    """Run on a worker: the encoder's features into the shared cache. ``(failure reason or None, rows
+    made ready)``: rows of every split role and prompt set, extracted or found in the cache."""
     try:
-        work.features(spec)
+        features = work.features(spec)
     except ITEM_ERRORS as exc:
-        return features_failed(spec, exc)
-    return None
+        return features_failed(spec, exc), 0
+    parts = [*getattr(features, "by_role", {}).values(), *getattr(features, "prompts", {}).values()]
+    return None, sum(len(part) for part in parts)
 
 
 def _job(work: PairWork, job: Job) -> list[tuple[int, Any]]:
@@ -89,19 +91,24 @@ def _job(work: PairWork, job: Job) -> list[tuple[int, Any]]:
 
 def _gather_features(ray: Any, pending: dict[Any, str]) -> dict[str, str | None]:
     """Encoder name -> why its features failed (None when they are in the cache), collected as the
-    tasks finish, with a bar of encoders done on a terminal; a task that died after its retries fails
-    that encoder's pairs."""
+    tasks finish, with a bar of encoders done and the rows made ready per second on a terminal; a
+    task that died after its retries fails that encoder's pairs."""
+    import time
+
     from tqdm.auto import tqdm
 
     reasons: dict[str, str | None] = {}
+    rows, started = 0, time.perf_counter()
     with tqdm(total=len(pending), desc="features on Ray", unit=" encoder", disable=None, leave=False) as bar:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             name = pending.pop(ready[0])
             try:
-                reasons[name] = ray.get(ready[0])
+                reasons[name], made = ray.get(ready[0])
             except ray.exceptions.RayError as exc:
-                reasons[name] = f"features of {name} failed: Ray task failed: {reason(exc)}"
+                reasons[name], made = f"features of {name} failed: Ray task failed: {reason(exc)}", 0
+            rows += made
+            bar.set_postfix_str(f"{rows / max(time.perf_counter() - started, 1e-9):,.0f} rows/s")
             bar.update(1)
     return reasons
 
