@@ -24,8 +24,8 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
     from probe.features.extract import encode_inputs
     from probe.registry import Registry
     from probe.tune.config import TuneConfig
-    from probe.tune.modules import TunedEncoder, pooled_spec, tunable
-    from probe.tune.parts import apply, parse_parts, part_map, resolve
+    from probe.tune.modules import TunedEncoder, module_parts, pooled_spec, tunable
+    from probe.tune.parts import apply, parse_parts, resolve
     from probe.tune.train import Side, _encoder_groups, tune_fit
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -37,7 +37,7 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
         spec = registry.get(spec_name)
         module = tunable(load_encoder(spec, device="cpu"), "cls")
         features = encode_inputs(TunedEncoder(pooled_spec(spec, module), module, "cpu"), inputs, 16)
-        parts_of, _ = part_map(module.backbone, spec.modality, cls_row=getattr(module, "cls_id", None))
+        parts_of, _ = module_parts(module)
         chosen = parse_parts(selection, spec.modality)
         trainable = resolve(chosen, parts_of, spec.name, spec.modality)
         apply(module.backbone, trainable)

@@ -28,8 +28,8 @@ def _side(name: str, parts: str, data, pooling: str = "cls"):
     from probe.encoders import load_encoder
     from probe.features.extract import encode_inputs
     from probe.registry import Registry
-    from probe.tune.modules import TunedEncoder, pooled_spec, tunable
-    from probe.tune.parts import apply, parse_parts, part_map, resolve
+    from probe.tune.modules import TunedEncoder, module_parts, pooled_spec, tunable
+    from probe.tune.parts import apply, parse_parts, resolve
     from probe.tune.train import Side
 
     spec = Registry.load().get(name)
@@ -37,7 +37,7 @@ def _side(name: str, parts: str, data, pooling: str = "cls"):
     inputs = data.images if spec.modality == "vision" else data.captions
     features = encode_inputs(TunedEncoder(pooled_spec(spec, module), module, "cpu"), inputs, 16)
     selection = parse_parts(parts, spec.modality)
-    parts_of, _ = part_map(module.backbone, spec.modality, cls_row=getattr(module, "cls_id", None))
+    parts_of, _ = module_parts(module)
     trainable = resolve(selection, parts_of, spec.name, spec.modality)
     apply(module.backbone, trainable)
     return Side(features, module if not selection.frozen else None, trainable, inputs), module

@@ -96,15 +96,8 @@ class AlignmentSweep:
 
     @functools.cached_property
     def corpus(self) -> dict[str, Any]:
-        """What the heads were fitted on, as records and saved models state it (computed once: the
-        fingerprint hashes every training image and caption)."""
-        from probe.data.base import text_fingerprint
-
-        fit = self.plan.fit
-        return {"name": self.dataset_name, "split": fit.split,
-                "fingerprint": f"{fit.image_fingerprint()}:{text_fingerprint(fit.captions)}",
-                "n_images": fit.n_images, "n_captions": len(fit.captions), "held_out": self.plan.held_out_rule,
-                "description": fit.protocol}
+        """What the heads were fitted on (computed once per sweep)."""
+        return self.plan.corpus_ref(self.dataset_name)
 
     def failure(self, item: Item, unit: Unit, reason: str, features: Sequence[EncoderFeatures] = ()):
         return self._record(item, unit, features, error=reason)

@@ -170,8 +170,8 @@ def _check_parts(v_specs, t_specs, tune_configs, options) -> None:
     """Every part asked for exists in its encoder, checked before any work (each encoder loaded once,
     on the CPU, and let go): a CNN asked for its cls_token is a one-line error, not a failed run."""
     from probe.encoders import load_encoder
-    from probe.tune.modules import tunable
-    from probe.tune.parts import part_map, resolve
+    from probe.tune.modules import module_parts, tunable
+    from probe.tune.parts import resolve
 
     wanted: dict[str, tuple] = {}
     for tcfg in tune_configs:
@@ -183,7 +183,7 @@ def _check_parts(v_specs, t_specs, tune_configs, options) -> None:
         if all(name.startswith("stage:") or name == "all" for s in selections for name in s.parts):
             continue  # stages and "all" name whatever parts the encoder has
         module = tunable(load_encoder(spec, device="cpu", allow_download=options.allow_download), "cls")
-        parts, _ = part_map(module.backbone, spec.modality, cls_row=getattr(module, "cls_id", None))
+        parts, _ = module_parts(module)
         for selection in selections:
             resolve(selection, parts, spec.name, spec.modality)
         del module
@@ -192,8 +192,7 @@ def _check_parts(v_specs, t_specs, tune_configs, options) -> None:
 def _list_parts(specs, options) -> None:
     """Each encoder's parts: name, the paper's stage, parameter count (loads every encoder)."""
     from probe.encoders import load_encoder
-    from probe.tune.modules import not_trainable, tunable
-    from probe.tune.parts import part_map
+    from probe.tune.modules import module_parts, not_trainable, tunable
 
     for spec in specs:
         refusal = not_trainable(spec)
@@ -202,8 +201,7 @@ def _list_parts(specs, options) -> None:
             continue
         module = tunable(load_encoder(spec, device=options.device or "cpu", allow_download=options.allow_download),
                          "cls")
-        parts, unnamed = part_map(module.backbone, spec.modality,
-                                  cls_row=module.cls_id if spec.modality == "text" else None)
+        parts, unnamed = module_parts(module)
         sizes = {n: p.numel() for n, p in module.backbone.named_parameters()}
         click.echo(f"{spec.name} ({sum(sizes.values()):,} parameters; pooled output: {module.pooling})")
         for name, part in parts.items():

@@ -351,7 +351,9 @@ def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
 
 
 
-class _NoBar:
+class SilentBar:
+    """A progress bar that shows nothing, for extraction with no terminal to draw on."""
+
     def update(self, n: int) -> None:
         pass
 
@@ -363,6 +365,6 @@ def encode_inputs(encoder: Any, inputs: Sequence[Any], batch_size: int, workers:
     n = len(inputs)
     out = np.full((n, encoder.dim), np.nan, dtype=np.float32)
     chunk_iter = _image_chunks if encoder.spec.modality == "vision" else _text_chunks
-    for _, ids, feats, _bad in chunk_iter(encoder, inputs, [0], [range(n)], batch_size, workers, _NoBar()):
+    for _, ids, feats, _bad in chunk_iter(encoder, inputs, [0], [range(n)], batch_size, workers, SilentBar()):
         out[np.asarray(ids, dtype=np.int64)] = feats
     return out

@@ -30,15 +30,11 @@ class _ChunkWriter:
             lambda: load_encoder(spec, device=options.device, allow_download=options.allow_download), spec, fit_texts)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from probe.features.extract import compute_chunks
-
-        class _Quiet:
-            def update(self, n: int) -> None:
-                pass
+        from probe.features.extract import SilentBar, compute_chunks
 
         chunks = [int(c) for c in batch["chunk"]]
         written = list(compute_chunks(self.entry, self.spec, self.inputs, chunks, self.ranges, self.by_shard,
-                                      self.encoder, self.options, self.dtype, _Quiet()))
+                                      self.encoder, self.options, self.dtype, SilentBar()))
         return {"chunk": np.asarray(written, dtype=np.int64),
                 "rows": np.asarray([len(self.ranges[c]) for c in written], dtype=np.int64)}
 

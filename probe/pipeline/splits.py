@@ -71,6 +71,18 @@ class SplitPlan:
         corpus = self.fit.dataset
         return TRANSFER if any(t.protocol(corpus) == TRANSFER for t in self.targets) else IN_DOMAIN
 
+    def corpus_ref(self, name: str) -> dict[str, Any]:
+        """What heads were fitted on, as records and saved models state it (see
+        :class:`probe.records.schema.CorpusRef`). The fingerprint hashes every training image and
+        caption: callers keep the result rather than asking again per record."""
+        from probe.data.base import text_fingerprint
+
+        fit = self.fit
+        return {"name": name, "split": fit.split,
+                "fingerprint": f"{fit.image_fingerprint()}:{text_fingerprint(fit.captions)}",
+                "n_images": fit.n_images, "n_captions": len(fit.captions), "held_out": self.held_out_rule,
+                "description": fit.protocol}
+
     @property
     def target(self) -> Target:
         """The only target of a single-benchmark plan."""

@@ -42,9 +42,15 @@ def record_path(results_dir: Path, kind: str, dataset: str, *parts: str) -> Path
     return results_dir / "records" / kind / _safe(dataset) / ("__".join(_safe(p) for p in parts) + ".json")
 
 
+def results_folder(results_dir: Path, area: str, dataset: str, *parts: str) -> Path:
+    """``<results>/<area>/<dataset>/<parts joined by __>/``: a result's own folder (saved models, a tune
+    run's checkpoint and features), named as its records are."""
+    return results_dir / area / _safe(dataset) / "__".join(_safe(p) for p in parts)
+
+
 def model_folder(results_dir: Path, dataset: str, *parts: str) -> Path:
     """Where a fitted pair's saved heads go: ``<results>/models/<dataset>/<parts joined by __>/``."""
-    return results_dir / "models" / _safe(dataset) / "__".join(_safe(p) for p in parts)
+    return results_folder(results_dir, "models", dataset, *parts)
 
 
 def write_record(path: Path, record: Any) -> Path:

@@ -35,9 +35,7 @@ class TuneTable:
 
 def _head_key(config: Any) -> str:
     """The head configuration without its seed: seeds of one setting are pooled."""
-    values = {k: v for k, v in config.model_dump().items() if k != "seed"} if hasattr(config, "model_dump") else {
-        k: v for k, v in vars(config).items() if k != "seed"}
-    return json.dumps(values, sort_keys=True, default=str)
+    return json.dumps({k: v for k, v in config.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
 
 
 def _order(setting: str) -> tuple[int, str]:
@@ -70,9 +68,9 @@ def tune_tables(records: list[Any], plots_dir: Path) -> list[TuneTable]:
                                    "samples_seen": int(np.mean([r.tune.samples_seen or 0 for r in runs])),
                                    "scores": {}}
             for label in benchmarks:
-                found = [keys.primary(r.metrics) for r in runs if r.benchmark.label == label]
-                values = [v for key_value in found if key_value for v in [key_value[1]]]
-                if found and found[0]:
+                found = [primary for r in runs if r.benchmark.label == label and (primary := keys.primary(r.metrics))]
+                values = [value for _, value in found]
+                if found:
                     table.metrics[label] = found[0][0]
                 if values:
                     row["scores"][label] = {"mean": float(np.mean(values)),

@@ -141,6 +141,13 @@ def tunable(encoder: Any, pooling: str) -> Any:
     return module
 
 
+def module_parts(module: Any) -> tuple[dict[str, Any], list[str]]:
+    """:func:`probe.tune.parts.part_map` of a tunable module's network (a text module's CLS row included)."""
+    from probe.tune.parts import part_map
+
+    return part_map(module.backbone, module.modality, cls_row=getattr(module, "cls_id", None))
+
+
 def pooled_spec(spec: EncoderSpec, module: Any, revision_suffix: str = "") -> EncoderSpec:
     """The entry as the module pools it: features of another pooling (or of tuned weights, by
     ``revision_suffix``) get cache keys of their own."""

@@ -10,6 +10,7 @@ trained weights' digest, so they never mix with the encoder's own. One record pe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Sequence
@@ -59,6 +60,15 @@ class _Prepared:
     parts: tuple[str, ...] = ()
     n_trainable: int = 0
 
+    def loader(self, device: str) -> Any:
+        """What computes this side's (untrained) features on a cache miss: the registry's loader
+        (None) where they are the entry's own, else the module pooling its way."""
+        if self.module is None or self.pooled == self.spec:
+            return None
+        from probe.tune.modules import TunedEncoder
+
+        return lambda: TunedEncoder(self.pooled, self.module, device)
+
 
 @dataclass
 class TuneRun:
@@ -73,10 +83,9 @@ class TuneRun:
     workers: int = 2
 
     def run_dir(self, job: TuneJob) -> Path:
-        from probe.records.store import _safe
+        from probe.records.store import results_folder
 
-        return self.results_dir / "tune" / _safe(self.dataset_name) / "__".join(
-            _safe(p) for p in (job.vision.name, job.text.name, job.name))
+        return results_folder(self.results_dir, "tune", self.dataset_name, job.vision.name, job.text.name, job.name)
 
     def record_path(self, job: TuneJob, target: Target) -> Path:
         return tune_record_path(self.results_dir, self.dataset_name, job.vision.name, job.text.name, job.name,
@@ -121,20 +130,18 @@ class TuneRun:
         key = fingerprint(job.config.to_dict(), job.tune.to_dict(), job.vision.to_dict(), job.text.to_dict(),
                           plan.fit.image_fingerprint(), len(plan.fit.captions), device)
         validate = self._validator(vision, text, sides, device) if plan.val is not None else None
-        started = time.perf_counter()
         result = tune_fit(sides[0], sides[1], plan.fit.caption_image, fit.usable_pairs(), job.config, job.tune, device,
                           validate=validate, run_dir=run_dir, run_key=key, workers=self.workers,
                           progress=self.options.progress)
         if result.error:
             return [(t, self._record(job, t, error=result.error)) for t in plan.targets]
-        train_s = time.perf_counter() - started
         started = time.perf_counter()
         vf, tf = (self._scored_features(p, side, run_dir, device) for p, side in zip((vision, text), sides, strict=True))
-        saved = self._save(job, result, vision, text, vf, tf) if self.save_models else None
+        saved = self._save(job, result, vision, text, sides) if self.save_models else None
         out = []
         for target in plan.targets:
             out.append((target, self._scored(job, target, result, vision, text, vf, tf, saved, device,
-                                             train_s, time.perf_counter() - started)))
+                                             time.perf_counter() - started)))
         return out
 
     def _prepare(self, spec: EncoderSpec, selection: Any, tcfg: TuneConfig, device: str) -> _Prepared:
@@ -143,8 +150,8 @@ class TuneRun:
         from probe.encoders import load_encoder
         from probe.errors import ProbeError
         from probe.features.roles import encoder_features
-        from probe.tune.modules import TunedEncoder, not_trainable, pooled_spec, tunable
-        from probe.tune.parts import apply, count_trainable, part_map, resolve
+        from probe.tune.modules import module_parts, not_trainable, pooled_spec, tunable
+        from probe.tune.parts import apply, count_trainable, resolve
 
         refusal = not_trainable(spec)
         if refusal and not selection.frozen:
@@ -154,17 +161,11 @@ class TuneRun:
             module = tunable(load_encoder(spec, device=device, allow_download=self.options.allow_download), tcfg.pooling)
         pooled = pooled_spec(spec, module) if module is not None else spec
         roles = ["fit", "val"] if self.plan.val is not None else ["fit"]
-        own = module is None or pooled == spec  # the registry loader computes these features itself
-
-        def load() -> Any:
-            return TunedEncoder(pooled, module, device)
-
-        features = encoder_features(pooled, self.plan, self.options, roles=roles, with_prompts=False,
-                                    load=None if own else load)
-        prepared = _Prepared(spec, pooled, module, features)
+        prepared = _Prepared(spec, pooled, module, None)
+        prepared.features = encoder_features(pooled, self.plan, self.options, roles=roles, with_prompts=False,
+                                             load=prepared.loader(device))
         if module is not None and not selection.frozen:
-            cls_row = module.cls_id if spec.modality == "text" else None
-            parts, _ = part_map(module.backbone, spec.modality, cls_row=cls_row)
+            parts, _ = module_parts(module)
             prepared.trainable = resolve(selection, parts, spec.name, spec.modality)
             apply(module.backbone, prepared.trainable)
             prepared.parts = tuple(selection.parts)
@@ -208,12 +209,8 @@ class TuneRun:
         roles = [t.role(r) for t in self.plan.targets for r in ("eval", "compositional")
                  if r == "eval" or t.compositional is not None]
         if not side.trains:
-            own = prepared.module is None or prepared.pooled == prepared.spec
-
-            def frozen() -> Any:
-                return TunedEncoder(prepared.pooled, prepared.module, device)
-
-            return encoder_features(prepared.pooled, self.plan, self.options, roles=roles, load=None if own else frozen)
+            return encoder_features(prepared.pooled, self.plan, self.options, roles=roles,
+                                    load=prepared.loader(device))
         tuned = pooled_spec(prepared.spec, prepared.module, f"+tuned.{_digest(side.tensors())}")
 
         def load() -> Any:
@@ -223,7 +220,7 @@ class TuneRun:
         return encoder_features(tuned, self.plan, options, roles=roles, load=load)
 
     def _scored(self, job: TuneJob, target: Target, result: Any, vision: _Prepared, text: _Prepared, vf: Any,
-                tf: Any, saved: str | None, device: str, train_s: float, eval_s: float) -> Any:
+                tf: Any, saved: str | None, device: str, eval_s: float) -> Any:
         from probe.evaluation.evaluate import saturated_metrics, score_target
         from probe.flops import scaled
 
@@ -261,17 +258,12 @@ class TuneRun:
             vision=encoder_ref(job.vision), text=encoder_ref(job.text), tasks=sorted(self.tasks), features=used,
             **results)
 
-    @property
+    @functools.cached_property
     def corpus(self) -> dict[str, Any]:
-        from probe.data.base import text_fingerprint
+        """What the runs trained on (computed once: every record and saved model states it)."""
+        return self.plan.corpus_ref(self.dataset_name)
 
-        fit = self.plan.fit
-        return {"name": self.dataset_name, "split": fit.split,
-                "fingerprint": f"{fit.image_fingerprint()}:{text_fingerprint(fit.captions)}",
-                "n_images": fit.n_images, "n_captions": len(fit.captions), "held_out": self.plan.held_out_rule,
-                "description": fit.protocol}
-
-    def _save(self, job: TuneJob, result: Any, vision: _Prepared, text: _Prepared, vf: Any, tf: Any) -> str:
+    def _save(self, job: TuneJob, result: Any, vision: _Prepared, text: _Prepared, sides: Sequence[Any]) -> str:
         """The tuned pair as a saved aligned model: heads, both entries, and the trained tensors."""
         from probe.align.model import save_aligned
         from probe.records.store import model_folder
@@ -279,18 +271,11 @@ class TuneRun:
         folder = model_folder(self.results_dir, self.dataset_name, job.vision.name, job.text.name, "tune-" + job.name)
         tuned = {side: {"pooling": job.tune.pooling if p.module is not None else None,  # as asked: cls or entry
                         "dim": p.pooled.embed_dim, "parts": list(p.parts),
-                        "tensors": {k: v.detach() for k, v in _tensors(p).items()}}
-                 for side, p in (("vision", vision), ("text", text))}
+                        "tensors": {k: v.detach() for k, v in trained.tensors().items()}}
+                 for side, p, trained in (("vision", vision, sides[0]), ("text", text, sides[1]))}
         save_aligned(folder, result.probe, job.vision, job.text, (vision.pooled.embed_dim, text.pooled.embed_dim),
                      self.corpus, tuned=tuned, tune_config=job.tune.to_dict())
         return str(folder.relative_to(self.results_dir))
-
-
-def _tensors(prepared: _Prepared) -> dict[str, Any]:
-    if prepared.trainable is None:
-        return {}
-    params = dict(prepared.module.backbone.named_parameters())
-    return {name: params[name] for name in prepared.trainable.names}
 
 
 def _digest(tensors: dict[str, Any]) -> str:
