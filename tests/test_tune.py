@@ -43,7 +43,8 @@ def _side(name: str, parts: str, data, pooling: str = "cls"):
     return Side(features, module if not selection.frozen else None, trainable, inputs), module
 
 
-def _fit(vision, text, data, run_dir=None, epochs: int = 1, checkpoint_every: int = 0, **cfg):
+def _fit(vision, text, data, run_dir=None, epochs: int = 1, checkpoint_every: int = 0, precision: str = "auto",
+         grad_checkpointing: bool | None = None, **cfg):
     from probe.align.config import ProbeConfig
     from probe.align.train import PairedFeatures
     from probe.tune.config import TuneConfig
@@ -52,9 +53,10 @@ def _fit(vision, text, data, run_dir=None, epochs: int = 1, checkpoint_every: in
     pairs = PairedFeatures(vision.features, text.features, data.caption_image).usable_pairs()
     config = ProbeConfig(head="linear", loss="infonce", epochs=epochs, batch_size=32, out_dim=16, norm=False,
                          **cfg)
-    return tune_fit(vision, text, data.caption_image, pairs, config,
-                    TuneConfig(encoder_lr=1e-2, checkpoint_every=checkpoint_every), "cpu", run_dir=run_dir,
-                    run_key="test", progress=False)
+    tune = TuneConfig(encoder_lr=1e-2, checkpoint_every=checkpoint_every, precision=precision,
+                      grad_checkpointing=grad_checkpointing)
+    return tune_fit(vision, text, data.caption_image, pairs, config, tune, "cpu", run_dir=run_dir, run_key="test",
+                    progress=False)
 
 
 def _state(module) -> dict:
@@ -82,6 +84,55 @@ def test_exactly_the_named_tensors_train(modality, flag):
         assert moved == list(rows) == [t_module.cls_id]
     # the other side is frozen: untouched, bit for bit
     assert all(torch.equal(v, _state(other)[k]) for k, v in other_before.items())
+
+
+@pytest.mark.parametrize(("vision_parts", "text_parts"), [("patch_embed", "token_embeddings"), ("blocks", "blocks")])
+def test_gradient_checkpointing_recomputes_every_block_and_trains_the_same_weights(vision_parts, text_parts):
+    """Embeddings trained behind frozen blocks, and blocks trained behind frozen embeddings (where
+    reentrant checkpointing would pass no gradient): each block runs twice per step, the weights
+    end equal to an uncheckpointed run's."""
+    data = _train_split()
+    runs = []
+    for on in (False, True):
+        vision, v_module = _side("test/tiny-vit", vision_parts, data)
+        text, t_module = _side("test/tiny-bert", text_parts, data)
+        calls = {"vision": 0, "text": 0}
+        for name, module in (("vision", v_module), ("text", t_module)):
+            first_block = module.backbone.get_submodule("blocks.0" if name == "vision" else "encoder.layer.0")
+            child = next(first_block.children())  # hooks fire on every call of the child, recomputation included
+
+            def count(*_, name=name, calls=calls):
+                calls[name] += 1
+
+            child.register_forward_hook(count)
+        initial = [_state(v_module), _state(t_module)]
+        result = _fit(vision, text, data, grad_checkpointing=on)
+        runs.append((calls, [_state(v_module), _state(t_module)], result.steps))
+    (plain, plain_weights, steps), (checkpointed, checkpointed_weights, _) = runs
+    assert plain == {"vision": steps, "text": steps}
+    assert checkpointed == {"vision": 2 * steps, "text": 2 * steps}
+    for mine, theirs, start in zip(checkpointed_weights, plain_weights, initial, strict=True):
+        assert any(not torch.equal(theirs[k], start[k]) for k in start)  # both sides trained
+        assert all(torch.allclose(mine[k], theirs[k], rtol=0, atol=1e-6) for k in theirs)
+
+
+def test_bf16_autocast_trains_the_named_tensors_and_keeps_float32_weights():
+    """The accelerator's code path (bf16 autocast, gradient checkpointing) run on the CPU."""
+    data = _train_split()
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        vision, v_module = _side("test/tiny-vit", "patch_embed,cls_token", data)
+        text, t_module = _side("test/tiny-bert", "cls,blocks:1", data)
+        before = [_state(v_module), _state(t_module)]
+        result = _fit(vision, text, data, epochs=2, precision=precision, grad_checkpointing=precision == "bf16")
+        losses[precision] = [h["loss"] for h in result.history]
+        for side, module, was in ((vision, v_module, before[0]), (text, t_module, before[1])):
+            after = _state(module)
+            assert {k for k in was if not torch.equal(was[k], after[k])} == set(side.trainable.names)
+            assert all(p.dtype == torch.float32 for p in module.backbone.parameters())  # master weights
+    # bf16 ran (the losses differ in their low bits) and trained as float32 does (within bf16's precision)
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
 
 
 def test_part_maps_cover_the_encoders_and_a_cnn_has_no_cls_token():
@@ -179,6 +230,8 @@ def test_an_all_frozen_tune_is_probe_run_with_the_same_head(run_cli, tmp_path, s
     mine, theirs = json.loads(tune_record.read_text()), json.loads(run_record.read_text())
     assert mine["kind"] == "tune" and mine["tune"]["setting"] == "V_f^f,T_f^f"  # nothing trained
     assert mine["tune"]["trainable_params"]["vision"] == mine["tune"]["trainable_params"]["text"] == 0
+    # "auto" as it ran on a CPU
+    assert mine["tune"]["config"]["precision"] == "fp32" and mine["tune"]["config"]["grad_checkpointing"] is False
     assert mine["metrics"].keys() == theirs["metrics"].keys()
     for key, value in theirs["metrics"].items():
         assert mine["metrics"][key] == pytest.approx(value, abs=1e-6), key
@@ -191,12 +244,16 @@ def test_a_tuned_model_is_saved_loads_and_encodes_as_scored(run_cli, tmp_path, s
     from probe.data import get_dataset
     from probe.metrics.retrieval import metrics_from_ranks, retrieval_ranks
 
-    result = run_cli("tune", *TINY, "--text-parts", "cls,norm", "--vision-parts", "cls_token", "--epochs", "2",
-                     "--batch-size", "64", "--results", str(tmp_path), "--cache-dir", str(shared_cache),
-                     "--workers", "0", "--encoder-lr", "1e-3")
+    # a pattern reaching an entry that cannot train (pixels) skips its run, counted; bf16 as on a GPU
+    result = run_cli("tune", *TINY, "--vision", "baseline/pix*", "--text-parts", "cls,norm", "--vision-parts",
+                     "cls_token", "--epochs", "2", "--batch-size", "64", "--results", str(tmp_path), "--cache-dir",
+                     str(shared_cache), "--workers", "0", "--encoder-lr", "1e-3", "--precision", "bf16",
+                     "--grad-checkpointing")
     assert result.returncode == 0, result.stderr
+    assert "skipping 1 tune run(s) that would train an entry that cannot train: baseline/pixels-16" in result.stderr
     (record_path,) = (tmp_path / "records" / "tune").rglob("*.json")
     record = json.loads(record_path.read_text())
+    assert record["tune"]["config"]["precision"] == "bf16" and record["tune"]["config"]["grad_checkpointing"] is True
     assert record["tune"]["trainable_params"]["vision"] == 32 and record["tune"]["trainable_params"]["text"] == 32 + 64
     assert record["cost"]["train_flops"] > 0 and record["tune"]["samples_seen"] == record["cost"]["pairs_seen"] > 0
     model = AlignedModel.load(tmp_path / record["saved_model"])
@@ -267,6 +324,9 @@ def test_the_report_lays_tune_results_out_as_the_papers_table(run_cli, tmp_path,
     assert len(records) == 4
     page = (tmp_path / "out" / "leaderboard.html").read_text()
     assert "Partial unfreezing" in page and "validation probing score against samples seen" in page
+    # a folder of tune results alone: the header speaks of them (no empty leaderboard, no filter box)
+    assert "No head fits (<code>probe run</code>) here: 4 partial-unfreezing result(s) of\n1 vision" in page
+    assert "result(s) shown" not in page and 'id="filter"' not in page
     for setting in ("V_f^f,T_f^u", "V_u^f,T_f^f"):
         scores = [r["metrics"]["alignment/probing_score"] for r in records if r["tune"]["setting"] == setting]
         want = f"{np.mean(scores):.3f} ± {np.std(scores, ddof=1):.3f}"

@@ -45,6 +45,12 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @click.option("--out-dim", default=512, show_default=True, type=click.IntRange(min=1), help="Shared space width.")
 @click.option("--checkpoint-every", default=50, show_default=True, type=click.IntRange(min=0),
               help="Optimiser steps between checkpoints (0: at each epoch's end only); a rerun resumes from the last.")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
+              help="What the encoders compute in while training (weights stay float32); auto: bf16 on a GPU "
+                   "that has it, else fp32.")
+@click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
+              help="Recompute block activations in the backward pass (less memory, ~1/3 more compute) "
+                   "[default: on a GPU].")
 @click.option("--list-parts", is_flag=True, help="List each encoder's parts and their sizes, then stop.")
 @click.option("--skip-existing", is_flag=True, help="Skip runs whose every record exists.")
 @click.option("--save-models/--no-save-models", default=True, show_default=True,
@@ -53,12 +59,11 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
 @cache_option
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers decoding training images.")
-@device_option("Device (cpu, cuda, cuda:1) [default: cuda if present]; on a GPU encoders run in bf16 with "
-               "gradient checkpointing.")
+@device_option("Device (cpu, cuda, cuda:1) [default: cuda if present].")
 @click.pass_context
 def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_parts, grid, seeds, pooling, head, loss,
-         norm, lr, encoder_lr, epochs, batch_size, out_dim, checkpoint_every, list_parts, skip_existing, save_models,
-         results_dir, cache_dir, workers, device) -> None:
+         norm, lr, encoder_lr, epochs, batch_size, out_dim, checkpoint_every, precision, grad_checkpointing, list_parts,
+         skip_existing, save_models, results_dir, cache_dir, workers, device) -> None:
     """Align a pair with chosen parts of each encoder trained end to end (To Freeze or Not to Freeze).
 
     Heads and the chosen parts train together with CLIP's loss on the CLS tokens by default; a side
@@ -83,7 +88,6 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
     from probe.features.options import ExtractOptions
     from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
     from probe.tune.config import GRIDS, TuneConfig, from_notation
-    from probe.tune.modules import not_trainable
 
     obj = ctx.obj
     if evals and not train:
@@ -103,7 +107,8 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
     else:
         settings = [from_notation(freeze or GRIDS["to-freeze"][0])]  # the paper's best setting by default
     tune_configs = [TuneConfig(vision_parts=v, text_parts=t, encoder_lr=encoder_lr, pooling=pooling,
-                               checkpoint_every=checkpoint_every) for v, t in settings]
+                               checkpoint_every=checkpoint_every, precision=precision,
+                               grad_checkpointing=grad_checkpointing) for v, t in settings]
     head_configs = [ProbeConfig(head=head, loss=loss, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim,
                                 norm=norm, seed=seed) for seed in dict.fromkeys(seeds)]
     v_specs, v_skipped = obj.resolve(vision, modality="vision")
@@ -116,12 +121,8 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
     if list_parts:
         _list_parts([*v_specs, *t_specs], options)
         return
-    for tcfg in tune_configs:
-        for specs, selection in zip((v_specs, t_specs), tcfg.selections(), strict=True):
-            refusals = [r for r in (not_trainable(s) for s in specs) if r]
-            if refusals and not selection.frozen:
-                raise ProbeError(refusals[0])
-    _check_parts(v_specs, t_specs, tune_configs, options)
+    untrainable = _untrainable(v_specs + t_specs, vision + text, tune_configs)
+    _check_parts(v_specs, t_specs, tune_configs, options, untrainable)
     ds = get_dataset(train or dataset)
     chosen = set(TASKS)
     if train:
@@ -130,17 +131,47 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
     else:
         plan = in_domain_plan(ds, chosen, explicit_tasks=False)
     _run_all(plan, ds.info.name, v_specs, t_specs, tune_configs, head_configs, chosen, results, options,
-             save_models, workers, skip_existing)
+             save_models, workers, skip_existing, untrainable)
+
+
+def _untrainable(specs, patterns, tune_configs) -> dict[str, str]:
+    """Entries that cannot train what a setting asks of them, with the reason. An entry named exactly
+    is an error (said before any work); one that a pattern (``all``, ``efficientnet/*``) reached has
+    its runs that would train it skipped, and counted."""
+    from probe.errors import ProbeError
+    from probe.tune.modules import not_trainable
+
+    exact = {p for p in patterns if p != "all" and not any(c in p for c in "*?[")}
+    out = {}
+    for spec in specs:
+        refusal = not_trainable(spec)
+        trains = any(not tcfg.selections()[spec.modality == "text"].frozen for tcfg in tune_configs)
+        if refusal and trains:
+            if spec.name in exact:
+                raise ProbeError(refusal)
+            out[spec.name] = refusal
+    return out
 
 
 def _run_all(plan, name, v_specs, t_specs, tune_configs, head_configs, tasks, results, options, save_models,
-             workers, skip_existing) -> None:
+             workers, skip_existing, untrainable) -> None:
+    from probe.errors import ProbeError
     from probe.records import keys
     from probe.records.store import is_complete, write_record
     from probe.tune.pair import TuneJob, TuneRun
 
+    def feasible(job: TuneJob) -> bool:
+        return not any(spec.name in untrainable and not selection.frozen
+                       for spec, selection in zip((job.vision, job.text), job.tune.selections(), strict=True))
+
     runner = TuneRun(name, plan, tasks, results, options, save_models=save_models, workers=workers)
-    jobs = [TuneJob(v, t, cfg, tcfg) for v in v_specs for t in t_specs for tcfg in tune_configs for cfg in head_configs]
+    every = [TuneJob(v, t, cfg, tcfg) for v in v_specs for t in t_specs for tcfg in tune_configs for cfg in head_configs]
+    jobs = [job for job in every if feasible(job)]
+    if len(jobs) < len(every):
+        click.echo(f"skipping {len(every) - len(jobs)} tune run(s) that would train an entry that cannot train: "
+                   f"{', '.join(sorted(untrainable))} (e.g. {next(iter(untrainable.values()))})", err=True)
+    if not jobs:
+        raise ProbeError("no tune run is left: every one would train an entry that cannot train")
     click.echo(f"{len(jobs)} tune run(s) x {len(plan.targets)} benchmark(s) on {name}", err=True)
     written, failed, existing = 0, 0, 0
     for job in jobs:
@@ -166,7 +197,7 @@ def _run_all(plan, name, v_specs, t_specs, tune_configs, head_configs, tasks, re
         raise click.exceptions.Exit(1)
 
 
-def _check_parts(v_specs, t_specs, tune_configs, options) -> None:
+def _check_parts(v_specs, t_specs, tune_configs, options, untrainable) -> None:
     """Every part asked for exists in its encoder, checked before any work (each encoder loaded once,
     on the CPU, and let go): a CNN asked for its cls_token is a one-line error, not a failed run."""
     from probe.encoders import load_encoder
@@ -177,7 +208,7 @@ def _check_parts(v_specs, t_specs, tune_configs, options) -> None:
     for tcfg in tune_configs:
         for specs, selection in zip((v_specs, t_specs), tcfg.selections(), strict=True):
             for spec in specs:
-                if not selection.frozen:
+                if not selection.frozen and spec.name not in untrainable:
                     wanted.setdefault(spec.name, (spec, []))[1].append(selection)
     for spec, selections in wanted.values():
         if all(name.startswith("stage:") or name == "all" for s in selections for name in s.parts):

@@ -48,12 +48,18 @@ def cuda_dtype() -> Any:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def autocast(device: str):
-    """Half-precision autocast on CUDA (:func:`cuda_dtype`); full float32 on CPU."""
+def autocast(device: str, precision: str | None = None):
+    """The precision encoders compute in: by default half precision on CUDA (:func:`cuda_dtype`) and
+    float32 elsewhere; ``precision`` ("bf16" / "fp32") asks for one on any device (training chooses
+    its own: bf16 runs on a CPU too, so the accelerator's code path can be checked there)."""
     import contextlib
 
     import torch
 
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    if precision == "fp32":
+        return contextlib.nullcontext()
     if device.startswith("cuda"):
         return torch.autocast("cuda", dtype=cuda_dtype())
     return contextlib.nullcontext()

@@ -76,6 +76,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
         any_saturated=any(r["saturated"] for r in rows),
         columns=_chooser_columns(sections), many_corpora=len({s.dataset for s in sections}) > 1,
         datasets=sorted({r["dataset"] for r in rows} | {f["dataset"] for f in failures}),
+        n_tune=sum(1 for s in tuned if s.record.ok), tune_datasets=sorted({t.dataset for t in tune_tables}),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
         machine=platform.platform())
     with atomic_open(out_dir / "leaderboard.html", "w") as handle:

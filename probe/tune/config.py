@@ -14,6 +14,8 @@ from probe.errors import ProbeError
 from probe.tune.parts import Selection, notation, parse_parts
 
 POOLINGS = ("cls", "entry")
+#: what the encoders compute in while training ("auto": bf16 on a GPU that has it, else float32)
+PRECISIONS = ("auto", "bf16", "fp32")
 #: the named grids of ``--grid``: Aczel & Wattenhofer's Table 2 (their best setting and its four
 #: one-change variants) and all 16 combinations of frozen / unfrozen embeddings and blocks per side
 GRIDS = {
@@ -34,6 +36,10 @@ class TuneConfig:
     pooling: str = "cls"
     #: optimiser steps between checkpoints (0: only at the end of each epoch)
     checkpoint_every: int = 50
+    #: autocast dtype of the encoders' forward and backward; weights stay float32 ("auto": see resolved)
+    precision: str = "auto"
+    #: recompute each block's activations in the backward pass instead of keeping them (None: on GPUs)
+    grad_checkpointing: bool | None = None
     #: records are validated by pydantic; a stored config with an unknown field is an error
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
@@ -46,7 +52,24 @@ class TuneConfig:
             raise ProbeError(f"encoder_weight_decay must be >= 0, got {self.encoder_weight_decay}")
         if self.checkpoint_every < 0:
             raise ProbeError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.precision not in PRECISIONS:
+            raise ProbeError(f"unknown precision {self.precision!r} for tuning; valid: {', '.join(PRECISIONS)}")
         self.selections()  # the syntax of both part lists
+
+    def resolved(self, device: str) -> TuneConfig:
+        """The configuration as it runs on ``device`` (what records and checkpoint keys hold): bf16
+        and gradient checkpointing on a CUDA GPU with bf16 (fp16 would need loss scaling, so such a GPU
+        runs float32), float32 without checkpointing elsewhere, unless asked otherwise."""
+        import dataclasses
+
+        cuda = device.startswith("cuda")
+        precision = self.precision
+        if precision == "auto":
+            import torch
+
+            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        checkpointing = cuda if self.grad_checkpointing is None else self.grad_checkpointing
+        return dataclasses.replace(self, precision=precision, grad_checkpointing=checkpointing)
 
     def selections(self) -> tuple[Selection, Selection]:
         return _selection(self.vision_parts, "vision"), _selection(self.text_parts, "text")

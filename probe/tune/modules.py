@@ -70,9 +70,8 @@ class TunableVision(nn.Module):
         """uint8 images (as the DataLoader gives them) normalised on the module's device."""
         return self.encoder.pixels(batch)
 
-    def set_checkpointing(self, on: bool) -> None:
-        if hasattr(self.backbone, "set_grad_checkpointing"):
-            self.backbone.set_grad_checkpointing(on)
+    def set_checkpointing(self, on: bool) -> int:
+        return checkpoint_blocks(self.backbone, self.modality, on)
 
 
 class TunableText(nn.Module):
@@ -125,9 +124,41 @@ class TunableText(nn.Module):
         pooling = "cls" if self.pooling == "cls" else self.spec.pooling
         return pool_text_tokens(hidden, tokens["attention_mask"], pooling)
 
-    def set_checkpointing(self, on: bool) -> None:
-        if on and hasattr(self.backbone, "gradient_checkpointing_enable"):
-            self.backbone.gradient_checkpointing_enable()
+    def set_checkpointing(self, on: bool) -> int:
+        return checkpoint_blocks(self.backbone, self.modality, on)
+
+
+def checkpoint_blocks(backbone: nn.Module, modality: str, on: bool) -> int:
+    """Gradient checkpointing of each block (:func:`probe.tune.parts.block_modules`): its activations
+    are recomputed in the backward pass instead of kept. The number of blocks wrapped.
+
+    probe wraps the blocks itself rather than calling the libraries' switches: Hugging Face models
+    checkpoint only in training mode, and encoders tune in eval mode (no dropout, BatchNorm fixed);
+    timm's reentrant variant would pass no gradient into trainable blocks behind frozen embeddings.
+    Non-reentrant checkpointing does both, with keyword arguments, under autocast."""
+    from probe.tune.parts import block_modules
+
+    names = block_modules(backbone, modality)
+    for name in names:
+        block = backbone.get_submodule(name)
+        block.__dict__.pop("forward", None)  # the class's forward again
+        if on:
+            block.forward = _checkpointed(block.forward)
+    return len(names) if on else 0
+
+
+def _checkpointed(forward: Any) -> Any:
+    import functools
+
+    from torch.utils.checkpoint import checkpoint
+
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    return run
 
 
 def tunable(encoder: Any, pooling: str) -> Any:

@@ -117,6 +117,7 @@ class TuneRun:
         from probe.tune.train import Side, fingerprint, tune_fit
 
         device = pick_device(self.options.device)
+        job = replace(job, tune=job.tune.resolved(device))  # records and the checkpoint key say what ran
         selections = job.tune.selections()
         vision, text = (self._prepare(spec, selection, job.tune, device)
                         for spec, selection in zip((job.vision, job.text), selections, strict=True))

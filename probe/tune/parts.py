@@ -117,6 +117,18 @@ def part_map(model: Any, modality: str, cls_row: int | None = None) -> tuple[dic
     return {name: parts[name] for name in order if name in parts}, unnamed
 
 
+def block_modules(model: Any, modality: str) -> list[str]:
+    """Names of the modules that are ``model``'s blocks (``blocks.3``, ``encoder.layer.3``), in order:
+    the units gradient checkpointing recomputes."""
+    pattern = dict(_VISION_RULES if modality == "vision" else _TEXT_RULES)["blocks"]
+    names: dict[str, None] = {}
+    for name, _ in model.named_parameters():
+        match = re.search(pattern, name)
+        if match and match.groups() and match.group(1):
+            names[name[:match.end(1)]] = None
+    return list(names)
+
+
 def parse_parts(text: str, modality: str) -> Selection:
     """``"patch_embed,cls_token,blocks:2"`` (or ``all``, ``none``) as a :class:`Selection`; the names
     are checked against the encoder later (:func:`resolve`), the syntax here."""

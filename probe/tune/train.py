@@ -10,7 +10,8 @@ features.
 
 Encoders run in eval mode throughout (no dropout, BatchNorm statistics fixed): a frozen tensor,
 parameter or buffer, is the same after training, bit for bit. On accelerators the encoders compute
-in bf16 (autocast) with gradient checkpointing; weights stay float32.
+in bf16 (autocast) with gradient checkpointing; weights stay float32. Both can be asked for on a
+CPU too (:attr:`TuneConfig.precision`, :attr:`TuneConfig.grad_checkpointing`), where the tests check them.
 
 A checkpoint (every ``checkpoint_every`` steps and at every epoch's end) holds the trained tensors,
 heads, optimiser, schedule, history and early-stopping state; a killed run resumes from it and ends
@@ -112,6 +113,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
 
     if len(pairs) < 2:
         raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
+    tcfg = tcfg.resolved(device)
     batch_size = min(cfg.batch_size, len(pairs))
     steps_per_epoch = len(pairs) // batch_size
     total_steps = cfg.epochs * steps_per_epoch
@@ -123,7 +125,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     for side in (vision, text):
         if side.trains:
             side.module.to(device).eval()
-            side.module.set_checkpointing(device.startswith("cuda"))
+            side.module.set_checkpointing(bool(tcfg.grad_checkpointing))
     frozen = {name: torch.as_tensor(np.ascontiguousarray(side.features, dtype=np.float32), device=device)
               for name, side in (("vision", vision), ("text", text)) if not side.trains}
     owner = torch.as_tensor(caption_image, dtype=torch.long, device=device)
@@ -157,7 +159,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
                 rows = order[step * batch_size:(step + 1) * batch_size]
                 img_rows = owner[torch.as_tensor(rows, device=device)]
                 loss = _step(vision, text, frozen, img_rows, rows, images, (v_head, t_head, loss_fn), optimiser,
-                             state, device)
+                             state, device, tcfg.precision)
                 schedule.step()
                 state.losses.append(loss)
                 state.step, state.global_step = step + 1, state.global_step + 1
@@ -222,7 +224,7 @@ def _image_batches(vision: Side, caption_image: np.ndarray, order: np.ndarray, b
 
 
 def _step(vision: Side, text: Side, frozen: dict[str, Any], img_rows: Any, rows: np.ndarray, images: Any,
-          heads: tuple[Any, Any, Any], optimiser: Any, state: _State, device: str) -> Any:
+          heads: tuple[Any, Any, Any], optimiser: Any, state: _State, device: str, precision: str) -> Any:
     """One optimiser step; its loss (a tensor: read back once per epoch). The first step is counted."""
     import torch
 
@@ -238,12 +240,12 @@ def _step(vision: Side, text: Side, frozen: dict[str, Any], img_rows: Any, rows:
 
     def forward() -> Any:
         if vision.trains:
-            with autocast(device):
+            with autocast(device, precision):
                 x_img = vision.module(vision.module.inputs(batch[1])).float()
         else:
             x_img = frozen["vision"][img_rows]
         if text.trains:
-            with autocast(device):
+            with autocast(device, precision):
                 x_txt = text.module(text.module.inputs([text.inputs[r] for r in rows])).float()
         else:
             x_txt = frozen["text"][torch.as_tensor(rows, device=device)]
