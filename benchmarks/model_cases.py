@@ -271,6 +271,69 @@ def channels_last(models: tuple[str, ...] = ("efficientnet/lite0-in1k", "efficie
     return out
 
 
+def _camera_jpegs(n: int, side: tuple[int, int] = (400, 300)) -> list[bytes]:
+    """``n`` distinct JPEGs (quality 90) of smooth gradients with noise: a photo's decoding cost,
+    unlike a flat image's."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    w, h = side
+    pool = []
+    for i in range(n):
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([(xx * (i + 1) % 256), (yy * 3 + i) % 256, ((xx + yy) // 2 + 7 * i) % 256], -1)
+        pixels = np.clip(base + rng.normal(0, 12, size=base.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+        pool.append(buf.getvalue())
+    return pool
+
+
+def jpeg_decode(models: tuple[str, ...] = ("baseline/random-vit-s16", "efficientnet/lite0-in1k",
+                                           "efficientnet/lite2-in1k"),
+                sides: tuple[tuple[int, int], ...] = ((400, 300), (1024, 768)), images: int = 64) -> list[dict]:
+    """What one data-loader worker spends per image: a JPEG's bytes to the uint8 crop an encoder
+    takes, by torchvision (probe's decoder) against PIL's decode and resize (the former one), one
+    thread, same bytes; the pixels must agree within 2 of 255 levels."""
+    import io
+
+    import torch
+
+    from probe.data.images import open_rgb
+    from probe.encoders.preprocess import SpecTransform
+    from probe.registry import Registry
+
+    registry = Registry.load()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    out = []
+    try:
+        for side in sides:
+            pool = _camera_jpegs(images, side)
+            for name in models:
+                transform = SpecTransform(registry.get(name))
+
+                def ours(transform=transform, pool=pool) -> list:
+                    return [transform.from_bytes(data, "x.jpg") for data in pool]
+
+                def pil(transform=transform, pool=pool) -> list:
+                    return [transform(open_rgb(io.BytesIO(data), "x.jpg")) for data in pool]
+
+                ours_s, base_s = best_of(ours, 3), best_of(pil, 3)
+                worst = max(int((a.int() - b.int()).abs().max()) for a, b in zip(ours(), pil(), strict=True))
+                out.append({"case": f"jpeg_decode[{name} {side[0]}x{side[1]}]", "ours_s": ours_s,
+                            "baseline_s": base_s, "ratio": base_s / ours_s, "agree": worst <= 2,
+                            "note": f"{images} JPEGs to {transform.size}px crops: {1000 * ours_s / images:.2f} vs "
+                                    f"{1000 * base_s / images:.2f} ms/image (torchvision vs PIL), pixels within "
+                                    f"{worst} level(s)"})
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
 def _write_shards(root, n_shards: int, per_shard: int, side: tuple[int, int] = (400, 300)) -> None:
     """``n_shards`` webdataset shards of ``per_shard`` JPEG + caption samples at camera-like size.
 
@@ -280,19 +343,7 @@ def _write_shards(root, n_shards: int, per_shard: int, side: tuple[int, int] = (
     import io
     import tarfile
 
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    w, h = side
-    pool = []
-    for i in range(min(per_shard, 256)):
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = np.stack([(xx * (i + 1) % 256), (yy * 3 + i) % 256, ((xx + yy) // 2 + 7 * i) % 256], -1)
-        pixels = np.clip(base + rng.normal(0, 12, size=base.shape), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
-        pool.append(buf.getvalue())
+    pool = _camera_jpegs(min(per_shard, 256), side)
     for s in range(n_shards):
         with tarfile.open(root / f"shard-{s:05d}.tar", "w") as tar:
             for j in range(per_shard):

@@ -219,18 +219,17 @@ class AlignedModel:
     def encode_image(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """Aligned embeddings of PIL images or image paths, preprocessed as the vision entry says."""
         import torch
-        from PIL import Image
+
+        from probe.data.base import FileImage
 
         encoder = self.encoder("vision")
         transform = encoder.transform()
         out = []
         for start in range(0, len(images), batch_size):
             batch = []
-            for item in images[start:start + batch_size]:
-                if isinstance(item, (str, Path)):
-                    with Image.open(item) as opened:
-                        item = opened.convert("RGB")
-                batch.append(transform(item))
+            for item in images[start:start + batch_size]:  # a path is read as extraction reads it
+                batch.append(transform.from_ref(FileImage(str(item))) if isinstance(item, (str, Path))
+                             else transform(item))
             with torch.inference_mode():
                 out.append(encoder.encode(torch.stack(batch)))
         return self.embed_image_features(np.concatenate(out))

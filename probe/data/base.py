@@ -48,6 +48,11 @@ class FileImage:
 
         return open_rgb(self.path)
 
+    def read_bytes(self) -> bytes:
+        """The encoded file (JPEGs are decoded from these, see :class:`probe.encoders.preprocess.SpecTransform`)."""
+        with open(self.path, "rb") as handle:
+            return handle.read()
+
     def fingerprint(self) -> str:
         return file_identity(self.path)
 

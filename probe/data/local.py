@@ -241,19 +241,22 @@ class TarImage:
 
         from probe.data.images import open_rgb
 
+        return open_rgb(io.BytesIO(self.read_bytes()), f"{self.shard}:{self.member}")
+
+    def read_bytes(self) -> bytes:
+        """The member's encoded bytes."""
         if self.offset >= 0:
             with open(self.shard, "rb") as shard:
                 shard.seek(self.offset)
                 data = shard.read(self.size)
             if len(data) != self.size:
                 raise OSError(f"{self.shard}:{self.member}: shard shorter than its listing (truncated?)")
-        else:
-            with tarfile.open(self.shard) as tar:
-                handle = tar.extractfile(self.member)
-                if handle is None:
-                    raise OSError(f"{self.shard}:{self.member} is not a file")
-                data = handle.read()
-        return open_rgb(io.BytesIO(data), f"{self.shard}:{self.member}")
+            return data
+        with tarfile.open(self.shard) as tar:
+            handle = tar.extractfile(self.member)
+            if handle is None:
+                raise OSError(f"{self.shard}:{self.member} is not a file")
+            return handle.read()
 
     def fingerprint(self) -> str:
         """The member and its shard's identity: a rewritten shard (same names, other bytes) changes its

@@ -16,6 +16,7 @@ import numpy as np
 
 from probe import __version__
 from probe.data.base import text_fingerprint
+from probe.encoders.preprocess import JPEG_DECODER
 from probe.errors import ProbeError
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
 from probe.features.options import ExtractOptions, storage_dtype
@@ -39,7 +40,9 @@ class ImageInputs:
     def __getitem__(self, i: int):
         position = self.positions[i]
         try:
-            return position, self.transform(self.refs[position].load()), None
+            ref = self.refs[position]
+            from_ref = getattr(self.transform, "from_ref", None)  # JPEGs from their bytes (SpecTransform)
+            return position, from_ref(ref) if from_ref else self.transform(ref.load()), None
         except (OSError, ValueError) as exc:
             return position, None, f"{type(exc).__name__}: {exc}"
 
@@ -56,7 +59,9 @@ def collate_images(items):
 def entry_for(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
               fit_texts: Sequence[str] | None) -> tuple[CacheEntry, str, str]:
     """``(entry, key, storage dtype)`` of the features of these inputs (see :mod:`probe.features.cache`)."""
-    extra = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
+    extra: dict[str, Any] = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
+    if spec.modality == "vision":
+        extra["jpeg"] = JPEG_DECODER
     dtype = storage_dtype(spec, options)
     key = cache_key(spec, dataset, split, input_set, content, dtype, extra)
     return CacheEntry(options.cache, spec, dataset, split, input_set, key), key, dtype
@@ -299,7 +304,7 @@ class _Measured:
 def _preprocessing(spec: EncoderSpec) -> dict[str, Any]:
     if spec.modality == "vision":
         return {"image_size": spec.image_size, "mean": spec.mean, "std": spec.std,
-                "interpolation": spec.interpolation, "crop_pct": spec.crop_pct}
+                "interpolation": spec.interpolation, "crop_pct": spec.crop_pct, "jpeg_decoder": JPEG_DECODER}
     return {"max_length": spec.max_length, "text_prefix": spec.text_prefix}
 
 

@@ -57,11 +57,7 @@ class _ShardStream(IterableDataset):
         self.shards, self.wanted, self.transform = shards, wanted, transform
 
     def __iter__(self) -> Iterator[tuple[int, Any, str | None]]:
-        import io
-
         import webdataset
-
-        from probe.data.images import open_rgb
 
         def note(exc: Exception) -> bool:  # a shard cut short: keep what it delivered, go on
             return True
@@ -75,9 +71,19 @@ class _ShardStream(IterableDataset):
                 if position is None or not isinstance(data, bytes):
                     continue
                 try:
-                    yield position, self.transform(open_rgb(io.BytesIO(data), f"{shard}:{key}.{ext}")), None
+                    yield position, self._pixels(data, f"{shard}:{key}.{ext}"), None
                 except (OSError, ValueError) as exc:
                     yield position, None, f"{type(exc).__name__}: {exc}"
+
+    def _pixels(self, data: bytes, name: str) -> Any:
+        from_bytes = getattr(self.transform, "from_bytes", None)  # JPEGs by torchvision (SpecTransform)
+        if from_bytes is not None:
+            return from_bytes(data, name)
+        import io
+
+        from probe.data.images import open_rgb
+
+        return self.transform(open_rgb(io.BytesIO(data), name))
 
 
 def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: list[range], batch_size: int,
