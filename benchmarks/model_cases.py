@@ -419,7 +419,7 @@ def shard_extraction(models: tuple[str, ...] | None = None, n_shards: int | None
             encoder = load_encoder(spec, device=device)
             transform = encoder.transform()
             head = min(forward_images, n)
-            tensors = torch.stack([transform(ref.load()) for ref in data.images[:head]])
+            tensors = torch.stack([transform.from_ref(ref) for ref in data.images[:head]])  # decoded as extraction does
             encoder.encode(tensors[:batch_size])  # warm-up: allocator, cuDNN autotune
 
             def forward(encoder=encoder, tensors=tensors) -> np.ndarray:
@@ -453,6 +453,18 @@ def shard_extraction(models: tuple[str, ...] | None = None, n_shards: int | None
                                 f"{precision}, batch {batch_size}, {workers} workers; each image read by its "
                                 f"offset instead of streaming the shards: {n / offset_s:,.0f} img/s "
                                 f"(streamed {offset_s / ours:.2f}x as fast)"})
+            if on_gpu:  # JPEGs decoded on the GPU (nvjpeg), the workers only reading bytes
+                start = time.perf_counter()
+                on_device = split_features(spec, data, ExtractOptions(
+                    cache_dir=Path(tmp) / f"cache-{name}-device-decode", batch_size=batch_size, workers=workers,
+                    progress=False, device=device, decode="device"), encoder=encoder)
+                device_s = time.perf_counter() - start
+                out.append({"case": f"shard_extraction[{name},{device},decode=device]", "ours_s": device_s,
+                            "baseline_s": base, "ratio": base / device_s, "device": device, "images_per_s": n / device_s,
+                            "agree": bool(np.allclose(on_device.dense(n), streamed, atol=5e-2)),
+                            "note": f"--decode device: {n / device_s:,.0f} img/s end to end vs {n / base:,.0f} img/s "
+                                    f"pure forward = {100 * base / device_s:.0f}% (goal >= 90%); workers decoding: "
+                                    f"{100 * base / ours:.0f}%"})
             del encoder, tensors
             if on_gpu:
                 torch.cuda.empty_cache()

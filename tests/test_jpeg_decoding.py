@@ -5,6 +5,7 @@ format behind a .jpg name) goes through PIL exactly as before."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -100,3 +101,32 @@ def test_extraction_workers_decode_jpeg_files_through_torchvision(tmp_path):
     transform = encoder.transform()
     direct = encoder.encode(torch.stack([transform.jpeg(p.read_bytes()) for p in paths]))
     np.testing.assert_allclose(extracted, direct, rtol=1e-5, atol=1e-5)
+
+
+def test_decoding_on_the_device_gives_the_workers_features_and_lists_the_same_bad_images(run_cli, tmp_path):
+    """``--decode device`` on a CPU: JPEGs batch-decoded in the main process, a CMYK JPEG and a PNG
+    decoded by the workers, a cut-short JPEG (end marker restored) failed by both decoders and listed;
+    the features equal the workers' bit for bit."""
+    folder = tmp_path / "imgs" / "train" / "thing"
+    folder.mkdir(parents=True)
+    photos = _photos(5)
+    for i, photo in enumerate(photos[:3]):
+        (folder / f"{i}.jpg").write_bytes(_encoded(photo, quality=90))
+    (folder / "3.png").write_bytes(_encoded(photos[3], "PNG"))
+    (folder / "4.jpg").write_bytes(_encoded(photos[4].convert("CMYK"), quality=90))
+    whole = _encoded(photos[0], quality=90)
+    (folder / "5.jpg").write_bytes(whole[:600] + whole[-2:])
+    entries = {}
+    for decode in ("workers", "device"):
+        cache = tmp_path / decode
+        result = run_cli("extract", "-m", "test/tiny-vit", "-d", f"imagefolder:{tmp_path / 'imgs'}", "--cache-dir",
+                         str(cache), "--workers", "1", "--batch-size", "4", "--decode", decode)
+        assert result.returncode == 0, result.stderr
+        assert "1 bad image(s) skipped" in result.stdout
+        meta_path = next(cache.rglob("meta.json"))
+        meta = json.loads(meta_path.read_text())
+        entries[decode] = (meta, np.load(meta_path.parent / "features.npy"))
+    (meta_w, feats_w), (meta_d, feats_d) = entries["workers"], entries["device"]
+    assert meta_w["skipped"] == meta_d["skipped"] and "5.jpg" in meta_w["skipped"][0]["input"]
+    assert meta_w["key"] == meta_d["key"]  # on a CPU both decode with libjpeg-turbo: one cache entry serves both
+    assert feats_w.shape == (5, 64) and np.array_equal(feats_w, feats_d)

@@ -110,6 +110,13 @@ def dtype_option(fn: Callable) -> Callable:
                              "(rounded on read); a float16 one never serves float32.")(fn)
 
 
+def decode_option(fn: Callable) -> Callable:
+    return click.option("--decode", type=click.Choice(["workers", "device"]), default="workers", show_default=True,
+                         help="Where JPEGs are decoded: in the data-loader workers (torchvision on the CPU), or on "
+                              "the encoder's device, a batch at a time (nvjpeg on a GPU: workers only read bytes). "
+                              "GPU-decoded features are cached apart.")(fn)
+
+
 def cache_option(fn: Callable) -> Callable:
     return click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                         help="Feature cache [default: <results>/features or $PROBE_CACHE_DIR].")(fn)

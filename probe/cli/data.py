@@ -10,6 +10,7 @@ from probe.cli.common import (
     CONTEXT,
     RunContext,
     cache_option,
+    decode_option,
     device_option,
     dtype_option,
     echo_skipped,
@@ -129,14 +130,15 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="DataLoader workers decoding images.")
 @dtype_option
+@decode_option
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
 @cache_option
 @device_option("cpu, cuda, cuda:1 ... [default: cuda if present].")
 @executor_options
 @click.pass_obj
-def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, on_bad_image, cache_dir, device,
-            executor, ray_address) -> None:
+def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, decode, on_bad_image, cache_dir,
+            device, executor, ray_address) -> None:
     """Extract features for models on a dataset into the cache (resumable; reused by every pair).
 
     \b
@@ -170,7 +172,8 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
     if needs_fit:
         fit = loaded["train"] if "train" in loaded else ds.load("train")
     options = ExtractOptions(cache_dir=workspace(None, cache_dir)[1], batch_size=batch_size, workers=workers,
-                             dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download)
+                             dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download,
+                             decode=decode)
     options = dataclasses.replace(options, cache_dir=for_workers(executor, options.cache)[0])
     with executor_for(executor, ray_address, (options.cache,)) as chosen:
         if isinstance(chosen, RayExecutor):

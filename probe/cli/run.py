@@ -7,6 +7,7 @@ import click
 from probe.cli.common import (
     CONTEXT,
     cache_option,
+    decode_option,
     device_option,
     dtype_option,
     echo_skipped,
@@ -57,12 +58,13 @@ from probe.cli.common import (
               help="Batch size of feature extraction on a cache miss [default: 64 on a GPU; on a CPU 16, or 64 "
                    "for ONNX models].")
 @dtype_option
+@decode_option
 @device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
 @executor_options
 @click.pass_context
 def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, recipe,
         config_file, tasks, skip_existing, save_models,
-        results_dir, cache_dir, workers, extract_batch_size, dtype, device, executor, ray_address) -> None:
+        results_dir, cache_dir, workers, extract_batch_size, dtype, decode, device, executor, ray_address) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
     Features come from the cache (extracted on a miss, each encoder once). In-domain (--dataset),
@@ -130,7 +132,8 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
         where = f"on {ds.info.name}"
     sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results,
                            ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size,
-                                          dtype=dtype, device=device, allow_download=obj.allow_download),
+                                          dtype=dtype, device=device, allow_download=obj.allow_download,
+                                          decode=decode),
                            save_models=save_models)
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"

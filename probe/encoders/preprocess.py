@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import Any
 
@@ -72,21 +73,96 @@ class SpecTransform:
         """A complete RGB or greyscale JPEG decoded and resized by torchvision, or None where PIL
         must decide (CMYK, no end marker, a header PIL refuses, such as a decompression bomb)."""
         import torch
-        from PIL import Image
         from torchvision.io import ImageReadMode, decode_jpeg
-        from torchvision.transforms.v2 import functional as F
 
-        if data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        if not decodable(data):
             return None
         try:
-            with Image.open(io.BytesIO(data)) as header:  # reads the header only
-                if header.format != "JPEG" or header.mode not in ("RGB", "L"):
-                    return None
             pixels = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        except Exception:  # PIL's bomb error, torchvision's RuntimeError: PIL's path says what is wrong
+        except RuntimeError:  # PIL's path says what is wrong
             return None
+        return self.crop(pixels)
+
+    def crop(self, pixels: Any):
+        """Decoded uint8 pixels [3, H, W] (on any device) resized and centre-cropped as PIL's path does."""
+        from torchvision.transforms.v2 import functional as F
+
         pixels = F.resize(pixels, [self.resize], interpolation=self.interpolation, antialias=True)
         return F.center_crop(pixels, [self.size, self.size])
+
+
+def decodable(data: bytes) -> bool:
+    """Whether torchvision may decode ``data``: a complete JPEG (start and end markers) whose header
+    PIL accepts (no decompression bomb) and whose pixels are RGB or greyscale (not CMYK)."""
+    from PIL import Image
+
+    if data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # reads the header only
+            return header.format == "JPEG" and header.mode in ("RGB", "L")
+    except Exception:  # PIL's bomb error or an unreadable header: PIL's path says what is wrong
+        return False
+
+
+class DeviceDecoding(SpecTransform):
+    """JPEGs decoded on the encoder's device (nvjpeg on a GPU), a batch at a time, in the main
+    process: data-loader workers only read bytes, so decoding no longer bounds a GPU's extraction by
+    its host's cores. Anything else is decoded in the workers as :class:`SpecTransform` does.
+
+    A worker's item is a JPEG's bytes (a 1-D uint8 tensor) or finished pixels [3, S, S];
+    :meth:`collate` keeps them in a list and :meth:`finish` turns the list into the usual batch. A
+    JPEG the device cannot decode is decoded by PIL there, and one PIL cannot read is listed as bad."""
+
+    @classmethod
+    def of(cls, transform: SpecTransform) -> DeviceDecoding:
+        made = cls.__new__(cls)
+        made.__dict__.update(transform.__dict__)
+        return made
+
+    def from_bytes(self, data: bytes, name: str):
+        import torch
+
+        if name.lower().endswith(JPEG_SUFFIXES) and decodable(data):
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8), name
+        return super().from_bytes(data, name)
+
+    @staticmethod
+    def collate(items: list) -> tuple[list[int], list, list[tuple[int, str]]]:
+        good = [(p, t) for p, t, _ in items if t is not None]
+        return [p for p, _ in good], [t for _, t in good], [(p, err) for p, t, err in items if t is None]
+
+    def finish(self, positions: list[int], items: list, device: str) -> tuple[list[int], Any, list[tuple[int, str]]]:
+        """``(positions, uint8 batch [N, 3, S, S] on device or None, bad)`` of a collated batch."""
+        import torch
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        from probe.data.images import open_rgb
+
+        encoded = [i for i, item in enumerate(items) if isinstance(item, tuple)]
+        decoded: dict[int, Any] = {}
+        if encoded:
+            try:
+                decoded = dict(zip(encoded, decode_jpeg([items[i][0] for i in encoded], mode=ImageReadMode.RGB,
+                                                        device=device), strict=True))
+            except RuntimeError:  # one bad image fails the batch: decode each on its own
+                for i in encoded:
+                    with contextlib.suppress(RuntimeError):  # PIL decides below
+                        decoded[i] = decode_jpeg(items[i][0], mode=ImageReadMode.RGB, device=device)
+        kept, crops, bad = [], [], []
+        for i, (position, item) in enumerate(zip(positions, items, strict=True)):
+            try:
+                if not isinstance(item, tuple):
+                    crops.append(item.to(device, non_blocking=True))
+                elif i in decoded:
+                    crops.append(self.crop(decoded[i]))
+                else:
+                    data, name = item
+                    crops.append(self(open_rgb(io.BytesIO(data.numpy().tobytes()), name)).to(device))
+                kept.append(position)
+            except (OSError, ValueError) as exc:
+                bad.append((position, f"{type(exc).__name__}: {exc}"))
+        return kept, torch.stack(crops) if crops else None, bad
 
 
 def build_transform(spec: EncoderSpec) -> SpecTransform:

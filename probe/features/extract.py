@@ -61,10 +61,20 @@ def entry_for(spec: EncoderSpec, dataset: str, split: str, input_set: str, conte
     """``(entry, key, storage dtype)`` of the features of these inputs (see :mod:`probe.features.cache`)."""
     extra: dict[str, Any] = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
     if spec.modality == "vision":
-        extra["jpeg"] = JPEG_DECODER
+        extra["jpeg"] = jpeg_decoder(options)
     dtype = storage_dtype(spec, options)
     key = cache_key(spec, dataset, split, input_set, content, dtype, extra)
     return CacheEntry(options.cache, spec, dataset, split, input_set, key), key, dtype
+
+
+def jpeg_decoder(options: ExtractOptions) -> str:
+    """What decodes JPEGs for these options (a GPU's decoder may round otherwise than the CPU's)."""
+    if options.decode == "device":
+        from probe.encoders.base import pick_device
+
+        if pick_device(options.device).startswith("cuda"):
+            return JPEG_DECODER + "-cuda"
+    return JPEG_DECODER
 
 
 def cached(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
@@ -167,7 +177,7 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
     entry.chunks.mkdir(parents=True, exist_ok=True)
     chunk_iter = shard_chunks if by_shard else _image_chunks if spec.modality == "vision" else _text_chunks
     for chunk, ids, feats, bad in chunk_iter(encoder, inputs, chunks, ranges, extraction_batch_size(spec, options),
-                                             options.workers, bar):
+                                             options.workers, bar, options.decode):
         if bad and options.on_bad_image == "fail":
             position, error = bad[0]
             raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
@@ -312,20 +322,37 @@ def _describe(item: Any) -> str:
     return getattr(item, "path", None) or (item.fingerprint() if hasattr(item, "fingerprint") else str(item))[:200]
 
 
-def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar):
+def loader_transform(encoder: Any, decode: str) -> tuple[Any, Callable, Callable | None]:
+    """``(transform, collate, finish)`` of an encoder's images: decoded in the data-loader workers
+    (``finish`` None), or, with ``decode="device"``, JPEGs decoded on the encoder's device by
+    ``finish(positions, items, device)`` in the main process."""
+    from probe.encoders.preprocess import DeviceDecoding, SpecTransform
+
+    transform = encoder.transform()
+    if decode == "device" and isinstance(transform, SpecTransform):
+        transform = DeviceDecoding.of(transform)
+        return transform, transform.collate, transform.finish
+    return transform, collate_images, None
+
+
+def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar, decode: str = "workers"):
     import torch
     from torch.utils.data import DataLoader
 
     positions = [p for c in missing for p in ranges[c]]
-    loader: Any = DataLoader(ImageInputs(refs, positions, encoder.transform()), batch_size=batch_size,  # type: ignore[arg-type]
-                        num_workers=workers, collate_fn=collate_images, shuffle=False,
-                        pin_memory=str(encoder.device).startswith("cuda"),
+    transform, collate, finish = loader_transform(encoder, decode)
+    loader: Any = DataLoader(ImageInputs(refs, positions, transform), batch_size=batch_size,  # type: ignore[arg-type]
+                        num_workers=workers, collate_fn=collate, shuffle=False,
+                        pin_memory=str(encoder.device).startswith("cuda") and finish is None,
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     chunk_of = {p: c for c in missing for p in ranges[c]}
     current, ids, feats, bad = None, [], [], []
     for batch_ids, tensor, batch_bad in loader:
         first = batch_ids[0] if batch_ids else batch_bad[0][0]
         chunk = chunk_of[first]
+        if finish is not None:
+            batch_ids, tensor, more_bad = finish(batch_ids, tensor, str(encoder.device))
+            batch_bad = batch_bad + more_bad
         if current is not None and chunk != current:
             yield current, ids, _stack(feats, encoder.dim), bad
             ids, feats, bad = [], [], []
@@ -340,7 +367,7 @@ def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar):
         yield current, ids, _stack(feats, encoder.dim), bad
 
 
-def _text_chunks(encoder, texts, missing, ranges, batch_size, workers, bar):
+def _text_chunks(encoder, texts, missing, ranges, batch_size, workers, bar, decode: str = "workers"):
     for chunk in missing:
         ids, feats = [], []
         for batch in _batches(list(ranges[chunk]), batch_size):

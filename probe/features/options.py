@@ -12,6 +12,8 @@ ENV_CACHE = "PROBE_CACHE_DIR"
 #: storage dtypes of cached features; "auto" is float16 where the encoder runs in half precision
 DTYPES = ("auto", "float16", "float32")
 ON_BAD_IMAGE = ("skip", "fail")
+#: where JPEGs are decoded: in the data-loader workers, or on the encoder's device (nvjpeg on a GPU)
+DECODES = ("workers", "device")
 
 
 def default_cache_dir(results_dir: Path | None = None) -> Path:
@@ -41,10 +43,14 @@ class ExtractOptions:
     verify: bool = True
     device: str | None = None
     allow_download: bool | None = None
+    #: see :data:`DECODES`
+    decode: str = "workers"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ProbeError(f"feature dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.decode not in DECODES:
+            raise ProbeError(f"--decode {self.decode!r} is not one of {', '.join(DECODES)}")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise ProbeError(f"--on-bad-image {self.on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}")
         if self.batch_size is not None and self.batch_size < 1:

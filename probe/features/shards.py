@@ -87,19 +87,21 @@ class _ShardStream(IterableDataset):
 
 
 def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: list[range], batch_size: int,
-                 workers: int, bar: Any) -> Iterator[tuple[int, list[int], np.ndarray, list[tuple[int, str]]]]:
+                 workers: int, bar: Any, decode: str = "workers",
+                 ) -> Iterator[tuple[int, list[int], np.ndarray, list[tuple[int, str]]]]:
     """``(chunk, ids, features, bad)`` for each missing chunk (one shard each), streamed."""
     import torch
     from torch.utils.data import DataLoader
 
-    from probe.features.extract import collate_images
+    from probe.features.extract import loader_transform
 
     chunk_of = {p: c for c in missing for p in ranges[c]}
     wanted = {(refs[p].shard, refs[p].member): p for p in chunk_of}
     shards = [refs[ranges[c].start].shard for c in missing]
-    loader: Any = DataLoader(_ShardStream(shards, wanted, encoder.transform()),
-                             batch_size=batch_size, num_workers=min(workers, len(shards)), collate_fn=collate_images,
-                             pin_memory=str(encoder.device).startswith("cuda"),
+    transform, collate, finish = loader_transform(encoder, decode)
+    loader: Any = DataLoader(_ShardStream(shards, wanted, transform),
+                             batch_size=batch_size, num_workers=min(workers, len(shards)), collate_fn=collate,
+                             pin_memory=str(encoder.device).startswith("cuda") and finish is None,
                              prefetch_factor=4 if workers else None)
     pending: dict[int, tuple[list[int], list[np.ndarray], list[tuple[int, str]]]] = {c: ([], [], []) for c in missing}
 
@@ -109,6 +111,9 @@ def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: 
         return chunk, ids, parts, bad
 
     for batch_ids, tensor, batch_bad in loader:
+        if finish is not None:
+            batch_ids, tensor, more_bad = finish(batch_ids, tensor, str(encoder.device))
+            batch_bad = batch_bad + more_bad
         if tensor is not None:
             with torch.inference_mode():
                 out = encoder.encode(tensor)
