@@ -87,3 +87,98 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
             "note": f"{vision} [{parts}] + frozen text, {n_steps} steps of {batch} on cpu: probe tune "
                     f"{n_steps * batch / ours_s:.1f} vs hand-written {n_steps * batch / baseline_s:.1f} samples/s "
                     f"(the hand-written loop's images decoded beforehand)"}
+
+
+def _tune_memory_child(vision: str, parts: str, batch: int, n_images: int, precision: str, checkpointing: bool) -> dict:
+    """One variant in a fresh process: the fit's peak memory above what loading left (CUDA: the
+    allocator's peak; CPU: the process's peak resident set), seconds per step, and the trained tensors."""
+    import resource
+
+    import numpy as np
+    import torch
+
+    from probe.align.config import ProbeConfig
+    from probe.align.train import PairedFeatures
+    from probe.data import get_dataset
+    from probe.encoders import load_encoder
+    from probe.encoders.base import pick_device
+    from probe.features.extract import encode_inputs
+    from probe.registry import Registry
+    from probe.tune.config import TuneConfig
+    from probe.tune.modules import TunedEncoder, module_parts, pooled_spec, tunable
+    from probe.tune.parts import apply, parse_parts, resolve
+    from probe.tune.train import Side, tune_fit
+
+    device = pick_device(None)
+    torch.manual_seed(0)
+    data = get_dataset("shapes").load("train").subset(np.arange(n_images), "train-head")
+    registry = Registry.load()
+
+    def side(name: str, selection: str, inputs):
+        spec = registry.get(name)
+        module = tunable(load_encoder(spec, device=device), "cls")
+        features = encode_inputs(TunedEncoder(pooled_spec(spec, module), module, device), inputs, 16)
+        chosen = parse_parts(selection, spec.modality)
+        trainable = resolve(chosen, module_parts(module)[0], spec.name, spec.modality)
+        apply(module.backbone, trainable)
+        return Side(features, module if not chosen.frozen else None, trainable, inputs)
+
+    vision_side = side(vision, parts, data.images)
+    text = side("test/tiny-bert", "none", data.captions)
+    pairs = PairedFeatures(vision_side.features, text.features, data.caption_image).usable_pairs()
+    cfg = ProbeConfig(head="linear", loss="infonce", epochs=1, batch_size=batch, out_dim=256, norm=False)
+    tcfg = TuneConfig(encoder_lr=1e-4, checkpoint_every=0, precision=precision, grad_checkpointing=checkpointing)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start = time.perf_counter()
+    result = tune_fit(vision_side, text, data.caption_image, pairs, cfg, tcfg, device, workers=0, progress=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    seconds = time.perf_counter() - start
+    weights = torch.cat([t.detach().float().cpu().flatten() for t in vision_side.tensors().values()])
+    return {"device": device, "peak_bytes": int(peak), "step_s": seconds / max(1, result.steps),
+            "steps": result.steps, "weights": weights.tolist()}
+
+
+def tune_memory(vision: str = "baseline/random-vit-s16", parts: str = "blocks", batch: int = 32,
+                n_images: int = 32) -> list[dict]:
+    """``probe tune``'s step with gradient checkpointing against the same step keeping every
+    activation (and, on a GPU, bf16 autocast against float32): peak memory of the fit and time per
+    step, each variant in a fresh process; the trained weights must agree."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    def variant(precision: str, checkpointing: bool) -> dict:
+        code = ("import json, sys; from benchmarks.tune_cases import _tune_memory_child as c; "
+                f"print(json.dumps(c({vision!r}, {parts!r}, {batch}, {n_images}, {precision!r}, {checkpointing})))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    plain = variant("auto", False)
+    on_gpu = plain["device"].startswith("cuda")
+    precision = "bf16" if on_gpu else "fp32"
+    plain = variant(precision, False) if on_gpu else plain
+    out = []
+    for label, other in (("checkpointing", variant(precision, True)),
+                         *((("fp32 vs bf16", variant("fp32", False)),) if on_gpu else ())):
+        tolerance = 1e-5 if label == "checkpointing" else 5e-2
+        agree = bool(np.allclose(plain["weights"], other["weights"], atol=tolerance))
+        # checkpointing: memory saved for time paid; bf16: the plain run is the fast one
+        ours, base = (other, plain) if label == "checkpointing" else (plain, other)
+        out.append({"case": f"tune_memory[{label},{plain['device']}]", "ours_s": ours["step_s"], "baseline_s": base["step_s"],
+                    "ratio": base["step_s"] / ours["step_s"], "agree": agree,
+                    "peak_mb": ours["peak_bytes"] / 2**20, "baseline_peak_mb": base["peak_bytes"] / 2**20,
+                    "note": f"{vision} [{parts}], batch {batch}, {ours['steps']} steps: peak memory of the fit "
+                            f"{ours['peak_bytes'] / 2**20:,.0f} vs {base['peak_bytes'] / 2**20:,.0f} MB, "
+                            f"{ours['step_s']:.2f} vs {base['step_s']:.2f} s/step ({label})"})
+    return out
