@@ -9,7 +9,7 @@ workers, see :meth:`VisionEncoder.transform`); text encoders take a list of stri
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from probe.errors import ProbeError
@@ -18,6 +18,8 @@ from probe.registry import EncoderSpec
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from probe.encoders.preprocess import SpecTransform
 
 
 def pick_device(device: str | None = None) -> str:
@@ -108,8 +110,9 @@ class Encoder(ABC):
 class VisionEncoder(Encoder):
     modality = "vision"
 
-    def transform(self) -> Callable[[Any], torch.Tensor]:
-        """PIL image -> uint8 tensor [3, S, S] resized and cropped as the spec says (picklable for workers)."""
+    def transform(self) -> SpecTransform:
+        """PIL image (or an image ref, or encoded bytes) -> uint8 tensor [3, S, S] resized and cropped
+        as the spec says (picklable for workers)."""
         from probe.encoders.preprocess import build_transform
 
         return build_transform(self.spec)

@@ -31,7 +31,7 @@ def _batches(positions: Sequence[int], size: int) -> list[list[int]]:
 class ImageInputs:
     """torch Dataset over image refs: (position, tensor or None, error or None); runs in workers."""
 
-    def __init__(self, refs: Sequence[Any], positions: Sequence[int], transform: Callable[[Any], Any]):
+    def __init__(self, refs: Sequence[Any], positions: Sequence[int], transform: Any):  # a SpecTransform
         self.refs, self.positions, self.transform = refs, list(positions), transform
 
     def __len__(self) -> int:
@@ -40,9 +40,7 @@ class ImageInputs:
     def __getitem__(self, i: int):
         position = self.positions[i]
         try:
-            ref = self.refs[position]
-            from_ref = getattr(self.transform, "from_ref", None)  # JPEGs from their bytes (SpecTransform)
-            return position, from_ref(ref) if from_ref else self.transform(ref.load()), None
+            return position, self.transform.from_ref(self.refs[position]), None
         except (OSError, ValueError) as exc:
             return position, None, f"{type(exc).__name__}: {exc}"
 
@@ -249,7 +247,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     meta = {
         "format_version": FORMAT_VERSION, "probe_version": __version__, "key": key,
         "model": spec.name, "spec": spec.to_dict(), "revision": spec.revision, "pooling": spec.pooling,
-        "preprocessing": _preprocessing(spec), "dataset": dataset, "split": split, "set": input_set,
+        "preprocessing": _preprocessing(spec, options), "dataset": dataset, "split": split, "set": input_set,
         "content_fingerprint": content, "fit_fingerprint": text_fingerprint(fit_texts) if fit_texts else None,
         "dtype": dtype, "shape": list(shape), "n_inputs": len(inputs),
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
@@ -311,10 +309,10 @@ class _Measured:
         return getattr(self.encoder, name)
 
 
-def _preprocessing(spec: EncoderSpec) -> dict[str, Any]:
+def _preprocessing(spec: EncoderSpec, options: ExtractOptions) -> dict[str, Any]:
     if spec.modality == "vision":
         return {"image_size": spec.image_size, "mean": spec.mean, "std": spec.std,
-                "interpolation": spec.interpolation, "crop_pct": spec.crop_pct, "jpeg_decoder": JPEG_DECODER}
+                "interpolation": spec.interpolation, "crop_pct": spec.crop_pct, "jpeg_decoder": jpeg_decoder(options)}
     return {"max_length": spec.max_length, "text_prefix": spec.text_prefix}
 
 

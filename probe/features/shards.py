@@ -9,7 +9,7 @@ other reader; members a cut-short shard never delivered are listed as missing fr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ class _ShardStream(IterableDataset):
     """An iterable torch dataset: ``(position, tensor or None, error or None)`` for every wanted
     member of the given shards, shards split among DataLoader workers."""
 
-    def __init__(self, shards: list[str], wanted: dict[tuple[str, str], int], transform: Callable[[Any], Any]):
+    def __init__(self, shards: list[str], wanted: dict[tuple[str, str], int], transform: Any):  # a SpecTransform
         super().__init__()
         self.shards, self.wanted, self.transform = shards, wanted, transform
 
@@ -71,19 +71,9 @@ class _ShardStream(IterableDataset):
                 if position is None or not isinstance(data, bytes):
                     continue
                 try:
-                    yield position, self._pixels(data, f"{shard}:{key}.{ext}"), None
+                    yield position, self.transform.from_bytes(data, f"{shard}:{key}.{ext}"), None
                 except (OSError, ValueError) as exc:
                     yield position, None, f"{type(exc).__name__}: {exc}"
-
-    def _pixels(self, data: bytes, name: str) -> Any:
-        from_bytes = getattr(self.transform, "from_bytes", None)  # JPEGs by torchvision (SpecTransform)
-        if from_bytes is not None:
-            return from_bytes(data, name)
-        import io
-
-        from probe.data.images import open_rgb
-
-        return self.transform(open_rgb(io.BytesIO(data), name))
 
 
 def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: list[range], batch_size: int,

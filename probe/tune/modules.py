@@ -70,9 +70,6 @@ class TunableVision(nn.Module):
         """uint8 images (as the DataLoader gives them) normalised on the module's device."""
         return self.encoder.pixels(batch)
 
-    def set_checkpointing(self, on: bool) -> int:
-        return checkpoint_blocks(self.backbone, self.modality, on)
-
 
 class TunableText(nn.Module):
     """A Hugging Face text transformer (bare, or inside a sentence-transformers pipeline), pooled."""
@@ -123,9 +120,6 @@ class TunableText(nn.Module):
         hidden = self.backbone(**tokens).last_hidden_state
         pooling = "cls" if self.pooling == "cls" else self.spec.pooling
         return pool_text_tokens(hidden, tokens["attention_mask"], pooling)
-
-    def set_checkpointing(self, on: bool) -> int:
-        return checkpoint_blocks(self.backbone, self.modality, on)
 
 
 def checkpoint_blocks(backbone: nn.Module, modality: str, on: bool) -> int:

@@ -110,6 +110,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     from tqdm.auto import tqdm
 
     from probe.align.train import AlignmentProbe, fresh_heads, head_groups, make_optimiser, warmup_cosine
+    from probe.tune.modules import checkpoint_blocks
 
     if len(pairs) < 2:
         raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
@@ -125,7 +126,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     for side in (vision, text):
         if side.trains:
             side.module.to(device).eval()
-            side.module.set_checkpointing(bool(tcfg.grad_checkpointing))
+            checkpoint_blocks(side.module.backbone, side.module.modality, bool(tcfg.grad_checkpointing))
     frozen = {name: torch.as_tensor(np.ascontiguousarray(side.features, dtype=np.float32), device=device)
               for name, side in (("vision", vision), ("text", text)) if not side.trains}
     owner = torch.as_tensor(caption_image, dtype=torch.long, device=device)
