@@ -237,3 +237,33 @@ def test_selection_compares_each_benchmark_on_its_own_primary_score(tmp_path):
     scores = probing_scores(tmp_path, "shapes")
     assert list(scores) == ["shapes/test", "toy/test"]  # in-domain first
     assert scores["shapes/test"] == {("v", "t"): 0.9} and scores["toy/test"] == {("v", "t"): pytest.approx(0.6)}
+
+
+def test_doubled_seeds_are_written_once_and_a_newer_record_wins(tmp_path):
+    """Names older versions wrote with the seed twice take the one-seed name that
+    ProbeConfig.run_tag gives; where both exist, the older file is moved aside, not deleted."""
+    from probe.records.renames import rename_doubled_seeds, single_seed
+
+    config = ProbeConfig(seed=3, epochs=2, lr=0.01)
+    assert config.tag == "linear-siglip-lr0.01-epochs2-seed3" and config.run_tag == "linear-siglip-lr0.01-epochs2-seed3"
+    assert ProbeConfig(epochs=2, seed=3, head_init="xavier").run_tag == "linear-siglip-epochs2-head_initxavier-seed3"
+    assert single_seed("v__t__linear-siglip-epochs2-seed3-head_initxavier-seed3") == \
+        "v__t__" + ProbeConfig(epochs=2, seed=3, head_init="xavier").run_tag
+    assert single_seed("v__t__Vuf-Tuu__linear-siglip-seed1-seed1__on-x") == "v__t__Vuf-Tuu__linear-siglip-seed1__on-x"
+    for kept in ("v__t__linear-siglip-seed0", "v__t__linear-siglip-seed1-seed2", "v__t__mlp-infonce-seed12"):
+        assert single_seed(kept) == kept
+    folder = tmp_path / "records" / "alignment" / "shapes"
+    folder.mkdir(parents=True)
+    (folder / "v__t__linear-siglip-seed1-seed1.json").write_text("older")
+    (folder / "v__t__linear-siglip-seed1.json").write_text("newer")
+    (folder / "v__t__linear-siglip-seed2-seed2.json").write_text("only")
+    tune = tmp_path / "tune" / "shapes" / "v__t__Vuf-Tuu__linear-siglip-seed2-seed2"
+    tune.mkdir(parents=True)
+    assert rename_doubled_seeds(tmp_path) == (2, 1)
+    assert sorted(p.name for p in folder.iterdir()) == ["v__t__linear-siglip-seed1.json", "v__t__linear-siglip-seed2.json"]
+    assert (folder / "v__t__linear-siglip-seed1.json").read_text() == "newer"
+    assert (folder / "v__t__linear-siglip-seed2.json").read_text() == "only"
+    assert (tmp_path / "quarantine" / "records" / "alignment" / "shapes" / "v__t__linear-siglip-seed1-seed1.json"
+            ).read_text() == "older"
+    assert (tmp_path / "tune" / "shapes" / "v__t__Vuf-Tuu__linear-siglip-seed2").is_dir()
+    assert rename_doubled_seeds(tmp_path) == (0, 0)

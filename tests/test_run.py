@@ -74,6 +74,41 @@ def test_skip_existing_finishes_only_what_is_missing(run_cli, tmp_path, cache):
     assert done.stat().st_mtime_ns == stamp and len(records(out)) == 2
 
 
+def test_a_seed_is_named_once_and_older_doubled_names_are_taken_over(run_cli, tmp_path, cache):
+    """Seed 1 is named ``...-seed1`` (older versions wrote ``...-seed1-seed1``); a results folder with
+    the older names is renamed in place, record, saved model and its path alike, so --skip-existing
+    finds the result instead of fitting it again."""
+    from probe.io import write_json
+
+    env = {"PROBE_CACHE_DIR": str(cache)}
+    out = tmp_path / "r"
+    args = ("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2", "--seed", "1",
+            "--results", str(out))
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    (path,) = (out / "records").rglob("*.json")
+    assert path.name == "test_tiny-vit__test_tiny-bert__linear-siglip-epochs2-seed1.json"
+    record = json.loads(path.read_text())
+    model = out / record["saved_model"]
+    assert model.name == "test_tiny-vit__test_tiny-bert__linear-siglip-epochs2-seed1" and model.is_dir()
+    # as an older version left them: the seed inside the tag and again at its end
+    old_model = model.with_name("test_tiny-vit__test_tiny-bert__linear-siglip-seed1-epochs2-seed1")
+    model.rename(old_model)
+    old = path.with_name("test_tiny-vit__test_tiny-bert__linear-siglip-seed1-epochs2-seed1.json")
+    write_json(old, {**record, "saved_model": str(old_model.relative_to(out))})
+    path.unlink()
+    stamp = old.stat().st_mtime_ns
+    again = run_cli(*args, "--skip-existing", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "renamed 2 result file(s) and folder(s)" in again.stderr
+    assert "0 written, 0 failed, 1 already there" in again.stderr
+    assert [p.name for p in (out / "records").rglob("*.json")] == [path.name]
+    assert path.stat().st_mtime_ns != stamp  # its saved_model was rewritten ...
+    assert (out / json.loads(path.read_text())["saved_model"]) == model and model.is_dir()  # ... to the new folder
+    assert {k: v for k, v in json.loads(path.read_text()).items() if k != "saved_model"} == \
+        {k: v for k, v in record.items() if k != "saved_model"}
+
+
 def test_interrupted_run_resumes(tmp_path, cache):
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "probe", "run", *TINY, "--head", "linear", "--head", "mlp", "--epochs", "8",

@@ -71,9 +71,18 @@ class ProbeConfig:
     def tag(self) -> str:
         """Short file-name-safe id: head, loss, the recipe, and only the values that differ from the
         recipe's (or from the defaults), so common runs get short names."""
+        return self._tag(with_seed=True)
+
+    @property
+    def run_tag(self) -> str:
+        """The tag with the seed always last and only once (``linear-siglip-seed0``): how records,
+        saved models and run folders of this configuration are named."""
+        return f"{self._tag(with_seed=False)}-seed{self.seed}"
+
+    def _tag(self, with_seed: bool) -> str:
         from probe.align.recipes import recipe_values
 
         base = ProbeConfig(**recipe_values(self.recipe)) if self.recipe else ProbeConfig()
-        extra = [f"{k}{v}" for k, v in asdict(self).items()
-                 if k not in ("head", "loss", "recipe") and v != getattr(base, k)]
+        skipped = ("head", "loss", "recipe") if with_seed else ("head", "loss", "recipe", "seed")
+        extra = [f"{k}{v}" for k, v in asdict(self).items() if k not in skipped and v != getattr(base, k)]
         return "-".join([self.head, self.loss, *([self.recipe] if self.recipe else []), *extra])

@@ -38,7 +38,7 @@ def alignment_path(results_dir: Path, corpus: str, vision: str, text: str, confi
     in-domain result, however it was asked for), with ``__on-<benchmark>`` for any other benchmark."""
     from probe.records.store import record_path
 
-    parts = [vision, text, f"{config.tag}-seed{config.seed}"] + ([] if benchmark == corpus else [f"on-{benchmark}"])
+    parts = [vision, text, config.run_tag] + ([] if benchmark == corpus else [f"on-{benchmark}"])
     return record_path(results_dir, "alignment", corpus, *parts)
 
 
@@ -177,7 +177,7 @@ class AlignmentSweep:
 
         vision, text = item
         folder = model_folder(self.results_dir, self.dataset_name, vision.name, text.name,
-                              f"{probe.config.tag}-seed{probe.config.seed}")
+                              probe.config.run_tag)
         save_aligned(folder, probe, vision, text, (vf.by_role["fit"].shape[1], tf.by_role["fit"].shape[1]),
                      self.corpus, fitted_text=self._fitted_text(text))
         return str(folder.relative_to(self.results_dir))

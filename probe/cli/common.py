@@ -69,7 +69,21 @@ def workspace(results_dir: str | None, cache_dir: str | None) -> tuple[Path, Pat
     cache = Path(cache_dir) if cache_dir else default_cache_dir(results)
     for path, option in ((results, "--results"), (cache, "--cache-dir")):
         ensure_writable(path, option)
+    _rename_doubled_seeds(results)
     return results, cache
+
+
+def _rename_doubled_seeds(results: Path) -> None:
+    """Results named by older probe versions with their seed twice take the names this one looks for."""
+    from probe.records.renames import rename_doubled_seeds
+
+    renamed, moved = rename_doubled_seeds(results)
+    if renamed:
+        click.echo(f"renamed {renamed} result file(s) and folder(s) in {results} that named their seed twice "
+                   "(...-seed1-seed1 is now ...-seed1)", err=True)
+    if moved:
+        click.echo(f"moved {moved} older record(s) named with their seed twice, each superseded by a newer one, "
+                   f"to {results / 'quarantine'}", err=True)
 
 
 def ensure_writable(path: Path, option: str) -> None:

@@ -65,7 +65,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             tcfg = TuneConfig(**model.meta["tune_config"])
             record: Any = TuneRecord.new(tune={"setting": tcfg.setting, "config": tcfg}, **fields)
             path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
-                                    f"{tcfg.tag}__{config.tag}-seed{config.seed}", target.benchmark)
+                                    f"{tcfg.tag}__{config.run_tag}", target.benchmark)
         else:
             record = AlignmentRecord.new(**fields)
             path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,

@@ -36,7 +36,7 @@ class TuneJob:
 
     @property
     def name(self) -> str:
-        return f"{self.tune.tag}__{self.config.tag}-seed{self.config.seed}"
+        return f"{self.tune.tag}__{self.config.run_tag}"
 
 
 def tune_record_path(results_dir: Path, corpus: str, vision: str, text: str, run: str, benchmark: str) -> Path:
