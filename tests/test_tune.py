@@ -320,8 +320,11 @@ def test_the_report_lays_tune_results_out_as_the_papers_table(run_cli, tmp_path,
         assert result.returncode == 0, result.stderr
     report = run_cli("report", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "out"))
     assert report.returncode == 0, report.stderr
-    records = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records" / "tune").rglob("*.json")]
+    paths = sorted((tmp_path / "r" / "records" / "tune").rglob("*.json"))
+    records = [json.loads(p.read_text()) for p in paths]
     assert len(records) == 4
+    assert sorted(p.name.rsplit("__", 1)[1] for p in paths) == ["linear-infonce-epochs2-batch_size64-normFalse-seed0.json"] * 2 + \
+        ["linear-infonce-epochs2-batch_size64-normFalse-seed1.json"] * 2  # each seed named once
     page = (tmp_path / "out" / "leaderboard.html").read_text()
     assert "Partial unfreezing" in page and "validation probing score against samples seen" in page
     # a folder of tune results alone: the header speaks of them (no empty leaderboard, no filter box)
