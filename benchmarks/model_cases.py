@@ -381,7 +381,6 @@ def shard_extraction(models: tuple[str, ...] | None = None, n_shards: int | None
     through the random ViT-S/16 control, so the case runs anywhere.
     """
     import dataclasses
-    import os
     import tempfile
     from pathlib import Path
 
@@ -392,6 +391,7 @@ def shard_extraction(models: tuple[str, ...] | None = None, n_shards: int | None
     from probe.encoders import load_encoder
     from probe.encoders.base import pick_device
     from probe.features import ExtractOptions, split_features
+    from probe.features.options import resolved_workers
     from probe.registry import Registry
 
     device = pick_device(None)
@@ -402,7 +402,7 @@ def shard_extraction(models: tuple[str, ...] | None = None, n_shards: int | None
     n_shards = n_shards or (20 if on_gpu else 2)
     per_shard = per_shard or (500 if on_gpu else 48)
     batch_size = batch_size or (256 if on_gpu else 16)
-    workers = workers if workers is not None else max(1, min(14, (os.cpu_count() or 2) - 2))
+    workers = resolved_workers(workers, device)  # probe's default for the device, unless given
     template = Registry.load().get("baseline/random-vit-s16")
     out = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -172,3 +172,26 @@ def test_float16_storage_refuses_features_beyond_its_range(registry):
     _check_half_range(spec, np.array([[65504.0, -1.0, np.nan]], dtype=np.float32))  # the largest float16 fits
     with pytest.raises(ProbeError, match=r"reach 7e\+04, beyond float16's range .* --dtype float32"):
         _check_half_range(spec, np.array([[1.0, -70000.0]], dtype=np.float32))
+
+
+@pytest.mark.parametrize(("device", "cores", "gpus", "want"), [
+    ("cpu", 64, 1, 2),          # the encoder's threads use the cores on a CPU
+    ("cuda", 16, 1, 14),        # the GPU's cores less the main process and the pinning thread
+    ("cuda:0", 128, 1, 16),     # at most 16
+    ("cuda", 128, 8, 14),       # one process per GPU: each takes its share (Ray shows each task one GPU)
+    ("cuda", 4, 1, 2),          # never fewer than on a CPU
+])
+def test_default_workers_follow_the_device_and_the_cores(monkeypatch, device, cores, gpus, want):
+    from probe.features import options
+
+    monkeypatch.setattr(options.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(options, "_gpus_on_machine", lambda: gpus)
+    assert options.default_workers(device) == want
+    assert options.resolved_workers(None, device) == want
+    assert options.resolved_workers(5, device) == 5  # asked for: as asked
+
+
+def test_workers_help_states_the_default(run_cli):
+    result = run_cli("run", "--help")
+    assert result.returncode == 0
+    assert "[default: 2 on a CPU; on a GPU its share of the machine's cores less two, at most 16]" in " ".join(result.stdout.split())

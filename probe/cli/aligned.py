@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, results_option, workspace
+from probe.cli.common import (
+    CONTEXT,
+    RunContext,
+    cache_option,
+    device_option,
+    results_option,
+    workers_option,
+    workspace,
+)
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -14,7 +22,7 @@ from probe.cli.common import CONTEXT, RunContext, cache_option, device_option, r
               help="Benchmark to score (repeatable), e.g. shapes-ood.")
 @results_option
 @cache_option
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
+@workers_option("decoding images")
 @device_option("Device for the encoders on a cache miss.")
 @click.pass_obj
 def eval_cmd(obj: RunContext, model_path, evals, results_dir, cache_dir, workers, device) -> None:

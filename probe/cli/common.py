@@ -131,6 +131,12 @@ def decode_option(fn: Callable) -> Callable:
                               "GPU-decoded features are cached apart.")(fn)
 
 
+def workers_option(what: str) -> Callable[[Callable], Callable]:
+    return click.option("--workers", default=None, type=click.IntRange(min=0),
+                        help=f"DataLoader workers {what} [default: 2 on a CPU; on a GPU its share of the "
+                             "machine's cores less two, at most 16].")
+
+
 def cache_option(fn: Callable) -> Callable:
     return click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                         help="Feature cache [default: <results>/features or $PROBE_CACHE_DIR].")(fn)

@@ -15,6 +15,7 @@ from probe.cli.common import (
     dtype_option,
     echo_skipped,
     executor_options,
+    workers_option,
     workspace,
 )
 
@@ -127,8 +128,7 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
 @click.option("--split", "-s", "splits", multiple=True, metavar="SPLIT", help="Split(s) to extract (default: all).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Encoder batch [default: 64 on a GPU; on a CPU 16, or 64 for ONNX models].")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
-              help="DataLoader workers decoding images.")
+@workers_option("decoding images")
 @dtype_option
 @decode_option
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,

@@ -13,6 +13,7 @@ from probe.cli.common import (
     echo_skipped,
     executor_options,
     results_option,
+    workers_option,
     workspace,
 )
 
@@ -52,8 +53,7 @@ from probe.cli.common import (
               help="Keep each fitted pair as a loadable aligned model under <results>/models/.")
 @results_option
 @cache_option
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
-              help="DataLoader workers for feature extraction.")
+@workers_option("decoding images for feature extraction")
 @click.option("--extract-batch-size", default=None, type=click.IntRange(min=1),
               help="Batch size of feature extraction on a cache miss [default: 64 on a GPU; on a CPU 16, or 64 "
                    "for ONNX models].")

@@ -15,6 +15,7 @@ from probe.cli.common import (
     executor_options,
     fmt,
     results_option,
+    workers_option,
     workspace,
 )
 
@@ -26,7 +27,7 @@ _COMMON: list[Callable[[Callable], Callable]] = [
                  help="Compare with probing records of this head only [default: best of any]."),
     click.option("--loss", default=None, callback=lambda ctx, param, value: _checked(value, "loss"),
                  help="Compare with probing records of this loss only [default: best of any]."),
-    click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0)),
+    workers_option("decoding images"),
     device_option("Device for feature extraction on a cache miss."),
 ]
 
@@ -50,7 +51,7 @@ def common(fn):
     return fn
 
 
-def _extract_options(obj: RunContext, cache, workers: int, device: str | None):
+def _extract_options(obj: RunContext, cache, workers: int | None, device: str | None):
     from probe.features.options import ExtractOptions
 
     return ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=obj.allow_download)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped, results_option, workspace
+from probe.cli.common import (
+    CONTEXT,
+    cache_option,
+    device_option,
+    echo_skipped,
+    results_option,
+    workers_option,
+    workspace,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -57,8 +65,7 @@ from probe.cli.common import CONTEXT, cache_option, device_option, echo_skipped,
               help="Keep each tuned pair as a loadable aligned model under <results>/models/.")
 @results_option
 @cache_option
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
-              help="DataLoader workers decoding training images.")
+@workers_option("decoding training images")
 @device_option("Device (cpu, cuda, cuda:1) [default: cuda if present].")
 @click.pass_context
 def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_parts, grid, seeds, pooling, head, loss,

@@ -19,7 +19,7 @@ from probe.data.base import text_fingerprint
 from probe.encoders.preprocess import JPEG_DECODER
 from probe.errors import ProbeError
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
-from probe.features.options import ExtractOptions, storage_dtype
+from probe.features.options import ExtractOptions, resolved_workers, storage_dtype
 from probe.io import sha256_file, write_json, write_npy, write_npy_parts, write_npz
 from probe.registry import EncoderSpec
 
@@ -175,7 +175,8 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
     entry.chunks.mkdir(parents=True, exist_ok=True)
     chunk_iter = shard_chunks if by_shard else _image_chunks if spec.modality == "vision" else _text_chunks
     for chunk, ids, feats, bad in chunk_iter(encoder, inputs, chunks, ranges, extraction_batch_size(spec, options),
-                                             options.workers, bar, options.decode):
+                                             resolved_workers(options.workers, options.device), bar,
+                                             options.decode):
         if bad and options.on_bad_image == "fail":
             position, error = bad[0]
             raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")

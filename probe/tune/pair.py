@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from probe.align.config import ProbeConfig
-from probe.features.options import ExtractOptions
+from probe.features.options import ExtractOptions, resolved_workers
 from probe.pipeline.splits import SplitPlan, Target
 from probe.registry import EncoderSpec
 from probe.tune.config import TuneConfig
@@ -80,7 +80,8 @@ class TuneRun:
     results_dir: Path
     options: ExtractOptions
     save_models: bool = True
-    workers: int = 2
+    #: data-loader workers decoding images; None: the device's default
+    workers: int | None = None
 
     def run_dir(self, job: TuneJob) -> Path:
         from probe.records.store import results_folder
@@ -132,7 +133,8 @@ class TuneRun:
                           plan.fit.image_fingerprint(), len(plan.fit.captions), device)
         validate = self._validator(vision, text, sides, device) if plan.val is not None else None
         result = tune_fit(sides[0], sides[1], plan.fit.caption_image, fit.usable_pairs(), job.config, job.tune, device,
-                          validate=validate, run_dir=run_dir, run_key=key, workers=self.workers,
+                          validate=validate, run_dir=run_dir, run_key=key,
+                          workers=resolved_workers(self.workers, device),
                           progress=self.options.progress)
         if result.error:
             return [(t, self._record(job, t, error=result.error)) for t in plan.targets]
@@ -191,7 +193,7 @@ class TuneRun:
             inputs = val.images if prepared.spec.modality == "vision" else val.captions
             encoder = TunedEncoder(prepared.pooled, prepared.module, device)
             return encode_inputs(encoder, inputs, extraction_batch_size(prepared.spec, self.options),
-                                 self.workers if prepared.spec.modality == "vision" else 0)
+                                 resolved_workers(self.workers, device) if prepared.spec.modality == "vision" else 0)
 
         def validate(embedder: Any) -> float:
             split = PairedFeatures(features(vision, sides[0]), features(text, sides[1]), val.caption_image,
