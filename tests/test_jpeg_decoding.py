@@ -130,3 +130,19 @@ def test_decoding_on_the_device_gives_the_workers_features_and_lists_the_same_ba
     assert meta_w["skipped"] == meta_d["skipped"] and "5.jpg" in meta_w["skipped"][0]["input"]
     assert meta_w["key"] == meta_d["key"]  # on a CPU both decode with libjpeg-turbo: one cache entry serves both
     assert feats_w.shape == (5, 64) and np.array_equal(feats_w, feats_d)
+
+
+def test_device_decoding_resizes_each_size_as_a_batch_with_each_images_own_pixels():
+    """A batch of two sizes (landscape and portrait, several of each) decoded by ``finish`` gives the
+    pixels each JPEG gets decoded and resized alone, in the batch's order."""
+    from probe.encoders.preprocess import DeviceDecoding
+
+    transform = DeviceDecoding.of(_transform("baseline/random-vit-s16"))
+    photos = _photos(6)
+    blobs = [_encoded(p if i % 2 else p.transpose(0), quality=90) for i, p in enumerate(photos)]  # 0, 2, 4 portrait
+    items = [transform.from_bytes(b, f"{i}.jpg") for i, b in enumerate(blobs)]
+    assert all(isinstance(item, tuple) for item in items)  # bytes, for the device to decode
+    kept, batch, bad = transform.finish(list(range(10, 16)), items, "cpu")
+    assert kept == list(range(10, 16)) and not bad
+    alone = torch.stack([transform.jpeg(b) for b in blobs])
+    assert torch.equal(batch, alone)

@@ -150,8 +150,11 @@ class AlignedModel:
     def _apply(self, head: Any, features: np.ndarray) -> np.ndarray:
         import torch
 
+        rows = np.ascontiguousarray(features, dtype=np.float32)
+        if not rows.flags.writeable:  # a cache entry's read-only map: torch wants memory it may write
+            rows = rows.copy()
         with torch.inference_mode():
-            out = head(torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32)))
+            out = head(torch.from_numpy(rows))
             return torch.nn.functional.normalize(out, dim=-1).numpy()
 
     def embed_image_features(self, features: np.ndarray) -> np.ndarray:

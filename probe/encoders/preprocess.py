@@ -84,7 +84,8 @@ class SpecTransform:
         return self.crop(pixels)
 
     def crop(self, pixels: Any):
-        """Decoded uint8 pixels [3, H, W] (on any device) resized and centre-cropped as PIL's path does."""
+        """Decoded uint8 pixels [3, H, W] or a batch [N, 3, H, W] of one size (on any device) resized
+        and centre-cropped as PIL's path does."""
         from torchvision.transforms.v2 import functional as F
 
         pixels = F.resize(pixels, [self.resize], interpolation=self.interpolation, antialias=True)
@@ -149,13 +150,14 @@ class DeviceDecoding(SpecTransform):
                 for i in encoded:
                     with contextlib.suppress(RuntimeError):  # PIL decides below
                         decoded[i] = decode_jpeg(items[i][0], mode=ImageReadMode.RGB, device=device)
+        resized = self._crop_by_size(decoded)
         kept, crops, bad = [], [], []
         for i, (position, item) in enumerate(zip(positions, items, strict=True)):
             try:
                 if not isinstance(item, tuple):
                     crops.append(item.to(device, non_blocking=True))
-                elif i in decoded:
-                    crops.append(self.crop(decoded[i]))
+                elif i in resized:
+                    crops.append(resized[i])
                 else:
                     data, name = item
                     crops.append(self(open_rgb(io.BytesIO(data.numpy().tobytes()), name)).to(device))
@@ -163,6 +165,22 @@ class DeviceDecoding(SpecTransform):
             except (OSError, ValueError) as exc:
                 bad.append((position, f"{type(exc).__name__}: {exc}"))
         return kept, torch.stack(crops) if crops else None, bad
+
+
+    def _crop_by_size(self, decoded: dict[int, Any]) -> dict[int, Any]:
+        """Decoded images resized and cropped a group of one size at a time: one batched resize per
+        group, where one per image would cost a GPU a few kernel launches per image (shards written
+        by img2dataset and the like hold many images of one size). Each image's pixels are those of
+        resizing it alone."""
+        import torch
+
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, pixels in decoded.items():
+            groups.setdefault(tuple(pixels.shape), []).append(i)
+        out: dict[int, Any] = {}
+        for same in groups.values():
+            out.update(zip(same, self.crop(torch.stack([decoded[i] for i in same])), strict=True))
+        return out
 
 
 def build_transform(spec: EncoderSpec) -> SpecTransform:

@@ -76,23 +76,33 @@ class _ShardStream(IterableDataset):
                     yield position, None, f"{type(exc).__name__}: {exc}"
 
 
-def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: list[range], batch_size: int,
-                 workers: int, bar: Any, decode: str = "workers",
-                 ) -> Iterator[tuple[int, list[int], np.ndarray, list[tuple[int, str]]]]:
-    """``(chunk, ids, features, bad)`` for each missing chunk (one shard each), streamed."""
-    import torch
+def shard_loader(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: list[range], batch_size: int,
+                 workers: int, decode: str = "workers") -> tuple[Any, Any]:
+    """``(loader, finish)``: the DataLoader streaming the missing chunks' shards in batches of
+    ``(positions, uint8 pixels or the device decoder's items, bad)``, and the device decoder's
+    ``finish`` (None when the workers decode). The benchmarks time it alone, without the encoder."""
     from torch.utils.data import DataLoader
 
     from probe.features.extract import loader_transform
 
-    chunk_of = {p: c for c in missing for p in ranges[c]}
-    wanted = {(refs[p].shard, refs[p].member): p for p in chunk_of}
+    wanted = {(refs[p].shard, refs[p].member): p for c in missing for p in ranges[c]}
     shards = [refs[ranges[c].start].shard for c in missing]
     transform, collate, finish = loader_transform(encoder, decode)
     loader: Any = DataLoader(_ShardStream(shards, wanted, transform),
                              batch_size=batch_size, num_workers=min(workers, len(shards)), collate_fn=collate,
                              pin_memory=str(encoder.device).startswith("cuda") and finish is None,
                              prefetch_factor=4 if workers else None)
+    return loader, finish
+
+
+def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: list[range], batch_size: int,
+                 workers: int, bar: Any, decode: str = "workers",
+                 ) -> Iterator[tuple[int, list[int], np.ndarray, list[tuple[int, str]]]]:
+    """``(chunk, ids, features, bad)`` for each missing chunk (one shard each), streamed."""
+    import torch
+
+    chunk_of = {p: c for c in missing for p in ranges[c]}
+    loader, finish = shard_loader(encoder, refs, missing, ranges, batch_size, workers, decode)
     pending: dict[int, tuple[list[int], list[np.ndarray], list[tuple[int, str]]]] = {c: ([], [], []) for c in missing}
 
     def finished(chunk: int):
