@@ -93,7 +93,8 @@ def test_the_command_line_imports_no_heavy_library():
     import sys
 
     code = ("import sys, probe.cli; from probe.cli import main; main(['--help']) if False else None; "
-            "import probe.cli.run, probe.cli.select, probe.cli.data, probe.cli.report, probe.cli.models; "
+            "import probe.cli.run, probe.cli.select, probe.cli.data, probe.cli.report, probe.cli.models, probe.cli.cache, "
+            "probe.cli.tune, probe.cli.aligned; "
             "print(sorted(m for m in ('torch', 'timm', 'transformers', 'numpy', 'pandas', 'pydantic') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

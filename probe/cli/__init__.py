@@ -75,9 +75,9 @@ def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: boo
 
 def _register_commands() -> None:
     """Attach every command module's commands (each imports only click and light modules)."""
-    from probe.cli import aligned, data, models, report, run, select, tune
+    from probe.cli import aligned, cache, data, models, report, run, select, tune
 
-    for module in (models, data, run, select, tune, aligned, report):
+    for module in (models, data, run, select, tune, aligned, report, cache):
         for command in module.COMMANDS:
             if command.name not in cli.commands:
                 cli.add_command(command)

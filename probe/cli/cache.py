@@ -1,0 +1,134 @@
+"""Feature-cache commands: ``probe cache list``, ``probe cache prune``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from probe.cli.common import CONTEXT, cache_option, results_option
+
+#: entry states, as :data:`probe.features.inventory.STATES` names them (not imported: it pulls in numpy,
+#: and `probe --help` stays light)
+STATES = ("ready", "stale", "partial")
+
+
+@click.group(context_settings=CONTEXT)
+def cache() -> None:
+    """See and clean the feature cache: what each entry holds, and which this probe no longer reads.
+
+    A cache key covers everything that changes the features, probe's own format and JPEG decoder
+    included, so entries written by an older probe are never read again: `prune` frees their space.
+
+    \b
+    Examples:
+      probe cache list                          every entry: rows, dtype, size, state
+      probe cache list 'dinov2/*' -d shapes     one family on one dataset
+      probe cache prune                         remove stale entries (an older probe's)
+      probe cache prune --state partial --dry-run   what removing stopped extractions would free
+    """
+
+
+def _folder(results_dir: str | None, cache_dir: str | None) -> Path:
+    from probe.features.options import default_cache_dir
+    from probe.records.store import default_results_dir
+
+    if cache_dir:
+        return Path(cache_dir)
+    return default_cache_dir(Path(results_dir) if results_dir else default_results_dir())
+
+
+def _selection(patterns: tuple[str, ...], dataset: str | None, states: tuple[str, ...], results_dir: str | None,
+               cache_dir: str | None) -> tuple[Path, list[Any]]:
+    from probe.errors import ProbeError
+    from probe.features.inventory import matching, scan
+
+    folder = _folder(results_dir, cache_dir)
+    if not folder.is_dir():
+        raise ProbeError(f"no feature cache at {folder}; name one with --cache-dir or --results")
+    return folder, matching(scan(folder), patterns, dataset, states or STATES)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _summary(entries: list[Any]) -> str:
+    parts = []
+    for state in STATES:
+        some = [e for e in entries if e.state == state]
+        if some:
+            parts.append(f"{len(some)} {state} ({human_bytes(sum(e.bytes for e in some))})")
+    total = human_bytes(sum(e.bytes for e in entries))
+    return f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {total}" + (f": {', '.join(parts)}" if parts else "")
+
+
+@cache.command("list", context_settings=CONTEXT)
+@click.argument("patterns", nargs=-1)
+@click.option("--dataset", "-d", default=None, help="Only entries of this dataset.")
+@click.option("--state", "states", type=click.Choice(STATES), multiple=True,
+              help="Only entries in this state (repeatable): ready (read by runs), stale (written by an older "
+                   "probe: never read again), partial (a stopped extraction; a rerun resumes it).")
+@results_option
+@cache_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
+def cache_list(patterns: tuple[str, ...], dataset: str | None, states: tuple[str, ...], results_dir: str | None,
+               cache_dir: str | None, as_json: bool) -> None:
+    """List the cache entries of models matching shell-style PATTERNS (default: all)."""
+    folder, entries = _selection(patterns, dataset, states, results_dir, cache_dir)
+    if as_json:
+        click.echo(json.dumps([{**vars(e), "path": str(e.path)} for e in entries], indent=2))
+        return
+    from probe.cli.tables import print_table
+
+    rows = [(e.model, e.dataset, f"{e.split}.{e.input_set}",
+             "" if e.rows is None else f"{e.rows:,} x {e.dim}", e.dtype or "", human_bytes(e.bytes),
+             e.state + (f": {e.detail}" if e.detail else "")) for e in entries]
+    print_table(["model", "dataset", "split.set", "rows x dim", "dtype", "size", "state"], rows,
+                title=f"feature cache {folder}", no_wrap=("model", "size"))
+    click.echo(_summary(entries))
+    if any(e.state == "stale" for e in entries):
+        click.echo("`probe cache prune` removes the stale entries; nothing reads them again.")
+
+
+@cache.command("prune", context_settings=CONTEXT)
+@click.argument("patterns", nargs=-1)
+@click.option("--dataset", "-d", default=None, help="Only entries of this dataset.")
+@click.option("--state", "states", type=click.Choice(STATES), multiple=True, default=("stale",), show_default=True,
+              help="Remove entries in this state (repeatable). partial loses a stopped extraction's finished "
+                   "chunks; ready entries are recomputed when next needed.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed and freed; remove nothing.")
+@results_option
+@cache_option
+def cache_prune(patterns: tuple[str, ...], dataset: str | None, states: tuple[str, ...], dry_run: bool,
+                results_dir: str | None, cache_dir: str | None) -> None:
+    """Remove cache entries of models matching shell-style PATTERNS (default: all); stale ones by default.
+
+    An entry an extraction is writing (its lock held) is left alone and counted.
+    """
+    from probe.features.inventory import prune
+
+    folder, entries = _selection(patterns, dataset, states, results_dir, cache_dir)
+    freed = human_bytes(sum(e.bytes for e in entries))
+    what = "/".join(states)
+    if dry_run:
+        for entry in entries:
+            click.echo(f"would remove {entry.path} ({entry.state}, {human_bytes(entry.bytes)})")
+        click.echo(f"would remove {len(entries)} {what} entr{'y' if len(entries) == 1 else 'ies'} of {folder}, "
+                   f"freeing {freed}")
+        return
+    removed, busy = prune(entries)
+    click.echo(f"removed {len(removed)} {what} entr{'y' if len(removed) == 1 else 'ies'} of {folder}, freeing "
+               f"{human_bytes(sum(e.bytes for e in removed))}")
+    if busy:
+        click.echo(f"left {len(busy)} entr{'y' if len(busy) == 1 else 'ies'} that an extraction is writing: "
+                   f"{', '.join(str(e.path) for e in busy[:3])}{' ...' if len(busy) > 3 else ''}", err=True)
+
+
+COMMANDS = [cache]
