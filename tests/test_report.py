@@ -268,3 +268,43 @@ def test_leaderboard_tabs_sorting_filter_controls_and_phone_width_in_chromium(re
     assert (artefacts / "leaderboard-1400.png").stat().st_size > 10_000
     assert (artefacts / "leaderboard-390.png").stat().st_size > 10_000
     assert problems == [] and requests == []
+
+
+def test_figures_are_stored_in_256_colours_where_that_is_smaller_and_look_the_same(tmp_path):
+    """A plot with lines, markers, a colour map and text: at most 256 colours takes well under half
+    the bytes of matplotlib's own PNG, and its pixels are matplotlib's, or within a few levels."""
+    import io
+
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from probe.report.plots import save_figure
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        rng = np.random.default_rng(0)
+        for i in range(6):
+            ax.plot(rng.random(20).cumsum(), marker="o", label=f"pair {i}")
+        ax.imshow(rng.random((8, 6)), cmap="viridis", extent=(0, 5, 0, 5), aspect="auto")
+        ax.set_title("score per pair")
+        ax.legend(fontsize=7)
+        return fig
+
+    full = io.BytesIO()
+    fig = figure()
+    fig.savefig(full, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    path = save_figure(figure(), tmp_path / "plot.png", dpi=100, bbox_inches="tight")
+    assert path.stat().st_size < len(full.getvalue()) / 2
+    with Image.open(path) as stored:
+        assert stored.mode == "P" and len(stored.getcolors(257) or []) <= 256
+        mine = np.asarray(stored.convert("RGB"), dtype=int)
+    theirs = np.asarray(Image.open(io.BytesIO(full.getvalue())).convert("RGB"), dtype=int)
+    assert mine.shape == theirs.shape
+    off = np.abs(mine - theirs).max(axis=2)
+    assert (off == 0).mean() > 0.9 and off.mean() < 2 and np.percentile(off, 99) <= 24
+    assert not plt.get_fignums()  # closed

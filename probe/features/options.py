@@ -66,7 +66,8 @@ class ExtractOptions:
 
 #: data-loader workers on a CPU, where the encoder's own threads want the cores
 CPU_WORKERS = 2
-#: the most workers a GPU gets by default (the H200's 16 cores decoded ~10,000 JPEGs/s with 14)
+#: the most workers a GPU gets by default: each is a process holding the split's image list and a few
+#: prefetched batches, so a many-core machine does not start one per core
 MAX_GPU_WORKERS = 16
 
 

@@ -89,6 +89,8 @@ def _curves(settings: dict[str, list[Any]], path: Path, title: str) -> Path | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from probe.report.plots import save_figure
+
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     drawn = 0
     for setting in sorted(settings, key=_order):
@@ -120,6 +122,4 @@ def _curves(settings: dict[str, list[Any]], path: Path, title: str) -> Path | No
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
