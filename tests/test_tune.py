@@ -258,6 +258,8 @@ def test_a_tuned_model_is_saved_loads_and_encodes_as_scored(run_cli, tmp_path, s
     assert record["cost"]["train_flops"] > 0 and record["tune"]["samples_seen"] == record["cost"]["pairs_seen"] > 0
     model = AlignedModel.load(tmp_path / record["saved_model"])
     assert model.tuned
+    # the finished run's folder (checkpoint, tuned benchmark features) is gone; the saved model stays
+    assert not (tmp_path / "tune").exists() or not any((tmp_path / "tune").rglob("*.npy"))
     test = get_dataset("shapes").load("test")
     images = model.encode_image([ref.load() for ref in test.images])
     texts = model.encode_text(test.captions)

@@ -10,6 +10,7 @@ trained weights' digest, so they never mix with the encoder's own. One record pe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import time
@@ -93,11 +94,19 @@ class TuneRun:
                                 target.benchmark)
 
     def finish(self, job: TuneJob) -> None:
-        """Remove a finished run's checkpoint (optimiser state, ~3x the trained tensors) once its
-        records are written; its trained tensors live on in the saved model."""
+        """Remove a finished run's folder once its records are written: the checkpoint (optimiser
+        state, ~3x the trained tensors) and the tuned encoders' benchmark features (an ImageNet-sized
+        benchmark's are hundreds of MB per run), which only an interrupted run's scoring reads again.
+        The trained tensors live on in the saved model."""
+        import shutil
+
         from probe.tune.train import CHECKPOINT
 
-        (self.run_dir(job) / CHECKPOINT).unlink(missing_ok=True)
+        run_dir = self.run_dir(job)
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "features", ignore_errors=True)
+        with contextlib.suppress(OSError):  # anything else left there stays
+            run_dir.rmdir()
 
     def run(self, job: TuneJob) -> list[tuple[Target, Any]]:
         """``(target, record)`` for every benchmark; a failure becomes failure records."""
