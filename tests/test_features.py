@@ -195,3 +195,57 @@ def test_workers_help_states_the_default(run_cli):
     result = run_cli("run", "--help")
     assert result.returncode == 0
     assert "[default: 2 on a CPU; on a GPU its share of the machine's cores less two, at most 16]" in " ".join(result.stdout.split())
+
+
+def test_extraction_queues_the_next_batch_before_reading_the_last_one_back():
+    """On a GPU encoded_batches keeps one batch in flight: batch i + 1 is taken, decoded and queued
+    before batch i's features are read back; on a CPU each batch is read back before the next is
+    taken. Every batch comes out in order with its own rows."""
+    from probe.features.extract import encoded_batches
+
+    log: list[str] = []
+
+    class Queued:
+        device = "cuda:0"  # only named: nothing here runs on a GPU
+
+        def encode_queued(self, batch):
+            k = int(batch[0, 0])
+            log.append(f"queue {k}")
+
+            def read():
+                log.append(f"read {k}")
+                return np.asarray(batch, dtype=np.float32) * 2
+
+            return read
+
+    import torch
+
+    batches = [([3 * k, 3 * k + 1], torch.full((2, 4), float(k)), [(3 * k + 2, "bad")]) for k in range(3)]
+    batches.insert(2, ([], None, [(99, "all bad")]))  # a batch with nothing to encode
+
+    def loader():
+        for batch in batches:
+            log.append("take")
+            yield batch
+
+    out = list(encoded_batches(Queued(), loader(), None))
+    assert log == ["take", "queue 0", "take", "queue 1", "read 0", "take", "read 1", "take", "queue 2", "read 2"]
+    on_cpu = Queued()
+    on_cpu.device = "cpu"
+    log.clear()
+    assert [ids for ids, _, _ in encoded_batches(on_cpu, loader(), None)] == [ids for ids, _, _ in out]
+    assert log == ["take", "queue 0", "read 0", "take", "queue 1", "read 1", "take", "take", "queue 2", "read 2"]
+    assert [ids for ids, _, _ in out] == [[0, 1], [3, 4], [], [6, 7]]
+    assert out[2][1] is None and out[2][2] == [(99, "all bad")]
+    for (_, feats, bad), k in zip([o for o in out if o[1] is not None], range(3), strict=True):
+        assert feats.shape == (2, 4) and (feats == 2 * k).all() and bad == [(3 * k + 2, "bad")]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_read_back_from_a_gpu_waits_for_the_copy():
+    import torch
+
+    from probe.encoders.base import read_back
+
+    values = torch.randn(512, 768, device="cuda")
+    np.testing.assert_array_equal(read_back(values * 3)(), (values * 3).cpu().numpy())

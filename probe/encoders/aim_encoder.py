@@ -18,13 +18,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from probe.encoders.availability import Availability
-from probe.encoders.base import VisionEncoder, autocast, to_numpy
+from probe.encoders.base import TorchVisionEncoder
 from probe.encoders.families import LoaderFamily
 from probe.errors import UnavailableError
 from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 #: where the package keeps the model class: today's layout, then its first release's
@@ -42,7 +41,7 @@ def model_class() -> Any | None:
     return None
 
 
-class AimVisionEncoder(VisionEncoder):
+class AimVisionEncoder(TorchVisionEncoder):
     def __init__(self, spec: EncoderSpec, model: Any, device: str):
         super().__init__(spec, device)
         self.model = model.eval().to(device)
@@ -54,13 +53,6 @@ class AimVisionEncoder(VisionEncoder):
             return averaged.mean(dim=1)
         last = blocks[-1] if trunk.post_trunk_norm is None else trunk.post_trunk_norm(blocks[-1])
         return last.mean(dim=1)
-
-    def encode(self, batch: torch.Tensor) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode(), autocast(self.device):
-            out = self.forward(self.pixels(batch))
-        return self._check_dim(to_numpy(out))
 
 
 class AimFamily(LoaderFamily):

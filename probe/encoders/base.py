@@ -1,7 +1,8 @@
 """The one encoder protocol every loader implements.
 
 ``encode(batch) -> float32 numpy [N, D]`` with the spec's pooling applied inside the encoder, so
-pooling is decided by the registry entry and never scattered across callers. Vision encoders take
+pooling is decided by the registry entry and never scattered across callers; ``encode_queued``
+returns before a GPU's forward finishes, for extraction to keep one batch in flight. Vision encoders take
 an already preprocessed float tensor ``[N, 3, H, W]`` (decoding and resizing happen in DataLoader
 workers, see :meth:`VisionEncoder.transform`); text encoders take a list of strings.
 """
@@ -9,7 +10,7 @@ workers, see :meth:`VisionEncoder.transform`); text encoders take a list of stri
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from probe.errors import ProbeError
@@ -81,6 +82,28 @@ def to_numpy(features: torch.Tensor) -> np.ndarray:
     return features.detach().float().cpu().numpy()
 
 
+def read_back(features: torch.Tensor) -> Callable[[], np.ndarray]:
+    """A call giving ``features`` as a float32 array. On a GPU the copy into pinned host memory is
+    queued behind the forward and only the call waits for it, so the host can prepare (or decode)
+    the next batch while the device works; elsewhere the array is made at once."""
+    import torch
+
+    features = features.detach().float()
+    if features.device.type != "cuda":
+        ready = features.cpu().numpy()
+        return lambda: ready
+    host = torch.empty(features.shape, dtype=torch.float32, pin_memory=True)
+    host.copy_(features, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def wait() -> np.ndarray:
+        copied.synchronize()
+        return host.numpy()
+
+    return wait
+
+
 class Encoder(ABC):
     """A loaded encoder. ``dim`` equals ``spec.embed_dim``; a mismatch is caught on first encode."""
 
@@ -98,7 +121,14 @@ class Encoder(ABC):
     def encode(self, batch: Any) -> np.ndarray:
         """float32 array [N, embed_dim]."""
 
-    def _check_dim(self, out: np.ndarray) -> np.ndarray:
+    def encode_queued(self, batch: Any) -> Callable[[], np.ndarray]:
+        """Start encoding ``batch``; the returned call gives :meth:`encode`'s array. Encoders whose
+        forward runs on a GPU return before it finishes (:class:`TorchVisionEncoder`), so extraction
+        keeps one batch in flight; this default encodes at once."""
+        ready = self.encode(batch)
+        return lambda: ready
+
+    def _check_dim(self, out: Any) -> Any:  # an array, or a tensor whose values may not be computed yet
         if out.ndim != 2 or out.shape[1] != self.spec.embed_dim:
             raise ProbeError(
                 f"model {self.spec.name!r} produced features of shape {tuple(out.shape)}, "
@@ -122,6 +152,27 @@ class VisionEncoder(Encoder):
         from probe.encoders.preprocess import normalize_batch
 
         return normalize_batch(batch, self.spec, self.device)
+
+
+class TorchVisionEncoder(VisionEncoder):
+    """A vision encoder whose :meth:`forward` is a torch model's: pixels in, pooled features out.
+    Encoding runs it under inference mode and the device's autocast, and leaves the read-back queued
+    (:func:`read_back`) until the features are asked for."""
+
+    @abstractmethod
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels [N, 3, S, S] on the device -> pooled features [N, embed_dim]."""
+
+    def encode(self, batch: torch.Tensor) -> np.ndarray:
+        return self.encode_queued(batch)()
+
+    def encode_queued(self, batch: torch.Tensor) -> Callable[[], np.ndarray]:
+        import torch
+
+        with torch.inference_mode(), autocast(self.device):
+            out = self.forward(self.pixels(batch))
+        self._check_dim(out)  # the shape is known before the device finishes
+        return read_back(out)
 
 
 class TextEncoder(Encoder):

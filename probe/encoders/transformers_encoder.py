@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from probe.encoders.availability import hf_cache_dir
-from probe.encoders.base import TextEncoder, VisionEncoder, autocast, quiet_transformers, to_numpy
+from probe.encoders.base import TextEncoder, TorchVisionEncoder, autocast, quiet_transformers, to_numpy
 from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.encoders.pooling import pool_text_tokens, pool_vision_tokens
 from probe.registry import EncoderSpec
@@ -34,23 +34,18 @@ def load_pretrained(spec: EncoderSpec, allow_download: bool = False) -> Any:
     )
 
 
-class TransformersVisionEncoder(VisionEncoder):
+class TransformersVisionEncoder(TorchVisionEncoder):
     def __init__(self, spec: EncoderSpec, model: Any, device: str):
         super().__init__(spec, device)
         self.model = model.eval().to(device)
 
-    def encode(self, batch: torch.Tensor) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode(), autocast(self.device):
-            out = self.model(pixel_values=self.pixels(batch))
-            if self.spec.pooling == "projection":
-                pooled = out.image_embeds
-            elif self.spec.pooling == "pooler":
-                pooled = out.pooler_output
-            else:
-                pooled = pool_vision_tokens(out.last_hidden_state, self.spec.pooling, self.spec.prefix_tokens)
-        return self._check_dim(to_numpy(pooled))
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixels)
+        if self.spec.pooling == "projection":
+            return out.image_embeds
+        if self.spec.pooling == "pooler":
+            return out.pooler_output
+        return pool_vision_tokens(out.last_hidden_state, self.spec.pooling, self.spec.prefix_tokens)
 
 
 class TransformersTextEncoder(TextEncoder):

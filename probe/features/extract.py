@@ -306,6 +306,12 @@ class _Measured:
         self.flops_per_input = flops / len(batch) if flops and len(batch) else None
         return out
 
+    def encode_queued(self, batch: Any) -> Callable[[], np.ndarray]:
+        if self._counted:
+            return self.encoder.encode_queued(batch)
+        ready = self.encode(batch)  # the first batch runs under the counter, at once
+        return lambda: ready
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.encoder, name)
 
@@ -334,8 +340,39 @@ def loader_transform(encoder: Any, decode: str) -> tuple[Any, Callable, Callable
     return transform, collate_images, None
 
 
-def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar, decode: str = "workers"):
+def encoded_batches(encoder: Any, loader: Any, finish: Callable | None,
+                    ) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
+    """``(positions, features or None, bad)`` of each loader batch, in order. On a GPU the encoder
+    runs one batch ahead: batch i + 1 is taken from the loader (and decoded on the device by
+    ``finish``) and its forward queued before batch i's features are read back, so the host's share
+    of a batch overlaps the device's forward (:meth:`~probe.encoders.base.Encoder.encode_queued`).
+    A CPU's forward is the host's own work: there each batch is done before the next is taken, so
+    a chunk is written as soon as its last batch is encoded."""
     import torch
+
+    def ready(item: tuple) -> tuple[list[int], np.ndarray | None, list[tuple[int, str]]]:
+        ids, queued, bad = item
+        return ids, None if queued is None else queued(), bad
+
+    ahead = str(encoder.device).startswith("cuda")
+    previous = None
+    for ids, tensor, bad in loader:
+        if finish is not None:
+            ids, tensor, more_bad = finish(ids, tensor, str(encoder.device))
+            bad = bad + more_bad
+        with torch.inference_mode():
+            queued = None if tensor is None else encoder.encode_queued(tensor)
+        if previous is not None:
+            yield ready(previous)
+        previous = (ids, queued, bad)
+        if not ahead:
+            yield ready(previous)
+            previous = None
+    if previous is not None:
+        yield ready(previous)
+
+
+def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar, decode: str = "workers"):
     from torch.utils.data import DataLoader
 
     positions = [p for c in missing for p in ranges[c]]
@@ -346,19 +383,14 @@ def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar, deco
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     chunk_of = {p: c for c in missing for p in ranges[c]}
     current, ids, feats, bad = None, [], [], []
-    for batch_ids, tensor, batch_bad in loader:
-        first = batch_ids[0] if batch_ids else batch_bad[0][0]
-        chunk = chunk_of[first]
-        if finish is not None:
-            batch_ids, tensor, more_bad = finish(batch_ids, tensor, str(encoder.device))
-            batch_bad = batch_bad + more_bad
+    for batch_ids, out, batch_bad in encoded_batches(encoder, loader, finish):
+        chunk = chunk_of[batch_ids[0] if batch_ids else batch_bad[0][0]]  # a batch never spans chunks
         if current is not None and chunk != current:
             yield current, ids, _stack(feats, encoder.dim), bad
             ids, feats, bad = [], [], []
         current = chunk
-        if tensor is not None:
-            with torch.inference_mode():
-                feats.append(encoder.encode(tensor))
+        if out is not None:
+            feats.append(out)
             ids.extend(batch_ids)
         bad.extend(batch_bad)
         bar.update(len(batch_ids) + len(batch_bad))

@@ -99,7 +99,7 @@ def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: 
                  workers: int, bar: Any, decode: str = "workers",
                  ) -> Iterator[tuple[int, list[int], np.ndarray, list[tuple[int, str]]]]:
     """``(chunk, ids, features, bad)`` for each missing chunk (one shard each), streamed."""
-    import torch
+    from probe.features.extract import encoded_batches
 
     chunk_of = {p: c for c in missing for p in ranges[c]}
     loader, finish = shard_loader(encoder, refs, missing, ranges, batch_size, workers, decode)
@@ -110,13 +110,8 @@ def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: 
         parts = np.concatenate(feats) if feats else np.zeros((0, encoder.dim), dtype=np.float32)
         return chunk, ids, parts, bad
 
-    for batch_ids, tensor, batch_bad in loader:
-        if finish is not None:
-            batch_ids, tensor, more_bad = finish(batch_ids, tensor, str(encoder.device))
-            batch_bad = batch_bad + more_bad
-        if tensor is not None:
-            with torch.inference_mode():
-                out = encoder.encode(tensor)
+    for batch_ids, out, batch_bad in encoded_batches(encoder, loader, finish):
+        if out is not None:
             chunks = np.array([chunk_of[p] for p in batch_ids])
             for chunk in np.unique(chunks):  # a batch may end one worker's shard and start its next
                 rows = np.flatnonzero(chunks == chunk)
