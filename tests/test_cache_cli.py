@@ -84,6 +84,10 @@ def test_prune_removes_stale_entries_and_runs_still_read_the_rest(run_cli, tmp_p
 
 
 def test_cache_commands_refuse_a_missing_folder_and_bad_states(run_cli, tmp_path):
+    from probe.cli.cache import STATES
+    from probe.features import inventory
+
+    assert STATES == inventory.STATES  # the command line's copy (it imports no numpy) of the states
     assert_one_line_error(run_cli("cache", "list", "--cache-dir", str(tmp_path / "none")), "no feature cache at")
     assert_one_line_error(run_cli("cache", "prune", "--state", "old", "--cache-dir", str(tmp_path)), "'old'",
                           "ready", "stale", "partial")

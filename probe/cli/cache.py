@@ -52,11 +52,18 @@ def _selection(patterns: tuple[str, ...], dataset: str | None, states: tuple[str
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+    if n < 1000:
+        return f"{n:,.0f} B"
+    for unit in ("KB", "MB"):
         n /= 1000
-    raise AssertionError("unreachable")
+        if n < 1000:
+            return f"{n:,.1f} {unit}"
+    return f"{n / 1000:,.1f} GB"
+
+
+def _entries(n: int, kind: str = "") -> str:
+    """``3 stale entries``, ``1 entry``."""
+    return f"{n} {kind + ' ' if kind else ''}entr{'y' if n == 1 else 'ies'}"
 
 
 def _summary(entries: list[Any]) -> str:
@@ -66,7 +73,7 @@ def _summary(entries: list[Any]) -> str:
         if some:
             parts.append(f"{len(some)} {state} ({human_bytes(sum(e.bytes for e in some))})")
     total = human_bytes(sum(e.bytes for e in entries))
-    return f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {total}" + (f": {', '.join(parts)}" if parts else "")
+    return f"{_entries(len(entries))}, {total}" + (f": {', '.join(parts)}" if parts else "")
 
 
 @cache.command("list", context_settings=CONTEXT)
@@ -115,19 +122,18 @@ def cache_prune(patterns: tuple[str, ...], dataset: str | None, states: tuple[st
     from probe.features.inventory import prune
 
     folder, entries = _selection(patterns, dataset, states, results_dir, cache_dir)
-    freed = human_bytes(sum(e.bytes for e in entries))
     what = "/".join(states)
     if dry_run:
         for entry in entries:
             click.echo(f"would remove {entry.path} ({entry.state}, {human_bytes(entry.bytes)})")
-        click.echo(f"would remove {len(entries)} {what} entr{'y' if len(entries) == 1 else 'ies'} of {folder}, "
-                   f"freeing {freed}")
+        click.echo(f"would remove {_entries(len(entries), what)} of {folder}, freeing "
+                   f"{human_bytes(sum(e.bytes for e in entries))}")
         return
     removed, busy = prune(entries)
-    click.echo(f"removed {len(removed)} {what} entr{'y' if len(removed) == 1 else 'ies'} of {folder}, freeing "
+    click.echo(f"removed {_entries(len(removed), what)} of {folder}, freeing "
                f"{human_bytes(sum(e.bytes for e in removed))}")
     if busy:
-        click.echo(f"left {len(busy)} entr{'y' if len(busy) == 1 else 'ies'} that an extraction is writing: "
+        click.echo(f"left {_entries(len(busy))} that an extraction is writing: "
                    f"{', '.join(str(e.path) for e in busy[:3])}{' ...' if len(busy) > 3 else ''}", err=True)
 
 

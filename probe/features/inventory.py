@@ -150,6 +150,8 @@ def prune(entries: Iterable[CachedEntry]) -> tuple[list[CachedEntry], list[Cache
 
     removed, busy = [], []
     for entry in entries:
+        if not entry.path.is_dir():  # gone since the scan
+            continue
         lock = FileLock(str(entry.path / ".lock"))
         try:
             lock.acquire(timeout=0)
