@@ -254,6 +254,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
         "zero_rows": zero_rows,
         "seconds": round(time.time() - started, 3),
+        "extraction": _how_extracted(spec, options, measured),
         "flops_per_input": _flops_per_input(measured, parts),
         "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
                   for name in ("features.npy", "index.npy")},
@@ -314,6 +315,19 @@ class _Measured:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.encoder, name)
+
+
+def _how_extracted(spec: EncoderSpec, options: ExtractOptions, encoder: Any) -> dict[str, Any] | None:
+    """Where and how this process computed the entry's missing chunks, so ``seconds`` can be read
+    (None when every chunk was computed elsewhere: a resumed run's earlier process, Ray actors)."""
+    if encoder is None:
+        return None
+    from probe.features.options import extraction_batch_size
+
+    vision = spec.modality == "vision"
+    return {"device": str(encoder.device), "batch_size": extraction_batch_size(spec, options),
+            "workers": resolved_workers(options.workers, options.device) if vision else 0,
+            "decode": options.decode if vision else None}
 
 
 def _preprocessing(spec: EncoderSpec, options: ExtractOptions) -> dict[str, Any]:
