@@ -13,6 +13,8 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 #: how JPEG files and shard members become pixels; part of every vision cache key, so features
 #: decoded one way never serve a request of another
 JPEG_DECODER = "torchvision"
+#: the same decoding done on a CUDA device (nvjpeg), which may round otherwise: cached apart
+JPEG_DECODER_CUDA = JPEG_DECODER + "-cuda"
 
 
 class SpecTransform:

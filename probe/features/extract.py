@@ -16,7 +16,7 @@ import numpy as np
 
 from probe import __version__
 from probe.data.base import text_fingerprint
-from probe.encoders.preprocess import JPEG_DECODER
+from probe.encoders.preprocess import JPEG_DECODER, JPEG_DECODER_CUDA
 from probe.errors import ProbeError
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
 from probe.features.options import ExtractOptions, resolved_workers, storage_dtype
@@ -57,12 +57,20 @@ def collate_images(items):
 def entry_for(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
               fit_texts: Sequence[str] | None) -> tuple[CacheEntry, str, str]:
     """``(entry, key, storage dtype)`` of the features of these inputs (see :mod:`probe.features.cache`)."""
-    extra: dict[str, Any] = {"fit": text_fingerprint(fit_texts)} if fit_texts is not None else {}
-    if spec.modality == "vision":
-        extra["jpeg"] = jpeg_decoder(options)
+    fit = text_fingerprint(fit_texts) if fit_texts is not None else None
     dtype = storage_dtype(spec, options)
-    key = cache_key(spec, dataset, split, input_set, content, dtype, extra)
+    key = cache_key(spec, dataset, split, input_set, content, dtype, key_extra(spec, fit, jpeg_decoder(options)))
     return CacheEntry(options.cache, spec, dataset, split, input_set, key), key, dtype
+
+
+def key_extra(spec: EncoderSpec, fit: str | None, decoder: str | None) -> dict[str, Any]:
+    """What a cache key holds beyond the spec and the data: the fingerprint of the corpus an encoder
+    was fitted on (TF-IDF), and for a vision encoder what decoded its JPEGs. The inventory rebuilds
+    keys from ``meta.json`` with it (:func:`probe.features.inventory.current_key`)."""
+    extra: dict[str, Any] = {"fit": fit} if fit is not None else {}
+    if spec.modality == "vision":
+        extra["jpeg"] = decoder
+    return extra
 
 
 def jpeg_decoder(options: ExtractOptions) -> str:
@@ -71,7 +79,7 @@ def jpeg_decoder(options: ExtractOptions) -> str:
         from probe.encoders.base import pick_device
 
         if pick_device(options.device).startswith("cuda"):
-            return JPEG_DECODER + "-cuda"
+            return JPEG_DECODER_CUDA
     return JPEG_DECODER
 
 

@@ -102,9 +102,10 @@ def current_key(meta: dict[str, Any]) -> str:
     """The key this probe gives the request an entry's ``meta.json`` describes (encoder spec, data,
     storage dtype, corpus fit, JPEG decoder); :class:`StaleEntry` where the entry predates what a key
     now holds."""
-    from probe.encoders.preprocess import JPEG_DECODER
+    from probe.encoders.preprocess import JPEG_DECODER, JPEG_DECODER_CUDA
     from probe.errors import ProbeError
     from probe.features.cache import cache_key
+    from probe.features.extract import key_extra
     from probe.registry import spec_from_dict
 
     try:
@@ -113,14 +114,10 @@ def current_key(meta: dict[str, Any]) -> str:
         raise StaleEntry(f"its encoder spec no longer reads ({str(exc).removeprefix('meta.json: ')})") from None
     except (KeyError, TypeError, AttributeError):
         raise StaleEntry("its meta.json has no encoder spec") from None
-    extra: dict[str, Any] = {}
-    if meta.get("fit_fingerprint"):
-        extra["fit"] = meta["fit_fingerprint"]
-    if spec.modality == "vision":
-        decoder = (meta.get("preprocessing") or {}).get("jpeg_decoder")
-        if decoder not in (JPEG_DECODER, JPEG_DECODER + "-cuda"):
-            raise StaleEntry("decoded before the JPEG decoder was part of the key")
-        extra["jpeg"] = decoder
+    decoder = (meta.get("preprocessing") or {}).get("jpeg_decoder")
+    if spec.modality == "vision" and decoder not in (JPEG_DECODER, JPEG_DECODER_CUDA):
+        raise StaleEntry("decoded before the JPEG decoder was part of the key")
+    extra = key_extra(spec, meta.get("fit_fingerprint") or None, decoder)
     try:
         return cache_key(spec, meta["dataset"], meta["split"], meta["set"], meta["content_fingerprint"], meta["dtype"],
                          extra)

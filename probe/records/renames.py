@@ -48,9 +48,9 @@ def rename_doubled_seeds(results: Path) -> tuple[int, int]:
             continue
         # records/<kind>/<dataset>/<name>.json; models|tune/<dataset>/<name>/
         entries = root.glob("*/*/*.json") if area == "records" else root.glob("*/*")
+        suffix = ".json" if area == "records" else ""
         for old in sorted(p for p in entries if "-seed" in p.name):
-            stem = old.name[:-len(".json")] if area == "records" else old.name
-            new = old.with_name(single_seed(stem) + (".json" if area == "records" else ""))
+            new = old.with_name(single_seed(old.name.removesuffix(suffix)) + suffix)
             if new == old:
                 continue
             if new.exists():
