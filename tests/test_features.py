@@ -34,8 +34,11 @@ def test_cache_hit_skips_the_encoder_and_returns_same_numbers(registry, tmp_path
     for key in ("spec", "revision", "pooling", "preprocessing", "content_fingerprint", "dtype", "shape",
                 "probe_version", "format_version"):
         assert key in meta
-    # how this process computed it, so its "seconds" can be read
-    assert meta["extraction"] == {"device": "cpu", "batch_size": 32, "workers": 0, "decode": "workers"}
+    # how this process computed it, and how many rows in how many seconds (a dry run's rate)
+    how = meta["extraction"]
+    assert {k: how[k] for k in ("device", "batch_size", "workers", "decode", "rows")} == {
+        "device": "cpu", "batch_size": 32, "workers": 0, "decode": "workers", "rows": 75}
+    assert 0 < how["seconds"] <= meta["seconds"]
 
 
 def test_key_changes_with_dtype_and_preprocessing(registry, tmp_path):

@@ -15,6 +15,7 @@ from probe.cli.common import (
     dtype_option,
     echo_skipped,
     executor_options,
+    results_option,
     workers_option,
     workspace,
 )
@@ -133,12 +134,13 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
 @decode_option
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
+@results_option
 @cache_option
 @device_option("cpu, cuda, cuda:1 ... [default: cuda if present].")
 @executor_options
 @click.pass_obj
-def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, decode, on_bad_image, cache_dir,
-            device, executor, ray_address) -> None:
+def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, decode, on_bad_image,
+            results_dir, cache_dir, device, executor, ray_address) -> None:
     """Extract features for models on a dataset into the cache (resumable; reused by every pair).
 
     \b
@@ -171,7 +173,7 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
     fit = None
     if needs_fit:
         fit = loaded["train"] if "train" in loaded else ds.load("train")
-    options = ExtractOptions(cache_dir=workspace(None, cache_dir)[1], batch_size=batch_size, workers=workers,
+    options = ExtractOptions(cache_dir=workspace(results_dir, cache_dir)[1], batch_size=batch_size, workers=workers,
                              dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download,
                              decode=decode)
     options = dataclasses.replace(options, cache_dir=for_workers(executor, options.cache)[0])

@@ -49,6 +49,10 @@ from probe.cli.common import (
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="retrieval, zeroshot, compositional (repeatable) [default: all the dataset supports].")
 @click.option("--skip-existing", is_flag=True, help="Skip pairs whose successful record exists (resume a sweep).")
+@click.option("--dry-run", is_flag=True,
+              help="Say what the run would do (features cached or still to encode per encoder, with a time "
+                   "estimate where an earlier extraction left its rate; results to fit) and stop: no model is "
+                   "loaded, nothing is computed.")
 @click.option("--save-models/--no-save-models", default=True, show_default=True,
               help="Keep each fitted pair as a loadable aligned model under <results>/models/.")
 @results_option
@@ -63,7 +67,7 @@ from probe.cli.common import (
 @executor_options
 @click.pass_context
 def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, recipe,
-        config_file, tasks, skip_existing, save_models,
+        config_file, tasks, skip_existing, dry_run, save_models,
         results_dir, cache_dir, workers, extract_batch_size, dtype, decode, device, executor, ray_address) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
@@ -81,6 +85,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
       probe run --vision efficientnet/lite0-in1k --text 'sentence-transformers/*' --head linear --head star
       probe run --vision 'dinov2/*' --text all --loss siglip --loss infonce --lr 1e-3 --lr 3e-4
       probe run --vision all --text all --skip-existing      # resume an interrupted sweep
+      probe run --vision all --text all --train wds:~/cc3m --eval coco-karpathy --dry-run   # what it would cost
       probe run --train shapes --eval shapes-ood --vision all --text all   # zero-shot transfer
     """
     from click.core import ParameterSource
@@ -130,14 +135,17 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     else:
         plan = in_domain_plan(ds, chosen, explicit_tasks=bool(tasks))
         where = f"on {ds.info.name}"
-    sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results,
-                           ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size,
-                                          dtype=dtype, device=device, allow_download=obj.allow_download,
-                                          decode=decode),
-                           save_models=save_models)
+    options = ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size, dtype=dtype,
+                             device=device, allow_download=obj.allow_download, decode=decode)
+    sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results, options, save_models=save_models)
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}", err=True)
+    if dry_run:
+        from probe.cli.preview import echo_preview
+
+        echo_preview(sweep, pairs(v_specs, t_specs), options, skip_existing)
+        return
     with executor_for(executor, ray_address, (cache, results)) as runner_executor:
         outcome = PairRunner(skip_existing=skip_existing, echo=click.echo,
                              executor=runner_executor).run(sweep, pairs(v_specs, t_specs))

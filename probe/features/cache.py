@@ -91,11 +91,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")[:80] or "x"
 
 
+def model_dir(root: Path, spec: EncoderSpec) -> Path:
+    """The folder of every entry of one encoder."""
+    return root / _safe(spec.name)
+
+
 class CacheEntry:
     """One cache folder; every method assumes the caller holds the entry's lock for writes."""
 
     def __init__(self, root: Path, spec: EncoderSpec, dataset: str, split: str, input_set: str, key: str):
-        self.dir = root / _safe(spec.name) / _safe(dataset) / f"{_safe(split)}.{_safe(input_set)}.{key}"
+        self.dir = model_dir(root, spec) / _safe(dataset) / f"{_safe(split)}.{_safe(input_set)}.{key}"
         self.chunks = self.dir / "chunks"
 
     @property
@@ -133,6 +138,15 @@ class CacheEntry:
             return None
         return FeatureSet(features, index, meta, self.dir, mapping,
                           source=(files["features.npy"], offset) if mapping is not None else None)
+
+    def looks_finished(self) -> bool:
+        """Whether a finished entry seems to be here: its ``meta.json``, and files of the sizes it states.
+        Reads no features and repairs nothing (a dry run changes no file); :meth:`read` checks more."""
+        try:
+            files = json.loads(self.meta_path.read_text())["files"]
+            return all((self.dir / name).stat().st_size == files[name]["bytes"] for name in ("features.npy", "index.npy"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
 
     def discard_final(self) -> None:
         for name in ("meta.json", "features.npy", "index.npy"):

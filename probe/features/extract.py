@@ -83,18 +83,28 @@ def jpeg_decoder(options: ExtractOptions) -> str:
     return JPEG_DECODER
 
 
+def serving_entries(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str,
+                    options: ExtractOptions, fit_texts: Sequence[str] | None) -> list[CacheEntry]:
+    """The entries that can serve this request, best first: its own, then for a float16 request the
+    float32 one (rounded to float16 on read)."""
+    entry, _, dtype = entry_for(spec, dataset, split, input_set, content, options, fit_texts)
+    if dtype != "float16":
+        return [entry]
+    wider, _, _ = entry_for(spec, dataset, split, input_set, content, dataclasses.replace(options, dtype="float32"),
+                            fit_texts)
+    return [entry, wider]
+
+
 def cached(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
            fit_texts: Sequence[str] | None) -> FeatureSet | None:
-    """The finished entry that serves this request, if any: its own, or for a float16 request a
-    float32 entry, rounded to float16 on read."""
-    entry, _, dtype = entry_for(spec, dataset, split, input_set, content, options, fit_texts)
-    found = entry.read(verify=options.verify)
-    if found is None and dtype == "float16":
-        wider, _, _ = entry_for(spec, dataset, split, input_set, content, dataclasses.replace(options, dtype="float32"),
-                                fit_texts)
-        found = wider.read(verify=options.verify)
-        if found is not None:
-            found.round_to = "float16"
+    """The finished entry that serves this request, if any (see :func:`serving_entries`)."""
+    own, *wider = serving_entries(spec, dataset, split, input_set, content, options, fit_texts)
+    found = own.read(verify=options.verify)
+    for entry in wider:
+        if found is None:
+            found = entry.read(verify=options.verify)
+            if found is not None:
+                found.round_to = "float16"
     return found
 
 
@@ -262,7 +272,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
         "zero_rows": zero_rows,
         "seconds": round(time.time() - started, 3),
-        "extraction": _how_extracted(spec, options, measured),
+        "extraction": _how_extracted(spec, options, measured, stats),
         "flops_per_input": _flops_per_input(measured, parts),
         "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
                   for name in ("features.npy", "index.npy")},
@@ -325,9 +335,11 @@ class _Measured:
         return getattr(self.encoder, name)
 
 
-def _how_extracted(spec: EncoderSpec, options: ExtractOptions, encoder: Any) -> dict[str, Any] | None:
-    """Where and how this process computed the entry's missing chunks, so ``seconds`` can be read
-    (None when every chunk was computed elsewhere: a resumed run's earlier process, Ray actors)."""
+def _how_extracted(spec: EncoderSpec, options: ExtractOptions, encoder: Any,
+                   stats: ExtractionStats) -> dict[str, Any] | None:
+    """Where and how this process computed the entry's missing chunks, and how many rows in how many
+    seconds (its rate, which a dry run uses to estimate the next extraction); None when every chunk
+    was computed elsewhere (a resumed run's earlier process, Ray actors)."""
     if encoder is None:
         return None
     from probe.features.options import extraction_batch_size
@@ -335,7 +347,8 @@ def _how_extracted(spec: EncoderSpec, options: ExtractOptions, encoder: Any) -> 
     vision = spec.modality == "vision"
     return {"device": str(encoder.device), "batch_size": extraction_batch_size(spec, options),
             "workers": resolved_workers(options.workers, options.device) if vision else 0,
-            "decode": options.decode if vision else None}
+            "decode": options.decode if vision else None,
+            "rows": stats.computed_rows, "seconds": round(stats.compute_seconds, 3)}
 
 
 def _preprocessing(spec: EncoderSpec, options: ExtractOptions) -> dict[str, Any]:

@@ -3,15 +3,18 @@ zero-shot prompt features of a text encoder, each through the cache."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probe.features.options import ExtractOptions
 from probe.pipeline.splits import SplitPlan
 from probe.registry import EncoderSpec
+
+if TYPE_CHECKING:
+    from probe.data.base import SplitData
 
 
 @dataclass
@@ -49,7 +52,6 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
     """
     from probe.features import split_features
     from probe.features.mapped import resident_limit
-    from probe.metrics.zeroshot import DEFAULT_TEMPLATES, prompts
 
     loaded: dict[str, Any] = {}
 
@@ -62,26 +64,54 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
         return loaded["encoder"]
 
     out = EncoderFeatures(spec, {})
-    for role, data in plan.roles().items():
-        if roles is not None and role not in roles:
+    for request in feature_requests(spec, plan, roles, with_prompts):
+        fs = split_features(spec, request.data, options, fit_data=plan.fit, texts=request.texts,
+                            input_set=request.input_set, encoder_factory=factory)
+        if request.texts is not None:  # zero-shot prompts: small, always held
+            out.prompts[request.role] = np.asarray(fs.rows(len(request.texts)))
+            out.keys[request.role] = fs.path.name
             continue
-        if spec.modality == "text" and not data.captions:  # a classification benchmark: images only
-            continue
-        fs = split_features(spec, data, options, fit_data=plan.fit, encoder_factory=factory)
-        rows = fs.rows(data.n_images if spec.modality == "vision" else len(data.captions))
+        rows = fs.rows(request.n_inputs(spec))
+        role = request.role
         out.by_role[role] = rows if role in streamed_roles and rows.nbytes_float32 > resident_limit() else np.asarray(rows)
         out.keys[role] = fs.path.name
         out.flops_per_input[role] = fs.meta.get("flops_per_input")
         if fs.meta.get("skipped"):
             out.skipped[role] = len(fs.meta["skipped"])
+    return out
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """One set of inputs an encoder encodes for a plan: a split role's images or captions, or the
+    zero-shot prompts (``texts``) of one label task of a target."""
+
+    role: str
+    data: SplitData
+    input_set: str | None = None
+    texts: tuple[str, ...] | None = None
+
+    def n_inputs(self, spec: EncoderSpec) -> int:
+        if self.texts is not None:
+            return len(self.texts)
+        return self.data.n_images if spec.modality == "vision" else len(self.data.captions)
+
+
+def feature_requests(spec: EncoderSpec, plan: SplitPlan, roles: Sequence[str] | None = None,
+                     with_prompts: bool = True) -> Iterator[FeatureRequest]:
+    """Every set of inputs ``spec`` encodes for ``plan``, in the order a run extracts them: what a run
+    computes (:func:`encoder_features`) and what a dry run reports (:mod:`probe.pipeline.preview`)."""
+    from probe.metrics.zeroshot import DEFAULT_TEMPLATES, prompts
+
+    for role, data in plan.roles().items():
+        if roles is not None and role not in roles:
+            continue
+        if spec.modality == "text" and not data.captions:  # a classification benchmark: images only
+            continue
+        yield FeatureRequest(role, data)
     if spec.modality == "text" and with_prompts:
         for target in plan.targets:
             for task in target.label_tasks:
                 held_out = target.eval
                 texts = prompts(held_out.classes[task], held_out.templates.get(task) or DEFAULT_TEMPLATES)
-                fs = split_features(spec, held_out, options, fit_data=plan.fit, texts=texts,
-                                    input_set=f"prompts-{task}", encoder_factory=factory)
-                role = target.role(f"prompts-{task}")
-                out.prompts[role] = np.asarray(fs.rows(len(texts)))
-                out.keys[role] = fs.path.name
-    return out
+                yield FeatureRequest(target.role(f"prompts-{task}"), held_out, f"prompts-{task}", tuple(texts))

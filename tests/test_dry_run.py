@@ -1,0 +1,94 @@
+"""``probe run --dry-run``: what a sweep would encode and fit, read from the cache and records only."""
+
+from __future__ import annotations
+
+import json
+
+from probe.pipeline.preview import duration
+
+PAIR = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2")
+# shapes, by its documented sizes: train 300 images x 5 captions, val 75, test 150, winoground 80 (one
+# caption each); zero-shot prompts: 14 shapes x 6 templates + 8 colours x 5 templates
+IMAGES = 300 + 75 + 150 + 80
+TEXTS = 5 * (300 + 75 + 150) + 80 + 14 * 6 + 8 * 5
+
+
+def _files(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _row(stdout: str, encoder: str) -> str:
+    return next(line for line in stdout.splitlines() if line.strip().startswith(encoder + " "))
+
+
+def test_a_cold_dry_run_counts_every_input_and_computes_nothing(run_cli, tmp_path):
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    dry = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: no model loaded, nothing computed" in dry.stdout
+    assert f"{IMAGES} images" in _row(dry.stdout, "test/tiny-vit") and "0 of 4" in _row(dry.stdout, "test/tiny-vit")
+    assert f"{TEXTS:,} texts" in _row(dry.stdout, "test/tiny-bert") and "0 of 6" in _row(dry.stdout, "test/tiny-bert")
+    assert "unknown: no rate on cpu yet" in _row(dry.stdout, "test/tiny-vit")
+    assert "154.9 KB" in _row(dry.stdout, "test/tiny-vit")  # 605 rows x 64 float32
+    assert f"to encode: {IMAGES} images and {TEXTS:,} texts" in dry.stdout
+    assert "1 pair(s) to fit, 1 result(s) to score" in dry.stdout
+    assert _files(cache) == [] and _files(results) == []  # no feature, record or model written
+
+
+def test_after_a_run_the_dry_run_finds_its_features_records_and_rates(run_cli, tmp_path):
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    done = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--extract-batch-size", "10")
+    assert done.returncode == 0, done.stderr
+    before = _files(cache)
+    again = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--dry-run", "--skip-existing")
+    assert again.returncode == 0, again.stderr
+    assert "to encode: 0 images and 0 texts" in again.stdout
+    assert "0 pair(s) to fit, 0 result(s) to score; 1 result(s) already there (skipped)" in again.stdout
+    refit = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--dry-run")
+    assert "1 of them are already there and would be written again" in refit.stdout
+    assert "4 of 4" in _row(refit.stdout, "test/tiny-vit") and "nothing" in _row(refit.stdout, "test/tiny-vit")
+    assert _files(cache) == before
+
+    # the train split's entry stopped after its first chunk (4 batches of 10 = 40 images): 260 left
+    (train,) = cache.glob("test_tiny-vit/shapes/train.images.*")
+    meta = json.loads((train / "meta.json").read_text())
+    for name in ("meta.json", "features.npy", "index.npy"):
+        (train / name).unlink()
+    (train / "chunks").mkdir()
+    (train / "chunks" / "00000.npz").write_bytes(b"finished chunk")
+    partial = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--dry-run",
+                      "--extract-batch-size", "10")
+    row = _row(partial.stdout, "test/tiny-vit")
+    assert "3 of 4, 1 partial" in row and "260 images" in row
+    # the estimate uses the rate the largest remaining entry (test, 150 images) measured, on this device kind
+    (test,) = cache.glob("test_tiny-vit/shapes/test.images.*")
+    how = json.loads((test / "meta.json").read_text())["extraction"]
+    assert how["device"] == "cpu" and how["rows"] == 150 and meta["extraction"]["rows"] == 300
+    rate = how["rows"] / how["seconds"]
+    shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
+    assert f"~{duration(260 / rate)} ({shown} images/s on cpu)" in row
+    # an entry measured on another kind of device says nothing about this one
+    for meta_path in cache.glob("test_tiny-vit/shapes/*/meta.json"):
+        data = json.loads(meta_path.read_text())
+        data["extraction"]["device"] = "cuda:0"
+        meta_path.write_text(json.dumps(data))
+    elsewhere = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--dry-run",
+                        "--extract-batch-size", "10")
+    assert "unknown: no rate on cpu yet" in _row(elsewhere.stdout, "test/tiny-vit")
+
+
+def test_a_float32_entry_counts_as_cached_for_a_float16_request(run_cli, tmp_path):
+    results = tmp_path / "mine"  # extract and run both keep the cache in <results>/features
+    for model in ("test/tiny-vit", "test/tiny-bert"):
+        made = run_cli("extract", "-m", model, "-d", "shapes", "--results", str(results), "--dtype", "float32",
+                       "--workers", "0", cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+    assert not (tmp_path / "results").exists() and (results / "features" / "test_tiny-vit").is_dir()
+    half = run_cli("run", *PAIR, "--results", str(results), "--dtype", "float16", "--dry-run")
+    assert half.returncode == 0, half.stderr
+    assert "4 of 4" in _row(half.stdout, "test/tiny-vit")  # float32 serves float16, rounded on read
+    assert "4 of 6" in _row(half.stdout, "test/tiny-bert")  # the prompts were never extracted
+
+
+def test_durations_read_at_a_glance():
+    assert [duration(s) for s in (12, 600, 3 * 3600 + 1800, 5 * 86400)] == ["12 s", "10 min", "3.5 h", "5.0 days"]
