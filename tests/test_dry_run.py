@@ -62,15 +62,15 @@ def test_after_a_run_the_dry_run_finds_its_features_records_and_rates(run_cli, t
     assert "3 of 4, 1 partial" in row and "260 images" in row
     # the estimate uses the rate the largest remaining entry (test, 150 images) measured, on this device kind
     (test,) = cache.glob("test_tiny-vit/shapes/test.images.*")
-    how = json.loads((test / "meta.json").read_text())["extraction"]
-    assert how["device"] == "cpu" and how["rows"] == 150 and meta["extraction"]["rows"] == 300
+    how = json.loads((test / "meta.json").read_text())["rate"]
+    assert how["device"] == "cpu" and how["rows"] == 150 and meta["rate"]["rows"] == 300
     rate = how["rows"] / how["seconds"]
     shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
     assert f"~{duration(260 / rate)} ({shown} images/s on cpu)" in row
     # an entry measured on another kind of device says nothing about this one
     for meta_path in cache.glob("test_tiny-vit/shapes/*/meta.json"):
         data = json.loads(meta_path.read_text())
-        data["extraction"]["device"] = "cuda:0"
+        data["rate"]["device"] = "cuda:0"
         meta_path.write_text(json.dumps(data))
     elsewhere = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--dry-run",
                         "--extract-batch-size", "10")

@@ -131,8 +131,13 @@ def test_extraction_on_ray_matches_local_and_keeps_finished_chunks(run_cli, tmp_
                      "--cache-dir", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_address)
     assert remote.returncode == 0, remote.stderr
     assert "assembled from chunks computed on Ray" in remote.stdout
-    got = split_features(spec, data, options).dense(len(inputs))
+    assembled = split_features(spec, data, options)
+    got = assembled.dense(len(inputs))
     want = reference.dense(len(inputs))
+    # the actors timed their chunks; the chunk left by the killed run (written untimed, as before chunks
+    # were timed) is not counted in the rate
+    rate = assembled.meta["rate"]
+    assert rate["rows"] == len(inputs) - len(ranges[0]) and rate["device"] == "cpu" and rate["seconds"] > 0
     np.testing.assert_array_equal(got[ranges[0].start:ranges[0].stop], first + 1.0)  # kept, not recomputed
     np.testing.assert_array_equal(got[ranges[1].start:], want[ranges[1].start:])  # the rest computed on Ray
 

@@ -162,8 +162,9 @@ class CacheEntry:
         try:
             with np.load(path, allow_pickle=False) as data:
                 out = {k: data[k] for k in ("features", "ids", "bad")}
-                if "flops" in data.files:  # the writer's measured cost per input (chunks of older runs lack it)
-                    out["flops"] = data["flops"]
+                for optional in ("flops", "seconds", "device"):  # measured by the writer (older chunks lack them)
+                    if optional in data.files:
+                        out[optional] = data[optional]
             ok = (out["features"].ndim == 2 and out["features"].shape[1] == dim
                   and len(out["ids"]) == len(out["features"])
                   and set(out["ids"].tolist()) | set(out["bad"].tolist()) == set(rows))

@@ -192,6 +192,8 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
 
     entry.chunks.mkdir(parents=True, exist_ok=True)
     chunk_iter = shard_chunks if by_shard else _image_chunks if spec.modality == "vision" else _text_chunks
+    device = str(getattr(encoder, "device", "cpu"))
+    last = time.perf_counter()
     for chunk, ids, feats, bad in chunk_iter(encoder, inputs, chunks, ranges, extraction_batch_size(spec, options),
                                              resolved_workers(options.workers, options.device), bar,
                                              options.decode):
@@ -200,13 +202,17 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
             raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
         if dtype == "float16":
             _check_half_range(spec, feats)
-        # the measured per-input cost travels with the chunk: an entry assembled from chunks computed in
-        # another process (a resumed run, a Ray actor) still states what its inputs cost
+        # the measured per-input cost and the chunk's wall time (since the previous chunk was done: data
+        # loading included) travel with the chunk: an entry assembled from chunks computed in another
+        # process (a resumed run, a Ray actor) still states what its inputs cost and how fast they went
         flops = getattr(encoder, "flops_per_input", None)
+        now = time.perf_counter()
+        seconds, last = now - last, now
         write_npz(entry.chunk_path(chunk), features=feats.astype(dtype),
                   ids=np.asarray(ids, dtype=np.int64), bad=np.asarray([p for p, _ in bad], dtype=np.int64),
                   errors=np.asarray([e for _, e in bad] or [""], dtype=str),
-                  flops=np.asarray([np.nan if flops is None else flops], dtype=np.float64))
+                  flops=np.asarray([np.nan if flops is None else flops], dtype=np.float64),
+                  seconds=np.asarray([seconds], dtype=np.float64), device=np.asarray([device]))
         yield chunk
 
 
@@ -272,7 +278,8 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
         "zero_rows": zero_rows,
         "seconds": round(time.time() - started, 3),
-        "extraction": _how_extracted(spec, options, measured, stats),
+        "extraction": _how_extracted(spec, options, measured),
+        "rate": _rate(parts),
         "flops_per_input": _flops_per_input(measured, parts),
         "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
                   for name in ("features.npy", "index.npy")},
@@ -296,7 +303,7 @@ def _check_half_range(spec: EncoderSpec, feats: np.ndarray) -> None:
 
 def _covered(chunk: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
     """A finished chunk without its features: which inputs it holds and skipped, and their cost."""
-    return None if chunk is None else {k: chunk[k] for k in ("ids", "bad", "flops") if k in chunk}
+    return None if chunk is None else {k: chunk[k] for k in ("ids", "bad", "flops", "seconds", "device") if k in chunk}
 
 
 def _flops_per_input(measured: Any, parts: list[dict[str, np.ndarray]]) -> float | None:
@@ -335,11 +342,9 @@ class _Measured:
         return getattr(self.encoder, name)
 
 
-def _how_extracted(spec: EncoderSpec, options: ExtractOptions, encoder: Any,
-                   stats: ExtractionStats) -> dict[str, Any] | None:
-    """Where and how this process computed the entry's missing chunks, and how many rows in how many
-    seconds (its rate, which a dry run uses to estimate the next extraction); None when every chunk
-    was computed elsewhere (a resumed run's earlier process, Ray actors)."""
+def _how_extracted(spec: EncoderSpec, options: ExtractOptions, encoder: Any) -> dict[str, Any] | None:
+    """Where and how this process computed the entry's missing chunks, so ``seconds`` can be read
+    (None when every chunk was computed elsewhere: a resumed run's earlier process, Ray actors)."""
     if encoder is None:
         return None
     from probe.features.options import extraction_batch_size
@@ -347,8 +352,23 @@ def _how_extracted(spec: EncoderSpec, options: ExtractOptions, encoder: Any,
     vision = spec.modality == "vision"
     return {"device": str(encoder.device), "batch_size": extraction_batch_size(spec, options),
             "workers": resolved_workers(options.workers, options.device) if vision else 0,
-            "decode": options.decode if vision else None,
-            "rows": stats.computed_rows, "seconds": round(stats.compute_seconds, 3)}
+            "decode": options.decode if vision else None}
+
+
+def _rate(parts: list[dict[str, np.ndarray]]) -> dict[str, Any] | None:
+    """Rows and wall seconds of the entry's chunks on the device that computed most of them, wherever
+    they ran (this process, an earlier one, Ray actors): the rate a dry run estimates from. None for
+    chunks written before chunks were timed."""
+    by_device: dict[str, list[float]] = {}
+    for part in parts:
+        if "seconds" in part and "device" in part:
+            rows_seconds = by_device.setdefault(str(part["device"][0]), [0, 0.0])
+            rows_seconds[0] += len(part["ids"]) + len(part["bad"])
+            rows_seconds[1] += float(part["seconds"][0])
+    if not by_device:
+        return None
+    device, (rows, seconds) = max(by_device.items(), key=lambda item: item[1][0])
+    return {"device": device, "rows": int(rows), "seconds": round(seconds, 3)}
 
 
 def _preprocessing(spec: EncoderSpec, options: ExtractOptions) -> dict[str, Any]:

@@ -7,7 +7,7 @@ and the records folder (no model is loaded, nothing is computed, no file is chan
 - per encoder, how many of its feature sets are cached, stopped partway or missing, how many
   inputs it would still encode and the disk their features take;
 - an estimate of that time, where an earlier extraction of the same encoder on the same kind of device
-  left its rate in the cache (``meta.json``'s ``extraction.rows`` / ``extraction.seconds``);
+  left its rate in the cache (``meta.json``'s ``rate``: rows and wall seconds of its timed chunks);
 - how many results would be fitted and how many are already there.
 """
 
@@ -103,8 +103,8 @@ def feature_needs(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions) -
 
 def measured_rate(spec: EncoderSpec, cache: Path, device: str) -> Rate | None:
     """The rate of this encoder's largest earlier extraction on ``device``'s kind (cpu, cuda), from any
-    dataset in the cache; None where none recorded one (entries written before probe recorded rates,
-    or computed elsewhere)."""
+    dataset in the cache, wherever its chunks ran; None where none recorded one (entries written before
+    chunks were timed)."""
     from probe.features.cache import model_dir
 
     kind = device.split(":")[0]
@@ -112,8 +112,8 @@ def measured_rate(spec: EncoderSpec, cache: Path, device: str) -> Rate | None:
     for meta_path in model_dir(cache, spec).glob("*/*/meta.json"):
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            how = meta.get("extraction") or {}
-            rows, seconds, where = int(how["rows"]), float(how["seconds"]), str(how["device"])
+            rate = meta["rate"]
+            rows, seconds, where = int(rate["rows"]), float(rate["seconds"]), str(rate["device"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         if meta.get("model") != spec.name or where.split(":")[0] != kind or rows <= 0 or seconds <= 0:
