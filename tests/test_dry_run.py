@@ -60,6 +60,11 @@ def test_after_a_run_the_dry_run_finds_its_features_records_and_rates(run_cli, t
                       "--extract-batch-size", "10")
     row = _row(partial.stdout, "test/tiny-vit")
     assert "3 of 4, 1 partial" in row and "260 images" in row
+    extract = run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--cache-dir", str(cache), "--batch-size", "10",
+                      "--dry-run")
+    assert extract.returncode == 0, extract.stderr
+    assert _row(extract.stdout, "test/tiny-vit").split() == row.split()  # the same four splits, seen alike
+    assert "to encode: 260 images and 0 texts" in extract.stdout
     # the estimate uses the rate the largest remaining entry (test, 150 images) measured, on this device kind
     (test,) = cache.glob("test_tiny-vit/shapes/test.images.*")
     how = json.loads((test / "meta.json").read_text())["rate"]

@@ -138,9 +138,12 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
 @cache_option
 @device_option("cpu, cuda, cuda:1 ... [default: cuda if present].")
 @executor_options
+@click.option("--dry-run", is_flag=True,
+              help="Say per model what is cached and what would be encoded (inputs, disk, a time estimate where "
+                   "an earlier extraction left its rate) and stop: no model is loaded, nothing is computed.")
 @click.pass_obj
 def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, decode, on_bad_image,
-            results_dir, cache_dir, device, executor, ray_address) -> None:
+            results_dir, cache_dir, device, executor, ray_address, dry_run) -> None:
     """Extract features for models on a dataset into the cache (resumable; reused by every pair).
 
     \b
@@ -149,6 +152,7 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
       probe extract -m all -d digits --split test --dtype float16
       probe extract -m dinov2/vit-b14 -d imagefolder:~/data/pets --workers 8
       probe extract -m all -d wds:/shared/cc3m --executor ray --ray-address head:6379
+      probe extract -m 'dinov2/*' -d wds:/shared/cc3m --dry-run      # cached, to encode, disk, time
     """
     import dataclasses
 
@@ -176,6 +180,14 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
     options = ExtractOptions(cache_dir=workspace(results_dir, cache_dir)[1], batch_size=batch_size, workers=workers,
                              dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download,
                              decode=decode)
+    if dry_run:
+        from probe.cli.preview import echo_features
+        from probe.features.roles import FeatureRequest
+        from probe.pipeline.preview import preview_encoders
+
+        requests = [FeatureRequest(split, data) for split, data in loaded.items()]
+        echo_features(preview_encoders(specs, lambda spec: requests, fit, options), options)
+        return
     options = dataclasses.replace(options, cache_dir=for_workers(executor, options.cache)[0])
     with executor_for(executor, ray_address, (options.cache,)) as chosen:
         if isinstance(chosen, RayExecutor):

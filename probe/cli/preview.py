@@ -1,4 +1,5 @@
-"""``probe run --dry-run``: what a sweep would encode and fit, printed (see :mod:`probe.pipeline.preview`)."""
+"""``--dry-run`` of ``probe run`` and ``probe extract``: what they would encode (and fit), printed
+(see :mod:`probe.pipeline.preview`)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,30 @@ import click
 
 
 def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: bool) -> None:
-    """Per encoder the feature sets cached and the inputs still to encode (with a time estimate where a
-    rate is known), then the results to fit; loads no model and changes no file."""
-    from probe.cli.cache import human_bytes
-    from probe.cli.tables import print_table
-    from probe.pipeline.preview import duration, needed_encoders, preview_encoders
+    """``probe run --dry-run``: the features its pending pairs need, then the results to fit."""
+    from probe.pipeline.preview import needed_encoders, plan_previews
     from probe.pipeline.runner import PairRunner
 
     jobs, existing = PairRunner(skip_existing=True, progress=False).plan(sweep, items)
     if not skip_existing:  # every result is fitted again, so every encoder's features are needed
         jobs, _ = PairRunner(progress=False).plan(sweep, items)
-    previews = preview_encoders(needed_encoders(jobs), sweep.plan, options)
+    echo_features(plan_previews(needed_encoders(jobs), sweep.plan, options), options)
+    pending = sum(len(job.units) for job in jobs)
+    fits = f"{len(jobs)} pair(s) to fit, {pending} result(s) to score"
+    if skip_existing:
+        click.echo(f"{fits}; {len(existing)} result(s) already there (skipped)")
+    else:
+        click.echo(fits + (f"; {len(existing)} of them are already there and would be written again "
+                           "(--skip-existing keeps them)" if existing else ""))
+
+
+def echo_features(previews: Sequence[Any], options: Any) -> None:
+    """Per encoder the feature sets cached and the inputs still to encode, their disk and a time
+    estimate where a rate is known, then the totals; loads no model and changes no file."""
+    from probe.cli.cache import human_bytes
+    from probe.cli.tables import print_table
+    from probe.pipeline.preview import duration
+
     rows = []
     for p in previews:
         unit = "images" if p.spec.modality == "vision" else "texts"
@@ -47,13 +61,6 @@ def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: 
     if untimed:
         line += f"; {untimed} encoder(s) without one"
     click.echo(line)
-    pending = sum(len(job.units) for job in jobs)
-    fits = f"{len(jobs)} pair(s) to fit, {pending} result(s) to score"
-    if skip_existing:
-        click.echo(f"{fits}; {len(existing)} result(s) already there (skipped)")
-    else:
-        click.echo(fits + (f"; {len(existing)} of them are already there and would be written again "
-                           "(--skip-existing keeps them)" if existing else ""))
 
 
 def _kind(options: Any) -> str:

@@ -1,4 +1,4 @@
-"""What a sweep would do, before it does it (``probe run --dry-run``).
+"""What a sweep would do, before it does it (``probe run --dry-run``, ``probe extract --dry-run``).
 
 A sweep over V x T encoders on a CC3M-sized corpus costs GPU-days, most of it in feature extraction.
 A dry run resolves the same encoders, data and head grid as the run, then reads only the feature cache
@@ -14,14 +14,18 @@ and the records folder (no model is loaded, nothing is computed, no file is chan
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.features.options import ExtractOptions
 from probe.pipeline.splits import SplitPlan
 from probe.registry import EncoderSpec
+
+if TYPE_CHECKING:
+    from probe.data.base import SplitData
+    from probe.features.roles import FeatureRequest
 
 #: what a feature set can be before a run: finished, stopped partway (a run resumes it), or not begun
 NEED_STATES = ("cached", "partial", "missing")
@@ -75,20 +79,20 @@ class EncoderPreview:
         return self.to_encode / self.rate.per_second if self.rate else None
 
 
-def feature_needs(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions) -> tuple[FeatureNeed, ...]:
-    """What the cache holds of every feature set ``spec`` encodes for ``plan`` (read only)."""
+def feature_needs(spec: EncoderSpec, requests: Iterable[FeatureRequest], fit: SplitData | None,
+                  options: ExtractOptions) -> tuple[FeatureNeed, ...]:
+    """What the cache holds of each of ``requests`` (read only); ``fit`` is the corpus an encoder
+    fitted on its captions (TF-IDF) is fitted on, as in the run."""
     import numpy as np
 
     from probe.features import split_inputs
     from probe.features.extract import chunk_plan, serving_entries
     from probe.features.options import storage_dtype
-    from probe.features.roles import feature_requests
 
     row_bytes = spec.embed_dim * np.dtype(storage_dtype(spec, options)).itemsize
     needs = []
-    for request in feature_requests(spec, plan):
-        inputs, content, name, fit_texts = split_inputs(spec, request.data, plan.fit, request.input_set,
-                                                        request.texts)
+    for request in requests:
+        inputs, content, name, fit_texts = split_inputs(spec, request.data, fit, request.input_set, request.texts)
         entries = serving_entries(spec, request.data.dataset, request.data.split, name, content, options, fit_texts)
         if any(entry.looks_finished() for entry in entries):
             needs.append(FeatureNeed(request.role, name, len(inputs), "cached", 0))
@@ -123,12 +127,21 @@ def measured_rate(spec: EncoderSpec, cache: Path, device: str) -> Rate | None:
     return best[1] if best else None
 
 
-def preview_encoders(specs: Iterable[EncoderSpec], plan: SplitPlan, options: ExtractOptions) -> list[EncoderPreview]:
+def preview_encoders(specs: Iterable[EncoderSpec], requests: Callable[[EncoderSpec], Iterable[FeatureRequest]],
+                     fit: SplitData | None, options: ExtractOptions) -> list[EncoderPreview]:
+    """Each encoder's needs (``requests(spec)``: what it encodes) and its measured rate on this device."""
     from probe.encoders.base import pick_device
 
     device = pick_device(options.device)
-    return [EncoderPreview(spec, feature_needs(spec, plan, options), measured_rate(spec, options.cache, device))
-            for spec in specs]
+    return [EncoderPreview(spec, feature_needs(spec, requests(spec), fit, options),
+                           measured_rate(spec, options.cache, device)) for spec in specs]
+
+
+def plan_previews(specs: Iterable[EncoderSpec], plan: SplitPlan, options: ExtractOptions) -> list[EncoderPreview]:
+    """Previews of what a run over ``plan`` encodes (:func:`~probe.features.roles.feature_requests`)."""
+    from probe.features.roles import feature_requests
+
+    return preview_encoders(specs, lambda spec: feature_requests(spec, plan), plan.fit, options)
 
 
 def needed_encoders(jobs: Sequence[Any]) -> list[EncoderSpec]:
