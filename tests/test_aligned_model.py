@@ -92,11 +92,13 @@ def test_probe_eval_reproduces_the_run_and_scores_new_benchmarks(fitted, run_cli
     (path,) = (root / "records" / "alignment").rglob("*on-digits.json")
     digits = json.loads(path.read_text())
     assert digits["protocol"] == "zero-shot transfer" and digits["benchmark"]["name"] == "digits"
-    assert digits["corpus"] == record["corpus"] and digits["saved_model"] == str(folder) and "training" not in digits
+    assert digits["corpus"] == record["corpus"] and "training" not in digits
+    # named as the run named it, relative to the results folder, however --model was typed
+    assert digits["saved_model"] == record["saved_model"] and not digits["saved_model"].startswith("/")
     assert 0 <= digits["metrics"]["zeroshot/digit_top1"] <= 1
 
 
-def test_export_loads_in_a_fresh_process_without_the_results_folder(fitted, run_cli, tmp_path):
+def test_export_loads_in_a_fresh_process_without_the_results_folder(fitted, run_cli, tmp_path, shared_cache):
     _, _, folder = fitted
     out = tmp_path / "take-home"
     exported = run_cli("export", str(folder), "--out", str(out))
@@ -107,6 +109,13 @@ def test_export_loads_in_a_fresh_process_without_the_results_folder(fitted, run_
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.strip() == "(2, 512) 2.0"  # two unit vectors in the shared 512-d space
     assert_one_line_error(run_cli("export", str(folder), "--out", str(out)), "exists and is not empty")
+    # scored from outside the results folder, typed relative to where the command runs: the record holds
+    # the absolute path (a path relative to the typing place would lead nowhere later)
+    scored = run_cli("eval", "--model", "take-home", "--eval", "digits", "--results", str(tmp_path / "r"), cwd=tmp_path,
+                     env={"PROBE_CACHE_DIR": str(shared_cache)})
+    assert scored.returncode == 0, scored.stderr
+    (path,) = (tmp_path / "r" / "records").rglob("*on-digits.json")
+    assert json.loads(path.read_text())["saved_model"] == str(out.resolve())
 
 
 def test_broken_or_unloadable_models_are_one_line_errors(fitted, run_cli, tmp_path):

@@ -173,14 +173,14 @@ class AlignmentSweep:
     def _save(self, item: Item, probe: Any, vf: EncoderFeatures, tf: EncoderFeatures) -> str:
         """Save the fitted heads with both encoders' entries; the path relative to the results folder."""
         from probe.align.model import save_aligned
-        from probe.records.store import model_folder
+        from probe.records.store import model_folder, model_ref
 
         vision, text = item
         folder = model_folder(self.results_dir, self.dataset_name, vision.name, text.name,
                               probe.config.run_tag)
         save_aligned(folder, probe, vision, text, (vf.by_role["fit"].shape[1], tf.by_role["fit"].shape[1]),
                      self.corpus, fitted_text=self._fitted_text(text))
-        return str(folder.relative_to(self.results_dir))
+        return model_ref(self.results_dir, folder)
 
     def _fitted_text(self, spec: EncoderSpec) -> Any:
         """A text encoder fitted on the corpus (TF-IDF), fitted again here once per sweep for saving:

@@ -41,13 +41,13 @@ def eval_cmd(obj: RunContext, model_path, evals, results_dir, cache_dir, workers
     from probe.evaluation.saved import score_saved
     from probe.features.options import ExtractOptions
     from probe.records import keys
-    from probe.records.store import write_record
+    from probe.records.store import model_ref, write_record
 
     benchmarks = [get_benchmark(name) for name in benchmark_names(evals)]
     model = AlignedModel.load(model_path, device=device, allow_download=obj.allow_download)
     results, cache = workspace(results_dir, cache_dir)
     options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=obj.allow_download)
-    for score in score_saved(model, str(model_path), benchmarks, results, options):
+    for score in score_saved(model, model_ref(results, model_path), benchmarks, results, options):
         metrics = score.record.metrics
         line = f"{score.record.benchmark.label}: {keys.headline(metrics, score.record.intervals)}"
         if score.existing is None:

@@ -184,7 +184,8 @@ class AlignmentRecord(Scored):
     features: dict[str, dict[str, str]]
     training: TrainingLog | None = None
     timing: Timing | None = None
-    #: the saved aligned model (heads + both encoders' entries), relative to the results folder
+    #: the saved aligned model (heads + both encoders' entries), relative to the results folder (absolute
+    #: for a model outside it, e.g. an exported one scored by ``probe eval``)
     saved_model: str | None = None
     cost: Cost | None = None
     #: what was left out of each split role, by reason: items its reader dropped (a sample without a

@@ -53,6 +53,14 @@ def model_folder(results_dir: Path, dataset: str, *parts: str) -> Path:
     return results_folder(results_dir, "models", dataset, *parts)
 
 
+def model_ref(results_dir: Path, folder: Path | str) -> str:
+    """A saved model's path as a record holds it: relative to the results folder where the model is
+    inside it (the folder then moves as a whole), else absolute (an exported model scored by
+    ``probe eval``), never relative to wherever the command was typed."""
+    folder, results = Path(folder).expanduser().resolve(), Path(results_dir).expanduser().resolve()
+    return str(folder.relative_to(results)) if folder.is_relative_to(results) else str(folder)
+
+
 def write_record(path: Path, record: Any) -> Path:
     from probe.io import write_json
 

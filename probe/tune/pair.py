@@ -278,7 +278,7 @@ class TuneRun:
     def _save(self, job: TuneJob, result: Any, vision: _Prepared, text: _Prepared, sides: Sequence[Any]) -> str:
         """The tuned pair as a saved aligned model: heads, both entries, and the trained tensors."""
         from probe.align.model import save_aligned
-        from probe.records.store import model_folder
+        from probe.records.store import model_folder, model_ref
 
         folder = model_folder(self.results_dir, self.dataset_name, job.vision.name, job.text.name, "tune-" + job.name)
         tuned = {side: {"pooling": job.tune.pooling if p.module is not None else None,  # as asked: cls or entry
@@ -287,7 +287,7 @@ class TuneRun:
                  for side, p, trained in (("vision", vision, sides[0]), ("text", text, sides[1]))}
         save_aligned(folder, result.probe, job.vision, job.text, (vision.pooled.embed_dim, text.pooled.embed_dim),
                      self.corpus, tuned=tuned, tune_config=job.tune.to_dict())
-        return str(folder.relative_to(self.results_dir))
+        return model_ref(self.results_dir, folder)
 
 
 def _digest(tensors: dict[str, Any]) -> str:
