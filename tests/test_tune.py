@@ -268,6 +268,24 @@ def test_a_tuned_model_is_saved_loads_and_encodes_as_scored(run_cli, tmp_path, s
     assert metrics_from_ranks(i2t, t2i)["probing_score"] == pytest.approx(
         record["metrics"]["alignment/probing_score"], abs=1e-6)
 
+    # --dry-run: the finished run is there; a longer one of the same pair and setting is estimated from
+    # its seconds per step: 4 epochs x (1,500 shapes/train captions // 64) = 92 steps at most
+    same = ("tune", *TINY, "--text-parts", "cls,norm", "--vision-parts", "cls_token", "--batch-size", "64",
+            "--results", str(tmp_path), "--encoder-lr", "1e-3", "--precision", "bf16", "--grad-checkpointing",
+            "--dry-run", "--skip-existing")
+    there = run_cli(*same, "--epochs", "2")
+    assert there.returncode == 0, there.stderr
+    assert "there (skipped)" in there.stdout and "0 run(s) to train, 1 already there (skipped)" in there.stdout
+    longer = run_cli(*same, "--epochs", "4")
+    assert longer.returncode == 0, longer.stderr
+    per_step = record["timing"]["train_s"] / record["training"]["steps"]
+    assert record["training"]["steps"] == 2 * (1500 // 64)
+    from probe.pipeline.preview import duration
+
+    assert "to run" in longer.stdout and "<= 92" in longer.stdout
+    assert f"<= {duration(92 * per_step)} ({per_step:.2f} s/step)" in longer.stdout
+    assert "1 run(s) to train, 0 already there (skipped)" in longer.stdout
+
 
 def test_bad_tune_input_is_one_line(run_cli, tmp_path):
     out = ("--results", str(tmp_path))

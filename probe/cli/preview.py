@@ -1,5 +1,5 @@
-"""``--dry-run`` of ``probe run`` and ``probe extract``: what they would encode (and fit), printed
-(see :mod:`probe.pipeline.preview`)."""
+"""``--dry-run`` of ``probe run``, ``probe extract`` and ``probe tune``: what they would encode, fit or
+train, printed (see :mod:`probe.pipeline.preview`)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,50 @@ def echo_features(previews: Sequence[Any], options: Any) -> None:
         line += f"; about {duration(sum(timed))} for the {len(timed)} encoder(s) with a measured rate"
     if untimed:
         line += f"; {untimed} encoder(s) without one"
+    click.echo(line)
+
+
+def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing: bool, options: Any) -> None:
+    """``probe tune --dry-run``: each run's state, its optimiser steps (at most: early stopping may end
+    it sooner) and a time estimate from an earlier run of the same pair and setting on this kind of
+    device (its record's seconds per step)."""
+    from probe.cli.tables import print_table
+    from probe.pipeline.preview import duration, tune_step_seconds
+    from probe.records.store import is_complete
+    from probe.tune.train import CHECKPOINT
+
+    per_step = tune_step_seconds(runner.results_dir, _kind(options))
+    pairs = len(plan.fit.captions)
+    rows, left, timed, untimed, skipped, again = [], 0, 0.0, 0, 0, 0
+    for job in jobs:
+        done = all(is_complete(runner.record_path(job, t)) for t in plan.targets)
+        again += done
+        cells = (job.vision.name, job.text.name, job.tune.setting, job.config.tag)
+        if done and skip_existing:
+            skipped += 1
+            rows.append((*cells, "there (skipped)", "", ""))
+            continue
+        state = ("resumes from its checkpoint" if (runner.run_dir(job) / CHECKPOINT).is_file()
+                 else "there: would run again" if done else "to run")
+        steps = job.config.epochs * (pairs // min(job.config.batch_size, pairs))
+        seconds = per_step.get((job.vision.name, job.text.name, job.tune.setting))
+        left += 1
+        if seconds is None:
+            untimed += 1
+            estimate = f"unknown: no earlier run on {_kind(options)}"
+        else:
+            timed += steps * seconds
+            estimate = f"<= {duration(steps * seconds)} ({seconds:.2f} s/step)"
+        rows.append((*cells, state, f"<= {steps:,}", estimate))
+    click.echo("dry run: no model loaded, nothing computed")
+    print_table(["vision", "text", "setting", "head", "state", "steps", "estimate"], rows,
+                title=f"tune runs ({pairs:,} training pairs)", no_wrap=("vision", "text"))
+    line = f"{left} run(s) to train" + (f", {skipped} already there (skipped)" if skip_existing else
+                                        f", {again} of them already there (--skip-existing keeps them)" if again else "")
+    if timed:
+        line += f"; at most {duration(timed)} for those with an earlier run's rate"
+    if untimed:
+        line += f"; {untimed} without an earlier run's rate"
     click.echo(line)
 
 

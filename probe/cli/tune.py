@@ -61,6 +61,9 @@ from probe.cli.common import (
                    "[default: on a GPU].")
 @click.option("--list-parts", is_flag=True, help="List each encoder's parts and their sizes, then stop.")
 @click.option("--skip-existing", is_flag=True, help="Skip runs whose every record exists.")
+@click.option("--dry-run", is_flag=True,
+              help="List the runs with their state, optimiser steps and a time estimate from an earlier run of "
+                   "the same pair and setting, and stop: no model is loaded (the parts are not checked).")
 @click.option("--save-models/--no-save-models", default=True, show_default=True,
               help="Keep each tuned pair as a loadable aligned model under <results>/models/.")
 @results_option
@@ -70,7 +73,7 @@ from probe.cli.common import (
 @click.pass_context
 def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_parts, grid, seeds, pooling, head, loss,
          norm, lr, encoder_lr, epochs, batch_size, out_dim, checkpoint_every, precision, grad_checkpointing, list_parts,
-         skip_existing, save_models, results_dir, cache_dir, workers, device) -> None:
+         skip_existing, dry_run, save_models, results_dir, cache_dir, workers, device) -> None:
     """Align a pair with chosen parts of each encoder trained end to end (To Freeze or Not to Freeze).
 
     Heads and the chosen parts train together with CLIP's loss on the CLS tokens by default; a side
@@ -85,6 +88,7 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
           --freeze V_u^f,T_u^u
       probe tune --vision V --text T --text-parts token_embeddings --vision-parts none --seed 0 --seed 1
       probe tune --vision V --text T --grid to-freeze --seed 0 --seed 1 --seed 2 --train tuxpaint --eval ulcc
+      probe tune --vision V --text T --grid to-freeze --dry-run     # the runs, their steps and time
     """
     from probe.align.config import ProbeConfig
     from probe.align.heads import check_head
@@ -129,7 +133,8 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
         _list_parts([*v_specs, *t_specs], options)
         return
     untrainable = _untrainable(v_specs + t_specs, vision + text, tune_configs)
-    _check_parts(v_specs, t_specs, tune_configs, options, untrainable)
+    if not dry_run:
+        _check_parts(v_specs, t_specs, tune_configs, options, untrainable)
     ds = get_dataset(train or dataset)
     chosen = set(TASKS)
     if train:
@@ -138,7 +143,7 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
     else:
         plan = in_domain_plan(ds, chosen, explicit_tasks=False)
     _run_all(plan, ds.info.name, v_specs, t_specs, tune_configs, head_configs, chosen, results, options,
-             save_models, workers, skip_existing, untrainable)
+             save_models, workers, skip_existing, untrainable, dry_run)
 
 
 def _untrainable(specs, patterns, tune_configs) -> dict[str, str]:
@@ -161,7 +166,7 @@ def _untrainable(specs, patterns, tune_configs) -> dict[str, str]:
 
 
 def _run_all(plan, name, v_specs, t_specs, tune_configs, head_configs, tasks, results, options, save_models,
-             workers, skip_existing, untrainable) -> None:
+             workers, skip_existing, untrainable, dry_run=False) -> None:
     from probe.errors import ProbeError
     from probe.records import keys
     from probe.records.store import is_complete, write_record
@@ -180,6 +185,11 @@ def _run_all(plan, name, v_specs, t_specs, tune_configs, head_configs, tasks, re
     if not jobs:
         raise ProbeError("no tune run is left: every one would train an entry that cannot train")
     click.echo(f"{len(jobs)} tune run(s) x {len(plan.targets)} benchmark(s) on {name}", err=True)
+    if dry_run:
+        from probe.cli.preview import echo_tune_preview
+
+        echo_tune_preview(jobs, runner, plan, skip_existing, options)
+        return
     written, failed, existing = 0, 0, 0
     for job in jobs:
         paths = {t.key: runner.record_path(job, t) for t in plan.targets}

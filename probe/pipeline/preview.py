@@ -1,4 +1,4 @@
-"""What a sweep would do, before it does it (``probe run --dry-run``, ``probe extract --dry-run``).
+"""What a sweep would do, before it does it (``--dry-run`` of ``probe run``, ``extract`` and ``tune``).
 
 A sweep over V x T encoders on a CC3M-sized corpus costs GPU-days, most of it in feature extraction.
 A dry run resolves the same encoders, data and head grid as the run, then reads only the feature cache
@@ -152,6 +152,27 @@ def needed_encoders(jobs: Sequence[Any]) -> list[EncoderSpec]:
         for spec in job.item:
             seen.setdefault(spec.name, spec)
     return sorted(seen.values(), key=lambda spec: spec.modality != "vision")  # vision first, each in run order
+
+
+def tune_step_seconds(results_dir: Path, device: str) -> dict[tuple[str, str, str], float]:
+    """Seconds per optimiser step of earlier ``probe tune`` runs on ``device``'s kind, by (vision, text,
+    setting), from their records (the run with the most steps of each); a resumed run counts only the
+    steps it trained itself."""
+    kind = device.split(":")[0]
+    best: dict[tuple[str, str, str], tuple[int, float]] = {}
+    for path in (results_dir / "records" / "tune").rglob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("status") != "ok" or str(record["training"]["device"]).split(":")[0] != kind:
+                continue
+            key = (record["vision"]["name"], record["text"]["name"], record["tune"]["setting"])
+            steps = int(record["training"]["steps"]) - int(record["tune"].get("resumed_at_step") or 0)
+            seconds = float(record["timing"]["train_s"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if steps > 0 and seconds > 0 and (key not in best or steps > best[key][0]):
+            best[key] = (steps, seconds / steps)
+    return {key: per_step for key, (_, per_step) in best.items()}
 
 
 def duration(seconds: float) -> str:
