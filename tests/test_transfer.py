@@ -25,7 +25,7 @@ def test_subset_keeps_each_image_with_its_own_captions_and_labels():
         assert [part.captions[j] for j in part.captions_of(new)] == [data.captions[j] for j in data.captions_of(old)]
         assert part.labels["shape"][new] == data.labels["shape"][old]
         assert part.images[new] is data.images[old]
-    assert part.image_fingerprint() != data.image_fingerprint()  # its own cache entries
+    assert part.image_fingerprint() != data.image_fingerprint()  # its own content (features: rows of the whole)
 
 
 def test_carve_out_is_seeded_disjoint_and_complete():
@@ -123,7 +123,7 @@ def test_records_state_what_a_result_cost(run_cli, tmp_path, shared_cache):
     assert meta["test/tiny-vit"]["flops_per_input"] > 2 * 16 * 192 * 32  # at least the patch embedding
 
 
-def test_img2dataset_shards_are_a_training_corpus(run_cli, tmp_path, shared_cache):
+def test_img2dataset_shards_are_a_training_corpus(run_cli, tmp_path):
     """Shards as img2dataset writes them (key.jpg, key.txt, key.json per sample) fit heads; the
     corpus has no val split, so early stopping holds out a seeded slice."""
     import io
@@ -147,11 +147,60 @@ def test_img2dataset_shards_are_a_training_corpus(run_cli, tmp_path, shared_cach
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
     out = tmp_path / "r"
+    # the corpus's features computed ahead (as on a cluster), then the run reads them: its fit and held-out
+    # parts are rows of the whole split's entry, not entries of their own
+    extracted = run_cli("extract", "-m", "test/tiny-vit", "-m", "test/tiny-bert", "-d", f"wds:{shards}",
+                        "--results", str(out), "--workers", "0")
+    assert extracted.returncode == 0, extracted.stderr
+    before = sorted(p.parent.name for p in (out / "features").rglob("meta.json"))
     result = run_cli("run", "--train", f"wds:{shards}", "--eval", "shapes-ood", *TINY, "--batch-size", "16",
-                     "--results", str(out), env={"PROBE_CACHE_DIR": str(shared_cache)})
+                     "--results", str(out))
     assert result.returncode == 0, result.stderr
+    assert f"test/tiny-vit wds:{shards}/train: 60 images, from the cache" in result.stderr
+    assert f"test/tiny-bert wds:{shards}/train: 60 captions, from the cache" in result.stderr
+    corpus_entries = sorted(p.parent.name for p in (out / "features").rglob("meta.json") if "shapes" not in str(p))
+    assert corpus_entries == before and all(name.startswith("train.") for name in before)
     (path,) = (out / "records" / "alignment").rglob("*.json")
     record = json.loads(path.read_text())
     assert record["corpus"]["n_images"] == 50 and record["corpus"]["split"] == "train-fit"
     assert record["corpus"]["held_out"].startswith("a seeded carve-out of 10 of the 60 'train' images")
     assert record["splits"]["val"] == "train-heldout" and record["protocol"] == "zero-shot transfer"
+    assert record["features"]["vision"]["fit"] == record["features"]["vision"]["val"] in before
+
+
+def test_a_carve_out_reads_its_rows_of_the_whole_splits_entry(tmp_path):
+    """The fit and held-out parts of a corpus without a val split read the entry of the whole split
+    (as `probe extract` writes it), row for row equal to encoding each part as a split of its own."""
+    from probe.features import ExtractOptions, split_features
+    from probe.features.roles import encoder_features
+    from probe.pipeline.splits import SplitPlan
+    from probe.registry import Registry
+
+    data = get_dataset("shapes").load("val")
+    fit, held = carve_out(data, seed=0)
+    plan = SplitPlan(fit=fit, val=held)
+    shared = ExtractOptions(cache_dir=tmp_path / "shared", workers=0, progress=False)
+    apart = ExtractOptions(cache_dir=tmp_path / "apart", workers=0, progress=False)
+    for name in ("test/tiny-vit", "test/tiny-bert"):
+        spec = Registry.load().get(name)
+        got = encoder_features(spec, plan, shared, with_prompts=False)
+        for role, part in (("fit", fit), ("val", held)):
+            rows = part.n_images if spec.modality == "vision" else len(part.captions)
+            own = split_features(spec, part, apart).dense(rows)  # the part encoded as a split of its own
+            np.testing.assert_allclose(got.by_role[role], own, atol=1e-5)
+        (entry,) = [p.parent for p in (tmp_path / "shared").rglob("meta.json") if spec.name.split("/")[1] in str(p)]
+        assert entry.name.startswith("val.") and got.keys["fit"] == got.keys["val"] == entry.name
+
+
+def test_rows_of_a_subset_keep_their_skipped_inputs_missing():
+    from probe.features.mapped import FeatureRows
+
+    stored = np.arange(12, dtype=np.float32).reshape(4, 3)
+    rows = FeatureRows(stored, np.array([0, 2, 3, 5]), n=6)  # inputs 1 and 4 were skipped
+    part = rows.subset(np.array([5, 1, 2]))
+    assert part.shape == (3, 3) and len(part) == 3 and part.nbytes_float32 == 3 * 3 * 4
+    want = np.array([[9, 10, 11], [np.nan] * 3, [3, 4, 5]], dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(part), want)
+    np.testing.assert_array_equal(part.take(np.array([2, 0])), want[[2, 0]])
+    assert part.finite_rows().tolist() == [True, False, True]
+    assert rows.finite_rows().tolist() == [True, False, True, True, False, True]

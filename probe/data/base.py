@@ -77,6 +77,8 @@ class SplitData:
     dropped: dict[str, int] = field(default_factory=dict)
     #: Multiple-choice label tasks: [images, classes] bool, each image's own options (its label among them)
     candidates: dict[str, np.ndarray] = field(default_factory=dict)
+    #: for a split cut from another (:meth:`subset`, a corpus's held-out carve-out): where its rows sit there
+    parent: Subset | None = None
 
     def __post_init__(self) -> None:
         self.caption_image = np.asarray(self.caption_image, dtype=np.int64)
@@ -112,12 +114,26 @@ class SplitData:
         new_index = np.full(self.n_images, -1, dtype=np.int64)
         new_index[rows] = np.arange(len(rows))
         keep = np.flatnonzero(new_index[self.caption_image] >= 0)
+        whole = (Subset(self.parent.whole, self.parent.images[rows], self.parent.captions[keep]) if self.parent
+                 else Subset(self, rows, keep))
         return SplitData(dataset=self.dataset, split=split, images=[self.images[i] for i in rows],
                          captions=[self.captions[j] for j in keep], caption_image=new_index[self.caption_image[keep]],
                          labels={k: np.asarray(v)[rows] for k, v in self.labels.items()}, classes=self.classes,
                          attributes={k: np.asarray(v)[rows] for k, v in self.attributes.items()},
                          swap_pairs=None, protocol=self.protocol, templates=self.templates,
-                         candidates={k: np.asarray(v)[rows] for k, v in self.candidates.items()})
+                         candidates={k: np.asarray(v)[rows] for k, v in self.candidates.items()}, parent=whole)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Where a split cut from another sits in it: image ``i`` is ``whole``'s image ``images[i]``,
+    caption ``j`` its caption ``captions[j]``. Features are computed once for the whole split and read
+    through these rows, so a carve-out shares the cache entry of the split it came from (the one
+    ``probe extract`` writes) instead of encoding its images again under a name of its own."""
+
+    whole: SplitData
+    images: np.ndarray
+    captions: np.ndarray
 
 
 def text_fingerprint(texts: Sequence[str]) -> str:

@@ -100,11 +100,10 @@ def cached(spec: EncoderSpec, dataset: str, split: str, input_set: str, content:
     """The finished entry that serves this request, if any (see :func:`serving_entries`)."""
     own, *wider = serving_entries(spec, dataset, split, input_set, content, options, fit_texts)
     found = own.read(verify=options.verify)
-    for entry in wider:
-        if found is None:
-            found = entry.read(verify=options.verify)
-            if found is not None:
-                found.round_to = "float16"
+    if found is None and wider:
+        found = wider[0].read(verify=options.verify)
+        if found is not None:
+            found.round_to = "float16"
     return found
 
 

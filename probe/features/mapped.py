@@ -10,6 +10,7 @@ Resident memory then grows with the batch, not with the file.
 
 from __future__ import annotations
 
+import copy
 import mmap
 import os
 from pathlib import Path
@@ -77,11 +78,22 @@ class FeatureRows:
         self.source = source
         self._fd: int | None = None
         self.round_to = np.dtype(round_to) if round_to else None
-        self.index = np.asarray(index, dtype=np.int64)
+        index = np.asarray(index, dtype=np.int64)
+        #: the stored row of each input; -1 for a skipped one
         self.row_of = np.full(n, -1, dtype=np.int64)
-        self.row_of[self.index] = np.arange(len(self.index))
+        self.row_of[index] = np.arange(len(index))
         self.shape = (n, stored.shape[1])
         self.nbytes_float32 = n * stored.shape[1] * 4
+
+    def subset(self, inputs: np.ndarray) -> FeatureRows:
+        """The rows of these inputs, numbered from 0 in their order, read from the same file: a split
+        cut from a cached one (:class:`probe.data.base.Subset`) reads the whole split's entry."""
+        view = copy.copy(self)
+        view._fd = None  # its own descriptor, opened on first read and closed with it
+        view.row_of = self.row_of[np.asarray(inputs, dtype=np.int64)]
+        view.shape = (len(view.row_of), self.shape[1])
+        view.nbytes_float32 = view.shape[0] * view.shape[1] * 4
+        return view
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -124,11 +136,14 @@ class FeatureRows:
 
     def finite_rows(self, block: int = 65_536) -> np.ndarray:
         """Which inputs have a finite feature vector, reading the file a block at a time."""
-        ok = np.zeros(len(self), dtype=bool)
+        finite = np.zeros(len(self.stored), dtype=bool)
         for start in range(0, len(self.stored), block):
             stop = min(len(self.stored), start + block)
-            ok[self.index[start:stop]] = np.isfinite(self.stored[start:stop]).all(axis=1)
+            finite[start:stop] = np.isfinite(self.stored[start:stop]).all(axis=1)
             self.release()
+        present = self.row_of >= 0
+        ok = np.zeros(len(self), dtype=bool)
+        ok[present] = finite[self.row_of[present]]
         return ok
 
     def release(self) -> None:

@@ -65,20 +65,30 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
 
     out = EncoderFeatures(spec, {})
     for request in feature_requests(spec, plan, roles, with_prompts):
-        fs = split_features(spec, request.data, options, fit_data=plan.fit, texts=request.texts,
+        whole = request.computed_on
+        fs = split_features(spec, whole, options, fit_data=plan.fit, texts=request.texts,
                             input_set=request.input_set, encoder_factory=factory)
-        if request.texts is not None:  # zero-shot prompts: small, always held
-            out.prompts[request.role] = np.asarray(fs.rows(len(request.texts)))
-            out.keys[request.role] = fs.path.name
-            continue
-        rows = fs.rows(request.n_inputs(spec))
         role = request.role
-        out.by_role[role] = rows if role in streamed_roles and rows.nbytes_float32 > resident_limit() else np.asarray(rows)
         out.keys[role] = fs.path.name
+        if request.texts is not None:  # zero-shot prompts: small, always held
+            out.prompts[role] = np.asarray(fs.rows(len(request.texts)))
+            continue
+        rows = fs.rows(n_inputs(spec, whole))
+        skipped = {int(s["index"]) for s in fs.meta.get("skipped") or []}
+        picked = request.rows_in_whole(spec)
+        if picked is not None:  # a carve-out: its rows of the whole split's entry
+            rows = rows.subset(picked)
+            skipped &= set(picked.tolist())
+        out.by_role[role] = rows if role in streamed_roles and rows.nbytes_float32 > resident_limit() else np.asarray(rows)
         out.flops_per_input[role] = fs.meta.get("flops_per_input")
-        if fs.meta.get("skipped"):
-            out.skipped[role] = len(fs.meta["skipped"])
+        if skipped:
+            out.skipped[role] = len(skipped)
     return out
+
+
+def n_inputs(spec: EncoderSpec, data: SplitData) -> int:
+    """Rows of ``spec``'s features on ``data``: one per image (vision) or caption (text)."""
+    return data.n_images if spec.modality == "vision" else len(data.captions)
 
 
 @dataclass(frozen=True)
@@ -91,10 +101,20 @@ class FeatureRequest:
     input_set: str | None = None
     texts: tuple[str, ...] | None = None
 
-    def n_inputs(self, spec: EncoderSpec) -> int:
-        if self.texts is not None:
-            return len(self.texts)
-        return self.data.n_images if spec.modality == "vision" else len(self.data.captions)
+    @property
+    def computed_on(self) -> SplitData:
+        """The split whose features serve this request: for a split cut from another (a corpus's
+        carve-out, :class:`~probe.data.base.Subset`) the whole split, so both parts read the entry
+        ``probe extract`` writes for it; else the request's own."""
+        parent = self.data.parent
+        return parent.whole if parent is not None and self.texts is None else self.data
+
+    def rows_in_whole(self, spec: EncoderSpec) -> np.ndarray | None:
+        """Where this request's rows sit in :attr:`computed_on`'s features (None: the same split)."""
+        if self.computed_on is self.data:
+            return None
+        assert self.data.parent is not None
+        return self.data.parent.images if spec.modality == "vision" else self.data.parent.captions
 
 
 def feature_requests(spec: EncoderSpec, plan: SplitPlan, roles: Sequence[str] | None = None,

@@ -90,10 +90,14 @@ def feature_needs(spec: EncoderSpec, requests: Iterable[FeatureRequest], fit: Sp
     from probe.features.options import storage_dtype
 
     row_bytes = spec.embed_dim * np.dtype(storage_dtype(spec, options)).itemsize
-    needs = []
+    needs, seen = [], set()
     for request in requests:
-        inputs, content, name, fit_texts = split_inputs(spec, request.data, fit, request.input_set, request.texts)
-        entries = serving_entries(spec, request.data.dataset, request.data.split, name, content, options, fit_texts)
+        data = request.computed_on  # a carve-out reads the whole split's entry: counted once
+        inputs, content, name, fit_texts = split_inputs(spec, data, fit, request.input_set, request.texts)
+        entries = serving_entries(spec, data.dataset, data.split, name, content, options, fit_texts)
+        if entries[0].dir in seen:
+            continue
+        seen.add(entries[0].dir)
         if any(entry.looks_finished() for entry in entries):
             needs.append(FeatureNeed(request.role, name, len(inputs), "cached", 0))
             continue
