@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from probe.data.base import SplitData
     from probe.features.roles import FeatureRequest
 
-#: what a feature set can be before a run: finished, stopped partway (a run resumes it), or not begun
-NEED_STATES = ("cached", "partial", "missing")
-
 
 @dataclass(frozen=True)
 class FeatureNeed:
@@ -38,6 +35,7 @@ class FeatureNeed:
     role: str
     input_set: str
     inputs: int
+    #: cached (finished), partial (stopped partway: a run resumes it) or missing (not begun)
     state: str
     #: inputs a run would still encode (0 when cached; those of the unfinished chunks when partial)
     to_encode: int
