@@ -26,6 +26,11 @@ def test_subset_keeps_each_image_with_its_own_captions_and_labels():
         assert part.labels["shape"][new] == data.labels["shape"][old]
         assert part.images[new] is data.images[old]
     assert part.image_fingerprint() != data.image_fingerprint()  # its own content (features: rows of the whole)
+    # where its rows sit in the whole split, also for a subset of a subset
+    assert part.parent.whole is data and part.parent.images.tolist() == rows
+    inner = part.subset([2, 0], "val-inner")
+    assert inner.parent.whole is data and inner.parent.images.tolist() == [40, 7]
+    assert [data.captions[j] for j in inner.parent.captions] == inner.captions
 
 
 def test_carve_out_is_seeded_disjoint_and_complete():

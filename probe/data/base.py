@@ -114,14 +114,14 @@ class SplitData:
         new_index = np.full(self.n_images, -1, dtype=np.int64)
         new_index[rows] = np.arange(len(rows))
         keep = np.flatnonzero(new_index[self.caption_image] >= 0)
-        whole = (Subset(self.parent.whole, self.parent.images[rows], self.parent.captions[keep]) if self.parent
-                 else Subset(self, rows, keep))
+        parent = (Subset(self.parent.whole, self.parent.images[rows], self.parent.captions[keep]) if self.parent
+                  else Subset(self, rows, keep))  # a subset of a subset points into the first whole split
         return SplitData(dataset=self.dataset, split=split, images=[self.images[i] for i in rows],
                          captions=[self.captions[j] for j in keep], caption_image=new_index[self.caption_image[keep]],
                          labels={k: np.asarray(v)[rows] for k, v in self.labels.items()}, classes=self.classes,
                          attributes={k: np.asarray(v)[rows] for k, v in self.attributes.items()},
                          swap_pairs=None, protocol=self.protocol, templates=self.templates,
-                         candidates={k: np.asarray(v)[rows] for k, v in self.candidates.items()}, parent=whole)
+                         candidates={k: np.asarray(v)[rows] for k, v in self.candidates.items()}, parent=parent)
 
 
 @dataclass(frozen=True)
