@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from probe.registry import EncoderSpec
 
 __all__ = ["ExtractOptions", "ExtractionStats", "FeatureSet", "default_cache_dir", "fitted_on_corpus",
-           "get_features", "split_features"]
+           "get_features", "n_inputs", "split_features"]
 
 
 def fitted_on_corpus(spec: EncoderSpec) -> bool:
@@ -41,6 +41,11 @@ def split_inputs(spec: EncoderSpec, data: SplitData, fit_data: SplitData | None 
     if fitted_on_corpus(spec):
         fit_texts = (fit_data or data).captions
     return inputs, text_fingerprint(inputs), input_set or "captions", fit_texts
+
+
+def n_inputs(spec: EncoderSpec, data: SplitData) -> int:
+    """Rows of ``spec``'s features on ``data``: one per image (vision) or caption (text)."""
+    return data.n_images if spec.modality == "vision" else len(data.captions)
 
 
 def split_features(spec: EncoderSpec, data: SplitData, options: ExtractOptions | None = None, *,
@@ -87,5 +92,4 @@ def get_features(model: str | EncoderSpec, dataset: str, split: str, **options: 
     data = ds.load(split)
     fit = ds.load("train") if fitted_on_corpus(spec) and "train" in ds.info.splits else None
     result = split_features(spec, data, ExtractOptions(**options), fit_data=fit)
-    n = data.n_images if spec.modality == "vision" else len(data.captions)
-    return result.dense(n)
+    return result.dense(n_inputs(spec, data))

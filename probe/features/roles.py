@@ -50,7 +50,7 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
     ``load`` makes the encoder on a miss (default: the registry's loader for ``spec``); ``probe tune``
     passes its tuned modules here.
     """
-    from probe.features import split_features
+    from probe.features import n_inputs, split_features
     from probe.features.mapped import resident_limit
 
     loaded: dict[str, Any] = {}
@@ -84,11 +84,6 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
         if skipped:
             out.skipped[role] = len(skipped)
     return out
-
-
-def n_inputs(spec: EncoderSpec, data: SplitData) -> int:
-    """Rows of ``spec``'s features on ``data``: one per image (vision) or caption (text)."""
-    return data.n_images if spec.modality == "vision" else len(data.captions)
 
 
 @dataclass(frozen=True)
