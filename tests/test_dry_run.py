@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from probe.pipeline.preview import duration
+import pytest
+
+from probe.align.config import ProbeConfig
+from probe.flops import describe
+from probe.pipeline.preview import duration, head_flop_rates
 
 PAIR = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2")
 # shapes, by its documented sizes: train 300 images x 5 captions, val 75, test 150, winoground 80 (one
@@ -31,8 +35,20 @@ def test_a_cold_dry_run_counts_every_input_and_computes_nothing(run_cli, tmp_pat
     assert "unknown: no rate on cpu yet" in _row(dry.stdout, "test/tiny-vit")
     assert "154.9 KB" in _row(dry.stdout, "test/tiny-vit")  # 605 rows x 64 float32
     assert f"to encode: {IMAGES} images and {TEXTS:,} texts" in dry.stdout
+    # 1,500 training captions // batch 256 = 5 steps per epoch, 2 epochs; no earlier fit to time it by
+    assert "head fits: 1 (1 pair(s) x their configurations), at most 10 optimiser steps each" in dry.stdout
+    assert "1 fit(s) of a head kind no earlier fit on cpu timed" in dry.stdout
     assert "1 pair(s) to fit, 1 result(s) to score" in dry.stdout
-    assert _files(cache) == [] and _files(results) == []  # no feature, record or model written
+    assert not cache.exists() and not results.exists()  # no folder made, no feature, record or model written
+
+
+def test_a_dry_run_refuses_a_folder_the_run_could_not_write(run_cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    dry = run_cli("run", *PAIR, "--results", str(blocker / "results"), "--dry-run")
+    assert dry.returncode == 2 and "Traceback" not in dry.stderr
+    assert f"cannot write to {blocker / 'results'} ({blocker} is not a folder)" in dry.stderr
+    assert "--results" in dry.stderr
 
 
 def test_after_a_run_the_dry_run_finds_its_features_records_and_rates(run_cli, tmp_path):
@@ -46,6 +62,20 @@ def test_after_a_run_the_dry_run_finds_its_features_records_and_rates(run_cli, t
     assert "0 pair(s) to fit, 0 result(s) to score; 1 result(s) already there (skipped)" in again.stdout
     refit = run_cli("run", *PAIR, "--results", str(results), "--cache-dir", str(cache), "--dry-run")
     assert "1 of them are already there and would be written again" in refit.stdout
+    (path,) = (results / "records" / "alignment").rglob("*.json")
+    record = json.loads(path.read_text())
+    rate = record["cost"]["head_train_flops"] / record["timing"]["fit_grid_s"]
+    assert f"at the rates earlier fits on cpu reached (linear {describe(rate)}/s)" in refit.stdout
+    # the same fit again: its estimate is the recorded fit's own time, scaled to the steps it may take
+    from probe.pipeline.preview import preview_fits
+    from probe.pipeline.runner import Job
+    from probe.registry import Registry
+
+    registry = Registry.load()
+    job = Job((registry.get("test/tiny-vit"), registry.get("test/tiny-bert")), ((ProbeConfig(epochs=2), "shapes"),))
+    fits = preview_fits([job], 1500, results, "cpu")
+    assert fits.steps == (10,) and fits.untimed == 0
+    assert fits.seconds == pytest.approx(record["timing"]["fit_grid_s"] * 10 / record["cost"]["optimizer_steps"])
     assert "4 of 4" in _row(refit.stdout, "test/tiny-vit") and "nothing" in _row(refit.stdout, "test/tiny-vit")
     assert _files(cache) == before
 
@@ -97,3 +127,30 @@ def test_a_float32_entry_counts_as_cached_for_a_float16_request(run_cli, tmp_pat
 
 def test_durations_read_at_a_glance():
     assert [duration(s) for s in (12, 600, 3 * 3600 + 1800, 5 * 86400)] == ["12 s", "10 min", "3.5 h", "5.0 days"]
+
+
+def _record(folder, name, vision, text, config, seconds, flops, device="cpu", status="ok"):
+    from probe.io import write_json
+
+    write_json(folder / f"{name}.json", {
+        "status": status, "dataset": "shapes", "vision": {"name": vision}, "text": {"name": text}, "config": config,
+        "cost": {"device": device, "head_train_flops": flops}, "timing": {"fit_grid_s": seconds}})
+
+
+def test_head_rates_pool_the_grids_of_one_head_kind_on_one_device_kind(tmp_path):
+    folder = tmp_path / "records" / "alignment" / "shapes"
+    folder.mkdir(parents=True)
+    fast, slow = {"head": "linear", "lr": 0.001}, {"head": "linear", "lr": 0.0003}
+    star = {"head": "star", "lr": 0.001}
+    # one grid of two configurations, the first scored on two benchmarks: its FLOPs count once
+    _record(folder, "a1", "v1", "t1", fast, 2.0, 4e9)
+    _record(folder, "a1-ood", "v1", "t1", fast, 2.0, 4e9)
+    _record(folder, "a2", "v1", "t1", slow, 2.0, 2e9)
+    _record(folder, "b", "v2", "t1", fast, 1.0, 1e9)
+    # a grid of two head kinds cannot say which took the time; a failed fit and a GPU fit say nothing of the CPU
+    _record(folder, "c1", "v1", "t2", fast, 5.0, 1e9)
+    _record(folder, "c2", "v1", "t2", star, 5.0, 1e9)
+    _record(folder, "d", "v2", "t2", fast, 9.0, 1e9, status="failed")
+    _record(folder, "e", "v2", "t2", star, 0.5, 8e9, device="cuda:0")
+    assert head_flop_rates(tmp_path, "cpu") == pytest.approx({"linear": (4e9 + 2e9 + 1e9) / (2.0 + 1.0)})
+    assert head_flop_rates(tmp_path, "cuda:1") == pytest.approx({"star": 8e9 / 0.5})

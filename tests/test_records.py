@@ -259,6 +259,9 @@ def test_doubled_seeds_are_written_once_and_a_newer_record_wins(tmp_path):
     (folder / "v__t__linear-siglip-seed2-seed2.json").write_text("only")
     tune = tmp_path / "tune" / "shapes" / "v__t__Vuf-Tuu__linear-siglip-seed2-seed2"
     tune.mkdir(parents=True)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert rename_doubled_seeds(tmp_path, dry_run=True) == (2, 1)  # counted, nothing moved
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
     assert rename_doubled_seeds(tmp_path) == (2, 1)
     assert sorted(p.name for p in folder.iterdir()) == ["v__t__linear-siglip-seed1.json", "v__t__linear-siglip-seed2.json"]
     assert (folder / "v__t__linear-siglip-seed1.json").read_text() == "newer"

@@ -98,6 +98,10 @@ def test_a_seed_is_named_once_and_older_doubled_names_are_taken_over(run_cli, tm
     write_json(old, {**record, "saved_model": str(old_model.relative_to(out))})
     path.unlink()
     stamp = old.stat().st_mtime_ns
+    dry = run_cli(*args, "--skip-existing", "--dry-run", env=env)  # says so, renames nothing
+    assert dry.returncode == 0, dry.stderr
+    assert "2 result file(s) and folder(s) in" in dry.stderr and "name their seed twice" in dry.stderr
+    assert old.is_file() and old_model.is_dir() and not path.exists()
     again = run_cli(*args, "--skip-existing", env=env)
     assert again.returncode == 0, again.stderr
     assert "renamed 2 result file(s) and folder(s)" in again.stderr

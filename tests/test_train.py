@@ -151,3 +151,18 @@ def test_features_streamed_from_the_cache_train_exactly_as_in_memory(tmp_path):
         assert a.history_ == b.history_
         for x, y in zip(state(a), state(b), strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("head,loss,batch", [("linear", "siglip", 100), ("mlp", "infonce", 100), ("star", "siglip", 64),
+                                             ("linear", "infonce", 7)])
+def test_step_flops_of_a_plan_equal_a_real_fits_counted_step(head, loss, batch):
+    """A dry run counts a step at a batch it never runs (three small ones, extended): that must be the
+    count a fit of that batch records for its first step, three captions per image included."""
+    from probe.align.train import step_flops
+
+    config = small(head=head, loss=loss, batch_size=batch, epochs=1, star_width=2)
+    probe = AlignmentProbe(config).fit(paired(0))
+    assert step_flops(config, 40, 24, batch) == probe.flops_per_step_ > 0
+    if (head, batch) == ("linear", 100):  # both heads' matmuls and the 100 x 100 logits, as written out by hand
+        forward = 2 * batch * (40 + 24) * 32 + 2 * batch * batch * 32
+        assert forward * 2.5 < probe.flops_per_step_ < forward * 3.5  # backward about twice the forward

@@ -177,7 +177,7 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
     fit = None
     if needs_fit:
         fit = loaded["train"] if "train" in loaded else ds.load("train")
-    options = ExtractOptions(cache_dir=workspace(results_dir, cache_dir)[1], batch_size=batch_size, workers=workers,
+    options = ExtractOptions(cache_dir=workspace(results_dir, cache_dir, dry_run)[1], batch_size=batch_size, workers=workers,
                              dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download,
                              decode=decode)
     if dry_run:

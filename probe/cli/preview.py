@@ -11,13 +11,17 @@ import click
 
 def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: bool) -> None:
     """``probe run --dry-run``: the features its pending pairs need, then the results to fit."""
-    from probe.pipeline.preview import needed_encoders, plan_previews
+    from probe.encoders.base import pick_device
+    from probe.pipeline.preview import needed_encoders, plan_previews, preview_fits
     from probe.pipeline.runner import PairRunner
 
     jobs, existing = PairRunner(skip_existing=True, progress=False).plan(sweep, items)
     if not skip_existing:  # every result is fitted again, so every encoder's features are needed
         jobs, _ = PairRunner(progress=False).plan(sweep, items)
     echo_features(plan_previews(needed_encoders(jobs), sweep.plan, options), options)
+    if jobs:
+        echo_fits(preview_fits(jobs, len(sweep.plan.fit.captions), sweep.results_dir, pick_device(options.device)),
+                  _kind(options))
     pending = sum(len(job.units) for job in jobs)
     fits = f"{len(jobs)} pair(s) to fit, {pending} result(s) to score"
     if skip_existing:
@@ -60,6 +64,24 @@ def echo_features(previews: Sequence[Any], options: Any) -> None:
         line += f"; about {duration(sum(timed))} for the {len(timed)} encoder(s) with a measured rate"
     if untimed:
         line += f"; {untimed} encoder(s) without one"
+    click.echo(line)
+
+
+def echo_fits(fits: Any, kind: str) -> None:
+    """The head fits: how many, their steps at most, and their time where earlier fits of the same
+    head kind on this kind of device measured a FLOP rate."""
+    from probe.flops import describe
+    from probe.pipeline.preview import duration
+
+    low, high = fits.steps[0], fits.steps[-1]
+    steps = f"{high:,}" if low == high else f"{low:,}-{high:,}"
+    line = (f"head fits: {fits.fits} ({fits.pairs} pair(s) x their configurations), at most {steps} optimiser "
+            "steps each (epochs x training pairs // batch; early stopping may end them sooner)")
+    if fits.untimed < fits.fits:
+        rates = ", ".join(f"{head} {describe(rate)}/s" for head, rate in sorted(fits.rates.items()))
+        line += f"; at most {duration(fits.seconds)} at the rates earlier fits on {kind} reached ({rates})"
+    if fits.untimed:
+        line += f"; {fits.untimed} fit(s) of a head kind no earlier fit on {kind} timed"
     click.echo(line)
 
 

@@ -127,7 +127,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     echo_skipped(v_skipped + t_skipped)
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
-    results, cache = for_workers(executor, *workspace(results_dir, cache_dir))
+    results, cache = for_workers(executor, *workspace(results_dir, cache_dir, dry_run))
     chosen = set(tasks or TASKS)
     if train:
         plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=seed)

@@ -127,7 +127,7 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
     echo_skipped(v_skipped + t_skipped)
     if not v_specs or not t_specs:
         raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to tune")
-    results, cache = workspace(results_dir, cache_dir)
+    results, cache = workspace(results_dir, cache_dir, dry_run)
     options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=obj.allow_download)
     if list_parts:
         _list_parts([*v_specs, *t_specs], options)

@@ -177,6 +177,86 @@ def tune_step_seconds(results_dir: Path, device: str) -> dict[tuple[str, str, st
     return {key: per_step for key, (_, per_step) in best.items()}
 
 
+@dataclass(frozen=True)
+class FitPreview:
+    """The head fits a run's pending pairs need (each pair fits every configuration of its grid with
+    a result to write), their optimiser steps and an estimate of their time."""
+
+    fits: int
+    pairs: int
+    #: each fit's steps at most: epochs x (training pairs // batch); early stopping may end it sooner
+    steps: tuple[int, ...]
+    #: estimated seconds of the fits whose head kind has a measured rate on this kind of device
+    seconds: float
+    #: fits whose head kind has none
+    untimed: int
+    #: FLOP/s that earlier fits on this kind of device reached, by the plan's head kinds
+    rates: dict[str, float]
+
+
+def head_flop_rates(results_dir: Path, device: str) -> dict[str, float]:
+    """FLOP/s that earlier head fits on ``device``'s kind reached, by head kind, from the alignment
+    records: the FLOPs of a pair's grid (each configuration's counted once) over the grid's wall time,
+    pooled over grids of one head kind (a grid of several kinds cannot say which took the time)."""
+    kind = device.split(":")[0]
+    grids: dict[tuple[str, str, str, float], dict[str, tuple[str, float]]] = {}
+    for path in (results_dir / "records" / "alignment").rglob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("status") != "ok" or str(record["cost"]["device"]).split(":")[0] != kind:
+                continue
+            seconds, flops = float(record["timing"]["fit_grid_s"]), record["cost"]["head_train_flops"]
+            key = (record["dataset"], record["vision"]["name"], record["text"]["name"], seconds)
+            config = json.dumps(record["config"], sort_keys=True)
+            head = str(record["config"]["head"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if seconds > 0 and isinstance(flops, (int, float)) and flops > 0:
+            grids.setdefault(key, {})[config] = (head, float(flops))
+    flops_by_head: dict[str, float] = {}
+    seconds_by_head: dict[str, float] = {}
+    for (*_, seconds), configs in grids.items():
+        heads = {head for head, _ in configs.values()}
+        if len(heads) == 1:
+            head = heads.pop()
+            flops_by_head[head] = flops_by_head.get(head, 0.0) + sum(flops for _, flops in configs.values())
+            seconds_by_head[head] = seconds_by_head.get(head, 0.0) + seconds
+    return {head: flops / seconds_by_head[head] for head, flops in flops_by_head.items()}
+
+
+def preview_fits(jobs: Sequence[Any], fit_pairs: int, results_dir: Path, device: str) -> FitPreview:
+    """The fits of the runner's pending ``jobs`` (pair, pending (config, benchmark) units) on a corpus
+    of ``fit_pairs`` captions: steps from each configuration, FLOPs per step counted for the pair's
+    feature widths (:func:`~probe.align.train.step_flops`), time from :func:`head_flop_rates`."""
+    from probe.align.train import step_flops
+
+    rates = head_flop_rates(results_dir, device)
+    counted: dict[tuple[Any, ...], float | None] = {}
+    fits, seconds, untimed, steps, heads = 0, 0.0, 0, set(), set()
+    for job in jobs:
+        vision, text = job.item
+        for config in dict.fromkeys(config for config, _ in job.units):
+            heads.add(config.head)
+            batch = min(config.batch_size, fit_pairs)
+            n = config.epochs * (fit_pairs // batch) if batch else 0
+            fits += 1
+            steps.add(n)
+            key = (config.head, config.loss, config.out_dim, config.norm, config.star_width, batch,
+                   vision.embed_dim, text.embed_dim)
+            if config.head not in rates:
+                untimed += 1
+                continue
+            if key not in counted:
+                counted[key] = step_flops(config, vision.embed_dim, text.embed_dim, batch) if batch else None
+            per_step = counted[key]
+            if per_step is None:
+                untimed += 1
+            else:
+                seconds += n * per_step / rates[config.head]
+    return FitPreview(fits, len(jobs), tuple(sorted(steps)), seconds, untimed,
+                      {head: rate for head, rate in rates.items() if head in heads})
+
+
 def duration(seconds: float) -> str:
     """``45 s``, ``12 min``, ``3.4 h``, ``2.1 days``."""
     if seconds < 90:

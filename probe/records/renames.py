@@ -36,9 +36,10 @@ def _single_seed_path(path: str) -> str:
     return "/".join(single_seed(part) for part in path.split("/"))
 
 
-def rename_doubled_seeds(results: Path) -> tuple[int, int]:
+def rename_doubled_seeds(results: Path, dry_run: bool = False) -> tuple[int, int]:
     """``(renamed, quarantined)``: every record file, saved-model folder and tune run folder under
-    ``results`` named with its seed twice gets its one-seed name (see the module docstring)."""
+    ``results`` named with its seed twice gets its one-seed name (see the module docstring); with
+    ``dry_run`` they are counted and nothing is changed."""
     from probe.records.store import quarantine
 
     renamed = moved = 0
@@ -52,6 +53,10 @@ def rename_doubled_seeds(results: Path) -> tuple[int, int]:
         for old in sorted(p for p in entries if "-seed" in p.name):
             new = old.with_name(single_seed(old.name.removesuffix(suffix)) + suffix)
             if new == old:
+                continue
+            if dry_run:
+                moved += area == "records" and new.exists()
+                renamed += not new.exists()
                 continue
             if new.exists():
                 if area == "records" and quarantine(old, results) is not None:
