@@ -34,19 +34,45 @@ def check_metric(metric: str) -> str:
     return metric
 
 
+def first_captions(caption_image: np.ndarray, n_images: int) -> np.ndarray:
+    """Each image's first caption (its index), -1 for an image without one."""
+    owner = np.asarray(caption_image)
+    first_caption = np.full(n_images, -1)
+    first_caption[owner[::-1]] = np.arange(len(owner))[::-1]  # last write wins: the first caption
+    return first_caption
+
+
 def first_caption_rows(images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray, max_pairs: int,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Aligned (image row, caption row) indices: each image with its first caption, images or
     captions with non-finite features dropped, at most ``max_pairs`` of them (a seeded subsample)."""
-    owner = np.asarray(caption_image)
-    first_caption = np.full(len(images), -1)
-    first_caption[owner[::-1]] = np.arange(len(owner))[::-1]  # last write wins: the first caption
+    first_caption = first_captions(caption_image, len(images))
     ok = (first_caption >= 0) & np.isfinite(images).all(axis=1)
     rows = np.flatnonzero(ok)
     rows = rows[np.isfinite(texts[first_caption[rows]]).all(axis=1)]
     if len(rows) > max_pairs:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
     return rows, first_caption[rows]
+
+
+def selection_plan(dataset: Any, split: str, max_pairs: int, seed: int = 0) -> SplitPlan:
+    """The split a selection compares, as a plan of one target. Where it has more images with a
+    caption than ``max_pairs``, the target is a seeded sample of them, each with its first caption only,
+    drawn as :func:`first_caption_rows` draws (the same rows where every feature is finite). So the
+    encoders encode those pairs, not a corpus of millions: the sample reads its rows from the whole
+    split's cache entry where ``probe extract`` or ``probe run`` wrote one, and is otherwise encoded
+    alone. The corpus that encoders fitted on captions learn from stays the whole training split."""
+    from probe.pipeline.splits import Target, single_split_plan
+
+    plan = single_split_plan(dataset, split)
+    data = plan.held_out
+    first = first_captions(data.caption_image, data.n_images)
+    rows = np.flatnonzero(first >= 0)
+    if len(rows) <= max_pairs:
+        return plan
+    rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
+    sample = data.subset(rows, f"{split}-sample{max_pairs}-seed{seed}", captions=first[rows], encode_whole=False)
+    return SplitPlan(fit=plan.fit, targets=(Target(dataset.info.name, sample),))
 
 
 def similarity_metrics(a: Side, b: Side, plan: ResamplePlan
@@ -94,7 +120,9 @@ class SimilarityWork:
 
     @property
     def split(self) -> str:
-        return self.plan.held_out.split
+        """The split compared (a sample's is the split it was drawn from)."""
+        data = self.plan.held_out
+        return data.parent.whole.split if data.parent is not None else data.split
 
     @property
     def label(self) -> str:

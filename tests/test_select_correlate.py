@@ -174,3 +174,63 @@ def test_an_encoders_own_score_is_correlated_over_distinct_encoders():
                for (v, t), s in probed.items()]
     xs, ys = distinct_encoder_points(plotted, "vision/knn20", "vision")
     assert xs == [0.3, 0.9, 0.5] and ys == pytest.approx([0.3, 0.7, 0.35])  # the figure counts as the table does
+
+
+def test_selection_encodes_its_sample_not_the_corpus_and_reads_a_cached_corpus(run_cli, tmp_path):
+    """--max-pairs below the split's size: the encoders encode the sampled images and their first
+    captions only (on a corpus of millions that is the point of selecting first); once the whole
+    split is cached, the same sample's rows are read from it, with the same values."""
+    from probe.data import get_dataset
+    from probe.features import get_features
+    from probe.select import selection_plan
+
+    cache, results = tmp_path / "cache", tmp_path / "r"
+    args = ("select", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--max-pairs", "40", "--n-boot", "5",
+            "--results", str(results), "--cache-dir", str(cache))
+    dry = run_cli(*args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "40 images" in _row(dry.stdout, "test/tiny-vit") and "40 texts" in _row(dry.stdout, "test/tiny-bert")
+    assert "1 pair(s) to compare on a seeded sample of 40 images of shapes/train" in dry.stdout
+    assert not cache.exists() and not results.exists()
+    cold = run_cli(*args)
+    assert cold.returncode == 0, cold.stderr
+    # 40 images and 40 captions, one entry each; shapes/train (300 images, 1,500 captions) was never encoded
+    entries = sorted(p.name for p in cache.glob("*/shapes/*") if p.is_dir())
+    assert entries == [name for name in entries if name.startswith("train-sample40-seed0.")] and len(entries) == 2
+    rows = {p.parents[2].name: np.load(p).shape for p in cache.glob("*/shapes/*/features.npy")}
+    assert rows == {"test_tiny-vit": (40, 64), "test_tiny-bert": (40, 32)}
+    (path,) = (results / "records" / "similarity").rglob("*.json")
+    first = json.loads(path.read_text())
+    assert first["split"] == "train" and first["n_pairs"] == 40
+    assert path.name.endswith("train-k10-n40-seed0.json")
+
+    # the sample is the one first_caption_rows draws from the whole split's features
+    whole = {side: get_features(f"test/tiny-{side}", "shapes", "train", cache_dir=str(cache))
+             for side in ("vit", "bert")}
+    train = get_dataset("shapes").load("train")
+    image_rows, caption_rows = first_caption_rows(whole["vit"], whole["bert"], train.caption_image, 40)
+    sample = selection_plan(get_dataset("shapes"), "train", 40).held_out
+    np.testing.assert_array_equal(sample.parent.images, image_rows)
+    np.testing.assert_array_equal(sample.parent.captions, caption_rows)
+    assert sample.captions == [train.captions[j] for j in caption_rows]
+
+    # with the whole split cached, a recomputation reads the sample's rows there: no new entry, same values
+    for entry in cache.glob("*/shapes/train-sample40-*"):
+        import shutil
+
+        shutil.rmtree(entry)
+    dry = run_cli(*args, "--recompute", "--dry-run")
+    assert "1 of 1" in _row(dry.stdout, "test/tiny-vit") and "nothing" in _row(dry.stdout, "test/tiny-bert")
+    assert "1 pair(s) to compare" in dry.stdout and "1 of them are already there and would be computed again" in dry.stdout
+    kept = run_cli(*args, "--dry-run")
+    assert "0 pair(s) to compare" in kept.stdout and "1 already there (skipped; --recompute" in kept.stdout
+    again = run_cli(*args, "--recompute")
+    assert again.returncode == 0, again.stderr
+    assert not list(cache.glob("*/shapes/train-sample40-*"))
+    second = json.loads(path.read_text())
+    for key, value in first["metrics"].items():
+        assert second["metrics"][key] == pytest.approx(value, abs=1e-5), key
+
+
+def _row(stdout: str, encoder: str) -> str:
+    return next(line for line in stdout.splitlines() if line.strip().startswith(encoder + " "))

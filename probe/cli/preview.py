@@ -31,6 +31,25 @@ def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: 
                            "(--skip-existing keeps them)" if existing else ""))
 
 
+def echo_selection_preview(work: Any, items: Sequence[Any], recompute: bool) -> None:
+    """``probe select --dry-run``: the features of the pairs still to compare (each image of the split,
+    or of its sample, with its first caption), then the pairs to compare."""
+    from probe.pipeline.preview import needed_encoders, plan_previews
+    from probe.pipeline.runner import PairRunner
+
+    jobs, existing = PairRunner(skip_existing=True, progress=False).plan(work, items)
+    if recompute:  # every pair is compared again, so every encoder's features are needed
+        jobs, _ = PairRunner(progress=False).plan(work, items)
+    echo_features(plan_previews(needed_encoders(jobs), work.plan, work.options, roles=("eval",), with_prompts=False),
+                  work.options)
+    data = work.plan.held_out
+    drawn = f"a seeded sample of {data.n_images:,} images" if data.parent is not None else f"{data.n_images:,} images"
+    there = ("" if not existing else f"; {len(existing)} of them are already there and would be computed again"
+             if recompute else f"; {len(existing)} already there (skipped; --recompute computes them again)")
+    click.echo(f"{len(jobs)} pair(s) to compare on {drawn} of {work.dataset_name}/{work.split}, each image with its "
+               "first caption" + there)
+
+
 def echo_features(previews: Sequence[Any], options: Any) -> None:
     """Per encoder the feature sets cached and the inputs still to encode, their disk and a time
     estimate where a rate is known, then the totals; loads no model and changes no file."""

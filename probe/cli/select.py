@@ -81,11 +81,13 @@ def _report_failures(outcome) -> None:
 @click.option("--n-boot", default=50, show_default=True, type=click.IntRange(min=0),
               help="Bootstrap resamples for the intervals (and shuffles for the null).")
 @click.option("--recompute", is_flag=True, help="Recompute similarity records that exist.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what the selection would encode (cached, to encode, disk, time) and compare; load no model.")
 @common
 @executor_options
 @click.pass_obj
-def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, max_pairs, n_boot, recompute, dataset,
-           results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
+def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, max_pairs, n_boot, recompute, dry_run,
+           dataset, results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
     Each pair's image features and first-caption features are compared (mutual kNN, CKA, CKNNA,
@@ -99,17 +101,17 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
       probe select --top 3
       probe select --top 5 --metric cka --vision 'dinov2/*' --text 'sentence-transformers/*'
       probe select --dataset karpathy:~/coco/dataset_coco.json --split train --max-pairs 10000
+      probe select --vision all --text all -d wds:~/cc3m --dry-run    # what the 5,000 pairs cost to encode
     """
     from probe.cli.tables import print_table
     from probe.data import get_dataset
     from probe.errors import ProbeError
     from probe.pipeline.ray_executor import check_executor, executor_for, for_workers
     from probe.pipeline.runner import PairRunner, pairs
-    from probe.pipeline.splits import single_split_plan
     from probe.records import keys
     from probe.records.schema import SelectionRecord
     from probe.records.store import read_record, record_path, write_record
-    from probe.select import SimilarityWork, check_metric, probing_scores, rank_agreement
+    from probe.select import SimilarityWork, check_metric, probing_scores, rank_agreement, selection_plan
 
     check_metric(metric)
     check_executor(executor, ray_address)
@@ -119,10 +121,16 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     v_specs, v_skipped = obj.resolve(vision, modality="vision")
     t_specs, t_skipped = obj.resolve(text, modality="text")
     echo_skipped(v_skipped + t_skipped)
-    results, cache = for_workers(executor, *workspace(results_dir, cache_dir))
-    work = SimilarityWork(ds.info.name, single_split_plan(ds, split), results, _extract_options(obj, cache, workers, device),
+    results, cache = for_workers(executor, *workspace(results_dir, cache_dir, dry_run))
+    work = SimilarityWork(ds.info.name, selection_plan(ds, split, max_pairs), results,
+                          _extract_options(obj, cache, workers, device),
                           k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
     items = pairs(v_specs, t_specs)
+    if dry_run:
+        from probe.cli.preview import echo_selection_preview
+
+        echo_selection_preview(work, items, recompute)
+        return
     with executor_for(executor, ray_address, (cache, results)) as runner_executor:
         outcome = PairRunner(skip_existing=not recompute, executor=runner_executor).run(work, items)
     _report_failures(outcome)

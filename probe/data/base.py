@@ -107,15 +107,20 @@ class SplitData:
     def captions_of(self, image: int) -> list[int]:
         return np.flatnonzero(self.caption_image == image).tolist()
 
-    def subset(self, images: Sequence[int] | np.ndarray, split: str) -> SplitData:
-        """The given images (in that order) with all their captions, labels and attributes, as a
-        split of its own name (its content fingerprint follows from its images)."""
+    def subset(self, images: Sequence[int] | np.ndarray, split: str, captions: Sequence[int] | np.ndarray | None = None,
+               encode_whole: bool = True) -> SplitData:
+        """The given images (in that order) with their labels and attributes and all their captions (or
+        only ``captions``, indices of this split's captions of those images), as a split of its own name
+        (its content fingerprint follows from its images). ``encode_whole``: see :class:`Subset`."""
         rows = np.asarray(images, dtype=np.int64)
         new_index = np.full(self.n_images, -1, dtype=np.int64)
         new_index[rows] = np.arange(len(rows))
-        keep = np.flatnonzero(new_index[self.caption_image] >= 0)
-        parent = (Subset(self.parent.whole, self.parent.images[rows], self.parent.captions[keep]) if self.parent
-                  else Subset(self, rows, keep))  # a subset of a subset points into the first whole split
+        keep = (np.flatnonzero(new_index[self.caption_image] >= 0) if captions is None
+                else np.asarray(captions, dtype=np.int64))
+        if captions is not None and len(keep) and (new_index[self.caption_image[keep]] < 0).any():
+            raise ValueError("a kept caption belongs to an image left out")
+        parent = (Subset(self.parent.whole, self.parent.images[rows], self.parent.captions[keep], encode_whole)
+                  if self.parent else Subset(self, rows, keep, encode_whole))  # a subset of a subset: the first whole
         return SplitData(dataset=self.dataset, split=split, images=[self.images[i] for i in rows],
                          captions=[self.captions[j] for j in keep], caption_image=new_index[self.caption_image[keep]],
                          labels={k: np.asarray(v)[rows] for k, v in self.labels.items()}, classes=self.classes,
@@ -127,13 +132,18 @@ class SplitData:
 @dataclass(frozen=True)
 class Subset:
     """Where a split cut from another sits in it: image ``i`` is ``whole``'s image ``images[i]``,
-    caption ``j`` its caption ``captions[j]``. Features are computed once for the whole split and read
-    through these rows, so a carve-out shares the cache entry of the split it came from (the one
-    ``probe extract`` writes) instead of encoding its images again under a name of its own."""
+    caption ``j`` its caption ``captions[j]``. Features are read through these rows from the whole
+    split's cache entry (the one ``probe extract`` writes), not encoded again under a name of their own.
+
+    ``encode_whole``: a carve-out (a corpus's fit and held-out parts, which together cover the split)
+    has the whole split encoded where it is not cached yet; a sample (``probe select`` compares 5,000
+    pairs of a corpus of millions) reads the whole split's entry only where it is cached, and is
+    otherwise encoded alone."""
 
     whole: SplitData
     images: np.ndarray
     captions: np.ndarray
+    encode_whole: bool = True
 
 
 def text_fingerprint(texts: Sequence[str]) -> str:

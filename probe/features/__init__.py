@@ -48,6 +48,17 @@ def n_inputs(spec: EncoderSpec, data: SplitData) -> int:
     return data.n_images if spec.modality == "vision" else len(data.captions)
 
 
+def is_cached(spec: EncoderSpec, data: SplitData, options: ExtractOptions, fit_data: SplitData | None = None,
+              input_set: str | None = None) -> bool:
+    """Whether finished features of ``spec`` on ``data`` are in the cache; reads only (nothing is
+    repaired or removed), so a dry run may ask too."""
+    from probe.features.extract import serving_entries
+
+    _, content, name, fit_texts = split_inputs(spec, data, fit_data, input_set)
+    return any(entry.looks_finished()
+               for entry in serving_entries(spec, data.dataset, data.split, name, content, options, fit_texts))
+
+
 def split_features(spec: EncoderSpec, data: SplitData, options: ExtractOptions | None = None, *,
                    fit_data: SplitData | None = None, input_set: str | None = None,
                    texts: Sequence[str] | None = None, encoder: Any = None,

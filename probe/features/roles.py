@@ -65,7 +65,7 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
 
     out = EncoderFeatures(spec, {})
     for request in feature_requests(spec, plan, roles, with_prompts):
-        whole = request.computed_on
+        whole = request.source(spec, options, plan.fit)
         fs = split_features(spec, whole, options, fit_data=plan.fit, texts=request.texts,
                             input_set=request.input_set, encoder_factory=factory)
         role = request.role
@@ -75,8 +75,8 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
             continue
         rows = fs.rows(n_inputs(spec, whole))
         skipped = {int(s["index"]) for s in fs.meta.get("skipped") or []}
-        picked = request.rows_in_whole(spec)
-        if picked is not None:  # a carve-out: its rows of the whole split's entry
+        picked = request.rows_in(spec, whole)
+        if picked is not None:  # a carve-out or sample: its rows of the whole split's entry
             rows = rows.subset(picked)
             skipped &= set(picked.tolist())
         out.by_role[role] = rows if role in streamed_roles and rows.nbytes_float32 > resident_limit() else np.asarray(rows)
@@ -96,17 +96,23 @@ class FeatureRequest:
     input_set: str | None = None
     texts: tuple[str, ...] | None = None
 
-    @property
-    def computed_on(self) -> SplitData:
-        """The split whose features serve this request: for a split cut from another (a corpus's
-        carve-out, :class:`~probe.data.base.Subset`) the whole split, so both parts read the entry
-        ``probe extract`` writes for it; else the request's own."""
-        parent = self.data.parent
-        return parent.whole if parent is not None and self.texts is None else self.data
+    def source(self, spec: EncoderSpec, options: ExtractOptions, fit: SplitData | None) -> SplitData:
+        """The split whose features serve this request. For a split cut from another
+        (:class:`~probe.data.base.Subset`) that is the whole split, so its rows are read from the entry
+        ``probe extract`` writes for it: always for a carve-out, and for a sample where that entry is
+        cached (else the sample is encoded alone). Otherwise the request's own split."""
+        from probe.features import is_cached
 
-    def rows_in_whole(self, spec: EncoderSpec) -> np.ndarray | None:
-        """Where this request's rows sit in :attr:`computed_on`'s features (None: the same split)."""
-        if self.computed_on is self.data:
+        parent = self.data.parent
+        if parent is None or self.texts is not None:
+            return self.data
+        if parent.encode_whole or is_cached(spec, parent.whole, options, fit, self.input_set):
+            return parent.whole
+        return self.data
+
+    def rows_in(self, spec: EncoderSpec, source: SplitData) -> np.ndarray | None:
+        """Where this request's rows sit in ``source``'s features (None: its own split)."""
+        if source is self.data:
             return None
         assert self.data.parent is not None
         return self.data.parent.images if spec.modality == "vision" else self.data.parent.captions

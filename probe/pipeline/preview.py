@@ -90,7 +90,7 @@ def feature_needs(spec: EncoderSpec, requests: Iterable[FeatureRequest], fit: Sp
     row_bytes = spec.embed_dim * np.dtype(storage_dtype(spec, options)).itemsize
     needs, seen = [], set()
     for request in requests:
-        data = request.computed_on  # a carve-out reads the whole split's entry: counted once
+        data = request.source(spec, options, fit)  # a carve-out reads the whole split's entry: counted once
         inputs, content, name, fit_texts = split_inputs(spec, data, fit, request.input_set, request.texts)
         entries = serving_entries(spec, data.dataset, data.split, name, content, options, fit_texts)
         if entries[0].dir in seen:
@@ -139,11 +139,13 @@ def preview_encoders(specs: Iterable[EncoderSpec], requests: Callable[[EncoderSp
                            measured_rate(spec, options.cache, device)) for spec in specs]
 
 
-def plan_previews(specs: Iterable[EncoderSpec], plan: SplitPlan, options: ExtractOptions) -> list[EncoderPreview]:
-    """Previews of what a run over ``plan`` encodes (:func:`~probe.features.roles.feature_requests`)."""
+def plan_previews(specs: Iterable[EncoderSpec], plan: SplitPlan, options: ExtractOptions,
+                  roles: Sequence[str] | None = None, with_prompts: bool = True) -> list[EncoderPreview]:
+    """Previews of what a run over ``plan`` encodes (:func:`~probe.features.roles.feature_requests`,
+    which ``roles`` and ``with_prompts`` narrow as they narrow the run's)."""
     from probe.features.roles import feature_requests
 
-    return preview_encoders(specs, lambda spec: feature_requests(spec, plan), plan.fit, options)
+    return preview_encoders(specs, lambda spec: feature_requests(spec, plan, roles, with_prompts), plan.fit, options)
 
 
 def needed_encoders(jobs: Sequence[Any]) -> list[EncoderSpec]:
