@@ -55,6 +55,14 @@ def test_list_says_which_entries_are_read_and_why_the_others_are_not(run_cli, tm
     only = json.loads(run_cli("cache", "list", "test/*-vit", "--state", "partial", "--cache-dir", str(cache),
                               "--json").stdout)
     assert [e["path"] for e in only] == [str(partial)]  # a partial entry is known by its folder's name
+    # a name the cache does not hold is a typo, said so; an empty answer to a --state filter is an answer
+    assert_one_line_error(run_cli("cache", "list", "test/tiny-vitt", "--cache-dir", str(cache)),
+                          "no entry of a model matching 'test/tiny-vitt'", "did you mean test/tiny-vit?",
+                          "it holds test/tiny-bert, test/tiny-vit")
+    assert_one_line_error(run_cli("cache", "prune", "-d", "shapez", "--cache-dir", str(cache)),
+                          "no entry of dataset 'shapez'", "did you mean shapes?")
+    none_stale = run_cli("cache", "list", "test/tiny-bert", "--state", "stale", "--cache-dir", str(cache))
+    assert none_stale.returncode == 0 and "0 entries" in none_stale.stdout
 
 
 def test_prune_removes_stale_entries_and_runs_still_read_the_rest(run_cli, tmp_path):

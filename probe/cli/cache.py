@@ -48,7 +48,34 @@ def _selection(patterns: tuple[str, ...], dataset: str | None, states: tuple[str
     folder = _folder(results_dir, cache_dir)
     if not folder.is_dir():
         raise ProbeError(f"no feature cache at {folder}; name one with --cache-dir or --results")
-    return folder, matching(scan(folder), patterns, dataset, states or STATES)
+    entries = scan(folder)
+    _check_names(entries, patterns, dataset, folder)
+    return folder, matching(entries, patterns, dataset, states or STATES)
+
+
+def _check_names(entries: list[Any], patterns: tuple[str, ...], dataset: str | None, folder: Path) -> None:
+    """A model pattern or dataset that names nothing in the cache (whatever the state) is a typo,
+    not an empty answer: say which the cache holds (an empty selection by ``--state`` is an answer)."""
+    import difflib
+
+    from probe.errors import ProbeError
+    from probe.features.inventory import matching
+
+    def valid(names: set[str], asked: str) -> str:
+        if not names:
+            return "the cache is empty"
+        close = difflib.get_close_matches(asked.replace("*", "").replace("?", ""), sorted(names), n=1, cutoff=0.6)
+        shown = sorted(names)
+        listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
+        return (f"did you mean {close[0]}? " if close else "") + f"it holds {listed}"
+
+    if dataset is not None and not matching(entries, (), dataset):
+        raise ProbeError(f"no entry of dataset {dataset!r} in the cache at {folder}; "
+                         + valid({e.dataset for e in entries}, dataset))
+    for pattern in patterns:
+        if not matching(entries, (pattern,)):
+            raise ProbeError(f"no entry of a model matching {pattern!r} in the cache at {folder}; "
+                             + valid({e.model for e in entries}, pattern))
 
 
 def human_bytes(n: float) -> str:

@@ -1,5 +1,5 @@
-"""``--dry-run`` of ``probe run``, ``probe extract`` and ``probe tune``: what they would encode, fit or
-train, printed (see :mod:`probe.pipeline.preview`)."""
+"""``--dry-run`` of ``probe run``, ``extract``, ``select`` and ``tune``: what they would encode, fit,
+compare or train, printed (see :mod:`probe.pipeline.preview`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What a sweep would do, before it does it (``--dry-run`` of ``probe run``, ``extract`` and ``tune``).
+"""What a sweep would do, before it does it (``--dry-run`` of ``probe run``, ``extract``, ``select``
+and ``tune``).
 
 A sweep over V x T encoders on a CC3M-sized corpus costs GPU-days, most of it in feature extraction.
 A dry run resolves the same encoders, data and head grid as the run, then reads only the feature cache
@@ -8,6 +9,9 @@ and the records folder (no model is loaded, nothing is computed, no file is chan
   inputs it would still encode and the disk their features take;
 - an estimate of that time, where an earlier extraction of the same encoder on the same kind of device
   left its rate in the cache (``meta.json``'s ``rate``: rows and wall seconds of its timed chunks);
+- the head fits: how many, their optimiser steps at most, and their time, from each step's FLOPs
+  (counted for the pair's widths without running it) over the FLOP rate earlier fits of that head
+  kind reached on this kind of device (their records' counted FLOPs over their wall time);
 - how many results would be fitted and how many are already there.
 """
 
