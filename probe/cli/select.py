@@ -77,7 +77,8 @@ def _report_failures(outcome) -> None:
 @click.option("--split", default="train", show_default=True, help="Split whose image-caption pairs are compared.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Neighbours (mutual kNN, CKNNA).")
 @click.option("--max-pairs", default=5000, show_default=True, type=click.IntRange(min=3),
-              help="Seeded subsample of pairs for large splits.")
+              help="Compare a seeded sample of this many images (each with its first caption) of a larger split; "
+                   "only the sample is encoded, unless the whole split is cached.")
 @click.option("--n-boot", default=50, show_default=True, type=click.IntRange(min=0),
               help="Bootstrap resamples for the intervals (and shuffles for the null).")
 @click.option("--recompute", is_flag=True, help="Recompute similarity records that exist.")
