@@ -102,9 +102,11 @@ def _install_study_sources(session: nox.Session, shutil) -> None:
         if not shutil.which("npm"):
             session.error(f"needs npm to fetch {STUDY_NPM} (or unpack it into {emoji})")
         os.makedirs(emoji, exist_ok=True)
-        tarball = session.run("npm", "pack", STUDY_NPM, "--pack-destination", emoji, silent=True, external=True)
-        name = str(tarball).strip().splitlines()[-1]
-        session.run("tar", "xzf", os.path.join(emoji, name), "-C", emoji, "--strip-components", "1", external=True)
+        session.run("npm", "pack", STUDY_NPM, "--pack-destination", emoji, silent=True, external=True)
+        # npm names the tarball <name>-<version>.tgz; its output may end with notices, so it is not parsed
+        name, version = STUDY_NPM.rsplit("@", 1)
+        tarball = os.path.join(emoji, f"{name}-{version}.tgz")
+        session.run("tar", "xzf", tarball, "-C", emoji, "--strip-components", "1", external=True)
 
 
 @nox.session(python=PYTHON)
