@@ -216,22 +216,29 @@ def fit_grid(probes: Sequence[AlignmentProbe], train: PairedFeatures, val: Paire
     return list(probes)
 
 
+def steps_per_epoch(pairs: int, batch_size: int) -> int:
+    """Optimiser steps of one epoch over ``pairs`` training pairs: batches of ``batch_size`` (at most
+    every pair), the ragged last batch dropped because contrastive losses want full ones. What fits and
+    ``probe tune`` train, and what dry runs count."""
+    return pairs // min(batch_size, pairs) if pairs > 0 else 0
+
+
 def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: PairedFeatures | None,
                   batch_size: int, epochs: int, seed: int, progress: Any, device: str) -> None:
     pairs = train.usable_pairs()
     if len(pairs) < 2:
         raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
     batch_size = min(batch_size, len(pairs))
-    steps_per_epoch = len(pairs) // batch_size  # drop the ragged last batch: contrastive losses want full ones
+    per_epoch = steps_per_epoch(len(pairs), batch_size)
     source: _ResidentBatches | _StreamedBatches = (_StreamedBatches if train.streamed else _ResidentBatches)(train, device)
-    trainers = [_make_trainer(p, train.images.shape[1], train.texts.shape[1], epochs * steps_per_epoch, device)
+    trainers = [_make_trainer(p, train.images.shape[1], train.texts.shape[1], epochs * per_epoch, device)
                 for p in probes]
     rng = np.random.default_rng(seed)
     try:
         for epoch in range(epochs):
-            source.start_epoch(pairs[rng.permutation(len(pairs))], batch_size, steps_per_epoch)
+            source.start_epoch(pairs[rng.permutation(len(pairs))], batch_size, per_epoch)
             losses: dict[int, list[Any]] = {id(t): [] for t in trainers}
-            for step in range(steps_per_epoch):
+            for step in range(per_epoch):
                 img_rows, x_img, x_txt = source.batch(step)
                 positives = batch_positive_pairs(img_rows)
                 for trainer in trainers:
@@ -242,7 +249,7 @@ def _fit_lockstep(probes: list[AlignmentProbe], train: PairedFeatures, val: Pair
     finally:
         source.close()
     for trainer in trainers:
-        _finish(trainer, steps_per_epoch, batch_size)
+        _finish(trainer, per_epoch, batch_size)
 
 
 def _step(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any) -> Any:
@@ -423,7 +430,7 @@ def _batch_loss(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any) -> An
     return trainer.loss(a, b, positives)
 
 
-def _finish(trainer: _Trainer, steps_per_epoch: int, batch_size: int) -> None:
+def _finish(trainer: _Trainer, per_epoch: int, batch_size: int) -> None:
     probe = trainer.probe
     if trainer.best_state is not None:
         trainer.vision.load_state_dict(trainer.best_state["vision"])
@@ -435,6 +442,6 @@ def _finish(trainer: _Trainer, steps_per_epoch: int, batch_size: int) -> None:
     probe.history_ = trainer.history
     scored = [h for h in trainer.history if "val_probing_score" in h]
     probe.best_epoch_ = int(max(scored, key=lambda h: h["val_probing_score"])["epoch"]) if scored else len(trainer.history)
-    probe.steps_ = len(trainer.history) * steps_per_epoch
+    probe.steps_ = len(trainer.history) * per_epoch
     probe.flops_per_step_ = trainer.flops_per_step
     probe.pairs_seen_ = probe.steps_ * batch_size

@@ -13,11 +13,8 @@ def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: 
     """``probe run --dry-run``: the features its pending pairs need, then the results to fit."""
     from probe.encoders.base import pick_device
     from probe.pipeline.preview import needed_encoders, plan_previews, preview_fits
-    from probe.pipeline.runner import PairRunner
 
-    jobs, existing = PairRunner(skip_existing=True, progress=False).plan(sweep, items)
-    if not skip_existing:  # every result is fitted again, so every encoder's features are needed
-        jobs, _ = PairRunner(progress=False).plan(sweep, items)
+    jobs, existing = _pending(sweep, items, skip_existing)
     echo_features(plan_previews(needed_encoders(jobs), sweep.plan, options), options)
     if jobs:
         echo_fits(preview_fits(jobs, len(sweep.plan.fit.captions), sweep.results_dir, pick_device(options.device)),
@@ -35,11 +32,8 @@ def echo_selection_preview(work: Any, items: Sequence[Any], recompute: bool) -> 
     """``probe select --dry-run``: the features of the pairs still to compare (each image of the split,
     or of its sample, with its first caption), then the pairs to compare."""
     from probe.pipeline.preview import needed_encoders, plan_previews
-    from probe.pipeline.runner import PairRunner
 
-    jobs, existing = PairRunner(skip_existing=True, progress=False).plan(work, items)
-    if recompute:  # every pair is compared again, so every encoder's features are needed
-        jobs, _ = PairRunner(progress=False).plan(work, items)
+    jobs, existing = _pending(work, items, skip_existing=not recompute)
     echo_features(plan_previews(needed_encoders(jobs), work.plan, work.options, roles=("eval",), with_prompts=False),
                   work.options)
     data = work.plan.held_out
@@ -48,6 +42,17 @@ def echo_selection_preview(work: Any, items: Sequence[Any], recompute: bool) -> 
              if recompute else f"; {len(existing)} already there (skipped; --recompute computes them again)")
     click.echo(f"{len(jobs)} pair(s) to compare on {drawn} of {work.dataset_name}/{work.split}, each image with its "
                "first caption" + there)
+
+
+def _pending(work: Any, items: Sequence[Any], skip_existing: bool) -> tuple[list[Any], list[Any]]:
+    """``(jobs, existing)``: what the run would compute, and the records already there (computed again
+    without ``skip_existing``, so then every encoder's features are needed)."""
+    from probe.pipeline.runner import PairRunner
+
+    jobs, existing = PairRunner(skip_existing=True, progress=False).plan(work, items)
+    if not skip_existing:
+        jobs, _ = PairRunner(progress=False).plan(work, items)
+    return jobs, existing
 
 
 def echo_features(previews: Sequence[Any], options: Any) -> None:
@@ -108,6 +113,7 @@ def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing
     """``probe tune --dry-run``: each run's state, its optimiser steps (at most: early stopping may end
     it sooner) and a time estimate from an earlier run of the same pair and setting on this kind of
     device (its record's seconds per step)."""
+    from probe.align.train import steps_per_epoch
     from probe.cli.tables import print_table
     from probe.pipeline.preview import duration, tune_step_seconds
     from probe.records.store import is_complete
@@ -126,7 +132,7 @@ def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing
             continue
         state = ("resumes from its checkpoint" if (runner.run_dir(job) / CHECKPOINT).is_file()
                  else "there: would run again" if done else "to run")
-        steps = job.config.epochs * (pairs // min(job.config.batch_size, pairs))
+        steps = job.config.epochs * steps_per_epoch(pairs, job.config.batch_size)
         seconds = per_step.get((job.vision.name, job.text.name, job.tune.setting))
         left += 1
         if seconds is None:

@@ -234,7 +234,7 @@ def preview_fits(jobs: Sequence[Any], fit_pairs: int, results_dir: Path, device:
     """The fits of the runner's pending ``jobs`` (pair, pending (config, benchmark) units) on a corpus
     of ``fit_pairs`` captions: steps from each configuration, FLOPs per step counted for the pair's
     feature widths (:func:`~probe.align.train.step_flops`), time from :func:`head_flop_rates`."""
-    from probe.align.train import step_flops
+    from probe.align.train import step_flops, steps_per_epoch
 
     rates = head_flop_rates(results_dir, device)
     counted: dict[tuple[Any, ...], float | None] = {}
@@ -244,7 +244,7 @@ def preview_fits(jobs: Sequence[Any], fit_pairs: int, results_dir: Path, device:
         for config in dict.fromkeys(config for config, _ in job.units):
             heads.add(config.head)
             batch = min(config.batch_size, fit_pairs)
-            n = config.epochs * (fit_pairs // batch) if batch else 0
+            n = config.epochs * steps_per_epoch(fit_pairs, config.batch_size)
             fits += 1
             steps.add(n)
             key = (config.head, config.loss, config.out_dim, config.norm, config.star_width, batch,

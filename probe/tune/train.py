@@ -109,15 +109,22 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     import torch
     from tqdm.auto import tqdm
 
-    from probe.align.train import AlignmentProbe, fresh_heads, head_groups, make_optimiser, warmup_cosine
+    from probe.align.train import (
+        AlignmentProbe,
+        fresh_heads,
+        head_groups,
+        make_optimiser,
+        steps_per_epoch,
+        warmup_cosine,
+    )
     from probe.tune.modules import checkpoint_blocks
 
     if len(pairs) < 2:
         raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
     tcfg = tcfg.resolved(device)
     batch_size = min(cfg.batch_size, len(pairs))
-    steps_per_epoch = len(pairs) // batch_size
-    total_steps = cfg.epochs * steps_per_epoch
+    per_epoch = steps_per_epoch(len(pairs), batch_size)
+    total_steps = cfg.epochs * per_epoch
     dims = [side.module.dim if side.trains else side.features.shape[1] for side in (vision, text)]
     v_head, t_head, loss_fn = fresh_heads(cfg, dims[0], dims[1], device)
     groups = head_groups(cfg, v_head, t_head, loss_fn) + _encoder_groups(tcfg, vision, text)
@@ -155,8 +162,8 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
             order = pairs[rng.permutation(len(pairs))]  # drawn for every epoch, so a resumed run draws the same
             if epoch < state.epoch or state.done:
                 continue
-            images = _image_batches(vision, caption_image, order, batch_size, steps_per_epoch, state.step, workers)
-            for step in range(state.step, steps_per_epoch):
+            images = _image_batches(vision, caption_image, order, batch_size, per_epoch, state.step, workers)
+            for step in range(state.step, per_epoch):
                 rows = order[step * batch_size:(step + 1) * batch_size]
                 img_rows = owner[torch.as_tensor(rows, device=device)]
                 loss = _step(vision, text, frozen, img_rows, rows, images, (v_head, t_head, loss_fn), optimiser,
@@ -186,7 +193,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     t_head.eval()
     scored = [h for h in state.history if "val_probing_score" in h]
     best_epoch = int(max(scored, key=lambda h: h["val_probing_score"])["epoch"]) if scored else len(state.history)
-    steps = len(state.history) * steps_per_epoch
+    steps = len(state.history) * per_epoch
     return TuneResult(embedder(), state.history, best_epoch, steps, steps * batch_size, state.flops_per_step,
                       round(time.perf_counter() - started, 3), resumed_at, error)
 
