@@ -152,10 +152,20 @@ def test_a_saved_tfidf_pair_encodes_new_text_as_its_run_did(run_cli, tmp_path):
 
     cache, results = tmp_path / "cache", tmp_path / "results"
     ran = run_cli("run", "--vision", "test/tiny-vit", "--text", "baseline/tfidf-svd-256", "--epochs", "1",
-                  "--task", "retrieval", "--results", str(results), "--cache-dir", str(cache))
+                  "--train", "shapes", "--eval", "shapes", "--eval", "shapes-ood",
+                  "--results", str(results), "--cache-dir", str(cache))
     assert ran.returncode == 0, ran.stderr
-    (record_path,) = (results / "records" / "alignment").rglob("*.json")
+    record_path, ood_path = sorted((results / "records" / "alignment").rglob("*.json"))
+    assert ood_path.name.endswith("on-shapes-ood.json")
     folder = results / json.loads(record_path.read_text())["saved_model"]
+    # probe eval scores with the saved fit, on its own corpus and on the benchmark it transferred to:
+    # every number equals the run's (a TF-IDF refitted on each benchmark's captions would differ), also
+    # with an empty feature cache, where the saved state must encode the benchmark's captions itself
+    for cache_dir in (cache, tmp_path / "empty-cache"):
+        again = run_cli("eval", "--model", str(folder), "--eval", "shapes", "--eval", "shapes-ood",
+                        "--results", str(results), "--cache-dir", str(cache_dir))
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.count("equal to the record of the run that fitted it") == 2, again.stdout
     assert sorted(p.name for p in folder.iterdir()) == ["aligned.json", "heads.safetensors", "tfidf.json",
                                                         "tfidf.safetensors"]
     train, test = get_dataset("shapes").load("train"), get_dataset("shapes").load("test")

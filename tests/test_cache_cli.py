@@ -8,6 +8,8 @@ import shutil
 
 from conftest import assert_one_line_error
 
+from probe.features.cache import ENTRY_MARKER
+
 
 def _bytes(folder) -> int:
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
@@ -33,6 +35,7 @@ def _cache(run_cli, tmp_path):
     partial = cache / "test_tiny-vit" / "shapes" / "train.images.00000000000000000000"
     (partial / "chunks").mkdir(parents=True)
     (partial / "chunks" / "00000.npz").write_bytes(b"0" * 1000)
+    (partial / ENTRY_MARKER).touch()  # as an extraction stopped after one chunk leaves it
     return cache, vision, older, other_key, partial
 
 
@@ -99,3 +102,27 @@ def test_cache_commands_refuse_a_missing_folder_and_bad_states(run_cli, tmp_path
     assert_one_line_error(run_cli("cache", "list", "--cache-dir", str(tmp_path / "none")), "no feature cache at")
     assert_one_line_error(run_cli("cache", "prune", "--state", "old", "--cache-dir", str(tmp_path)), "'old'",
                           "ready", "stale", "partial")
+
+
+def test_a_users_folders_that_look_like_entries_are_never_listed_or_removed(run_cli, tmp_path):
+    """``--cache-dir ~/photos`` by mistake: three-deep folders named like ``split.set.key`` (no marker, no
+    entry's meta.json), a stray meta.json, and a link out of the folder are left alone."""
+    photos = tmp_path / "photos"
+    trip = photos / "2024" / "summer" / "trip.to.rome"
+    trip.mkdir(parents=True)
+    (trip / "IMG_0001.jpg").write_bytes(b"jpeg")
+    other = photos / "2023" / "winter" / "ski.in.alps"
+    other.mkdir(parents=True)
+    (other / "meta.json").write_text('{"camera": "x"}')
+    outside = tmp_path / "elsewhere" / "a" / "b"
+    outside.mkdir(parents=True)
+    (outside / ENTRY_MARKER).touch()
+    (photos / "links" / "x").mkdir(parents=True)
+    (photos / "links" / "x" / "train.images.0123").symlink_to(outside, target_is_directory=True)
+    listed = run_cli("cache", "list", "--cache-dir", str(photos), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    for state in ("partial", "stale"):
+        pruned = run_cli("cache", "prune", "--state", state, "--cache-dir", str(photos))
+        assert pruned.returncode == 0, pruned.stderr
+    assert (trip / "IMG_0001.jpg").is_file() and (other / "meta.json").is_file() and (outside / ENTRY_MARKER).is_file()

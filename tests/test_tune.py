@@ -267,6 +267,10 @@ def test_a_tuned_model_is_saved_loads_and_encodes_as_scored(run_cli, tmp_path, s
     # the saved model reproduces the score its run recorded (same weights, same pooling)
     assert metrics_from_ranks(i2t, t2i)["probing_score"] == pytest.approx(
         record["metrics"]["alignment/probing_score"], abs=1e-6)
+    scored = run_cli("eval", "--model", str(tmp_path / record["saved_model"]), "--eval", "shapes", "--results",
+                     str(tmp_path), "--cache-dir", str(shared_cache))
+    assert scored.returncode == 0, scored.stderr
+    assert "equal to the record of the run that fitted it" in scored.stdout, scored.stdout
 
     # --dry-run: the finished run is there; a longer one of the same pair and setting is estimated from
     # its seconds per step: 4 epochs x (1,500 shapes/train captions // 64) = 92 steps at most

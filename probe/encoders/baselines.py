@@ -44,6 +44,11 @@ class TfidfSvdEncoder(TextEncoder):
         super().__init__(spec, device)
         self._pipeline: Any = None
 
+    @property
+    def fitted(self) -> bool:
+        """Whether it holds a fit (its own, or a saved model's state) and so can encode."""
+        return self._pipeline is not None
+
     def fit(self, texts: Sequence[str]) -> TfidfSvdEncoder:
         """Fit on ``texts``; a corpus with fewer terms than ``embed_dim`` leaves the tail columns zero."""
         from sklearn.decomposition import TruncatedSVD

@@ -22,6 +22,19 @@ class SavedScore:
     existing: Any | None
 
 
+def saved_text_fit(model: Any) -> dict[str, Any]:
+    """For a text encoder fitted on the training captions (TF-IDF): the model's own fit, keyed by
+    those captions' fingerprint as in the run that fitted it, with a loader that brings the saved
+    state. Empty for every other encoder. Without this the benchmark's own captions would be the
+    corpus, and the text head would see features it was never trained on."""
+    from probe.features import SavedFit, fitted_on_corpus
+
+    if not fitted_on_corpus(model.text_spec):
+        return {}
+    captions = str(model.meta["corpus"]["fingerprint"]).rpartition(":")[2]
+    return {"fit": SavedFit(captions), "load": lambda: model.encoder("text")}
+
+
 def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir: Path,
                 options: ExtractOptions, seed: int | None = None) -> list[SavedScore]:
     """One alignment record per benchmark for ``model`` (an :class:`~probe.align.model.AlignedModel`)."""
@@ -46,7 +59,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
                                   load=lambda: model.encoder("text"))
         else:
             vf = encoder_features(model.vision_spec, plan, options, roles=roles)
-            tf = encoder_features(model.text_spec, plan, options, roles=roles)
+            tf = encoder_features(model.text_spec, plan, options, roles=roles, **saved_text_fit(model))
         metrics, intervals = score_target(model, target, vf, tf, seed=seed)
         extra: dict[str, Any] = {"saturated": saturated} if (saturated := saturated_metrics(target, metrics)) else {}
         fields = dict(

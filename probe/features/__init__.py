@@ -7,7 +7,8 @@ the resumable computation, ``roles`` the features a pair runner needs per split 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 from probe.features.cache import ExtractionStats, FeatureSet
 from probe.features.options import ExtractOptions, default_cache_dir
@@ -18,8 +19,26 @@ if TYPE_CHECKING:
     from probe.data.base import SplitData
     from probe.registry import EncoderSpec
 
-__all__ = ["ExtractOptions", "ExtractionStats", "FeatureSet", "default_cache_dir", "fitted_on_corpus",
+__all__ = ["ExtractOptions", "ExtractionStats", "FeatureSet", "SavedFit", "default_cache_dir", "fitted_on_corpus",
            "get_features", "n_inputs", "split_features"]
+
+
+@dataclass(frozen=True)
+class SavedFit:
+    """The corpus fit of a saved model's text encoder (TF-IDF), standing in for the corpus itself.
+
+    A saved model carries the fitted state, not its training captions. Its features are keyed by the
+    fingerprint of those captions, exactly as the run that fitted it keyed them (so that run's cache
+    entries serve), and on a miss the encoder must arrive with its saved state loaded: nothing is ever
+    refitted on the split being encoded, which would give the text head other features."""
+
+    fingerprint: str
+
+
+#: what a corpus-fitted encoder is fitted on: a split's captions, or a saved fit
+FitSource = Union["SplitData", SavedFit]
+#: what reaches the cache: the captions to fit on, or a saved fit's fingerprint
+FitTexts = Sequence[str] | SavedFit
 
 
 def fitted_on_corpus(spec: EncoderSpec) -> bool:
@@ -29,17 +48,17 @@ def fitted_on_corpus(spec: EncoderSpec) -> bool:
     return family_of(spec).fitted_on_corpus(spec)
 
 
-def split_inputs(spec: EncoderSpec, data: SplitData, fit_data: SplitData | None = None, input_set: str | None = None,
-                 texts: Sequence[str] | None = None) -> tuple[Sequence[Any], str, str, Sequence[str] | None]:
+def split_inputs(spec: EncoderSpec, data: SplitData, fit_data: FitSource | None = None, input_set: str | None = None,
+                 texts: Sequence[str] | None = None) -> tuple[Sequence[Any], str, str, FitTexts | None]:
     """``(inputs, content fingerprint, input set name, corpus to fit on)`` of one encoder on a split."""
     from probe.data.base import text_fingerprint
 
-    fit_texts = None
+    fit_texts: FitTexts | None = None
     if spec.modality == "vision":
         return data.images, data.image_fingerprint(), input_set or "images", None
     inputs = list(texts) if texts is not None else data.captions
     if fitted_on_corpus(spec):
-        fit_texts = (fit_data or data).captions
+        fit_texts = fit_data if isinstance(fit_data, SavedFit) else (fit_data or data).captions
     return inputs, text_fingerprint(inputs), input_set or "captions", fit_texts
 
 
@@ -48,7 +67,7 @@ def n_inputs(spec: EncoderSpec, data: SplitData) -> int:
     return data.n_images if spec.modality == "vision" else len(data.captions)
 
 
-def is_cached(spec: EncoderSpec, data: SplitData, options: ExtractOptions, fit_data: SplitData | None = None,
+def is_cached(spec: EncoderSpec, data: SplitData, options: ExtractOptions, fit_data: FitSource | None = None,
               input_set: str | None = None) -> bool:
     """Whether finished features of ``spec`` on ``data`` are in the cache; reads only (nothing is
     repaired or removed), so a dry run may ask too."""
@@ -60,7 +79,7 @@ def is_cached(spec: EncoderSpec, data: SplitData, options: ExtractOptions, fit_d
 
 
 def split_features(spec: EncoderSpec, data: SplitData, options: ExtractOptions | None = None, *,
-                   fit_data: SplitData | None = None, input_set: str | None = None,
+                   fit_data: FitSource | None = None, input_set: str | None = None,
                    texts: Sequence[str] | None = None, encoder: Any = None,
                    encoder_factory: Callable[[], Any] | None = None,
                    stats: ExtractionStats | None = None) -> FeatureSet:
@@ -68,7 +87,8 @@ def split_features(spec: EncoderSpec, data: SplitData, options: ExtractOptions |
 
     ``encoder`` reuses an already loaded encoder on a miss; ``encoder_factory`` is called only on a
     miss (a sweep loads each model at most once, and not at all when everything is cached). An
-    encoder fitted on a corpus is fitted on ``fit_data``'s captions (``data``'s when absent).
+    encoder fitted on a corpus is fitted on ``fit_data``'s captions (``data``'s when absent); where
+    ``fit_data`` is a :class:`SavedFit`, the encoder given must already hold that fit.
     """
     from probe.features.extract import extract
 

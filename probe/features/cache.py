@@ -96,6 +96,11 @@ def model_dir(root: Path, spec: EncoderSpec) -> Path:
     return root / _safe(spec.name)
 
 
+#: an empty file every entry folder holds from its creation on: ``probe cache`` lists and removes only
+#: folders that carry it (or a finished entry's ``meta.json`` naming the folder's key), never a user's
+ENTRY_MARKER = ".probe-entry"
+
+
 class CacheEntry:
     """One cache folder; every method assumes the caller holds the entry's lock for writes."""
 
@@ -111,6 +116,7 @@ class CacheEntry:
         from filelock import FileLock
 
         self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / ENTRY_MARKER).touch(exist_ok=True)
         return FileLock(str(self.dir / ".lock"))
 
     def read(self, verify: bool = True) -> FeatureSet | None:

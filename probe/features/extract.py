@@ -18,6 +18,7 @@ from probe import __version__
 from probe.data.base import text_fingerprint
 from probe.encoders.preprocess import JPEG_DECODER, JPEG_DECODER_CUDA
 from probe.errors import ProbeError
+from probe.features import FitTexts, SavedFit
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
 from probe.features.options import ExtractOptions, resolved_workers, storage_dtype
 from probe.io import sha256_file, write_json, write_npy, write_npy_parts, write_npz
@@ -55,12 +56,22 @@ def collate_images(items):
 
 
 def entry_for(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
-              fit_texts: Sequence[str] | None) -> tuple[CacheEntry, str, str]:
+              fit_texts: FitTexts | None) -> tuple[CacheEntry, str, str]:
     """``(entry, key, storage dtype)`` of the features of these inputs (see :mod:`probe.features.cache`)."""
-    fit = text_fingerprint(fit_texts) if fit_texts is not None else None
+    fit = fit_fingerprint(fit_texts)
     dtype = storage_dtype(spec, options)
     key = cache_key(spec, dataset, split, input_set, content, dtype, key_extra(spec, fit, jpeg_decoder(options)))
     return CacheEntry(options.cache, spec, dataset, split, input_set, key), key, dtype
+
+
+def fit_fingerprint(fit_texts: FitTexts | None) -> str | None:
+    """The fingerprint of the corpus an encoder is fitted on, whether given as captions or as a
+    saved model's fit (which names the captions it was fitted on)."""
+    if fit_texts is None:
+        return None
+    if isinstance(fit_texts, SavedFit):
+        return fit_texts.fingerprint
+    return text_fingerprint(fit_texts)
 
 
 def key_extra(spec: EncoderSpec, fit: str | None, decoder: str | None) -> dict[str, Any]:
@@ -84,7 +95,7 @@ def jpeg_decoder(options: ExtractOptions) -> str:
 
 
 def serving_entries(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str,
-                    options: ExtractOptions, fit_texts: Sequence[str] | None) -> list[CacheEntry]:
+                    options: ExtractOptions, fit_texts: FitTexts | None) -> list[CacheEntry]:
     """The entries that can serve this request, best first: its own, then for a float16 request the
     float32 one (rounded to float16 on read)."""
     entry, _, dtype = entry_for(spec, dataset, split, input_set, content, options, fit_texts)
@@ -96,7 +107,7 @@ def serving_entries(spec: EncoderSpec, dataset: str, split: str, input_set: str,
 
 
 def cached(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
-           fit_texts: Sequence[str] | None) -> FeatureSet | None:
+           fit_texts: FitTexts | None) -> FeatureSet | None:
     """The finished entry that serves this request, if any (see :func:`serving_entries`)."""
     own, *wider = serving_entries(spec, dataset, split, input_set, content, options, fit_texts)
     found = own.read(verify=options.verify)
@@ -108,7 +119,7 @@ def cached(spec: EncoderSpec, dataset: str, split: str, input_set: str, content:
 
 
 def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs: Sequence[Any], content: str, *,
-            load_encoder: Callable[[], Any], options: ExtractOptions, fit_texts: Sequence[str] | None = None,
+            load_encoder: Callable[[], Any], options: ExtractOptions, fit_texts: FitTexts | None = None,
             stats: ExtractionStats | None = None) -> FeatureSet:
     """Features of ``inputs`` (image refs for vision specs, strings for text specs), from cache or computed.
 
@@ -171,13 +182,18 @@ def chunk_plan(spec: EncoderSpec, inputs: Sequence[Any], options: ExtractOptions
     return [range(start, min(n, start + chunk_size)) for start in range(0, n, chunk_size)], False
 
 
-def prepared_encoder(load_encoder: Callable[[], Any], spec: EncoderSpec, fit_texts: Sequence[str] | None) -> Any:
+def prepared_encoder(load_encoder: Callable[[], Any], spec: EncoderSpec, fit_texts: FitTexts | None) -> Any:
     """The encoder, fitted on the corpus first where its family needs that, its first batch counted."""
     encoder = _Measured(load_encoder())
     if getattr(encoder, "needs_fit", False):
         if fit_texts is None:
             raise ProbeError(f"model {spec.name!r} must be fitted on a corpus; none was given")
-        encoder.fit(fit_texts)
+        if isinstance(fit_texts, SavedFit):  # a saved model's state: never refitted on what it encodes
+            if not getattr(encoder, "fitted", False):
+                raise ProbeError(f"model {spec.name!r} must come with its saved fit loaded; it would otherwise be "
+                                 "fitted on the split it encodes")
+        else:
+            encoder.fit(fit_texts)
     return encoder
 
 
@@ -217,7 +233,7 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
 
 def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: str, input_set: str,
                     inputs: Sequence[Any], content: str, key: str, load_encoder: Callable[[], Any],
-                    options: ExtractOptions, fit_texts: Sequence[str] | None, stats: ExtractionStats,
+                    options: ExtractOptions, fit_texts: FitTexts | None, stats: ExtractionStats,
                     dtype: str) -> FeatureSet:
     from tqdm.auto import tqdm
 
@@ -272,7 +288,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "format_version": FORMAT_VERSION, "probe_version": __version__, "key": key,
         "model": spec.name, "spec": spec.to_dict(), "revision": spec.revision, "pooling": spec.pooling,
         "preprocessing": _preprocessing(spec, options), "dataset": dataset, "split": split, "set": input_set,
-        "content_fingerprint": content, "fit_fingerprint": text_fingerprint(fit_texts) if fit_texts else None,
+        "content_fingerprint": content, "fit_fingerprint": fit_fingerprint(fit_texts) if fit_texts else None,
         "dtype": dtype, "shape": list(shape), "n_inputs": len(inputs),
         "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
         "zero_rows": zero_rows,

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probe.features.cache import ENTRY_MARKER
+
 #: what an entry can be (see the module docstring)
 STATES = ("ready", "stale", "partial")
 
@@ -53,9 +55,28 @@ def scan(cache: Path) -> list[CachedEntry]:
 
 
 def _folders(cache: Path) -> Iterator[Path]:
+    """Entry folders: three deep, named ``<split>.<set>.<key>``, real folders inside the cache (no
+    link out of it), carrying probe's marker or a finished entry's ``meta.json`` for that key. A
+    user's own folder that happens to look like one (``2024/summer/trip.to.rome``) is never listed,
+    so never removed."""
+    root = cache.resolve()
     for folder in cache.glob("*/*/*"):
-        if folder.is_dir() and folder.name.count(".") >= 2:
+        if folder.name.count(".") < 2 or not folder.is_dir() or any(p.is_symlink() for p in (
+                folder, folder.parent, folder.parent.parent)):
+            continue
+        if not folder.resolve().is_relative_to(root):
+            continue
+        if (folder / ENTRY_MARKER).is_file() or _meta_names_key(folder):
             yield folder
+
+
+def _meta_names_key(folder: Path) -> bool:
+    """Whether ``folder/meta.json`` is a feature entry's (one written before the marker existed)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "format_version" in meta and meta.get("key") == folder.name.rsplit(".", 1)[-1]
 
 
 def _size(folder: Path) -> int:

@@ -15,6 +15,7 @@ from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from probe.data.base import SplitData
+    from probe.features import FitSource
 
 
 @dataclass
@@ -35,7 +36,8 @@ class EncoderFeatures:
 
 def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions,
                      roles: Sequence[str] | None = None, with_prompts: bool = True,
-                     streamed_roles: Sequence[str] = (), load: Callable[[], Any] | None = None) -> EncoderFeatures:
+                     streamed_roles: Sequence[str] = (), load: Callable[[], Any] | None = None,
+                     fit: FitSource | None = None) -> EncoderFeatures:
     """Features for the plan's roles (or only ``roles``), extracting on a miss with the encoder
     loaded at most once.
 
@@ -48,7 +50,9 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
     (``prompts-<task>`` roles, suffixed like the target's other roles).
 
     ``load`` makes the encoder on a miss (default: the registry's loader for ``spec``); ``probe tune``
-    passes its tuned modules here.
+    passes its tuned modules here. ``fit`` is what a corpus-fitted encoder is fitted on (default: the
+    plan's fit split); a saved model passes its :class:`~probe.features.SavedFit` with a ``load`` that
+    brings the saved state.
     """
     from probe.features import n_inputs, split_features
     from probe.features.mapped import resident_limit
@@ -63,10 +67,11 @@ def encoder_features(spec: EncoderSpec, plan: SplitPlan, options: ExtractOptions
                 spec, device=options.device, allow_download=options.allow_download)
         return loaded["encoder"]
 
+    fit = plan.fit if fit is None else fit
     out = EncoderFeatures(spec, {})
     for request in feature_requests(spec, plan, roles, with_prompts):
-        whole = request.source(spec, options, plan.fit)
-        fs = split_features(spec, whole, options, fit_data=plan.fit, texts=request.texts,
+        whole = request.source(spec, options, fit)
+        fs = split_features(spec, whole, options, fit_data=fit, texts=request.texts,
                             input_set=request.input_set, encoder_factory=factory)
         role = request.role
         out.keys[role] = fs.path.name
@@ -96,7 +101,7 @@ class FeatureRequest:
     input_set: str | None = None
     texts: tuple[str, ...] | None = None
 
-    def source(self, spec: EncoderSpec, options: ExtractOptions, fit: SplitData | None) -> SplitData:
+    def source(self, spec: EncoderSpec, options: ExtractOptions, fit: FitSource | None) -> SplitData:
         """The split whose features serve this request. For a split cut from another
         (:class:`~probe.data.base.Subset`) that is the whole split, so its rows are read from the entry
         ``probe extract`` writes for it: always for a carve-out, and for a sample where that entry is

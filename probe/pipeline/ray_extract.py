@@ -20,7 +20,7 @@ class _ChunkWriter:
     """A Ray Data actor: one encoder, any number of the entry's chunks."""
 
     def __init__(self, spec: Any, inputs: Sequence[Any], ranges: list[range], by_shard: bool, options: Any,
-                 dtype: str, entry: Any, fit_texts: Sequence[str] | None):
+                 dtype: str, entry: Any, fit_texts: Any):
         from probe.encoders import load_encoder
         from probe.features.extract import prepared_encoder
 
