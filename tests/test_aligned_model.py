@@ -178,3 +178,89 @@ def test_a_saved_tfidf_pair_encodes_new_text_as_its_run_did(run_cli, tmp_path):
     (folder / "tfidf.safetensors").write_bytes(b"truncated")
     with pytest.raises(ProbeError, match=r"tfidf\.safetensors is missing or does not match the checksum"):
         AlignedModel.load(folder)
+
+
+def _hostile(folder: Path, tmp_path: Path, name: str, change) -> Path:
+    """A copy of the saved model with its aligned.json changed by ``change`` (the heads untouched)."""
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(folder, copy)
+    meta = json.loads((copy / "aligned.json").read_text())
+    changed = change(meta)
+    (copy / "aligned.json").write_text(json.dumps(meta if changed is None else changed))
+    return copy
+
+
+def test_a_hostile_aligned_json_is_one_line_and_writes_nothing_outside(fitted, run_cli, tmp_path, monkeypatch):
+    """Each malformed shape of aligned.json is refused when loaded (by the API, eval and export alike),
+    naming the file and the key; a state file named by a path is refused, so export never writes outside
+    its folder."""
+    import hashlib
+
+    from probe.align.model import AlignedModel
+
+    _, _, folder = fitted
+    payload = tmp_path / "payload.sh"
+    payload.write_text("echo owned\n")
+    digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+
+    def config(**changes):
+        return lambda m: m["config"].update(changes)
+
+    cases = {
+        "list": (lambda m: [m], "expected a JSON object"),
+        "no-vision": (lambda m: m.pop("vision") and None, "key 'vision': Field required"),
+        "unknown-key": (lambda m: m.update(extra=1), "key 'extra'"),
+        "config-field": (config(lerning_rate=1), "key 'config'"),
+        "config-value": (config(epochs=0), "epochs must be >= 1"),
+        "dims-string": (lambda m: m["dims"].update(vision="64"), "key 'dims.vision'"),
+        "dims-wrong": (lambda m: m["dims"].update(vision=65), "has shape (64,), expected (65,)"),
+        "other-head": (config(head="mlp"), "is missing; the heads file does not belong"),
+        "swapped": (lambda m: m.update(vision=m["text"], text=m["vision"]), "a text encoder"),
+        "traversal": (lambda m: m.update(text_state={"../payload.sh": digest}), "names '../payload.sh'"),
+        "bad-digest": (lambda m: m.update(heads_sha256="x"), "expected a sha256"),
+        "half-tuned": (lambda m: m.update(encoders_sha256=digest), "come together"),
+    }
+    for name, (change, fragment) in cases.items():
+        copy = _hostile(folder, tmp_path / "models", name, change)
+        with pytest.raises(ProbeError) as caught:
+            AlignedModel.load(copy)
+        assert fragment in str(caught.value) and str(copy) in str(caught.value), (name, caught.value)
+        assert "\n" not in str(caught.value)
+    traversal = tmp_path / "models" / "traversal"
+    out = tmp_path / "out" / "model"
+    assert_one_line_error(run_cli("export", str(traversal), "--out", str(out)), "names '../payload.sh'")
+    assert_one_line_error(run_cli("eval", "--model", str(traversal), "--eval", "shapes"), "names '../payload.sh'")
+    assert not out.exists() and not (tmp_path / "out" / "payload.sh").exists()
+    # a folder typed with ~, as the export help writes it, is the user's home folder
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "exp")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert AlignedModel.load("~/exp").config.epochs == 3
+
+
+def test_an_export_that_fails_leaves_nothing_and_a_retry_succeeds(fitted, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from probe.align.model import AlignedModel
+
+    _, _, folder = fitted
+    model = AlignedModel.load(folder)
+    real, calls = shutil.copy2, []
+
+    def full_disk(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", full_disk)
+    out = tmp_path / "take-home"
+    with pytest.raises(ProbeError, match=r"cannot write .*take-home/aligned\.json: No space left on device"):
+        model.export(out, folder)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no half folder, no staging folder left
+    monkeypatch.setattr(shutil, "copy2", real)
+    assert AlignedModel.load(model.export(out, folder)).config == model.config

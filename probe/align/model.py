@@ -85,21 +85,24 @@ class AlignedModel:
 
         from probe.align.heads import make_head
         from probe.align.losses import make_loss
+        from probe.align.saved_format import check_head_shapes, check_meta
         from probe.io import sha256_file
         from probe.registry import Registry, spec_from_dict
 
-        folder = Path(path)
+        folder = Path(path).expanduser()
         folder = folder.parent if folder.name == CONFIG_FILE else folder
+        where = folder / CONFIG_FILE
         try:
-            meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+            raw = json.loads(where.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ProbeError(f"{folder} is not a saved aligned model (no {CONFIG_FILE}); `probe run` saves one "
                              "per result under <results>/models/") from None
         except (OSError, ValueError) as exc:
-            raise ProbeError(f"cannot read {folder / CONFIG_FILE}: {exc}") from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ProbeError(f"{folder / CONFIG_FILE} has format_version {meta.get('format_version')!r}; this probe "
+            raise ProbeError(f"cannot read {where}: {exc}") from None
+        if isinstance(raw, dict) and raw.get("format_version") != FORMAT_VERSION:
+            raise ProbeError(f"{where} has format_version {raw.get('format_version')!r}; this probe "
                              f"reads {FORMAT_VERSION}")
+        meta = check_meta(raw, where)
         heads_path = folder / HEADS_FILE
         if not heads_path.is_file() or sha256_file(heads_path) != meta.get("heads_sha256"):
             raise ProbeError(f"{heads_path} is missing or does not match the checksum in {CONFIG_FILE} "
@@ -108,10 +111,18 @@ class AlignedModel:
             state = load_file(str(heads_path))
         except (SafetensorError, OSError) as exc:
             raise ProbeError(f"{heads_path} cannot be read: {exc}") from None
-        config = ProbeConfig(**meta["config"])
+        try:
+            config = ProbeConfig(**meta["config"])
+        except TypeError as exc:  # a key ProbeConfig does not have
+            raise ProbeError(f"{where}: key 'config': {exc}".replace("ProbeConfig.__init__() ", "")) from None
+        except ProbeError as exc:
+            raise ProbeError(f"{where}: key 'config': {exc}") from None
         builtin = Registry.load()
-        vision = _catalogued(spec_from_dict(meta["vision"], source=str(folder / CONFIG_FILE)), builtin)
-        text = _catalogued(spec_from_dict(meta["text"], source=str(folder / CONFIG_FILE)), builtin)
+        vision = _catalogued(spec_from_dict(meta["vision"], source=str(where)), builtin)
+        text = _catalogued(spec_from_dict(meta["text"], source=str(where)), builtin)
+        for side, spec in (("vision", vision), ("text", text)):
+            if spec.modality != side:
+                raise ProbeError(f"{where}: key {side!r} is {spec.name!r}, a {spec.modality} encoder")
         dims = meta["dims"]
         torch.manual_seed(0)  # every weight is overwritten below; the seed only keeps construction quiet
         heads = {"vision": make_head(config.head, dims["vision"], config.out_dim, norm=config.norm,
@@ -119,13 +130,14 @@ class AlignedModel:
                  "text": make_head(config.head, dims["text"], config.out_dim, norm=config.norm,
                                    star_width=config.star_width),
                  "loss": make_loss(config.loss, config.logit_scale_init, config.logit_bias_init)}
+        check_head_shapes(state, heads, heads_path)
         for part, module in heads.items():
             prefix = f"{part}."
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
                                    strict=True)
             module.eval()
         checked = dict(meta.get("text_state", {}))
-        if "encoders_sha256" in meta:
+        if meta.get("encoders_sha256") is not None:
             checked[ENCODERS_FILE] = meta["encoders_sha256"]
         for name, digest in checked.items():
             if not (folder / name).is_file() or sha256_file(folder / name) != digest:
@@ -135,15 +147,45 @@ class AlignedModel:
         model.folder = folder
         return model
 
+    @property
+    def files(self) -> list[str]:
+        """The files of the saved folder, ``aligned.json`` last (plain names, checked when loaded)."""
+        tuned = [ENCODERS_FILE] if self.meta.get("encoders_sha256") is not None else []
+        return [HEADS_FILE, *self.meta.get("text_state", {}), *tuned, CONFIG_FILE]
+
     def export(self, out: str | Path, source: str | Path) -> Path:
-        """Copy the saved folder ``source`` to ``out`` (a folder of its own, loadable anywhere)."""
-        out = Path(out)
-        if out.exists() and any(out.iterdir()):
-            raise ProbeError(f"{out} exists and is not empty; choose a new folder")
-        out.mkdir(parents=True, exist_ok=True)
-        tuned = [ENCODERS_FILE] if "encoders_sha256" in self.meta else []
-        for name in (HEADS_FILE, *self.meta.get("text_state", {}), *tuned, CONFIG_FILE):  # config last: then complete
-            shutil.copy2(Path(source) / name, out / name)
+        """Copy the saved folder ``source`` to ``out`` (a folder of its own, loadable anywhere).
+
+        The copy is made in a hidden folder beside ``out`` and renamed into place when complete, so a
+        failure (a full disk) leaves no half folder that would block a retry; each file is copied to a
+        path checked to lie inside that folder."""
+        import os
+        import tempfile
+
+        from probe.io import current_umask
+
+        out, source = Path(out).expanduser(), Path(source).expanduser()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ProbeError(f"{out} exists and is not empty (or is not a folder); choose a new folder")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+        try:
+            root = staging.resolve()
+            for name in self.files:
+                target = (staging / name).resolve()
+                if target.parent != root:
+                    raise ProbeError(f"{source / CONFIG_FILE} names {name!r}, which is not a file of the folder")
+                try:
+                    shutil.copy2(source / name, target)
+                except OSError as exc:
+                    raise ProbeError(f"cannot write {out / name}: {exc.strerror or exc}; nothing was exported") from None
+            os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700
+            if out.exists():
+                out.rmdir()  # empty, checked above
+            staging.rename(out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return out
 
     # --- heads on features ---------------------------------------------------------------------------
@@ -177,7 +219,7 @@ class AlignedModel:
         if modality not in self._encoders:
             spec = self.vision_spec if modality == "vision" else self.text_spec
             encoder: Any = load_encoder(spec, device=self.device, allow_download=self.allow_download)
-            tuned = self.meta.get("tuned", {}).get(modality)
+            tuned = (self.meta.get("tuned") or {}).get(modality)
             if tuned is not None and tuned.get("pooling") is not None:
                 encoder = self._tuned(encoder, modality, tuned)
             if family_of(spec).fitted_on_corpus(spec):
@@ -217,7 +259,7 @@ class AlignedModel:
     @property
     def tuned(self) -> bool:
         """Whether the encoders were trained or pool other than their entries (``probe tune``)."""
-        return any(side.get("pooling") is not None for side in self.meta.get("tuned", {}).values())
+        return any(side.get("pooling") is not None for side in (self.meta.get("tuned") or {}).values())
 
     def encode_image(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """Aligned embeddings of PIL images or image paths, preprocessed as the vision entry says."""
