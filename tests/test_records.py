@@ -64,6 +64,12 @@ def test_a_record_round_trips_and_keeps_its_shape(tmp_path):
     (lambda d: d | {"status": "failed", "metrics": None}, "must say why"),
     (lambda d: d | {"status": "maybe"}, "status"),
     (lambda d: d | {"kind": "vibes"}, "kind"),
+    # a score that is not a finite JSON number would rank first (NaN sorts anywhere, Infinity on top)
+    (lambda d: d | {"metrics": {PROBING_SCORE: float("nan")}}, "metrics.alignment/probing_score: Input should be a finite number"),
+    (lambda d: d | {"metrics": {PROBING_SCORE: float("inf")}}, "finite number"),
+    (lambda d: d | {"metrics": {PROBING_SCORE: "0.999"}}, "metrics.alignment/probing_score: Input should be a valid number"),
+    (lambda d: d | {"metrics": {PROBING_SCORE: True}}, "valid number"),
+    (lambda d: d | {"intervals": {PROBING_SCORE: [float("-inf"), 1.0]}}, "intervals.alignment/probing_score.0"),
 ])
 def test_malformed_records_are_refused_with_the_field(tmp_path, change, fragment):
     path = write(tmp_path, change(alignment("shapes", "v", "t", 0.5)), "bad")
@@ -148,6 +154,22 @@ def test_failure_records_carry_the_reason_and_no_metrics(tmp_path):
     stored = json.loads(path.read_text())
     assert stored["status"] == "failed" and "metrics" not in stored and stored["error"].startswith("features of v")
     assert not record_store.is_complete(path)
+
+
+def test_a_non_finite_score_is_refused_on_write_and_never_ranked_on_read(tmp_path):
+    fields = {k: v for k, v in alignment("shapes", "v", "t", 0.5).items()
+              if k not in ("schema_version", "kind", "status", "error", "created", "versions")}
+    with pytest.raises(ProbeError, match=r"metric 'alignment/probing_score' is nan, not a finite number"):
+        AlignmentRecord.new(**{**fields, "metrics": {PROBING_SCORE: float("nan")}})
+    # an interval with nothing to resample is left out; the score stays
+    made = AlignmentRecord.new(**{**fields, "intervals": {PROBING_SCORE: [float("nan"), float("nan")]}})
+    assert made.metric(PROBING_SCORE) == 0.5 and made.interval(PROBING_SCORE) is None
+    write(tmp_path, alignment("shapes", "v", "t", 0.4), "good")
+    for name, value in (("nan", float("nan")), ("inf", float("inf")), ("text", "0.999")):
+        write(tmp_path, alignment("shapes", "v", name, 0.5) | {"metrics": {PROBING_SCORE: value}}, name)
+    best = best_by_pair(iter_records(tmp_path))
+    assert {key[-1]: item.record.metric(PROBING_SCORE) for key, item in best.items()} == {"t": 0.4}
+    assert sorted(p.name for p in (tmp_path / "quarantine").rglob("*.json")) == ["inf.json", "nan.json", "text.json"]
 
 
 def test_best_by_pair_keys_by_dataset_and_benchmark(tmp_path):

@@ -7,6 +7,7 @@ one table without clashes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ import numpy as np
 from probe.align.train import PairedFeatures
 from probe.evaluation.held_out import embed_held_out_images, rank_held_out
 from probe.records import keys
+
+log = logging.getLogger("probe.evaluation")
 
 if TYPE_CHECKING:
     from probe.features.roles import EncoderFeatures
@@ -71,8 +74,9 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
         classes = class_embeddings(probe.embed_texts(task.prompt_features), task.n_classes)
         labels = np.where(image_ok, task.labels, -1)
         ks = (1, 5) if options_per_image(task.n_classes, task.candidates) > 5 else (1,)
-        if not (labels >= 0).any():
-            metrics |= {keys.zeroshot(task.name, k): float("nan") for k in ks}
+        if not (labels >= 0).any():  # nothing to score: no number, rather than a NaN that would rank
+            log.warning("zero-shot %s: no readable test image has a label; its top-k accuracy is not reported",
+                        task.name)
             continue
         for k, hits in topk_hits(images, classes, labels, ks, candidates=task.candidates).items():
             metrics[keys.zeroshot(task.name, k)] = float(hits.mean())

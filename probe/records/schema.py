@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probe.align.config import ProbeConfig
+from probe.errors import ProbeError
 from probe.tune.config import TuneConfig
 
 #: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
@@ -26,6 +27,10 @@ SCHEMA_VERSION = 3
 #: Fields that legitimately differ between two identical runs.
 VOLATILE = ("created", "timing")
 Status = Literal["ok", "failed"]
+#: a score as records hold it: a JSON number (never a string or a boolean), finite. A NaN or an
+#: infinity would sort first or last in a ranking, so it is refused on write and a file holding one is
+#: damaged (quarantined on read)
+Score = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -70,6 +75,7 @@ class RecordBase(Strict):
     def new(cls, error: str | None = None, **fields: Any):
         """A record stamped with the schema version, the time and the software versions; with
         ``error`` it is a failure record (the reason instead of results)."""
+        _check_scores(cls.__name__, fields)
         stamp = {"schema_version": SCHEMA_VERSION, "kind": cls.model_fields["kind"].default,
                  "status": "failed" if error else "ok", "error": error,
                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": provenance()}
@@ -84,11 +90,31 @@ class RecordBase(Strict):
         return self.model_dump(exclude_unset=True)
 
 
+def _check_scores(kind: str, fields: dict[str, Any]) -> None:
+    """A metric that is not a finite number is refused before a record is made of it (one line naming
+    it); an interval that is not finite (a bootstrap with nothing to resample) is left out, said once."""
+    import logging
+    import math
+
+    for key, value in (fields.get("metrics") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ProbeError(f"{kind}: metric {key!r} is {value!r}, not a finite number; such a score would rank "
+                             "first or last, so no record is written with it")
+    intervals = fields.get("intervals")
+    if intervals:
+        bad = sorted(k for k, v in intervals.items()
+                     if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v))
+        if bad:
+            logging.getLogger("probe.records").warning("%s: no interval for %s (its bootstrap gave no finite bound)",
+                                                       kind, ", ".join(bad))
+            fields["intervals"] = {k: v for k, v in intervals.items() if k not in bad}
+
+
 class Scored(RecordBase):
     """A record that holds metrics when it succeeded."""
 
-    metrics: dict[str, float] | None = None
-    intervals: dict[str, tuple[float, float]] | None = None
+    metrics: dict[str, Score] | None = None
+    intervals: dict[str, tuple[Score, Score]] | None = None
     interval_level: float | None = None
 
     @model_validator(mode="after")
