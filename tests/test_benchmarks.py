@@ -162,3 +162,66 @@ def test_benchmarks_command_lists_tasks_data_and_suites(run_cli, tmp_path):
     assert by_name["imagenet1k"]["data"] == str(tmp_path / "imagenet" / "val")
     assert {"suite": "offline", "benchmarks": ["shapes", "shapes-ood", "digits"]}.items() <= \
         next(s for s in table["suites"] if s["suite"] == "offline").items()
+
+
+def test_swap_pairs_with_an_unreadable_image_leave_the_denominator_and_are_counted():
+    """Three swap pairs, one with an image that could not be read (NaN features): the scores are over the
+    other two (one hit, one miss: 1/2), not a miss over three (1/3), and the record's dropped says so."""
+    from types import SimpleNamespace
+
+    from probe.align.train import PairedFeatures
+    from probe.evaluation.evaluate import dropped_counts, evaluate
+
+    class Identity:
+        def embed_images(self, x):
+            with np.errstate(invalid="ignore"):  # an unreadable image's NaN row stays NaN
+                return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+        embed_texts = embed_images
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(6, 16)).astype(np.float32)
+    texts = images.copy()  # caption i is image i: every pair a hit ...
+    texts[[4, 5]] = images[[5, 4]]  # ... but the third, whose captions are swapped: a miss on every score
+    images[1] = np.nan  # the first pair's second image could not be read
+    swap = np.array([[0, 1], [2, 3], [4, 5]])
+    pairs = PairedFeatures(images, texts, np.arange(6))
+    metrics, intervals = evaluate(Identity(), pairs, compositional=(pairs, swap), retrieval=False)
+    assert metrics == {"compositional/text": 0.5, "compositional/image": 0.5, "compositional/group": 0.5}
+    roles = {"compositional": SimpleNamespace(dropped={}, swap_pairs=swap)}
+    vision = SimpleNamespace(skipped={"compositional": 1}, by_role={"compositional": images})
+    assert dropped_counts(roles, vision) == {"compositional": {"unreadable images (skipped at extraction)": 1,
+                                                               "swap pairs left out (an image unreadable)": 1}}
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("[1, 2]", "expected a JSON object with image_0"),
+    ('{"image_0": "a", "image_1": "b", "caption_0": 3, "caption_1": "x"}', "'caption_0' must be a non-empty string, got 3"),
+    ('{"image_0": "a", "caption_0": "x", "caption_1": "y"}', "'image_1' must be a non-empty string, got None"),
+    ("{not json", "invalid JSON"),
+])
+def test_malformed_winoground_lines_are_one_line(data_root, line, fragment):
+    from probe.evaluation.benchmarks import get_benchmark
+
+    _winoground(data_root)
+    file = data_root / "winoground" / "examples.jsonl"
+    file.write_text(file.read_text() + line + "\n")
+    with pytest.raises(ProbeError) as caught:
+        get_benchmark("winoground").load("test")
+    assert "examples.jsonl:5: " in str(caught.value) and fragment in str(caught.value)
+    file.write_bytes(b"\xff\xfe{}\n")
+    with pytest.raises(ProbeError, match="examples.jsonl: not UTF-8 text"):
+        get_benchmark("winoground").load("test")
+
+
+def test_karpathy_images_of_a_misspelt_or_missing_split_are_counted(tmp_path):
+    from probe.data.local import KarpathyDataset
+
+    images = [{"filename": f"{i}.jpg", "split": split, "sentences": [{"raw": f"caption {i}"}]}
+              for i, split in enumerate(["test", "test", "tset", "Test", "train"])]
+    images.append({"filename": "5.jpg", "sentences": [{"raw": "no split"}]})
+    file = tmp_path / "dataset_coco.json"
+    file.write_text(json.dumps({"images": images}))
+    data = KarpathyDataset(str(file)).load("test")
+    assert data.n_images == 2
+    assert data.dropped == {"images of no known split (left out of every split)": 3}

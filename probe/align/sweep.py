@@ -85,7 +85,9 @@ class AlignmentSweep:
 
         used = {side: {r: k for r, k in f.keys.items() if mine(r)} for side, f in zip(("vision", "text"), features,
                                                                                      strict=False)}
-        dropped = _dropped({r: d for r, d in plan.roles().items() if mine(r)}, features[0] if features else None)
+        from probe.evaluation.evaluate import dropped_counts
+
+        dropped = dropped_counts({r: d for r, d in plan.roles().items() if mine(r)}, features[0] if features else None)
         if dropped:
             results["dropped"] = dropped
         return AlignmentRecord.new(
@@ -202,15 +204,3 @@ class AlignmentSweep:
         if not record.ok:
             return f"{head}: FAILED: {record.error}"
         return f"{head}: {keys.headline(record.metrics, record.intervals)}"
-
-
-def _dropped(roles: dict[str, Any], vision: EncoderFeatures | None) -> dict[str, dict[str, int]]:
-    """Per split role, what its reader dropped and the images the vision encoder could not read."""
-    out: dict[str, dict[str, int]] = {}
-    for role, data in roles.items():
-        counts = dict(data.dropped)
-        if vision is not None and vision.skipped.get(role):
-            counts["unreadable images (skipped at extraction)"] = vision.skipped[role]
-        if counts:
-            out[role] = counts
-    return out

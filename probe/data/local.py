@@ -116,6 +116,10 @@ class ImageFolderDataset:
         return _assemble(self.info.name, split, rows, self.info.protocol)
 
 
+#: the split names of Karpathy's JSON (``restval`` is read as train)
+KARPATHY_SPLITS = ("train", "val", "test", "restval")
+
+
 class KarpathyDataset:
     def __init__(self, path: str):
         self.file = _existing(path, "karpathy", "file")
@@ -126,7 +130,12 @@ class KarpathyDataset:
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise ProbeError(f"{self.file}: not a Karpathy-split JSON (needs an object with an 'images' list)")
         self.default_folder = "flickr30k-images" if (self.file.parent / "flickr30k-images").is_dir() else ""
+        self.unknown_splits: Counter[str] = Counter()
         self.data = [self._checked(i, image) for i, image in enumerate(data["images"])]
+        if self.unknown_splits:
+            log.warning("%s: %d image(s) with a split that is not %s are left out of every split (%s)", self.file,
+                        sum(self.unknown_splits.values()), ", ".join(KARPATHY_SPLITS),
+                        ", ".join(f"{name}: {n}" for name, n in self.unknown_splits.most_common(5)))
         kind = "COCO" if "coco" in self.file.name.lower() else "Flickr30k" if "flickr30k" in self.file.name.lower() else "Karpathy"
         n_test = sum(1 for im in self.data if im["split"] == "test")
         self.info = DatasetInfo(f"karpathy:{self.file}", ("train", "val", "test"),
@@ -155,6 +164,8 @@ class KarpathyDataset:
             if raw is not None:
                 captions.append(raw)
         split = _text_field(where, image, "split")
+        if split not in KARPATHY_SPLITS:  # left out of every split, and counted (a typo must not vanish)
+            self.unknown_splits[repr(split) if split is not None else "missing"] += 1
         # Karpathy's Flickr30k JSON has no filepath: its images are in flickr30k-images/ beside it
         folder = _text_field(where, image, "filepath") or self.default_folder
         return {"path": str(self.file.parent / folder / filename),
@@ -169,6 +180,9 @@ class KarpathyDataset:
         if without:  # an image with no caption cannot be a retrieval query or a training pair
             log.warning("%s/%s: %d image(s) without a caption left out", self.info.name, split, without)
             data.dropped = {"images without a caption": without}
+        if self.unknown_splits:
+            data.dropped = {**data.dropped, "images of no known split (left out of every split)":
+                            sum(self.unknown_splits.values())}
         return data
 
 

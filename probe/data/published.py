@@ -82,15 +82,16 @@ class Winoground:
         captions: list[str] = []
         owner: list[int] = []
         pairs: list[tuple[int, int]] = []
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            lines = file.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise ProbeError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise ProbeError(f"cannot read {file}: {exc.strerror or exc}") from None
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                example = json.loads(line)
-                names = (example["image_0"], example["image_1"])
-                texts = (example["caption_0"], example["caption_1"])
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise ProbeError(f"{file}:{number}: not a Winoground example ({exc})") from None
+            names, texts = _winoground_example(line, f"{file}:{number}")
             first = len(images)
             for image, caption in zip(names, texts, strict=True):
                 owner.append(len(images))
@@ -106,6 +107,25 @@ class Winoground:
             if path.is_file():
                 return path
         return self.root / "images" / f"{name}.png"  # reported as missing when it is encoded
+
+
+def _winoground_example(line: str, where: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """``((image_0, image_1), (caption_0, caption_1))`` of one examples.jsonl line, or one line naming
+    what is wrong with it."""
+    try:
+        example = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProbeError(f"{where}: not a Winoground example (invalid JSON: {exc})") from None
+    if not isinstance(example, dict):
+        raise ProbeError(f"{where}: expected a JSON object with image_0, image_1, caption_0, caption_1; got "
+                         f"{type(example).__name__}")
+    values = []
+    for key in ("image_0", "image_1", "caption_0", "caption_1"):
+        value = example.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ProbeError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
+        values.append(value)
+    return (values[0], values[1]), (values[2], values[3])
 
 
 class ClipWebDataset(_Classification):

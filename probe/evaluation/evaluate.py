@@ -83,12 +83,43 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
             intervals[keys.zeroshot(task.name, k)] = interval(hits.astype(float))
     if compositional is not None:
         pairs, swap = compositional
-        per_pair = winoground_hits(probe.embed_images(pairs.images), probe.embed_texts(pairs.texts),
-                                   pairs.caption_image, swap)
-        for name, hits in per_pair.items():
-            metrics[keys.compositional(name)] = float(np.mean(hits))
-            intervals[keys.compositional(name)] = interval(hits.astype(float))
+        kept, left_out = scoreable_pairs(swap, pairs.images)
+        if left_out:  # a pair with an unreadable image cannot be scored: out of the denominator, counted
+            log.warning("compositional: %d of %d swap pair(s) left out (an image could not be read); the scores "
+                        "are over the other %d", left_out, len(swap), len(kept))
+        if len(kept):
+            per_pair = winoground_hits(probe.embed_images(pairs.images), probe.embed_texts(pairs.texts),
+                                       pairs.caption_image, kept)
+            for name, hits in per_pair.items():
+                metrics[keys.compositional(name)] = float(np.mean(hits))
+                intervals[keys.compositional(name)] = interval(hits.astype(float))
     return metrics, intervals
+
+
+def scoreable_pairs(swap_pairs: np.ndarray, image_features: Any) -> tuple[np.ndarray, int]:
+    """``(swap pairs whose two images were read, how many were left out)``: an unreadable image's
+    features are NaN, and scoring its pair as a miss would bias every score down."""
+    swap = np.asarray(swap_pairs, dtype=np.int64).reshape(-1, 2)
+    readable = np.isfinite(np.asarray(image_features, dtype=np.float32)).all(axis=1)
+    keep = readable[swap].all(axis=1) if len(swap) else np.zeros(0, dtype=bool)
+    return swap[keep], int((~keep).sum())
+
+
+def dropped_counts(roles: dict[str, Any], vision: EncoderFeatures | None) -> dict[str, dict[str, int]]:
+    """Per split role, what its reader dropped, the images the vision encoder could not read and the
+    swap pairs left out of the compositional scores because of them: what a record's ``dropped`` says."""
+    out: dict[str, dict[str, int]] = {}
+    for role, data in roles.items():
+        counts = dict(data.dropped)
+        if vision is not None and vision.skipped.get(role):
+            counts["unreadable images (skipped at extraction)"] = vision.skipped[role]
+            if data.swap_pairs is not None and role in vision.by_role:
+                _, left_out = scoreable_pairs(data.swap_pairs, vision.by_role[role])
+                if left_out:
+                    counts["swap pairs left out (an image unreadable)"] = left_out
+        if counts:
+            out[role] = counts
+    return out
 
 
 def score_target(embedder: Any, target: Target, vision: EncoderFeatures, text: EncoderFeatures, seed: int = 0

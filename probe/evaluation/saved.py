@@ -39,7 +39,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
                 options: ExtractOptions, seed: int | None = None) -> list[SavedScore]:
     """One alignment record per benchmark for ``model`` (an :class:`~probe.align.model.AlignedModel`)."""
     from probe.align.sweep import alignment_path
-    from probe.evaluation.evaluate import saturated_metrics, score_target
+    from probe.evaluation.evaluate import dropped_counts, saturated_metrics, score_target
     from probe.features.roles import encoder_features
     from probe.pipeline.splits import TASKS, SplitPlan, make_target
     from probe.records.schema import AlignmentRecord, encoder_ref
@@ -62,6 +62,8 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             tf = encoder_features(model.text_spec, plan, options, roles=roles, **saved_text_fit(model))
         metrics, intervals = score_target(model, target, vf, tf, seed=seed)
         extra: dict[str, Any] = {"saturated": saturated} if (saturated := saturated_metrics(target, metrics)) else {}
+        if dropped := dropped_counts({r: d for r, d in plan.roles().items() if r in roles}, vf):
+            extra["dropped"] = dropped
         fields = dict(
             dataset=corpus["name"], protocol=target.protocol(corpus["name"]),
             corpus=corpus, splits={"fit": corpus["split"], "val": None, "eval": target.eval.split,
