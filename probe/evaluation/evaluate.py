@@ -100,7 +100,7 @@ def scoreable_pairs(swap_pairs: np.ndarray, image_features: Any) -> tuple[np.nda
     """``(swap pairs whose two images were read, how many were left out)``: an unreadable image's
     features are NaN, and scoring its pair as a miss would bias every score down."""
     swap = np.asarray(swap_pairs, dtype=np.int64).reshape(-1, 2)
-    readable: np.ndarray = np.isfinite(np.asarray(image_features, dtype=np.float32)).all(axis=1)
+    readable = np.asarray(np.isfinite(np.asarray(image_features, dtype=np.float32)).all(axis=1), dtype=bool)
     keep = readable[swap].all(axis=1) if len(swap) else np.zeros(0, dtype=bool)
     return swap[keep], int((~keep).sum())
 
