@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -167,6 +168,11 @@ def test_missing_files_and_unsafe_archives_are_one_line(data_root, run_cli, tmp_
     _zip(source / "images.zip", {"../escape.png": _png(1)})
     assert_one_line_error(run_cli("data", "get", "winoground", env=env), "would be written outside")
     assert not (data_root / "escape.png").exists()
+    # the refused preparation left examples.jsonl behind: the benchmark is not called present, nor scored
+    listed = json.loads(run_cli("benchmarks", "winoground", "--json", env=env).stdout)
+    assert [b["present"] for b in listed["benchmarks"]] == [False]
+    assert_one_line_error(run_cli("eval", "--model", str(tmp_path), "--eval", "winoground", env=env),
+                          "the preparation of", "did not finish", "probe data get winoground")
 
 
 def test_a_clip_benchmark_set_is_checked_in_place_and_named_for_download(data_root, run_cli):
@@ -183,6 +189,20 @@ def test_a_clip_benchmark_set_is_checked_in_place_and_named_for_download(data_ro
     assert where == folder and counts == {"test shards": 1}
     data = get_benchmark("cifar10").load("test")
     assert data.labels["class"].tolist() == [3, 7]
+    # downloads kept inside the data folder are refused as a source before anything is removed
+    download = folder / "download"
+    shutil.copytree(folder / "test", download / "test")
+    (download / "classnames.txt").write_text("".join(f"class {i}\n" for i in range(10)))
+    inside = run_cli("data", "get", "cifar10", "--source", str(download), env={"PROBE_DATA": str(data_root)})
+    assert_one_line_error(inside, f"--source {download} is inside the benchmark's data folder {folder}")
+    assert (download / "test" / "0.tar").is_file() and (folder / "test" / "0.tar").is_file()
+    # a copy from elsewhere replaces the folder only once complete
+    elsewhere = data_root / "mirror"
+    shutil.copytree(download, elsewhere)
+    (elsewhere / "test" / "0.tar").write_bytes((folder / "test" / "0.tar").read_bytes())
+    assert prepare("cifar10", source=elsewhere, progress=False)[1] == {"test shards": 1}
+    assert (elsewhere / "test" / "0.tar").is_file() and not (folder / "download").exists()
+    assert sorted(p.name for p in data_root.iterdir() if not p.name.endswith(".lock")) == ["mirror", "wds_cifar10"]
 
 
 def test_ulcc_dictionaries_become_four_way_questions(tmp_path):

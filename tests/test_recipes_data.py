@@ -4,6 +4,7 @@ packages where they are installed)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import shutil
@@ -127,6 +128,59 @@ def test_a_changed_build_is_rebuilt_never_used_silently(home, tmp_path, caplog):
     finally:
         del os.environ["PROBE_RECIPE_SOURCE_TUXPAINT"]
     assert image.is_file() and data.info.name == "tuxpaint"
+
+
+def test_an_image_rewritten_in_place_with_its_size_and_mtime_set_back_is_caught(home, tmp_path, caplog):
+    import os
+
+    from probe.recipes import get
+
+    source = tuxpaint_source(tmp_path)
+    get("tuxpaint", source=source, progress=False)
+    image = sorted((home / "datasets/tuxpaint/images").rglob("*.png"))[0]
+    before, stat = image.read_bytes(), image.stat()
+    flipped = bytearray(before)
+    flipped[-20] ^= 0xFF  # same size, other bytes
+    image.write_bytes(bytes(flipped))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and mtime as the manifest says
+    with caplog.at_level(logging.WARNING, logger="probe.recipes"):
+        report = get("tuxpaint", source=source, progress=False)
+    assert report.built and "no longer match its manifest" in caplog.text
+    assert image.read_bytes() == before
+    # a file only touched (same bytes) is checked by content once, then trusted on its new times
+    os.utime(image)
+    assert not get("tuxpaint", source=source, progress=False).built
+    manifest = json.loads((home / "datasets/tuxpaint/manifest.json").read_text())
+    described = manifest["files"][image.relative_to(home / "datasets/tuxpaint").as_posix()]
+    assert described["mtime_ns"] == image.stat().st_mtime_ns and described["ctime_ns"] == image.stat().st_ctime_ns
+
+
+def test_a_resumed_build_decodes_again_a_source_changed_since_it_stopped(home, tmp_path, monkeypatch):
+    from probe.recipes import build as build_module
+    from probe.recipes import get
+
+    source = tuxpaint_source(tmp_path)
+    real, calls = build_module.decode, {"n": 0}
+
+    def stop_late(item, max_side=None):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return real(item, max_side)
+
+    monkeypatch.setattr(build_module, "decode", stop_late)
+    with pytest.raises(KeyboardInterrupt):
+        get("tuxpaint", source=source, progress=False)
+    monkeypatch.setattr(build_module, "decode", real)
+    _png(source / "animals/cats/cat-1.png", (10, 200, 250))  # the stamp redrawn before the rerun
+    get("tuxpaint", source=source, progress=False)
+    manifest = json.loads((home / "datasets/tuxpaint/manifest.json").read_text())
+    captions = json.loads((home / "datasets/tuxpaint/captions.json").read_text())
+    (cat,) = [im for im in captions["images"] if im["source"] == "animals/cats/cat-1.png"]
+    built = home / "datasets/tuxpaint" / cat["filepath"] / cat["filename"]
+    assert Image.open(built).convert("RGB").getpixel((0, 0)) == (10, 200, 250)  # the new drawing, not the old
+    assert manifest["source_files"]["animals/cats/cat-1.png"]["sha256"] == hashlib.sha256(
+        (source / "animals/cats/cat-1.png").read_bytes()).hexdigest()
 
 
 def test_a_stopped_build_resumes_from_what_it_wrote(home, tmp_path, monkeypatch):

@@ -58,6 +58,9 @@ def get_benchmark(name: str) -> Any:
     entry = catalogue.benchmarks[name]
     if entry.reader in ("bundled", "recipe"):
         return Benchmark(entry, get_dataset(name))  # a recipe not built here says how to build it
+    if entry.preparing_marker().exists():
+        raise ProbeError(f"benchmark {name!r}: the preparation of {entry.data_folder()} did not finish; run "
+                         f"`probe data get {name}` again")
     if not entry.present():
         raise ProbeError(f"benchmark {name!r}: its data is expected at {entry.data_path()} ({entry.get}); put it "
                          "there or point $PROBE_DATA at the folder holding it")

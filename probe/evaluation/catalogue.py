@@ -53,7 +53,18 @@ class BenchmarkEntry:
             from probe.recipes import is_built
 
             return is_built(self.name)
-        return self.reader == "bundled" or self.data_path().exists()
+        return self.reader == "bundled" or (self.data_path().exists() and not self.preparing_marker().exists())
+
+    def data_folder(self) -> Path:
+        """The folder the benchmark's files go in (the data path, or the folder of a data file)."""
+        data = self.data_path()
+        return data.parent if data.suffix else data
+
+    def preparing_marker(self) -> Path:
+        """A file beside the data folder that ``probe data get`` writes before preparing it and removes
+        once the preparation is complete: while it is there, the data is not trusted as present."""
+        folder = self.data_folder()
+        return folder.parent / f".{folder.name}.preparing"
 
     def where(self) -> str:
         if self.reader == "recipe":

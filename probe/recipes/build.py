@@ -126,7 +126,9 @@ def build(recipe: Recipe, out: Path, root: Path, progress: bool = True) -> Build
             for item in sorted(items, key=lambda i: i.key):
                 bar.update(1)
                 done = journal.get(item.key)  # only captioned builds write images (and the journal) as they go
-                if done and (partial / "images" / split / f"{done['digest'][:16]}.png").is_file():
+                stamp = _source_stamp(item)
+                if (done and stamp is not None and done.get("source") == stamp
+                        and (partial / "images" / split / f"{done['digest'][:16]}.png").is_file()):
                     data, digest = None, done["digest"]  # decoded and written before the build was stopped
                 else:
                     try:
@@ -142,7 +144,7 @@ def build(recipe: Recipe, out: Path, root: Path, progress: bool = True) -> Build
                 if recipe.kind == "captions" and data is not None:
                     with atomic_open(partial / "images" / split / f"{digest[:16]}.png") as handle:
                         handle.write(data)
-                    journal_out.write(json.dumps({"key": item.key, "digest": digest}) + "\n")
+                    journal_out.write(json.dumps({"key": item.key, "digest": digest, "source": stamp}) + "\n")
                     journal_out.flush()
                 written[split].append({"key": item.key, "id": digest[:16], "png": data, "captions": item.captions,
                                        "label": item.label})
@@ -221,9 +223,22 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _source_stamp(item: SourceItem) -> list[int] | None:
+    """Size, mtime and ctime of an item's source image: a resumed build reuses what it decoded before
+    only while these are unchanged (a source rewritten since is decoded again)."""
+    if item.image is None:
+        return None
+    try:
+        stat = item.image.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
 def _describe(path: Path) -> dict[str, Any]:
     stat = path.stat()
-    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(path)}
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+            "sha256": sha256_file(path)}
 
 
 def _source_files(recipe: Recipe, root: Path) -> dict[str, dict[str, Any]]:
@@ -233,20 +248,38 @@ def _source_files(recipe: Recipe, root: Path) -> dict[str, dict[str, Any]]:
 
 
 def stale_files(folder: Path) -> list[str]:
-    """Output files that no longer match the manifest (missing, resized or rewritten since the build)."""
+    """Output files that no longer match the manifest (missing, resized or rewritten since the build).
+
+    A file whose size, mtime and ctime are as built is trusted as the feature cache trusts its
+    entries: ctime cannot be set back, so a file rewritten in place with its size and mtime restored
+    still shows. Any other file is hashed and compared with the manifest's sha256; one that matches
+    (copied, or from a manifest written before ctimes were kept) has its times stored, so the next
+    check is cheap again."""
+    manifest_path = folder / "manifest.json"
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        items = list(files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return ["manifest.json"]
-    stale = []
-    for name, described in files.items():
+    stale, refreshed = [], False
+    for name, described in items:
         path = folder / name
         try:
             stat = path.stat()
         except OSError:
             stale.append(name)
             continue
-        if stat.st_size != described.get("bytes") or stat.st_mtime_ns != described.get("mtime_ns"):
+        if not isinstance(described, dict) or stat.st_size != described.get("bytes"):
             stale.append(name)
+            continue
+        if stat.st_mtime_ns == described.get("mtime_ns") and stat.st_ctime_ns == described.get("ctime_ns"):
+            continue
+        if sha256_file(path) != described.get("sha256"):
+            stale.append(name)
+            continue
+        described.update(mtime_ns=stat.st_mtime_ns, ctime_ns=stat.st_ctime_ns)
+        refreshed = True
+    if refreshed and not stale:
+        write_json(manifest_path, manifest)
     return stale

@@ -46,6 +46,19 @@ class Published:
         return [need for need in self.needs if not any((source / option).exists() for option in need.split("|"))]
 
 
+def _swap_in(made: Path, target: Path) -> None:
+    """Put the finished folder ``made`` at ``target``, the old one removed only once the new one is
+    in place (a failure before leaves the old data; nothing outside the two folders is touched)."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    shutil.move(str(made), str(target))
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def _first(source: Path, need: str) -> Path:
     return next(source / option for option in need.split("|") if (source / option).exists())
 
@@ -91,10 +104,8 @@ def prepare_imagenet(source: Path, target: Path, progress: bool) -> dict[str, in
         raise ProbeError(f"ImageNet archives in {source}: {' '.join(str(exc).split())}") from None
     made = source / "val"
     if made.resolve() != target.resolve():
-        if target.exists():
-            shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(made), str(target))
+        _swap_in(made, target)
     folders = [p for p in target.iterdir() if p.is_dir()]
     return {"classes": len(folders), "images": sum(1 for f in folders for _ in f.iterdir())}
 
@@ -175,11 +186,17 @@ PUBLISHED: dict[str, Published] = {
 
 
 def prepare_clip_wds(source: Path, target: Path, progress: bool) -> dict[str, int]:
-    """clip_benchmark's webdataset sets are published in the layout their reader takes: check it."""
+    """clip_benchmark's webdataset sets are published in the layout their reader takes: check it.
+    A copy is made beside the target and swapped in when complete, so the old data stays until then."""
     if source.resolve() != target.resolve():
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(source, target)
+        if target.resolve().is_relative_to(source.resolve()):
+            raise ProbeError(f"--source {source} holds the benchmark's data folder {target}; a copy into it would "
+                             "copy itself: point --source at the downloaded folder alone")
+        staging = target.with_name(f".{target.name}.copying")
+        if staging.exists():
+            shutil.rmtree(staging)
+        shutil.copytree(source, staging)
+        _swap_in(staging, target)
     shards = sorted((target / "test").glob("*.tar"))
     if not shards:
         raise ProbeError(f"{target / 'test'} holds no .tar shards (clip_benchmark's layout: test/0.tar ...)")
@@ -217,9 +234,12 @@ def prepare(name: str, source: str | Path | None = None, allow_download: bool = 
     found = published(name)
     if found is None:
         raise ProbeError(f"{name!r} is not a published benchmark probe can prepare")
-    data = Catalogue.load().benchmarks[name].data_path()
-    target = data.parent if data.suffix else data  # the folder the reader's files go in
+    entry = Catalogue.load().benchmarks[name]
+    data, target = entry.data_path(), entry.data_folder()  # the folder the reader's files go in
     folder = Path(source).expanduser() if source else (target.parent if found.source_beside else target)
+    if folder.resolve() != target.resolve() and folder.resolve().is_relative_to(target.resolve()):
+        raise ProbeError(f"--source {folder} is inside the benchmark's data folder {target}, which the preparation "
+                         "writes (and may replace): move the downloads out of it first")
     missing = found.missing(folder)
     if missing and allow_download and found.hub_repo:
         from huggingface_hub import snapshot_download
@@ -233,9 +253,13 @@ def prepare(name: str, source: str | Path | None = None, allow_download: bool = 
                          + ", or point --source at the folder holding them")
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f".{target.name}.prepare.lock")):  # a second run waits
-        counts = found.prepare(folder, target, progress)
         used = [_first(folder, need) for need in found.needs]
+        preparing = entry.preparing_marker()
+        preparing.write_text(f"probe data get {name} started; the data is trusted once it finishes\n")
+        (target / MARKER).unlink(missing_ok=True)  # complete only when written again, last
+        counts = found.prepare(folder, target, progress)
         write_json(target / MARKER, {"benchmark": name, "counts": counts, "source": str(folder),
                              "source_files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                                               for p in used if p.is_file()}})
+        preparing.unlink()
     return data, counts
