@@ -13,6 +13,7 @@ import pytest
 from conftest import assert_one_line_error
 from PIL import Image
 
+from probe.align.config import ProbeConfig
 from probe.errors import ProbeError
 
 TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2")
@@ -225,3 +226,28 @@ def test_karpathy_images_of_a_misspelt_or_missing_split_are_counted(tmp_path):
     data = KarpathyDataset(str(file)).load("test")
     assert data.n_images == 2
     assert data.dropped == {"images of no known split (left out of every split)": 3}
+
+
+def test_a_karpathy_benchmark_is_known_by_its_catalogue_name_under_any_data_root(tmp_path, monkeypatch):
+    """The same COCO files under two $PROBE_DATA roots (two machines merging results) are one benchmark:
+    one name, one target, so one record path and one leaderboard tab."""
+    from probe.align.sweep import alignment_path
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.pipeline.splits import TASKS, make_target
+
+    names = []
+    for root in (tmp_path / "machine-a", tmp_path / "machine-b"):
+        coco = root / "coco"
+        images = []
+        for i in range(3):
+            _png(coco / "val2014" / f"{i}.jpg", (80 * i, 0, 0))
+            images.append({"filepath": "val2014", "filename": f"{i}.jpg", "split": "test",
+                           "sentences": [{"raw": f"a photo number {i}"}]})
+        (coco / "dataset_coco.json").write_text(json.dumps({"images": images}))
+        monkeypatch.setenv("PROBE_DATA", str(root))
+        benchmark = get_benchmark("coco-karpathy")
+        target = make_target(benchmark, {"retrieval"} & set(TASKS), explicit_tasks=False, key=benchmark.info.name)
+        assert benchmark.load("test").dataset == "coco-karpathy"
+        names.append((benchmark.info.name, target.benchmark, alignment_path(tmp_path, "shapes", "v", "t",
+                                                                           ProbeConfig(), target.benchmark)))
+    assert names[0] == names[1] and names[0][:2] == ("coco-karpathy", "coco-karpathy")

@@ -26,7 +26,11 @@ class Benchmark:
 
     @property
     def info(self) -> Any:
-        return self.dataset.info
+        """The reader's info under the catalogue's name: a benchmark is known by that name wherever its
+        files are (a Karpathy reader would name it by its file's path, so the same data under two
+        ``$PROBE_DATA`` roots would be two benchmarks); its content is in its features' cache keys."""
+        info = self.dataset.info
+        return replace(info, name=self.entry.name) if info.name != self.entry.name else info
 
     @property
     def tasks(self) -> tuple[str, ...]:
