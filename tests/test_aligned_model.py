@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,23 @@ def test_an_export_that_fails_leaves_nothing_and_a_retry_succeeds(fitted, tmp_pa
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no half folder, no staging folder left
     monkeypatch.setattr(shutil, "copy2", real)
     assert AlignedModel.load(model.export(out, folder)).config == model.config
+
+
+def test_the_api_refuses_what_cannot_be_encoded_in_one_line(fitted, tmp_path):
+    from probe.align.model import AlignedModel
+
+    _, _, folder = fitted
+    model = AlignedModel.load(folder, device="cpu")
+    assert model.encode_text([]).shape == (0, 512) and model.encode_image([]).shape == (0, 512)
+    with pytest.raises(ProbeError, match="a list of texts, not one string"):
+        model.encode_text("a red circle")
+    with pytest.raises(ProbeError, match="text 1 is 3, not a string"):
+        model.encode_text(["a red circle", 3])
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    with pytest.raises(ProbeError, match=r"image 0 \(.*corrupt\.png\) cannot be read"):
+        model.encode_image([corrupt])
+    for classes, templates, fragment in (([], ["a {c}."], "no class names"), (["cat"], [], "no prompt templates"),
+                                         (["cat", "dog"], ["a photo."], "no {} or {c}")):
+        with pytest.raises(ProbeError, match=re.escape(fragment)):
+            model.zero_shot_classifier(classes, templates)

@@ -251,3 +251,82 @@ def test_a_karpathy_benchmark_is_known_by_its_catalogue_name_under_any_data_root
         names.append((benchmark.info.name, target.benchmark, alignment_path(tmp_path, "shapes", "v", "t",
                                                                            ProbeConfig(), target.benchmark)))
     assert names[0] == names[1] and names[0][:2] == ("coco-karpathy", "coco-karpathy")
+
+
+TOY = ('[[benchmark]]\nname = "toy"\ntask = ["zeroshot"]\nreader = "clip-wds"\ndata = "wds_toy"\n'
+       'classnames = ["a", "b"]\ntemplates = ["a {c}."]\ndescription = "d"\n')
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (TOY.replace('name = "toy"', "name = 3"), "'name' must be a non-empty string, got 3"),
+    (TOY.replace('data = "wds_toy"', "data = 7"), "'data' must be a string, got 7"),
+    (TOY.replace('classnames = ["a", "b"]', "classnames = [1, 2]"), "'classnames' must be a string or a list"),
+    ('benchmark = "toy"\n', "'benchmark' must be tables ([[benchmark]] ...)"),
+    ('[[suite]]\nbenchmarks = ["shapes"]\n', "a [[suite]] needs 'name'"),
+    ('[[suite]]\nname = "mine"\n', "suite 'mine': 'benchmarks' must be a non-empty list"),
+    ('[[suite]]\nname = "mine"\nbenchmarks = []\n', "must be a non-empty list of benchmark names"),
+    ('[[suite]]\nname = "mine"\nbenchmarks = [3]\n', "must be a non-empty list of benchmark names"),
+    (TOY.replace('name = "toy"', 'name = "shapes"'), "'shapes' is already defined in"),
+    ('[[benchmarks]]\nname = "x"\n', "unknown top-level key 'benchmarks'"),
+    (b"[[benchmark]]\nname = \"caf\xe9\"\n", "not UTF-8 text"),
+])
+def test_malformed_benchmark_files_are_one_line_naming_the_file(tmp_path, monkeypatch, text, fragment):
+    from probe.evaluation.catalogue import Catalogue
+
+    file = tmp_path / "mine.toml"
+    file.write_bytes(text if isinstance(text, bytes) else text.encode())
+    monkeypatch.setenv("PROBE_BENCHMARKS", str(file))
+    with pytest.raises(ProbeError) as caught:
+        Catalogue.load()
+    assert fragment in str(caught.value) and str(file) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("templates, fragment", [
+    ("", "zeroshot_classification_templates.txt: empty"),
+    ("a photo of a {x}.\n", "it holds {x}; the class is written {} or {c}"),
+    ("a photo of a {c.\n", "template 1 'a photo of a {c.'"),
+    ("a photo.\n", "no {} or {c} for the class name"),
+    ("a {c}, {c:>4}.\n", "the class is written {} or {c}"),
+])
+def test_bad_templates_files_are_refused_never_replaced(data_root, monkeypatch, templates, fragment):
+    from probe.evaluation.benchmarks import get_benchmark
+
+    catalogue = _clip_wds(data_root, ["black", "dark red", "red"])
+    catalogue.write_text(catalogue.read_text().replace('templates = ["a photo of a {c}.", "a {c}."]',
+                                                       'templates = "data:zeroshot_classification_templates.txt"'))
+    (data_root / "wds_toy" / "zeroshot_classification_templates.txt").write_text(templates)
+    monkeypatch.setenv("PROBE_BENCHMARKS", str(catalogue))
+    with pytest.raises(ProbeError) as caught:
+        get_benchmark("toy").load("test")
+    assert fragment in str(caught.value), caught.value
+
+
+@pytest.mark.parametrize("cls, fragment", [(b"-1", "'-1' is not a non-negative integer"),
+                                           (b"two", "'two' is not a non-negative integer"),
+                                           (b"", "'' is not a non-negative integer")])
+def test_bad_class_indices_in_shards_are_one_line(data_root, monkeypatch, cls, fragment):
+    from probe.evaluation.benchmarks import get_benchmark
+
+    catalogue = _clip_wds(data_root, ["black", "dark red", "red"])
+    shard = data_root / "wds_toy" / "test" / "0.tar"
+    with tarfile.open(shard, "a") as tar:
+        for name, data in (("zz.png", _png_bytes((1, 2, 3))), ("zz.cls", cls)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setenv("PROBE_BENCHMARKS", str(catalogue))
+    with pytest.raises(ProbeError) as caught:
+        get_benchmark("toy").load("test")
+    assert fragment in str(caught.value) and "zz.cls" in str(caught.value)
+
+
+def test_prompt_parts_that_cannot_make_a_classifier_are_refused():
+    from probe.metrics.zeroshot import prompts
+
+    with pytest.raises(ProbeError, match="no class names"):
+        prompts([], ["a {c}."])
+    with pytest.raises(ProbeError, match="no prompt templates"):
+        prompts(["cat"], [])
+    with pytest.raises(ProbeError, match="no {} or {c} for the class name"):
+        prompts(["cat", "dog"], ["a photo."])
+    assert prompts(["apple"], ["a {c} {{literal}}.", "{}"]) == ["an apple {literal}.", "apple"]

@@ -267,19 +267,33 @@ class AlignedModel:
 
         from probe.data.base import FileImage
 
+        if not len(images):
+            return np.zeros((0, self.config.out_dim), dtype=np.float32)
         encoder = self.encoder("vision")
         transform = encoder.transform()
         out = []
         for start in range(0, len(images), batch_size):
             batch = []
-            for item in images[start:start + batch_size]:  # a path is read as extraction reads it
-                batch.append(transform.from_ref(FileImage(str(item))) if isinstance(item, (str, Path))
-                             else transform(item))
+            for number, item in enumerate(images[start:start + batch_size], start=start):
+                try:  # a path is read as extraction reads it
+                    batch.append(transform.from_ref(FileImage(str(Path(item).expanduser())))
+                                 if isinstance(item, (str, Path)) else transform(item))
+                except (OSError, ValueError) as exc:
+                    raise ProbeError(f"image {number} ({item if isinstance(item, (str, Path)) else type(item).__name__}) "
+                                     f"cannot be read: {exc}") from None
             with torch.inference_mode():
                 out.append(encoder.encode(torch.stack(batch)))
         return self.embed_image_features(np.concatenate(out))
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Aligned embeddings of texts (an empty list gives an empty [0, dim] array)."""
+        if isinstance(texts, str):
+            raise ProbeError("encode_text takes a list of texts, not one string; wrap it: [text]")
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ProbeError(f"encode_text: text {bad} is {texts[bad]!r}, not a string")
+        if not len(texts):
+            return np.zeros((0, self.config.out_dim), dtype=np.float32)
         encoder = self.encoder("text")
         feats = np.concatenate([encoder.encode(list(texts[i:i + batch_size])) for i in range(0, len(texts), batch_size)])
         return self.embed_text_features(feats)
@@ -287,8 +301,9 @@ class AlignedModel:
     def zero_shot_classifier(self, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
         """[classes, dim] class embeddings: each class's prompts encoded, normalised, averaged
         over the templates and normalised again (CLIP's ensembling)."""
-        from probe.metrics.zeroshot import class_embeddings, prompts
+        from probe.metrics.zeroshot import check_prompt_parts, class_embeddings, prompts
 
+        check_prompt_parts(classnames, templates, "zero_shot_classifier")
         return class_embeddings(self.encode_text(prompts(classnames, templates)), len(classnames))
 
 

@@ -128,6 +128,15 @@ def _winoground_example(line: str, where: str) -> tuple[tuple[str, str], tuple[s
     return (values[0], values[1]), (values[2], values[3])
 
 
+def _class_index(raw: bytes, where: str) -> int:
+    """A ``.cls`` member's class index: a non-negative integer in ASCII, else one line naming it (a
+    negative one would silently unlabel its image)."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    if not text.isdigit() or not text.isascii():
+        raise ProbeError(f"{where}: class index {text[:40]!r} is not a non-negative integer")
+    return int(text)
+
+
 class ClipWebDataset(_Classification):
     """clip_benchmark's webdataset layout for zero-shot classification."""
 
@@ -145,14 +154,14 @@ class ClipWebDataset(_Classification):
                         if "." + ext.lower() in IMAGE_SUFFIXES:
                             samples.setdefault(key, {})["image"] = member
                         elif ext == "cls":
-                            samples.setdefault(key, {})["cls"] = tar.extractfile(member).read().decode().strip()  # type: ignore[union-attr]
+                            samples.setdefault(key, {})["cls"] = tar.extractfile(member).read()  # type: ignore[union-attr]
             except tarfile.TarError as exc:
                 raise ProbeError(f"{shard}: unreadable tar shard: {exc}") from None
-            for _key, sample in sorted(samples.items()):
+            for key, sample in sorted(samples.items()):
                 if "image" in sample and "cls" in sample:
                     member = sample["image"]
                     images.append(TarImage(str(shard), member.name, member.offset_data, member.size))
-                    labels.append(int(sample["cls"]))
+                    labels.append(_class_index(sample["cls"], f"{shard}:{key}.cls"))
         if labels and max(labels) >= len(self.classnames):
             raise ProbeError(f"{self.root}: class index {max(labels)} but only {len(self.classnames)} class names")
         return self._split(split, images, labels)

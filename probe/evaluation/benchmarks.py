@@ -98,7 +98,13 @@ def _listed(entry: Any, field: str, json_file: str, data_file: str) -> list[str]
         file = entry.data_path() / (key or data_file)
         if not file.is_file():
             raise ProbeError(f"benchmark {entry.name!r} has no {field}: {file} is missing")
-        return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            lines = [line.strip() for line in file.read_bytes().decode("utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise ProbeError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        if not lines:  # never silently replaced by default templates or left with no classes
+            raise ProbeError(f"{file}: empty; benchmark {entry.name!r} needs its {field}, one per line")
+        return lines
     if kind == "clip_benchmark":
         table = clip_benchmark_table(json_file)
         if key not in table:
@@ -112,8 +118,16 @@ def class_names(entry: Any) -> list[str]:
 
 
 def prompt_templates(entry: Any) -> list[str]:
-    return _listed(entry, "templates", "en_zeroshot_classification_templates.json",
-                   "zeroshot_classification_templates.txt")
+    """The benchmark's templates, each checked (``{}`` or ``{c}`` for the class, balanced braces)."""
+    from probe.metrics.zeroshot import template_problem
+
+    templates = _listed(entry, "templates", "en_zeroshot_classification_templates.json",
+                        "zeroshot_classification_templates.txt")
+    for i, template in enumerate(templates, start=1):
+        why = template_problem(template)
+        if why:
+            raise ProbeError(f"benchmark {entry.name!r} ({entry.templates}): template {i} {template!r}: {why}")
+    return templates
 
 
 @functools.cache

@@ -82,6 +82,23 @@ class Suite:
     source: str = ""
 
 
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProbeError(f"benchmark file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ProbeError(f"cannot read benchmark file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProbeError(f"benchmark file {path}: malformed TOML: {exc}") from None
+
+
+def _taken(name: str, path: Path | str, first: str) -> ProbeError:
+    """A name defined twice: a user's file must not silently replace a built-in benchmark (or another
+    file's), since records and tabs are named by it."""
+    return ProbeError(f"{path}: benchmark or suite {name!r} is already defined in {first}; choose another name")
+
+
 def data_root() -> Path:
     return Path(os.environ.get(ENV_DATA, Path.home() / "data")).expanduser()
 
@@ -92,7 +109,51 @@ def builtin_dir() -> Path:
     return builtin_registry_dir() / "benchmarks"
 
 
+#: the type each benchmark field takes in a catalogue file ("names": a string or a list of strings)
+_FIELD_TYPES = {"name": "string", "task": "names", "reader": "string", "description": "string", "data": "string",
+                "split": "string", "classnames": "names", "templates": "names", "get": "string"}
+
+
+def _check_types(raw: dict[str, Any]) -> None:
+    for key, kind in _FIELD_TYPES.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        ok = isinstance(value, str) if kind == "string" else (
+            isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)))
+        if not ok or (key == "name" and not value.strip()):
+            want = "a non-empty string" if key == "name" else "a string" if kind == "string" else \
+                "a string or a list of strings"
+            raise ValueError(f"{key!r} must be {want}, got {value!r}")
+
+
+def _tables(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
+    """``[[key]]`` tables of a catalogue file, or a one-line error when ``key`` holds something else."""
+    tables = data.get(key, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ProbeError(f"{path}: {key!r} must be tables ([[{key}]] ...), got {tables!r}")
+    return tables
+
+
+def _suite(raw: dict[str, Any], path: Path) -> Suite:
+    name, members = raw.get("name"), raw.get("benchmarks")
+    if not isinstance(name, str) or not name.strip():
+        raise ProbeError(f"{path}: a [[suite]] needs 'name', a non-empty string; got {name!r}")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise ProbeError(f"{path}: suite {name!r}: 'benchmarks' must be a non-empty list of benchmark names, "
+                         f"got {members!r}")
+    unknown = sorted(set(raw) - {"name", "benchmarks", "description"})
+    if unknown:
+        raise ProbeError(f"{path}: suite {name!r}: unknown field {unknown[0]!r}; expected name, benchmarks, "
+                         "description")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ProbeError(f"{path}: suite {name!r}: 'description' must be a string, got {description!r}")
+    return Suite(name, tuple(members), description, str(path))
+
+
 def _entry(raw: dict[str, Any], source: str) -> BenchmarkEntry:
+    _check_types(raw)
     fields = {f.name for f in dataclasses.fields(BenchmarkEntry)} - {"source"}
     unknown = sorted(set(raw) - fields)
     if unknown:
@@ -132,19 +193,23 @@ class Catalogue:
         suites: dict[str, Suite] = {}
         users = [Path(p) for p in os.environ.get(ENV_BENCHMARKS, "").split(os.pathsep) if p]
         for path in sorted(builtin_dir().glob("*.toml")) + users + [Path(p) for p in extra]:
-            try:
-                data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ProbeError(f"cannot read benchmark file {path}: {exc}") from None
-            for raw in data.get("benchmark", []):
+            data = _read(Path(path))
+            for raw in _tables(data, "benchmark", path):
                 try:
                     entry = _entry(raw, str(path))
                 except ValueError as exc:
                     raise ProbeError(f"{path}: benchmark {raw.get('name', '?')!r}: {exc}") from None
+                if entry.name in benchmarks or entry.name in suites:
+                    raise _taken(entry.name, path, (benchmarks.get(entry.name) or suites[entry.name]).source)
                 benchmarks[entry.name] = entry
-            for raw in data.get("suite", []):
-                suites[raw["name"]] = Suite(raw["name"], tuple(raw["benchmarks"]), raw.get("description", ""),
-                                            str(path))
+            for raw in _tables(data, "suite", path):
+                suite = _suite(raw, Path(path))
+                if suite.name in suites or suite.name in benchmarks:
+                    raise _taken(suite.name, path, (suites.get(suite.name) or benchmarks[suite.name]).source)
+                suites[suite.name] = suite
+            unknown = sorted(set(data) - {"benchmark", "suite"})
+            if unknown:
+                raise ProbeError(f"{path}: unknown top-level key {unknown[0]!r}; expected [[benchmark]] or [[suite]]")
         for suite in suites.values():
             for name in suite.benchmarks:
                 if name not in benchmarks:

@@ -18,12 +18,48 @@ DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a photo of the {
                      "a close-up photo of a {}.", "a photo of a small {}.", "a photo of a large {}.")
 
 
+def template_problem(template: str) -> str | None:
+    """Why ``template`` cannot make a prompt, or None: it must name the class as ``{}`` or ``{c}`` (at
+    least once, nothing else in braces, braces balanced; ``{{`` is a literal brace). A template without
+    the class would give every class the same prompt."""
+    import string
+
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"{exc} (a literal brace is written {{{{ or }}}})"
+    bad = [name for name, spec, conv in fields if name not in ("", "c") or spec or conv]
+    if bad:
+        return f"it holds {{{bad[0]}}}; the class is written {{}} or {{c}}"
+    if not fields:
+        return "it has no {} or {c} for the class name, so every class would get the same prompt"
+    return None
+
+
+def check_prompt_parts(classes: Sequence[str], templates: Sequence[str], where: str = "zero-shot prompts") -> None:
+    """One line naming what is wrong when classes or templates cannot make a classifier."""
+    from probe.errors import ProbeError
+
+    if not len(classes):
+        raise ProbeError(f"{where}: no class names")
+    if not len(templates):
+        raise ProbeError(f"{where}: no prompt templates")
+    for i, template in enumerate(templates):
+        if not isinstance(template, str):
+            raise ProbeError(f"{where}: template {i + 1} is {template!r}, not a string")
+        why = template_problem(template)
+        if why:
+            raise ProbeError(f"{where}: template {i + 1} {template!r}: {why}")
+
+
 def prompts(classes: Sequence[str], templates: Sequence[str]) -> list[str]:
     """Class-major list: all templates of class 0, then of class 1, ... ("a arrow" becomes "an arrow").
 
     Templates take the class as ``{}`` or as ``{c}`` (clip_benchmark's files use the latter).
     """
     import re
+
+    check_prompt_parts(classes, templates)
 
     return [re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", t.format(c, c=c)) for c in classes for t in templates]
 
