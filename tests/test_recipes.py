@@ -83,6 +83,11 @@ def test_recipe_refusals_are_one_line(run_cli, tmp_path):
     wrong = tmp_path / "wrong.toml"
     wrong.write_text('[values]\noptimizer = "sgd"\n')
     assert_one_line_error(run_cli("run", *TINY, "--config", str(wrong)), "optimizer 'sgd' is not one of adamw, lion")
+    for line, fragment in (("weight_decay = nan", "weight_decay must be a finite number, got nan"),
+                           ("batch_size = 1", "batch_size must be >= 2"), ("patience = -3", "patience must be >= 1")):
+        odd = tmp_path / "odd.toml"
+        odd.write_text(f"[values]\n{line}\n")
+        assert_one_line_error(run_cli("run", *TINY, "--config", str(odd), "--dry-run"), fragment)
 
 
 def test_heads_train_with_an_unset_recipe_exactly_as_before():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +125,13 @@ def test_config_checks():
         ProbeConfig(head="big")
     with pytest.raises(ProbeError, match="lr must be a positive number"):
         ProbeConfig(lr=-1)
+    for field, value, fragment in (("weight_decay", float("nan"), "weight_decay must be a finite number"),
+                                   ("lr", float("inf"), "lr must be a finite number"),
+                                   ("logit_bias_init", float("-inf"), "logit_bias_init must be a finite number"),
+                                   ("patience", -1, "patience must be >= 1"), ("batch_size", 1, "batch_size must be >= 2"),
+                                   ("epochs", 2.5, "epochs must be a whole number"), ("weight_decay", -1e-4, ">= 0")):
+        with pytest.raises(ProbeError, match=re.escape(fragment)):
+            ProbeConfig(**{field: value})
     assert ProbeConfig().tag == "linear-siglip"
     assert ProbeConfig(head="star", lr=3e-4).tag == "star-siglip-lr0.0003"
 

@@ -154,6 +154,11 @@ def test_part_maps_cover_the_encoders_and_a_cnn_has_no_cls_token():
     assert list(cnn_parts) == ["patch_embed", "blocks", "head"] and not unnamed
     with pytest.raises(ProbeError, match=r"has no part 'cls_token' \(a CNN\); its vision parts: patch_embed, blocks, head"):
         resolve(parse_parts("cls_token", "vision"), cnn_parts, "baseline/random-efficientnet-lite0", "vision")
+    n_blocks = len({i for i in parts["blocks"].block_of.values() if i is not None})
+    with pytest.raises(ProbeError, match=rf"test/tiny-vit has {n_blocks} vision blocks; blocks:99 asks for its last 99"):
+        resolve(parse_parts("blocks:99", "vision"), parts, "test/tiny-vit", "vision")
+    assert resolve(parse_parts(f"blocks:{n_blocks}", "vision"), parts, "test/tiny-vit", "vision").tensors == \
+        resolve(parse_parts("blocks", "vision"), parts, "test/tiny-vit", "vision").tensors
     bert = tunable(load_encoder(registry.get("test/tiny-bert"), device="cpu"), "cls")
     text_parts, _ = part_map(bert.backbone, "text", cls_row=bert.cls_id)
     assert text_parts["cls"].rows == (101,) and text_parts["norm"].stage == "embeddings"  # [CLS] in BERT's vocabulary

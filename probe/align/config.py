@@ -47,9 +47,25 @@ class ProbeConfig:
     def __post_init__(self) -> None:
         check_head(self.head)
         check_loss(self.loss)
-        for name in ("out_dim", "epochs", "batch_size", "star_width"):
+        for name in ("out_dim", "epochs", "batch_size", "star_width", "patience", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ProbeError(f"{name} must be a whole number, got {value!r}")
+        for name in ("out_dim", "epochs", "star_width"):
             if getattr(self, name) < 1:
                 raise ProbeError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:  # a contrastive batch needs a negative
+            raise ProbeError(f"batch_size must be >= 2 (a contrastive batch needs negatives), got {self.batch_size}")
+        if self.patience < 1:
+            raise ProbeError(f"patience must be >= 1 (epochs without a better validation score before stopping), "
+                             f"got {self.patience}")
+        for name in ("lr", "weight_decay", "warmup", "beta1", "beta2", "logit_scale_init", "logit_bias_init"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ProbeError(f"{name} must be a finite number, got {value!r}")
+        if self.weight_decay < 0:
+            raise ProbeError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ProbeError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.warmup < 1:

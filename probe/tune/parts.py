@@ -220,6 +220,9 @@ def resolve(selection: Selection, parts: Mapping[str, Part], encoder_name: str, 
         params = list(part.params)
         if name == "blocks" and last is not None:
             indices = sorted({i for i in part.block_of.values() if i is not None})
+            if last > len(indices):  # never silently every block
+                raise PartError(f"{encoder_name} has {len(indices)} {modality} blocks; blocks:{last} asks for its last "
+                                f"{last} (use blocks:{len(indices)} or blocks for all)")
             keep = set(indices[-last:])
             params = [p for p in params if part.block_of.get(p) in keep]
         tensors.extend(params)
