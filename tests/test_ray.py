@@ -211,3 +211,58 @@ def test_killing_a_worker_mid_extraction_leaves_a_correct_cache(tmp_path, ray_ad
     n = len(inputs)
     np.testing.assert_array_equal(final.dense(n), reference.dense(n))
     assert final.meta["flops_per_input"] == reference.meta["flops_per_input"] > 0  # measured by the actors
+
+
+@pytest.fixture
+def not_ray():
+    """Local servers that accept connections but are not Ray: one silent, one greeting like SSH."""
+    import socket
+    import threading
+
+    servers, stop = {}, threading.Event()
+
+    def serve(name: str, reply: bytes | None) -> None:
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.2)
+        servers[name] = f"127.0.0.1:{server.getsockname()[1]}"
+
+        def loop():
+            held = []
+            while not stop.is_set():
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    continue
+                held.append(connection)
+                if reply is not None:
+                    connection.sendall(reply)
+            for connection in held:
+                connection.close()
+            server.close()
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    serve("silent", None)
+    serve("ssh", b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+    yield servers
+    stop.set()
+
+
+def test_an_address_that_is_not_ray_is_refused_in_one_line_within_the_timeout(run_cli, tmp_path, not_ray, ray_address):
+    import time
+
+    from probe.errors import ProbeError
+    from probe.pipeline.ray_executor import HANDSHAKE_TIMEOUT, check_reachable
+
+    with pytest.raises(ProbeError, match=r"not an HTTP/2 SETTINGS frame"):
+        check_reachable(not_ray["ssh"])
+    check_reachable(ray_address)  # a real Ray head's GCS answers the greeting
+    pair = ("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--results", str(tmp_path))
+    started = time.monotonic()
+    silent = run_cli(*pair, "--executor", "ray", "--ray-address", not_ray["silent"], timeout=120)
+    assert_one_line_error(silent, f"--ray-address {not_ray['silent']}: something answers there, but not Ray",
+                          f"no answer to an HTTP/2 greeting within {HANDSHAKE_TIMEOUT:.0f} s")
+    assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 30  # the interpreter's start included
+    assert not (tmp_path / "records").exists()

@@ -16,6 +16,7 @@ gather the record folders (records have unique names, so an rsync merges them) b
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator, Sequence
@@ -52,11 +53,46 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         raise ProbeError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379, ray://head:10001) "
                          "or 'auto'")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        connection = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as exc:
         raise ProbeError(f"--ray-address {address}: nothing answers there within {timeout:.0f} s "
                          f"({type(exc).__name__}: {exc}); is the Ray head running (`ray start --head`)?") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # the greeting is plaintext HTTP/2
+        connection.close()
+        return
+    with connection:
+        why = _not_grpc(connection, min(timeout, HANDSHAKE_TIMEOUT))
+    if why:
+        raise ProbeError(f"--ray-address {address}: something answers there, but not Ray ({why}); give the head's "
+                         "GCS address (HOST:6379 by default) or its Ray Client address (ray://HOST:10001)")
+
+
+#: seconds an address that accepts connections has to answer the HTTP/2 greeting every Ray endpoint gives
+HANDSHAKE_TIMEOUT = 5.0
+#: HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5)
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _not_grpc(connection: socket.socket, timeout: float) -> str | None:
+    """Why the peer is not a gRPC server, or None. Ray's GCS and its Client server both speak gRPC,
+    so over HTTP/2 a server's first frame is SETTINGS (type 4, stream 0). Anything else (an HTTP/1
+    reply, an SSH banner, silence) is not Ray, and ``ray.init`` would wait on it for minutes."""
+    try:
+        connection.settimeout(timeout)
+        connection.sendall(_HTTP2_HELLO)
+        head = b""
+        while len(head) < 9:
+            chunk = connection.recv(9 - len(head))
+            if not chunk:
+                return "it closed the connection on an HTTP/2 greeting"
+            head += chunk
+    except TimeoutError:
+        return f"no answer to an HTTP/2 greeting within {timeout:.0f} s"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if head[3] != 4 or int.from_bytes(head[5:9], "big") & 0x7FFFFFFF != 0:
+        return f"it answered {head[:9]!r}, not an HTTP/2 SETTINGS frame"
+    return None
 
 
 def _sees(path: str, name: str) -> tuple[str, bool]:
@@ -129,7 +165,11 @@ class RayExecutor:
 
         ray = import_ray()
         if not ray.is_initialized():
-            info = ray.init(address=self.address or None, logging_level="ERROR", log_to_driver=False)
+            try:
+                info = ray.init(address=self.address or None, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, RuntimeError, TimeoutError, ValueError) as exc:
+                where = f"--ray-address {self.address}" if self.address else "a local Ray"
+                raise ProbeError(f"{where}: Ray could not connect ({reason(exc)})") from None
             self.started_here = True
             url = getattr(info, "dashboard_url", None)
             if url:
