@@ -15,6 +15,8 @@ import pytest
 from conftest import assert_one_line_error
 from PIL import Image
 
+from probe.errors import ProbeError
+
 #: the first three ImageNet classes in wnid order, with their clip_benchmark names
 WNIDS = {"n01440764": "tench", "n01443537": "goldfish", "n01484850": "great white shark"}
 
@@ -100,6 +102,18 @@ def test_winoground_from_the_hub_files(data_root):
     assert counts == {"examples": 2, "images": 4} and (where / "images" / "ex_1_img_0.png").is_file()
     data = get_benchmark("winoground").load("test")
     assert len(data.captions) == 4 and data.swap_pairs.shape[0] == 2
+    # an archive cut in half, or not a zip at all, is one line naming it, and the benchmark is not present
+    archive = source / "data" / "images.zip"
+    whole = archive.read_bytes()
+    for broken in (whole[: len(whole) // 2], b"<html>Access denied</html>"):
+        archive.write_bytes(broken)
+        with pytest.raises(ProbeError, match=r"images\.zip: not a readable zip archive .*; download it again"):
+            prepare("winoground", progress=False)
+        with pytest.raises(ProbeError, match="did not finish"):
+            get_benchmark("winoground")
+    archive.write_bytes(whole)
+    assert prepare("winoground", progress=False)[1] == {"examples": 2, "images": 4}
+    assert get_benchmark("winoground").load("test").swap_pairs.shape[0] == 2
 
 
 def _png(seed: int) -> bytes:

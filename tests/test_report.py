@@ -162,6 +162,18 @@ def test_report_without_results_or_with_a_future_schema(run_cli, tmp_path, repor
     assert "schema_version 99" in newer.stderr and "reads 1" in newer.stderr and "skipped" in newer.stderr
     rows = json.loads((tmp_path / "o" / "leaderboard.json").read_text())["rows"]
     assert rows and victim.name not in json.dumps(rows)
+    # a bench.json of the wrong shape in the report folder is named and left out; the page is written
+    for bad in ('[1, 2]', '{"cases": "fast"}', '{"cases": [{"case": "x", "ours_s": "0.1", "baseline_s": 1, "ratio": 2}]}',
+                "not json"):
+        (tmp_path / "o" / "bench.json").write_text(bad)
+        odd = run_cli("report", "--results", str(future), "--out", str(tmp_path / "o"))
+        assert odd.returncode == 0 and "Traceback" not in odd.stderr, odd.stderr
+        assert "bench.json left out of the leaderboard" in odd.stderr
+    good = {"cases": [{"case": "similarity", "ours_s": 0.5, "baseline_s": 2.0, "ratio": 4.0, "agree": True, "note": ""}]}
+    (tmp_path / "o" / "bench.json").write_text(json.dumps(good))
+    shown = run_cli("report", "--results", str(future), "--out", str(tmp_path / "o"))
+    assert shown.returncode == 0 and "bench.json" not in shown.stderr
+    assert "4.00x" in (tmp_path / "o" / "leaderboard.html").read_text()
 
 
 def _browser():

@@ -334,6 +334,18 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     with pytest.raises(ProbeError, match="was written by another configuration"):
         tune_fit(vision, text, data.caption_image, pairs, ProbeConfig(batch_size=32, out_dim=16), TuneConfig(), "cpu",
                  run_dir=tmp_path, run_key="another", progress=False)
+    # a valid torch file of this run's key whose tensors have other shapes, or that is not a checkpoint
+    from probe.tune.train import CHECKPOINT
+
+    payload = torch.load(tmp_path / CHECKPOINT, map_location="cpu", weights_only=True)
+    name = next(iter(payload["weights"]["vision"]))
+    payload["weights"]["vision"][name] = torch.zeros(3)
+    torch.save(payload, tmp_path / CHECKPOINT)
+    with pytest.raises(ProbeError, match=r"checkpoint .* does not fit this run \(RuntimeError: .*\); delete it"):
+        _fit(vision, text, data, run_dir=tmp_path, checkpoint_every=3)
+    torch.save([1, 2], tmp_path / CHECKPOINT)
+    with pytest.raises(ProbeError, match="holds a list, not a probe tune checkpoint"):
+        _fit(vision, text, data, run_dir=tmp_path, checkpoint_every=3)
 
 
 def test_the_report_lays_tune_results_out_as_the_papers_table(run_cli, tmp_path, shared_cache):

@@ -17,6 +17,7 @@ import csv
 import json
 import shutil
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,14 @@ def _first(source: Path, need: str) -> Path:
     return next(source / option for option in need.split("|") if (source / option).exists())
 
 
+#: what a zip that is not one, or is cut short, raises while it is read
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError)
+
+
+def _damaged(archive: Path, exc: BaseException) -> ProbeError:
+    return ProbeError(f"{archive}: not a readable zip archive ({type(exc).__name__}: {exc}); download it again")
+
+
 def _unzip(archive: Path, target: Path, progress: bool, strip: str = "") -> int:
     """Extract ``archive`` into ``target`` (members under ``strip``/ lose that prefix); files written.
     Member names are checked, so an archive cannot write outside ``target``."""
@@ -70,25 +79,33 @@ def _unzip(archive: Path, target: Path, progress: bool, strip: str = "") -> int:
 
     count = 0
     root = target.resolve()
-    with zipfile.ZipFile(archive) as zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        for member in tqdm(members, desc=f"unpacking {archive.name}", unit=" files", disable=None if progress else True,
-                           leave=False):
-            name = member.filename[len(strip):] if strip and member.filename.startswith(strip) else member.filename
-            out = (target / name).resolve()
-            if root not in out.parents:
-                raise ProbeError(f"{archive}: member {member.filename!r} would be written outside {target}")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, out.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            count += 1
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            for member in members:  # every name checked before anything is written
+                name = member.filename[len(strip):] if strip and member.filename.startswith(strip) else member.filename
+                if root not in (target / name).resolve().parents:
+                    raise ProbeError(f"{archive}: member {member.filename!r} would be written outside {target}")
+            for member in tqdm(members, desc=f"unpacking {archive.name}", unit=" files",
+                               disable=None if progress else True, leave=False):
+                name = member.filename[len(strip):] if strip and member.filename.startswith(strip) else member.filename
+                out = (target / name).resolve()
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, out.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                count += 1
+    except _ZIP_ERRORS as exc:
+        raise _damaged(archive, exc) from None
     return count
 
 
 def _zip_prefix(archive: Path, folder: str) -> str:
     """``folder/`` when every member of ``archive`` sits under it (so it is stripped), else ''."""
-    with zipfile.ZipFile(archive) as zf:
-        names = [n for n in zf.namelist() if not n.endswith("/")]
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+    except _ZIP_ERRORS as exc:
+        raise _damaged(archive, exc) from None
     return f"{folder}/" if names and all(n.startswith(f"{folder}/") for n in names) else ""
 
 
@@ -151,10 +168,13 @@ def prepare_coco(source: Path, target: Path, progress: bool) -> dict[str, int]:
     target.mkdir(parents=True, exist_ok=True)
     annotations = _first(source, "dataset_coco.json|caption_datasets.zip")
     if annotations.suffix == ".zip":
-        with zipfile.ZipFile(annotations) as zf:
-            if "dataset_coco.json" not in zf.namelist():
-                raise ProbeError(f"{annotations} holds no dataset_coco.json (Karpathy's caption_datasets.zip does)")
-            (target / "dataset_coco.json").write_bytes(zf.read("dataset_coco.json"))
+        try:
+            with zipfile.ZipFile(annotations) as zf:
+                if "dataset_coco.json" not in zf.namelist():
+                    raise ProbeError(f"{annotations} holds no dataset_coco.json (Karpathy's caption_datasets.zip does)")
+                (target / "dataset_coco.json").write_bytes(zf.read("dataset_coco.json"))
+        except _ZIP_ERRORS as exc:
+            raise _damaged(annotations, exc) from None
     elif annotations.resolve() != (target / "dataset_coco.json").resolve():
         shutil.copy2(annotations, target / "dataset_coco.json")
     counts = {}

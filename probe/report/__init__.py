@@ -10,6 +10,7 @@ import base64
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from probe.records import keys
 from probe.report.table import COLUMNS, build_table, flat_rows
@@ -60,8 +61,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
                                               "by_benchmark": {"benchmarks": labels, "rows": by_benchmark},
                                               "tune": [{k: v for k, v in vars(t).items() if k != "plot"}
                                                        for t in tune_tables]})
-    bench_path = out_dir / "bench.json"
-    bench = json.loads(bench_path.read_text()).get("cases", []) if bench_path.exists() else []
+    bench = _bench_cases(out_dir / "bench.json")
     for row in rows:
         row["provenance_json"] = json.dumps(row["provenance"], indent=1, sort_keys=True, default=str)
     env = jinja2.Environment(loader=jinja2.PackageLoader("probe", "report"), autoescape=True)
@@ -103,3 +103,33 @@ def _chooser_columns(sections) -> list:
 
 
 __all__ = ["COLUMNS", "build_report", "build_table", "flat_rows"]
+
+
+def _bench_cases(path: Path) -> list[dict[str, Any]]:
+    """The speed cases ``python -m benchmarks`` left in the report folder: ``{"cases": [...]}`` whose
+    shown cases carry numbers ``ours_s``, ``baseline_s`` and ``ratio``. A file of another shape is
+    named in one warning and left out of the page; the leaderboard is still written."""
+    import logging
+    import math
+
+    if not path.exists():
+        return []
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    try:
+        cases = json.loads(path.read_text(encoding="utf-8"))["cases"]
+        if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
+            raise TypeError("'cases' is not a list of objects")
+        bad = next((c for c in cases if "ours_s" in c and not all(number(c.get(k)) for k in
+                                                                  ("ours_s", "baseline_s", "ratio"))), None)
+        if bad is not None:
+            raise TypeError(f"case {bad.get('case', '?')!r} lacks a number among ours_s, baseline_s, ratio")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logging.getLogger("probe.report").warning("%s left out of the leaderboard: expected {\"cases\": [{\"case\", "
+                                                  "\"ours_s\", \"baseline_s\", \"ratio\", ...}]} (%s: %s)", path,
+                                                  type(exc).__name__, exc)
+        return []
+    return cases
+

@@ -343,14 +343,26 @@ def _load(path: Path, run_key: str, vision: Side, text: Side, heads: tuple[Any, 
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: pickle, zip and tensor errors
         raise ProbeError(f"cannot read the checkpoint {path} ({type(exc).__name__}); delete it to start over") from None
+    if not isinstance(payload, dict):
+        raise ProbeError(f"the checkpoint {path} holds a {type(payload).__name__}, not a probe tune checkpoint; delete "
+                         "it to start over")
     if payload.get("run_key") != run_key:
         raise ProbeError(f"the checkpoint {path} was written by another configuration (key {payload.get('run_key')!r}, "
                          f"this run {run_key!r}); delete it to start over, or use another --results folder")
     device = next(heads[0].parameters()).device
-    _restore(payload["weights"], vision, text, heads)
-    optimiser.load_state_dict(payload["optimiser"])
-    schedule.load_state_dict(payload["schedule"])
-    losses = payload["losses_tensor"]
+    try:
+        _restore(payload["weights"], vision, text, heads)
+        optimiser.load_state_dict(payload["optimiser"])
+        schedule.load_state_dict(payload["schedule"])
+        losses = payload["losses_tensor"]
+        return _load_state(payload, losses, device)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ProbeError(f"the checkpoint {path} does not fit this run ({type(exc).__name__}: {first[:200]}); "
+                         "delete it to start over") from None
+
+
+def _load_state(payload: dict[str, Any], losses: Any, device: Any) -> _State:
     return _State(epoch=payload["epoch"], step=payload["step"], global_step=payload["global_step"],
                   losses=[v.to(device) for v in losses] if len(losses) else [], history=payload["history"],
                   best_score=payload["best_score"], best_state=payload["best_state"],
