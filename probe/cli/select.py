@@ -152,8 +152,9 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     references = [] if with_controls else [r for r in ranked if control(r)]
 
     def row(rank: str, r) -> list[str]:
-        lo, hi = r.interval(key)
-        return [rank, named(r.vision), named(r.text), f"{r.metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]",
+        bounds = r.interval(key)  # none without a bootstrap (--n-boot 0)
+        value = f"{r.metrics[key]:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
+        return [rank, named(r.vision), named(r.text), value,
                 fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))]
 
     rows = [row(str(rank), r) for rank, r in enumerate(candidates[:top], 1)]
