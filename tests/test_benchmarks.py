@@ -249,8 +249,14 @@ def test_a_karpathy_benchmark_is_known_by_its_catalogue_name_under_any_data_root
         target = make_target(benchmark, {"retrieval"} & set(TASKS), explicit_tasks=False, key=benchmark.info.name)
         assert benchmark.load("test").dataset == "coco-karpathy"
         names.append((benchmark.info.name, target.benchmark, alignment_path(tmp_path, "shapes", "v", "t",
-                                                                           ProbeConfig(), target.benchmark)))
+                                                                           ProbeConfig(), target.benchmark),
+                      target.reference()["fingerprint"]))
     assert names[0] == names[1] and names[0][:2] == ("coco-karpathy", "coco-karpathy")
+    # the record's data fingerprint is the same under both roots, and another caption changes it
+    (coco / "dataset_coco.json").write_text(json.dumps({"images": [*images[:2], {**images[2], "sentences": [
+        {"raw": "another caption"}]}]}))
+    changed = get_benchmark("coco-karpathy").load("test").content_fingerprint
+    assert changed != names[1][3]
 
 
 TOY = ('[[benchmark]]\nname = "toy"\ntask = ["zeroshot"]\nreader = "clip-wds"\ndata = "wds_toy"\n'

@@ -134,7 +134,7 @@ V1_ALIGNMENT = {
 
 def test_version_1_records_are_read_as_in_domain_results(tmp_path):
     record = read_record(write(tmp_path, V1_ALIGNMENT, "v1"))
-    assert record.schema_version == 3 and record.protocol == "in-domain"
+    assert record.schema_version == SCHEMA_VERSION and record.protocol == "in-domain" and record.benchmark.fingerprint is None
     assert record.corpus.name == "shapes" and record.corpus.split == "train" and record.corpus.fingerprint is None
     assert record.corpus.description.startswith("probe shapes v3") and record.corpus.held_out == "its 'val' split"
     assert record.benchmark.label == "shapes/test" and record.benchmark.compositional_split == "winoground"

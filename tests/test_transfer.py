@@ -71,8 +71,10 @@ def test_transfer_run_writes_one_record_per_benchmark(run_cli, tmp_path, shared_
     ood = records["test_tiny-vit__test_tiny-bert__linear-siglip-epochs2-seed0__on-shapes-ood.json"]
     own = records["test_tiny-vit__test_tiny-bert__linear-siglip-epochs2-seed0.json"]  # where --dataset puts it
     assert ood["protocol"] == "zero-shot transfer" and own["protocol"] == "in-domain"
+    ood_data = get_dataset("shapes-ood")
+    fingerprint = f"{ood_data.load('test').content_fingerprint}+{ood_data.load('winoground').content_fingerprint}"
     assert ood["benchmark"] == {"name": "shapes-ood", "split": "test", "compositional_split": "winoground",
-                                "description": get_dataset("shapes-ood").info.protocol}
+                                "description": ood_data.info.protocol, "fingerprint": fingerprint}
     corpus = get_dataset("shapes").load("train")
     assert ood["corpus"]["n_images"] == 300 and ood["corpus"]["fingerprint"].startswith(corpus.image_fingerprint())
     assert ood["corpus"]["held_out"] == "its 'val' split (75 images)" and ood["splits"]["eval"] == "test"

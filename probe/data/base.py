@@ -89,6 +89,41 @@ class SplitData:
     def n_images(self) -> int:
         return len(self.images)
 
+    @functools.cached_property
+    def content_fingerprint(self) -> str:
+        """What this split holds, the same wherever its files lie: image files by their path relative
+        to the folder they share and their size (a shard member by shard, name and size), generated
+        images by their own fingerprint, then the captions, which image each describes, the labels and
+        the swap pairs. Records name the data a benchmark scored by it, so the same files under two
+        data roots (two machines) are known to be one benchmark's; the feature cache keys by
+        :meth:`image_fingerprint`, which also holds each file's absolute path and times."""
+        import os
+
+        files = [getattr(ref, "path", None) or getattr(ref, "shard", None) for ref in self.images]
+        folders = {os.path.dirname(str(f)) for f in files if f}
+        base = os.path.commonpath(sorted(folders)) if folders else ""
+        digest = hashlib.sha256()
+        for ref in self.images:
+            if hasattr(ref, "member"):
+                part = f"tar:{os.path.relpath(ref.shard, base)}:{ref.member}:{ref.size}"
+            elif hasattr(ref, "path"):
+                try:
+                    size: int | str = os.stat(ref.path).st_size
+                except OSError:
+                    size = "missing"
+                part = f"file:{os.path.relpath(ref.path, base)}:{size}"
+            else:
+                part = ref.fingerprint()
+            digest.update(part.encode() + b"\0")
+        digest.update("\0".join(self.captions).encode() + b"\1")
+        digest.update(np.ascontiguousarray(self.caption_image, dtype=np.int64).tobytes())
+        for task in sorted(self.labels):
+            digest.update(task.encode() + b"\0" + np.ascontiguousarray(self.labels[task], dtype=np.int64).tobytes())
+            digest.update("\0".join(self.classes.get(task, [])).encode())
+        if self.swap_pairs is not None:
+            digest.update(b"swap" + np.ascontiguousarray(self.swap_pairs, dtype=np.int64).tobytes())
+        return digest.hexdigest()[:20]
+
     def image_fingerprint(self) -> str:
         digest = hashlib.sha256()
         for ref in self.images:

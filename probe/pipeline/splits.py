@@ -45,9 +45,12 @@ class Target:
 
     def reference(self) -> dict[str, Any]:
         """What a record says it scored (see :class:`probe.records.schema.BenchmarkRef`)."""
+        fingerprint = self.eval.content_fingerprint
+        if self.compositional is not None and self.compositional is not self.eval:
+            fingerprint += f"+{self.compositional.content_fingerprint}"
         return {"name": self.benchmark, "split": self.eval.split,
                 "compositional_split": self.compositional.split if self.compositional is not None else None,
-                "description": self.eval.protocol}
+                "description": self.eval.protocol, "fingerprint": fingerprint}
 
     def protocol(self, corpus: str) -> str:
         """Scoring the training corpus's own held-out split (or that of one of the datasets a ``+``

@@ -43,4 +43,11 @@ def _v2_to_v3(record: dict[str, Any]) -> dict[str, Any]:
     return dict(record)
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(record: dict[str, Any]) -> dict[str, Any]:
+    """v4 adds the scored data's ``fingerprint`` to an alignment record's benchmark, and holds every
+    metric as a finite JSON number. A v3 record did not fingerprint its data, so that stays absent
+    (unknown); a v3 file with a NaN score is damaged as a v4 one would be."""
+    return dict(record)
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}

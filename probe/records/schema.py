@@ -23,7 +23,7 @@ from probe.errors import ProbeError
 from probe.tune.config import TuneConfig
 
 #: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Fields that legitimately differ between two identical runs.
 VOLATILE = ("created", "timing")
 Status = Literal["ok", "failed"]
@@ -171,6 +171,10 @@ class BenchmarkRef(Strict):
     split: str
     compositional_split: str | None
     description: str
+    #: the scored data's :attr:`~probe.data.base.SplitData.content_fingerprint` (``+`` the compositional
+    #: split's where it is another): the same files under any data root give the same value; absent
+    #: in records before schema 4
+    fingerprint: str | None = None
 
     @property
     def label(self) -> str:
