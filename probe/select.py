@@ -143,13 +143,26 @@ class SimilarityWork:
 
         return encoder_features(spec, self.plan, self.options, roles=("eval",), with_prompts=False).by_role["eval"]
 
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"k": self.k, "max_pairs": self.max_pairs, "n_boot": self.n_boot, "n_perm": self.n_perm,
+                "pairs": "image + first caption"}
+
+    def identity(self, item: Item, unit: str) -> str:
+        """What produces this pair's record (:mod:`probe.records.identity`): both entries, the
+        settings and the compared rows' data."""
+        from probe.records.identity import identity_digest
+
+        vision, text = item
+        return identity_digest("similarity", vision=vision.to_dict(), text=text.to_dict(), config=self.config,
+                               seed=self.seed, data=self.plan.held_out.content_fingerprint, split=self.split)
+
     def _record(self, item: Item, **results: Any):
         from probe.records.schema import SimilarityRecord, encoder_ref
 
         vision, text = item
-        return SimilarityRecord.new(dataset=self.dataset_name, split=self.split, seed=self.seed,
-                                    config={"k": self.k, "max_pairs": self.max_pairs, "n_boot": self.n_boot,
-                                            "n_perm": self.n_perm, "pairs": "image + first caption"},
+        return SimilarityRecord.new(identity=self.identity(item, self.split), dataset=self.dataset_name,
+                                    split=self.split, seed=self.seed, config=self.config,
                                     vision=encoder_ref(vision), text=encoder_ref(text), **results)
 
     def failure(self, item: Item, unit: str, reason: str):

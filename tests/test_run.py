@@ -74,6 +74,48 @@ def test_skip_existing_finishes_only_what_is_missing(run_cli, tmp_path, cache):
     assert done.stat().st_mtime_ns == stamp and len(records(out)) == 2
 
 
+def test_skip_existing_recomputes_exactly_the_records_whose_inputs_changed(run_cli, tmp_path, cache):
+    """Records are known by their content: a changed pooling in one registry entry makes --skip-existing
+    recompute exactly that entry's records (and say why); a record written before records held their
+    identity is recomputed too; the others are kept untouched."""
+    registry = tmp_path / "mine.toml"
+    entry = ('[[model]]\nname = "mine/bert"\nmodality = "text"\nloader = "baseline"\nweights = "random-init"\narch = "bert"\n'
+             'objective = "none"\nlicense = "n/a"\nreference = "test fixture"\n'
+             'arch_kwargs = { hidden_size = 32, num_hidden_layers = 2, num_attention_heads = 2, intermediate_size = 64 }\n'
+             'pooling = "mean"\nmax_length = 32\nembed_dim = 32\nparams_m = 1.0\n')
+    registry.write_text(entry)
+    env = {"PROBE_CACHE_DIR": str(cache), "PROBE_REGISTRY": str(registry)}
+    out = tmp_path / "r"
+    args = ("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--text", "mine/bert", "--epochs", "1",
+            "--task", "retrieval", "--results", str(out), "--skip-existing")
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    paths = sorted((out / "records").rglob("*.json"))
+    assert len(paths) == 2 and all(json.loads(p.read_text())["identity"] for p in paths)
+    stamps = {p.name: p.stat().st_mtime_ns for p in paths}
+    same = run_cli(*args, env=env)
+    assert "0 written, 0 failed, 2 already there" in same.stderr and "recomputed" not in same.stdout
+    registry.write_text(entry.replace('pooling = "mean"', 'pooling = "cls"'))
+    dry = run_cli(*args, "--dry-run", env=env)
+    assert "1 result(s) already there (skipped); 1 there but computed again (their inputs changed)" in dry.stdout
+    changed = run_cli(*args, env=env)
+    assert changed.returncode == 0, changed.stderr
+    assert "recomputed 1 existing record(s) that no longer stand for this run: 1 its inputs changed" in changed.stdout
+    assert "1 written, 0 failed, 1 already there" in changed.stderr
+    now = {p.name: p.stat().st_mtime_ns for p in paths}
+    assert [name for name in now if now[name] != stamps[name]] == [p.name for p in paths if "mine_bert" in p.name]
+    mine = next(p for p in paths if "mine_bert" in p.name)
+    assert json.loads(mine.read_text())["text"]["name"] == "mine/bert"
+    # a record from before identities: recomputed, and said so
+    older = next(p for p in paths if "mine_bert" not in p.name)
+    record = json.loads(older.read_text())
+    del record["identity"]
+    older.write_text(json.dumps(record))
+    legacy = run_cli(*args, env=env)
+    assert "1 written before records held what produced them" in legacy.stdout
+    assert json.loads(older.read_text())["identity"]
+
+
 def test_a_seed_is_named_once_and_older_doubled_names_are_taken_over(run_cli, tmp_path, cache):
     """Seed 1 is named ``...-seed1`` (older versions wrote ``...-seed1-seed1``); a results folder with
     the older names is renamed in place, record, saved model and its path alike, so --skip-existing

@@ -68,6 +68,16 @@ class AlignmentSweep:
         return alignment_path(self.results_dir, self.dataset_name, vision.name, text.name, config,
                               self._target(key).benchmark)
 
+    def identity(self, item: Item, unit: Unit) -> str:
+        """What produces this unit's record (:mod:`probe.records.identity`)."""
+        from probe.records.identity import identity_digest
+
+        (vision, text), (config, key) = item, unit
+        target = self._target(key)
+        return identity_digest("alignment", vision=vision.to_dict(), text=text.to_dict(), config=config.to_dict(),
+                               corpus=self.corpus, benchmark=target.reference(),
+                               protocol=target.protocol(self.dataset_name), tasks=sorted(self.tasks))
+
     def features(self, spec: EncoderSpec) -> EncoderFeatures:
         from probe.features.roles import encoder_features
 
@@ -91,7 +101,7 @@ class AlignmentSweep:
         if dropped:
             results["dropped"] = dropped
         return AlignmentRecord.new(
-            dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=plan.names(target),
+            identity=self.identity(item, unit), dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=plan.names(target),
             seed=config.seed, corpus=self.corpus, benchmark=target.reference(),
             config=config, vision=encoder_ref(vision), text=encoder_ref(text), tasks=sorted(self.tasks),
             features={"vision": used.get("vision", {}), "text": used.get("text", {})}, **results)

@@ -50,11 +50,15 @@ def eval_cmd(obj: RunContext, model_path, evals, results_dir, cache_dir, workers
     for score in score_saved(model, model_ref(results, model_path), benchmarks, results, options):
         metrics = score.record.metrics
         line = f"{score.record.benchmark.label}: {keys.headline(metrics, score.record.intervals)}"
-        if score.existing is None:
+        existing = score.existing
+        if existing is not None and existing.identity is not None and existing.identity != score.record.identity:
+            write_record(score.path, score.record)  # that record's inputs changed: it no longer stands for this
+            click.echo(f"{line}  (written to {score.path}, replacing a record whose inputs differ)")
+        elif existing is None:
             write_record(score.path, score.record)
             click.echo(f"{line}  (written to {score.path})")
         else:
-            same = score.existing.metrics == metrics
+            same = existing.metrics == metrics
             click.echo(f"{line}  ({'equal to' if same else 'DIFFERS from'} the record of the run that fitted it: "
                        f"{score.path})")
 

@@ -14,7 +14,8 @@ def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: 
     from probe.encoders.base import pick_device
     from probe.pipeline.preview import needed_encoders, plan_previews, preview_fits
 
-    jobs, existing = _pending(sweep, items, skip_existing)
+    stale: list[Any] = []
+    jobs, existing = _pending(sweep, items, skip_existing, stale)
     echo_features(plan_previews(needed_encoders(jobs), sweep.plan, options), options)
     if jobs:
         echo_fits(preview_fits(jobs, len(sweep.plan.fit.captions), sweep.results_dir, pick_device(options.device)),
@@ -22,7 +23,8 @@ def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: 
     pending = sum(len(job.units) for job in jobs)
     fits = f"{len(jobs)} pair(s) to fit, {pending} result(s) to score"
     if skip_existing:
-        click.echo(f"{fits}; {len(existing)} result(s) already there (skipped)")
+        redo = f"; {len(stale)} there but computed again (their inputs changed)" if stale else ""
+        click.echo(f"{fits}; {len(existing)} result(s) already there (skipped){redo}")
     else:
         click.echo(fits + (f"; {len(existing)} of them are already there and would be written again "
                            "(--skip-existing keeps them)" if existing else ""))
@@ -44,12 +46,14 @@ def echo_selection_preview(work: Any, items: Sequence[Any], recompute: bool) -> 
                "first caption" + there)
 
 
-def _pending(work: Any, items: Sequence[Any], skip_existing: bool) -> tuple[list[Any], list[Any]]:
+def _pending(work: Any, items: Sequence[Any], skip_existing: bool,
+             stale: list[Any] | None = None) -> tuple[list[Any], list[Any]]:
     """``(jobs, existing)``: what the run would compute, and the records already there (computed again
-    without ``skip_existing``, so then every encoder's features are needed)."""
+    without ``skip_existing``, so then every encoder's features are needed). Records there whose
+    inputs changed are pending, and listed in ``stale``."""
     from probe.pipeline.runner import PairRunner
 
-    jobs, existing = PairRunner(skip_existing=True, progress=False).plan(work, items)
+    jobs, existing = PairRunner(skip_existing=True, progress=False).plan(work, items, stale)
     if not skip_existing:
         jobs, _ = PairRunner(progress=False).plan(work, items)
     return jobs, existing

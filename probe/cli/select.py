@@ -134,6 +134,8 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
         return
     with executor_for(executor, ray_address, (cache, results)) as runner_executor:
         outcome = PairRunner(skip_existing=not recompute, executor=runner_executor).run(work, items)
+    if outcome.stale:
+        click.echo(outcome.stale_summary(), err=True)
     _report_failures(outcome)
     key = keys.similarity(metric)
     records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]

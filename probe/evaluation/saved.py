@@ -82,7 +82,12 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
                                     f"{tcfg.tag}__{config.run_tag}", target.benchmark)
         else:
-            record = AlignmentRecord.new(**fields)
+            from probe.records.identity import identity_digest
+
+            identity = identity_digest("alignment", vision=model.vision_spec.to_dict(), text=model.text_spec.to_dict(),
+                                       config=config.to_dict(), corpus=corpus, benchmark=fields["benchmark"],
+                                       protocol=fields["protocol"], tasks=sorted(TASKS))
+            record = AlignmentRecord.new(identity=identity, **fields)
             path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
                                   target.benchmark)
         out.append(SavedScore(path, record, read_complete(path)))

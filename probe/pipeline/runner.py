@@ -58,6 +58,9 @@ class PairWork(Protocol[U]):
     def describe(self, item: Item, unit: U, record: Any) -> str:
         """One line about a finished record (shown as the run goes)."""
 
+    # optional: ``identity(item, unit) -> str``, the digest of what produces the unit's record
+    # (:mod:`probe.records.identity`); the record stores it, and ``skip_existing`` compares it
+
 
 @dataclass(frozen=True)
 class Job(Generic[U]):
@@ -72,6 +75,18 @@ class RunOutcome:
     written: list[Path] = field(default_factory=list)
     failed: list[Path] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)
+    #: records that were there but could not be kept (``--skip-existing``), with why: recomputed
+    stale: list[tuple[Path, str]] = field(default_factory=list)
+
+    def stale_summary(self) -> str | None:
+        """One line counting the records recomputed because their inputs changed, by reason."""
+        if not self.stale:
+            return None
+        from collections import Counter
+
+        reasons = Counter(why for _, why in self.stale)
+        return (f"recomputed {len(self.stale)} existing record(s) that no longer stand for this run: "
+                + "; ".join(f"{n} {why}" for why, n in reasons.most_common()))
 
 
 def pairs(vision: Sequence[EncoderSpec], text: Sequence[EncoderSpec]) -> list[Item]:
@@ -161,19 +176,29 @@ class PairRunner:
     progress: bool = True
     executor: Any = field(default_factory=LocalExecutor)
 
-    def plan(self, work: PairWork, items: Iterable[Item]) -> tuple[list[Job], list[Path]]:
-        """Jobs with their pending units, and the records that are already there."""
-        from probe.records.store import is_complete
+    def plan(self, work: PairWork, items: Iterable[Item],
+             stale: list[tuple[Path, str]] | None = None) -> tuple[list[Job], list[Path]]:
+        """Jobs with their pending units, and the records that are already there. With
+        ``skip_existing``, a successful record is kept only when it holds the identity the work would
+        give it now (a work without ``identity`` keeps any); the others are appended to ``stale``
+        with why, and run again."""
+        from probe.records.identity import why_stale
+        from probe.records.store import read_complete
 
+        identity = getattr(work, "identity", None)
         jobs, existing = [], []
         for item in items:
             pending = []
             for unit in work.units(item):
                 path = work.path(item, unit)
-                if self.skip_existing and is_complete(path):
+                record = read_complete(path) if self.skip_existing else None
+                why = why_stale(record, identity(item, unit)) if record is not None and identity else None
+                if record is not None and why is None:
                     existing.append(path)
-                else:
-                    pending.append(unit)
+                    continue
+                if why is not None and stale is not None:
+                    stale.append((path, why))
+                pending.append(unit)
             if pending:
                 jobs.append(Job(item, tuple(pending)))
         return jobs, existing
@@ -183,8 +208,11 @@ class PairRunner:
 
         from probe.records.store import write_record
 
-        jobs, existing = self.plan(work, items)
-        outcome = RunOutcome(existing=existing)
+        stale: list[tuple[Path, str]] = []
+        jobs, existing = self.plan(work, items, stale)
+        outcome = RunOutcome(existing=existing, stale=stale)
+        if stale and self.echo is not None:
+            self.echo(outcome.stale_summary() or "")
         total = sum(len(job.units) for job in jobs)
         # a bar on a terminal only (disable=None): captured output and logs stay one line per result
         with tqdm(total=total, desc=work.label, unit=" result", disable=None if self.progress else True,

@@ -70,6 +70,9 @@ class RecordBase(Strict):
     versions: Versions
     dataset: str
     seed: int
+    #: digest of everything that produced this record (:mod:`probe.records.identity`); a record whose
+    #: inputs changed since is recomputed, never trusted. Absent in records before schema 4.
+    identity: str | None = None
 
     @classmethod
     def new(cls, error: str | None = None, **fields: Any):

@@ -1,0 +1,35 @@
+"""What produced a record, as one digest: records are known by their content, like the feature cache.
+
+A record's file name says which pair, configuration and benchmark it holds, but not whether the
+encoder entries, the corpus or the benchmark's data are still the ones it was computed from. Every
+record therefore stores :func:`identity_digest` of everything that determines its numbers (both
+encoder entries in full, the configuration, the fingerprints of the data fitted on and scored, the
+protocol, the record format), and ``--skip-existing`` keeps a record only while the digest the run
+would give it is the same: a changed pooling, a rebuilt corpus or a benchmark whose files changed
+make it recompute exactly the records they touch, and say why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def identity_digest(kind: str, **inputs: Any) -> str:
+    """A 20-hex-digit digest of ``inputs`` (JSON-able: encoder entries as ``to_dict()``, configs as
+    dicts, fingerprints as text) together with the record kind and the record-format version."""
+    from probe.records.schema import SCHEMA_VERSION
+
+    payload = json.dumps({"kind": kind, "schema_version": SCHEMA_VERSION, **inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def why_stale(record: Any, expected: str) -> str | None:
+    """Why an existing successful record cannot stand for the result a run would compute now, or None."""
+    stored = getattr(record, "identity", None)
+    if stored is None:
+        return "written before records held what produced them"
+    if stored != expected:
+        return "its inputs changed (an encoder entry, the configuration, or the data fitted on or scored)"
+    return None
