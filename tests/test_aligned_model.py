@@ -88,6 +88,13 @@ def test_probe_eval_reproduces_the_run_and_scores_new_benchmarks(fitted, run_cli
     again = run_cli("eval", "--model", str(folder), "--eval", "shapes-ood", "--results", str(root), env=env)
     assert again.returncode == 0, again.stderr
     assert "equal to the record of the run that fitted it" in again.stdout
+    # the run's record, as if its inputs (an entry, the data) had changed since: replaced, not compared
+    (path,) = (root / "records" / "alignment").rglob("*on-shapes-ood.json")
+    kept = path.read_text()
+    path.write_text(json.dumps({**json.loads(kept), "identity": "0" * 20}))
+    replaced = run_cli("eval", "--model", str(folder), "--eval", "shapes-ood", "--results", str(root), env=env)
+    assert "replacing a record whose inputs differ" in replaced.stdout, replaced.stdout
+    assert json.loads(path.read_text())["identity"] == json.loads(kept)["identity"]  # the run's own identity again
     new = run_cli("eval", "--model", str(folder), "--eval", "digits", "--results", str(root), env=env)
     assert new.returncode == 0, new.stderr
     (path,) = (root / "records" / "alignment").rglob("*on-digits.json")
