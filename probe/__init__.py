@@ -9,10 +9,19 @@ from __future__ import annotations
 __version__ = "0.2.0"
 
 
-def __getattr__(name: str):
-    """``probe.AlignedModel`` without importing torch when ``import probe`` alone is asked for."""
-    if name == "AlignedModel":
-        from probe.align.model import AlignedModel
+#: the Python API, loaded on first use (``import probe`` alone imports no torch)
+_API = {"run": "probe.api.alignment", "RunResult": "probe.api.alignment", "AlignedModel": "probe.align.model",
+        "ProbeError": "probe.errors", "load_records": "probe.records.table"}
 
-        return AlignedModel
-    raise AttributeError(f"module 'probe' has no attribute {name!r}")
+
+def __getattr__(name: str):
+    """``probe.run``, ``probe.AlignedModel`` ... imported when first asked for."""
+    import importlib
+
+    if name not in _API:
+        raise AttributeError(f"module 'probe' has no attribute {name!r}")
+    module = importlib.import_module(_API[name])
+    return getattr(module, "load" if name == "load_records" else name)
+
+
+__all__ = ["__version__", *_API]

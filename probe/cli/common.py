@@ -61,68 +61,16 @@ def echo_skipped(skipped: list) -> None:
 
 
 def workspace(results_dir: str | None, cache_dir: str | None, dry_run: bool = False) -> tuple[Path, Path]:
-    """``(results, cache)``: the feature cache lives in the results folder unless moved.
+    """``(results, cache)`` (see :func:`probe.workspace.folders`)."""
+    from probe.workspace import folders
 
-    A dry run creates and renames nothing: it only checks that the run could write there, and counts
-    the results an older version named that the run would rename first."""
-    from probe.features.options import default_cache_dir
-    from probe.records.store import default_results_dir
-
-    results = Path(results_dir) if results_dir else default_results_dir()
-    cache = Path(cache_dir) if cache_dir else default_cache_dir(results)
-    for path, option in ((results, "--results"), (cache, "--cache-dir")):
-        (could_write if dry_run else ensure_writable)(path, option)
-    _rename_doubled_seeds(results, dry_run)
-    return results, cache
-
-
-def _rename_doubled_seeds(results: Path, dry_run: bool = False) -> None:
-    """Results named by older probe versions with their seed twice take the names this one looks for."""
-    from probe.records.renames import rename_doubled_seeds
-
-    renamed, moved = rename_doubled_seeds(results, dry_run)
-    if dry_run:
-        if renamed or moved:
-            click.echo(f"{renamed + moved} result file(s) and folder(s) in {results} name their seed twice: a run "
-                       "renames them first (...-seed1-seed1 becomes ...-seed1); until then this dry run counts "
-                       "them as missing", err=True)
-        return
-    if renamed:
-        click.echo(f"renamed {renamed} result file(s) and folder(s) in {results} that named their seed twice "
-                   "(...-seed1-seed1 is now ...-seed1)", err=True)
-    if moved:
-        click.echo(f"moved {moved} older record(s) named with their seed twice, each superseded by a newer one, "
-                   f"to {results / 'quarantine'}", err=True)
+    return folders(results_dir, cache_dir, dry_run)
 
 
 def ensure_writable(path: Path, option: str) -> None:
-    """Create ``path`` and write a file in it now, so a read-only or missing mount is refused before any
-    model loads or head is fitted (not after, when the first record is written)."""
-    import tempfile
+    from probe.workspace import ensure_writable as check
 
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-write-check-"):
-            pass
-    except OSError as exc:
-        from probe.errors import ProbeError
-
-        raise ProbeError(f"cannot write to {path} ({exc.strerror or exc}); choose another folder with {option}") from None
-
-
-def could_write(path: Path, option: str) -> None:
-    """:func:`ensure_writable` for a dry run, which creates nothing: ``path``, or the nearest folder
-    above it that exists, must be a folder this process may write in."""
-    import os
-
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        from probe.errors import ProbeError
-
-        why = "not a folder" if not existing.is_dir() else "not writable"
-        raise ProbeError(f"cannot write to {path} ({existing} is {why}); choose another folder with {option}")
+    check(path, option)
 
 
 def results_option(fn: Callable) -> Callable:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from probe.cli.common import (
@@ -10,11 +12,9 @@ from probe.cli.common import (
     decode_option,
     device_option,
     dtype_option,
-    echo_skipped,
     executor_options,
     results_option,
     workers_option,
-    workspace,
 )
 
 
@@ -90,94 +90,35 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     """
     from click.core import ParameterSource
 
-    from probe.align.heads import check_head
-    from probe.align.losses import check_loss
-    from probe.align.sweep import AlignmentSweep
-    from probe.data import get_dataset
-    from probe.errors import ProbeError
-    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
-    from probe.features.options import ExtractOptions
-    from probe.pipeline.ray_executor import check_executor, executor_for, for_workers
-    from probe.pipeline.runner import PairRunner, pairs
-    from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
+    from probe.api.alignment import plan_run
+    from probe.api.alignment import run as run_pairs
+
+    def given(name: str) -> Any:  # an option left at its default gives way to the preset and the file
+        return ctx.params[name] if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT else None
 
     obj = ctx.obj
-    if evals and not train:
-        raise ProbeError("--eval needs --train CORPUS to fit on (the in-domain form is --dataset NAME)")
-    if train and not evals:
-        raise ProbeError("--train needs at least one --eval BENCHMARK to score zero-shot (e.g. --eval shapes-ood)")
-    if train and ctx.get_parameter_source("dataset") is not ParameterSource.DEFAULT:
-        raise ProbeError("give either --dataset (in-domain) or --train with --eval (zero-shot transfer), not both")
-
-    for head in heads:
-        check_head(head)
-    for loss in losses:
-        check_loss(loss)
-    for task in tasks:
-        if task not in TASKS:
-            raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-    check_executor(executor, ray_address)
-    # every input is checked before any model is resolved or loaded: a typo costs no work
-    ds = get_dataset(train or dataset)
-    benchmarks = [get_benchmark(name) for name in benchmark_names(evals)] if train else []
-    configs = head_configs(ctx, recipe, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
-                           batch_size=batch_size, out_dim=out_dim, seed=seed)
-    v_specs, v_skipped = obj.resolve(vision, modality="vision")
-    t_specs, t_skipped = obj.resolve(text, modality="text")
-    echo_skipped(v_skipped + t_skipped)
-    if not v_specs or not t_specs:
-        raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
-    results, cache = for_workers(executor, *workspace(results_dir, cache_dir, dry_run))
-    chosen = set(tasks or TASKS)
-    if train:
-        plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=seed)
-        where = f"fitted on {ds.info.name}, scored on {', '.join(b.info.name for b in benchmarks)}"
-    else:
-        plan = in_domain_plan(ds, chosen, explicit_tasks=bool(tasks))
-        where = f"on {ds.info.name}"
-    options = ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size, dtype=dtype,
-                             device=device, allow_download=obj.allow_download, decode=decode)
-    sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results, options, save_models=save_models)
-    n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
-    click.echo(f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
-               + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}", err=True)
+    settings: dict[str, Any] = dict(
+        dataset=given("dataset") if train else dataset, train=train, evals=evals, heads=given("heads"),
+        losses=given("losses"), lrs=given("lrs"), epochs=given("epochs"), batch_size=given("batch_size"),
+        out_dim=given("out_dim"), seed=given("seed"), recipe=recipe, config_file=config_file, tasks=tasks,
+        save_models=save_models, results_dir=results_dir, cache_dir=cache_dir, workers=workers,
+        extract_batch_size=extract_batch_size, dtype=dtype, decode=decode, device=device,
+        registry=obj.registry_paths, allow_download=obj.allow_download)
     if dry_run:
+        from probe.api.alignment import _log_plan
         from probe.cli.preview import echo_preview
 
-        echo_preview(sweep, pairs(v_specs, t_specs), options, skip_existing)
+        planned = plan_run(vision, text, executor=executor, ray_address=ray_address, dry_run=True, **settings)
+        _log_plan(planned)
+        echo_preview(planned.sweep, planned.items, planned.options, skip_existing)
         return
-    with executor_for(executor, ray_address, (cache, results)) as runner_executor:
-        outcome = PairRunner(skip_existing=skip_existing, echo=click.echo,
-                             executor=runner_executor).run(sweep, pairs(v_specs, t_specs))
-    click.echo(f"done: {len(outcome.written)} written, {len(outcome.failed)} failed, "
-               f"{len(outcome.existing)} already there; records in {results / 'records'}, features cached in {cache}",
-               err=True)
-    if outcome.failed:
+    result = run_pairs(vision, text, skip_existing=skip_existing, executor=executor, ray_address=ray_address,
+                       echo=click.echo, **settings)
+    click.echo(f"done: {len(result.written)} written, {len(result.failed)} failed, "
+               f"{len(result.existing)} already there; records in {result.results_dir / 'records'}, features "
+               f"cached in {result.cache_dir}", err=True)
+    if result.failed:
         raise click.exceptions.Exit(1)
-
-
-def head_configs(ctx, recipe, config_file, **given) -> list:
-    """The grid of head configurations: a recipe's values, then a config file's, then the options the
-    user typed (defaults of options not typed give way to the recipe and the file)."""
-    from click.core import ParameterSource
-
-    from probe.align.config import ProbeConfig
-    from probe.align.recipes import read_recipe, recipe_values
-
-    base = recipe_values(recipe) if recipe else {}
-    if config_file:
-        base |= read_recipe(str(config_file))["values"]
-    typed = {name for name in given if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
-    grid = {"head": "heads", "loss": "losses", "lr": "lrs"}
-    for field in ("epochs", "batch_size", "out_dim", "seed"):
-        if field in typed or field not in base:
-            base[field] = given[field]
-    axes = {field: (given[option] if option in typed or field not in base else (base[field],))
-            for field, option in grid.items()}
-    settings = {k: v for k, v in base.items() if k not in grid}
-    return [ProbeConfig(head=h, loss=lo, lr=lr, recipe=recipe or "", **settings)
-            for h in dict.fromkeys(axes["head"]) for lo in dict.fromkeys(axes["loss"])
-            for lr in dict.fromkeys(axes["lr"])]
 
 
 COMMANDS = [run]

@@ -1,0 +1,8 @@
+"""probe's Python API: every command's work as a typed function (the command line parses, calls one
+of these and prints). Importing it is cheap; each function imports what it needs."""
+
+from __future__ import annotations
+
+from probe.api.alignment import RunPlan, RunResult, head_configs, plan_run, run
+
+__all__ = ["RunPlan", "RunResult", "head_configs", "plan_run", "run"]

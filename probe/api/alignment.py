@@ -1,0 +1,223 @@
+"""``probe.run``: fit alignment heads on every (vision, text) pair and score them, from Python.
+
+The command ``probe run`` parses its options, calls :func:`run` and prints; a notebook calls the
+same function and gets a :class:`RunResult` holding the records (and a DataFrame of them). Every
+input is checked before any model is resolved or loaded, and a bad one raises a
+:class:`~probe.errors.ProbeError` naming it, never ``SystemExit``. Progress shows through tqdm on a
+terminal (``progress=False`` hides it) and messages through ``logging`` (logger ``probe``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+log = logging.getLogger("probe")
+
+#: what a head grid takes when neither the call, a preset nor a config file says (ProbeConfig's own)
+DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_LRS = ("linear",), ("siglip",), (1e-3,)
+DEFAULT_SETTINGS = {"epochs": 40, "batch_size": 256, "out_dim": 512, "seed": 0}
+
+
+def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A pattern or several, as a tuple (a lone string is one pattern, not its characters)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def head_configs(recipe: str | None = None, config_file: str | Path | None = None, *,
+                 heads: Sequence[str] | None = None, losses: Sequence[str] | None = None,
+                 lrs: Sequence[float] | None = None, **settings: int | None) -> list[Any]:
+    """The grid of head configurations: a preset's values, then a config file's, then what the
+    caller gave (``None``: not given, so the preset's or the file's value, else the default).
+    ``settings`` are ``epochs``, ``batch_size``, ``out_dim`` and ``seed``."""
+    from probe.align.config import ProbeConfig
+    from probe.align.recipes import read_recipe, recipe_values
+
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise ProbeError(f"unknown head setting {unknown[0]!r}; valid: {', '.join(DEFAULT_SETTINGS)}")
+    base = recipe_values(recipe) if recipe else {}
+    if config_file:
+        base |= read_recipe(str(config_file))["values"]
+    for name, default in DEFAULT_SETTINGS.items():
+        if settings.get(name) is not None or name not in base:
+            base[name] = settings.get(name) if settings.get(name) is not None else default
+    axes = {"head": heads, "loss": losses, "lr": lrs}
+    defaults = {"head": DEFAULT_HEADS, "loss": DEFAULT_LOSSES, "lr": DEFAULT_LRS}
+    grid = {name: tuple(given) if given is not None else (base[name],) if name in base else defaults[name]
+            for name, given in axes.items()}
+    rest = {k: v for k, v in base.items() if k not in axes}
+    return [ProbeConfig(head=h, loss=lo, lr=lr, recipe=recipe or "", **rest)
+            for h in dict.fromkeys(grid["head"]) for lo in dict.fromkeys(grid["loss"])
+            for lr in dict.fromkeys(grid["lr"])]
+
+
+@dataclass
+class RunPlan:
+    """Everything a run would do, checked and resolved, before any work: the sweep (its pairs, head
+    configurations and benchmarks), the pairs, the folders, and what ``all`` reached but cannot load."""
+
+    sweep: Any
+    items: list[tuple[Any, ...]]
+    results_dir: Path
+    cache_dir: Path
+    options: Any
+    skipped: list[Any]
+    summary: str
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` wrote: record paths by outcome, and the records themselves."""
+
+    results_dir: Path
+    written: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)
+    #: records that were there but no longer stood for the run (recomputed), with why
+    stale: list[tuple[Path, str]] = field(default_factory=list)
+    #: the feature cache the run read and wrote
+    cache_dir: Path | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every record of this run: written now, failed, or already there."""
+        return sorted({*self.written, *self.failed, *self.existing})
+
+    @property
+    def records(self) -> list[Any]:
+        """The typed records (:mod:`probe.records.schema`) of :attr:`paths`."""
+        from probe.records.store import read_record
+
+        return [read_record(path) for path in self.paths]
+
+    def to_frame(self) -> Any:
+        """One row per record (as :func:`probe.records.load` gives them), as a pandas DataFrame."""
+        import pandas as pd
+
+        from probe.records.store import Stored, read_record
+        from probe.records.table import flatten
+
+        return pd.DataFrame([flatten(Stored(path, read_record(path))) for path in self.paths])
+
+
+def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset: str | None = None,
+             train: str | None = None, evals: str | Sequence[str] = (),
+             heads: Sequence[str] | None = None, losses: Sequence[str] | None = None,
+             lrs: Sequence[float] | None = None, epochs: int | None = None, batch_size: int | None = None,
+             out_dim: int | None = None, seed: int | None = None, recipe: str | None = None,
+             config_file: str | Path | None = None, tasks: Sequence[str] = (), save_models: bool = True,
+             results_dir: str | Path | None = None, cache_dir: str | Path | None = None, workers: int | None = None,
+             extract_batch_size: int | None = None, dtype: str = "auto", decode: str = "workers",
+             device: str | None = None, executor: str = "local", ray_address: str | None = None,
+             registry: Sequence[str | Path] = (), allow_download: bool = False, progress: bool = True,
+             dry_run: bool = False) -> RunPlan:
+    """Check every input and resolve the run (see :func:`run` for the arguments); loads no model."""
+    from probe.align.heads import check_head
+    from probe.align.losses import check_loss
+    from probe.align.sweep import AlignmentSweep
+    from probe.data import get_dataset
+    from probe.encoders.availability import resolve_models
+    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
+    from probe.features.options import ExtractOptions
+    from probe.pipeline.ray_executor import check_executor, for_workers
+    from probe.pipeline.runner import pairs
+    from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
+    from probe.registry import Registry
+    from probe.workspace import folders
+
+    evals = _names(evals)
+    if train and dataset is not None:
+        raise ProbeError("give either --dataset (in-domain) or --train with --eval (zero-shot transfer), not both")
+    if evals and not train:
+        raise ProbeError("--eval needs --train CORPUS to fit on (the in-domain form is --dataset NAME)")
+    if train and not evals:
+        raise ProbeError("--train needs at least one --eval BENCHMARK to score zero-shot (e.g. --eval shapes-ood)")
+    for head in heads or ():
+        check_head(head)
+    for loss in losses or ():
+        check_loss(loss)
+    for task in tasks:
+        if task not in TASKS:
+            raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    check_executor(executor, ray_address)
+    # every input is checked before any model is resolved or loaded: a typo costs no work
+    ds = get_dataset(train or dataset or "shapes")
+    benchmarks = [get_benchmark(name) for name in benchmark_names(evals)] if train else []
+    configs = head_configs(recipe, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
+                           batch_size=batch_size, out_dim=out_dim, seed=seed)
+    catalogue = Registry.load(tuple(str(p) for p in registry))
+    v_specs, v_skipped = resolve_models(catalogue, _names(vision), modality="vision", allow_download=allow_download)
+    t_specs, t_skipped = resolve_models(catalogue, _names(text), modality="text", allow_download=allow_download)
+    if not v_specs or not t_specs:
+        raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
+    results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
+    chosen = set(tasks or TASKS)
+    if train:
+        plan = transfer_plan(ds, benchmarks, chosen, explicit_tasks=bool(tasks), seed=configs[0].seed)
+        where = f"fitted on {ds.info.name}, scored on {', '.join(b.info.name for b in benchmarks)}"
+    else:
+        plan = in_domain_plan(ds, chosen, explicit_tasks=bool(tasks))
+        where = f"on {ds.info.name}"
+    options = ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size, dtype=dtype,
+                             device=device, allow_download=allow_download, decode=decode, progress=progress)
+    sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results, options, save_models=save_models)
+    n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
+    summary = (f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
+               + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}")
+    return RunPlan(sweep, pairs(v_specs, t_specs), results, cache, options, v_skipped + t_skipped, summary)
+
+
+def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing: bool = False,
+        executor: str = "local", ray_address: str | None = None, progress: bool = True,
+        echo: Callable[[str], None] | None = None, **settings: Any) -> RunResult:
+    """Fit alignment heads on every (vision, text) pair and score them; one record per result.
+
+    ``vision`` and ``text`` are registry names or shell patterns (``"all"``: every available
+    non-test entry). In-domain, heads are fitted on ``dataset``'s (default ``shapes``) train split, stopped early on its
+    val split and scored on its test split; zero-shot transfer (``train`` with ``evals``), they are
+    fitted on the corpus and scored on each benchmark. ``heads``, ``losses`` and ``lrs`` make a grid
+    fitted in one pass; ``recipe`` (a published preset) and ``config_file`` give head settings that
+    explicit arguments override. ``skip_existing`` keeps records that still stand for the run (same
+    identity) and recomputes the rest. ``echo`` receives one line per finished result.
+
+    Other keyword arguments are :func:`plan_run`'s: ``dataset``, ``train``, ``evals``, ``epochs``,
+    ``batch_size``, ``out_dim``, ``seed``, ``tasks``, ``save_models``, ``results_dir``,
+    ``cache_dir``, ``workers``, ``extract_batch_size``, ``dtype``, ``decode``, ``device``,
+    ``registry`` (extra registry files), ``allow_download``.
+
+    Example::
+
+        import probe
+        result = probe.run("test/tiny-vit", "test/tiny-bert", epochs=2, results_dir="results")
+        result.to_frame()[["vision", "text", "alignment/probing_score"]]
+    """
+    from probe.pipeline.ray_executor import executor_for
+    from probe.pipeline.runner import PairRunner
+
+    planned = plan_run(vision, text, executor=executor, ray_address=ray_address, progress=progress, **settings)
+    _log_plan(planned)
+    with executor_for(executor, ray_address, (planned.cache_dir, planned.results_dir)) as runner_executor:
+        outcome = PairRunner(skip_existing=skip_existing, echo=echo, progress=progress,
+                             executor=runner_executor).run(planned.sweep, planned.items)
+    if outcome.stale and echo is None:
+        log.info("%s", outcome.stale_summary())
+    return RunResult(planned.results_dir, outcome.written, outcome.failed, outcome.existing, outcome.stale,
+                     planned.cache_dir)
+
+
+def _log_plan(planned: RunPlan) -> None:
+    """Name, on one line each, the entries that ``all`` reached but cannot load, and the run's size."""
+    if planned.skipped:
+        names = [s.name for s in planned.skipped]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        log.info("skipping %d model(s) whose weights are not on this machine: %s (`probe models` says why for "
+                 "each)", len(names), shown)
+    log.info("%s", planned.summary)

@@ -1,0 +1,64 @@
+"""The Python API: the same work and the same one-line errors as the command line, as calls."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+import probe
+from probe.errors import ProbeError
+
+TINY = dict(epochs=1, tasks=["retrieval"], progress=False)
+
+
+def test_import_probe_loads_no_torch():
+    code = "import sys, probe; probe.run; probe.RunResult; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_run_returns_the_records_the_command_line_writes(tmp_path, shared_cache):
+    result = probe.run("test/tiny-vit", "test/tiny-bert", results_dir=tmp_path / "api", cache_dir=shared_cache, **TINY)
+    assert len(result.written) == 1 and not result.failed and result.cache_dir == shared_cache
+    (record,) = result.records
+    assert record.vision.name == "test/tiny-vit" and record.identity and 0 <= record.metrics["alignment/probing_score"] <= 1
+    frame = result.to_frame()
+    assert frame.loc[0, "alignment/probing_score"] == record.metrics["alignment/probing_score"]
+    again = probe.run("test/tiny-vit", "test/tiny-bert", results_dir=tmp_path / "api", cache_dir=shared_cache,
+                      skip_existing=True, **TINY)
+    assert again.existing == result.written and not again.written
+    from probe.api.alignment import head_configs
+
+    # explicit arguments win over a preset's values; what is not given comes from the preset
+    (config,) = head_configs("sail-probing", epochs=3)
+    assert config.epochs == 3 and config.recipe == "sail-probing" and config.batch_size == 32768 and config.lr == 1e-5
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda tmp: probe.run("nope/vit", "test/tiny-bert", results_dir=tmp), "no model matches 'nope/vit'"),
+    (lambda tmp: probe.run("test/tiny-vit", "test/tiny-bert", train="shapes", evals=["imagenet"], results_dir=tmp),
+     "unknown benchmark 'imagenet'"),
+    (lambda tmp: probe.run("test/tiny-vit", "test/tiny-bert", heads=["deep"], results_dir=tmp), "unknown head 'deep'"),
+    (lambda tmp: probe.run("test/tiny-vit", "test/tiny-bert", dataset=f"imagefolder:{tmp / 'missing'}",
+                           results_dir=tmp), "missing"),
+    (lambda tmp: probe.run("test/tiny-vit", "test/tiny-bert", results_dir=tmp / "file.txt" / "r"),
+     "cannot write to"),
+])
+def test_bad_input_through_the_api_is_a_probe_error_not_an_exit(tmp_path, call, fragment):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    with pytest.raises(ProbeError) as caught:
+        call(tmp_path)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "records").exists()
+
+
+def test_the_api_example_runs(tmp_path, shared_cache, monkeypatch):
+    monkeypatch.setenv("PROBE_CACHE_DIR", str(shared_cache))
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "python_api.py"), str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=tmp_path, env={**__import__("os").environ})
+    assert done.returncode == 0, done.stderr
+    assert "best: test/tiny-vit" in done.stdout and "text embeddings (2, 512)" in done.stdout
+    assert done.stdout.count("shapes-ood/test") == 2
