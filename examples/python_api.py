@@ -1,4 +1,5 @@
-"""probe from Python: fit heads on two pairs, read the records as a DataFrame, take the best pair home.
+"""probe from Python: rank pairs with no training, fit heads on them, read the records as a DataFrame,
+write the leaderboard, and take the best pair home.
 
 Run as ``python examples/python_api.py [RESULTS_DIR]``; the test suite runs it on tiny random-weight
 test encoders so it finishes in seconds (swap in real registry names, e.g. "efficientnet/lite0-in1k"
@@ -14,10 +15,16 @@ import probe
 
 
 def main(results: Path) -> None:
-    result = probe.run(["test/tiny-vit", "test/tiny-vit-wide"], "test/tiny-bert", epochs=2,
-                       train="shapes", evals=["shapes-ood"], results_dir=results, progress=False)
+    vision, text = ["test/tiny-vit", "test/tiny-vit-wide"], "test/tiny-bert"
+    ranking = probe.select(vision, text, top=1, dataset="shapes", k=5, max_pairs=100, n_boot=10,
+                           results_dir=results, progress=False)
+    print("selected before training:", ranking.selected)
+    result = probe.run(vision, text, epochs=2, train="shapes", evals=["shapes-ood"], results_dir=results,
+                       progress=False)
     table = result.to_frame()
     print(table[["vision", "text", "benchmark", "alignment/probing_score"]].to_string(index=False))
+    pages = probe.write_report(results, results / "reports")
+    print("leaderboard:", pages["html"])
     best = max(result.records, key=lambda record: record.metrics["alignment/probing_score"])
     model = probe.AlignedModel.load(results / best.saved_model, device="cpu")
     texts = model.encode_text(["a red circle", "a blue square"])

@@ -61,4 +61,16 @@ def test_the_api_example_runs(tmp_path, shared_cache, monkeypatch):
                           capture_output=True, text=True, cwd=tmp_path, env={**__import__("os").environ})
     assert done.returncode == 0, done.stderr
     assert "best: test/tiny-vit" in done.stdout and "text embeddings (2, 512)" in done.stdout
-    assert done.stdout.count("shapes-ood/test") == 2
+    assert done.stdout.count("shapes-ood/test") == 2 and "selected before training: [('test/tiny-vit" in done.stdout
+    assert (tmp_path / "r" / "reports" / "leaderboard.html").is_file()
+
+
+def test_select_returns_its_ranking_and_record(tmp_path, shared_cache):
+    chosen = probe.select(["test/tiny-vit", "test/tiny-vit-wide"], "test/tiny-bert", top=1, k=3, max_pairs=40,
+                          n_boot=5, results_dir=tmp_path, cache_dir=shared_cache, progress=False)
+    assert len(chosen.candidates) == 2 and len(chosen.selected) == 1 and chosen.path.is_file()
+    frame = chosen.to_frame()
+    assert list(frame["rank"]) == ["1", "2"] and frame["mutual_knn"].is_monotonic_decreasing
+    assert chosen.selected[0] == (frame.loc[0, "vision"], frame.loc[0, "text"])
+    with pytest.raises(ProbeError, match="unknown metric|metric 'knn'"):
+        probe.select("test/tiny-vit", "test/tiny-bert", metric="knn", results_dir=tmp_path)

@@ -248,7 +248,7 @@ def test_by_benchmark_table_takes_each_benchmarks_primary_score_and_the_mean(tmp
 
 
 def test_selection_compares_each_benchmark_on_its_own_primary_score(tmp_path):
-    from probe.select import probing_scores
+    from probe.ranking import probing_scores
 
     write(tmp_path, alignment("shapes", "v", "t", 0.8), "in")
     write(tmp_path, alignment("shapes", "v", "t", 0.9, lr=3e-4), "in-lr")

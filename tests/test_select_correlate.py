@@ -12,7 +12,7 @@ from conftest import assert_one_line_error
 from probe.metrics.knn import weighted_knn_accuracy, weighted_knn_predict
 from probe.metrics.quality import text_quality, vision_quality
 from probe.metrics.rank import spearman
-from probe.select import first_caption_rows, rank_agreement
+from probe.ranking import first_caption_rows, rank_agreement
 
 
 def test_weighted_knn_equals_scikit_learn_with_the_same_weights():
@@ -182,7 +182,7 @@ def test_selection_encodes_its_sample_not_the_corpus_and_reads_a_cached_corpus(r
     split is cached, the same sample's rows are read from it, with the same values."""
     from probe.data import get_dataset
     from probe.features import get_features
-    from probe.select import selection_plan
+    from probe.ranking import selection_plan
 
     cache, results = tmp_path / "cache", tmp_path / "r"
     args = ("select", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--max-pairs", "40", "--n-boot", "5",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import CONTEXT, ensure_writable, results_option
+from probe.cli.common import CONTEXT, results_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -20,16 +20,9 @@ def report(results_dir, out_dir, metric) -> None:
       probe report
       probe report --results ~/runs/results --out ~/runs/reports --metric cka
     """
-    from pathlib import Path
+    from probe.api.reporting import write_report
 
-    from probe.records import keys
-    from probe.records.store import default_results_dir
-    from probe.report import build_report
-    from probe.select import check_metric
-
-    ensure_writable(Path(out_dir), "--out")
-    paths = build_report(Path(results_dir) if results_dir else default_results_dir(), Path(out_dir),
-                         keys.similarity(check_metric(metric)))
+    paths = write_report(results_dir, out_dir, metric)
     plots = sum(1 for k in paths if k.startswith("plot:"))
     click.echo(f"wrote {paths['csv']}, {paths['json']} and {plots} plot(s)")
     click.echo(f"leaderboard: {paths['html'].resolve()}")

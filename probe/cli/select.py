@@ -104,54 +104,30 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
       probe select --dataset karpathy:~/coco/dataset_coco.json --split train --max-pairs 10000
       probe select --vision all --text all -d wds:~/cc3m --dry-run    # what the 5,000 pairs cost to encode
     """
+    from probe.api.selection import plan_selection
+    from probe.api.selection import select as select_pairs
     from probe.cli.tables import print_table
-    from probe.data import get_dataset
-    from probe.errors import ProbeError
-    from probe.pipeline.ray_executor import check_executor, executor_for, for_workers
-    from probe.pipeline.runner import PairRunner, pairs
     from probe.records import keys
-    from probe.records.schema import SelectionRecord
-    from probe.records.store import read_record, record_path, write_record
-    from probe.select import SimilarityWork, check_metric, probing_scores, rank_agreement, selection_plan
 
-    check_metric(metric)
-    check_executor(executor, ray_address)
-    if max_pairs < k + 2:  # CKNNA and mutual kNN need k neighbours besides the point itself
-        raise ProbeError(f"--max-pairs {max_pairs} is too few for --k {k}; give at least k + 2 = {k + 2}")
-    ds = get_dataset(dataset)
-    v_specs, v_skipped = obj.resolve(vision, modality="vision")
-    t_specs, t_skipped = obj.resolve(text, modality="text")
-    echo_skipped(v_skipped + t_skipped)
-    results, cache = for_workers(executor, *workspace(results_dir, cache_dir, dry_run))
-    work = SimilarityWork(ds.info.name, selection_plan(ds, split, max_pairs), results,
-                          _extract_options(obj, cache, workers, device),
-                          k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
-    items = pairs(v_specs, t_specs)
+    settings = dict(vision=vision, text=text, dataset=dataset, split=split, k=k, max_pairs=max_pairs, n_boot=n_boot,
+                    results_dir=results_dir, cache_dir=cache_dir, workers=workers, device=device,
+                    registry=obj.registry_paths, allow_download=obj.allow_download)
     if dry_run:
         from probe.cli.preview import echo_selection_preview
 
+        work, items, skipped = plan_selection(metric=metric, executor=executor, ray_address=ray_address, dry_run=True,
+                                              **settings)
+        echo_skipped(skipped)
         echo_selection_preview(work, items, recompute)
         return
-    with executor_for(executor, ray_address, (cache, results)) as runner_executor:
-        outcome = PairRunner(skip_existing=not recompute, executor=runner_executor).run(work, items)
-    if outcome.stale:
-        click.echo(outcome.stale_summary(), err=True)
-    _report_failures(outcome)
+    chosen = select_pairs(top=top, metric=metric, with_controls=with_controls, recompute=recompute, head=head,
+                          loss=loss, executor=executor, ray_address=ray_address, **settings)
+    _report_failures(chosen)
     key = keys.similarity(metric)
-    records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]
-    ranked = sorted(records, key=lambda r: -r.metrics[key])
-    probed = probing_scores(results, ds.info.name, head, loss)
-    shown = next(iter(probed.values()), {})  # the table shows the first benchmark's scores
+    shown = next(iter(chosen.probed.values()), {})  # the table shows the first benchmark's scores
 
     def named(ref) -> str:
         return ref.name + (" (control)" if ref.control else "")
-
-    def control(r) -> bool:
-        return r.vision.control or r.text.control
-
-    # controls are yardsticks, not candidates: they take no slot unless asked, and are listed below
-    candidates = ranked if with_controls else [r for r in ranked if not control(r)]
-    references = [] if with_controls else [r for r in ranked if control(r)]
 
     def row(rank: str, r) -> list[str]:
         bounds = r.interval(key)  # none without a bootstrap (--n-boot 0)
@@ -159,40 +135,26 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
         return [rank, named(r.vision), named(r.text), value,
                 fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))]
 
+    candidates = chosen.candidates
     rows = [row(str(rank), r) for rank, r in enumerate(candidates[:top], 1)]
-    column = f"probing score ({next(iter(probed))})" if probed else "probing score"
+    column = f"probing score ({next(iter(chosen.probed))})" if chosen.probed else "probing score"
     headers = ["rank", "vision", "text", f"{metric} [95% CI]", "null", column]
     print_table(headers, rows, title=f"top {min(top, len(candidates))} of {len(candidates)} "
-                                     f"{'pairs' if with_controls else 'real pairs'} by {metric} on {ds.info.name}/{split}")
-    if references:
-        print_table(headers, [row("-", r) for r in references],
-                    title=f"{len(references)} control pair(s), for reference (--with-controls ranks them too)")
-    predicted = {(r.vision.name, r.text.name): r.metrics[key] for r in ranked}
-    real = {(r.vision.name, r.text.name) for r in ranked if not control(r)}
-    agreements = {}
-    for benchmark, scores in probed.items():
-        # over real pairs (what a user chooses among), and over every pair with the controls
-        for label, pool in ((benchmark, {p: v for p, v in predicted.items() if p in real}),
-                            (f"{benchmark} (with controls)", predicted)):
-            agreement = rank_agreement(pool, scores, top)
-            if agreement is None:
-                continue
-            agreements[label] = agreement
-            click.echo(f"ranking vs probing score over {agreement['n']} probed {'' if pool is predicted else 'real '}"
-                       f"pairs of {label}: Spearman {agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), "
-                       f"Kendall {agreement['kendall']:.3f} (p={agreement['kendall_p']:.2g}); {agreement['top_hits']} "
-                       f"of the top {agreement['top']} selected are among the top {agreement['top']} probed; best "
-                       f"selected {agreement['best_selected']:.3f} vs best probed {agreement['best_probed']:.3f}")
-    if not agreements:
+                                     f"{'pairs' if with_controls else 'real pairs'} by {metric} on "
+                                     f"{chosen.dataset}/{split}")
+    if chosen.references:
+        print_table(headers, [row("-", r) for r in chosen.references],
+                    title=f"{len(chosen.references)} control pair(s), for reference (--with-controls ranks them too)")
+    for label, agreement in chosen.agreements.items():
+        real = "" if label.endswith("(with controls)") else "real "
+        click.echo(f"ranking vs probing score over {agreement['n']} probed {real}"
+                   f"pairs of {label}: Spearman {agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), "
+                   f"Kendall {agreement['kendall']:.3f} (p={agreement['kendall_p']:.2g}); {agreement['top_hits']} "
+                   f"of the top {agreement['top']} selected are among the top {agreement['top']} probed; best "
+                   f"selected {agreement['best_selected']:.3f} vs best probed {agreement['best_probed']:.3f}")
+    if not chosen.agreements:
         click.echo("no probing records for 3 or more of these pairs yet: run `probe run` to check the ranking")
-    write_record(record_path(results, "selection", ds.info.name, f"{metric}-{split}-k{k}"),
-                 SelectionRecord.new(dataset=ds.info.name, split=split, seed=0,
-                                     config={"metric": metric, "top": top, "k": k, "max_pairs": max_pairs,
-                                             "head": head, "loss": loss, "with_controls": with_controls},
-                                     ranking=[{"vision": v, "text": t, "value": val} for (v, t), val in
-                                              sorted(predicted.items(), key=lambda kv: -kv[1])],
-                                     agreements=agreements))
-    if outcome.failed:
+    if chosen.failed:
         raise click.exceptions.Exit(1)
 
 
@@ -226,10 +188,10 @@ def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_di
     from probe.errors import ProbeError
     from probe.pipeline.runner import PairRunner, singles
     from probe.pipeline.splits import in_domain_plan
+    from probe.ranking import probing_scores
     from probe.records import keys
     from probe.records.schema import CorrelationRecord
     from probe.records.store import iter_records, read_complete, record_path, write_record
-    from probe.select import probing_scores
 
     results, cache = workspace(results_dir, cache_dir)
     ds = get_dataset(dataset)

@@ -1,0 +1,26 @@
+"""``probe.write_report``: the leaderboard (HTML, CSV, JSON) and plots of a results folder, from Python.
+
+(The name is not ``probe.report``, which is the package that builds the page.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_report(results_dir: str | Path | None = None, out_dir: str | Path = "reports",
+                 metric: str = "mutual_knn") -> dict[str, Path]:
+    """Write ``leaderboard.html`` (self-contained), ``.csv``, ``.json`` and ``plots/*.png`` under
+    ``out_dir`` from every record under ``results_dir``; ``metric`` is the selection metric plotted
+    against the probing score. Returns the written paths by kind (``html``, ``csv``, ``json``,
+    ``plot:<name>``)."""
+    from probe.ranking import check_metric
+    from probe.records import keys
+    from probe.records.store import default_results_dir
+    from probe.report import build_report
+    from probe.workspace import ensure_writable
+
+    key = keys.similarity(check_metric(metric))
+    out = Path(out_dir).expanduser()
+    ensure_writable(out, "--out")
+    return build_report(Path(results_dir).expanduser() if results_dir else default_results_dir(), out, key)

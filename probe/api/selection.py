@@ -1,0 +1,180 @@
+"""``probe.select``: rank (vision, text) pairs by how similar their embeddings of the same image-caption
+pairs are, with no training, and say how well that ranking predicted the probing scores.
+
+The command ``probe select`` calls :func:`select` and prints its :class:`SelectionResult`; a
+notebook gets the same ranking, agreements and selection record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+log = logging.getLogger("probe")
+
+
+@dataclass
+class SelectionResult:
+    """The ranking of one selection and how it compares with probing."""
+
+    metric: str
+    top: int
+    dataset: str
+    split: str
+    #: similarity records of the pairs ranked (controls apart unless ``with_controls``), best first
+    candidates: list[Any]
+    #: control pairs (pixels, random weights, TF-IDF), listed for reference, best first
+    references: list[Any]
+    #: probing scores by benchmark label, by (vision, text), that the ranking was compared with
+    probed: dict[str, dict[tuple[str, str], float]]
+    #: per benchmark (and "<benchmark> (with controls)"): Spearman, Kendall, top hits ...
+    agreements: dict[str, dict[str, Any]]
+    #: the selection record written
+    path: Path
+    #: similarity records that failed (the reason is in each), and those recomputed because stale
+    failed: list[Path] = field(default_factory=list)
+    stale: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def selected(self) -> list[tuple[str, str]]:
+        """The ``top`` pairs chosen, best first."""
+        return [(r.vision.name, r.text.name) for r in self.candidates[: self.top]]
+
+    def to_frame(self) -> Any:
+        """The ranking (candidates, then references) as a DataFrame: value, interval, null mean and
+        the first benchmark's probing score where one exists."""
+        import pandas as pd
+
+        from probe.records import keys
+
+        key = keys.similarity(self.metric)
+        shown = next(iter(self.probed.values()), {})
+        rows = []
+        for rank, r in [(str(i), r) for i, r in enumerate(self.candidates, 1)] + [("-", r) for r in self.references]:
+            bounds = r.interval(key) or (None, None)
+            rows.append({"rank": rank, "vision": r.vision.name, "text": r.text.name,
+                         "control": r.vision.control or r.text.control, self.metric: r.metrics[key],
+                         f"{self.metric}_lo": bounds[0], f"{self.metric}_hi": bounds[1], "null": r.null[key].mean,
+                         "probing_score": shown.get((r.vision.name, r.text.name))})
+        return pd.DataFrame(rows)
+
+
+def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all", *,
+                   dataset: str = "shapes", split: str = "train", metric: str = "mutual_knn", k: int = 10,
+                   max_pairs: int = 5000, n_boot: int = 50, results_dir: str | Path | None = None,
+                   cache_dir: str | Path | None = None, workers: int | None = None, device: str | None = None,
+                   executor: str = "local", ray_address: str | None = None, registry: Sequence[str | Path] = (),
+                   allow_download: bool = False, progress: bool = True, dry_run: bool = False
+                   ) -> tuple[Any, list[tuple[Any, ...]], list[Any]]:
+    """Check every input and make the similarity work: ``(work, pairs, entries skipped)``."""
+    from probe.api.alignment import _names
+    from probe.data import get_dataset
+    from probe.encoders.availability import resolve_models
+    from probe.features.options import ExtractOptions
+    from probe.pipeline.ray_executor import check_executor, for_workers
+    from probe.pipeline.runner import pairs
+    from probe.ranking import SimilarityWork, check_metric, selection_plan
+    from probe.registry import Registry
+    from probe.workspace import folders
+
+    check_metric(metric)
+    check_executor(executor, ray_address)
+    if max_pairs < k + 2:  # CKNNA and mutual kNN need k neighbours besides the point itself
+        raise ProbeError(f"--max-pairs {max_pairs} is too few for --k {k}; give at least k + 2 = {k + 2}")
+    ds = get_dataset(dataset)
+    catalogue = Registry.load(tuple(str(p) for p in registry))
+    v_specs, v_skipped = resolve_models(catalogue, _names(vision), modality="vision", allow_download=allow_download)
+    t_specs, t_skipped = resolve_models(catalogue, _names(text), modality="text", allow_download=allow_download)
+    results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
+    options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=allow_download,
+                             progress=progress)
+    work = SimilarityWork(ds.info.name, selection_plan(ds, split, max_pairs), results, options,
+                          k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
+    return work, pairs(v_specs, t_specs), v_skipped + t_skipped
+
+
+def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all", *, top: int = 3,
+           metric: str = "mutual_knn", with_controls: bool = False, recompute: bool = False,
+           head: str | None = None, loss: str | None = None, executor: str = "local",
+           ray_address: str | None = None, **settings: Any) -> SelectionResult:
+    """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
+
+    Each pair's image features and first-caption features on ``dataset``/``split`` (a seeded sample
+    of ``max_pairs`` images of a larger split) are compared by mutual kNN, CKA, CKNNA and SVCCA with
+    bootstrap intervals and a shuffled-pairing null; pairs are ranked by ``metric``. Control pairs are
+    listed apart unless ``with_controls``. Where probing records exist (of ``head`` / ``loss`` only,
+    when given), the result says how well the ranking predicted them. Similarity records that stand
+    for this selection are reused unless ``recompute``.
+
+    Other keyword arguments are :func:`plan_selection`'s: ``dataset``, ``split``, ``k``,
+    ``max_pairs``, ``n_boot``, ``results_dir``, ``cache_dir``, ``workers``, ``device``,
+    ``registry``, ``allow_download``, ``progress``.
+
+    Example::
+
+        import probe
+        chosen = probe.select(top=3, dataset="shapes")
+        chosen.selected, chosen.agreements
+    """
+    from probe.align.heads import check_head
+    from probe.align.losses import check_loss
+    from probe.pipeline.ray_executor import executor_for
+    from probe.pipeline.runner import PairRunner
+    from probe.ranking import probing_scores, rank_agreement
+    from probe.records import keys
+    from probe.records.schema import SelectionRecord
+    from probe.records.store import read_record, record_path, write_record
+
+    if top < 1:
+        raise ProbeError(f"top must be >= 1, got {top}")
+    if head is not None:
+        check_head(head)
+    if loss is not None:
+        check_loss(loss)
+    work, items, skipped = plan_selection(vision, text, metric=metric, executor=executor, ray_address=ray_address,
+                                          **settings)
+    if skipped:
+        log.info("skipping %d model(s) whose weights are not on this machine: %s (`probe models` says why for "
+                 "each)", len(skipped), ", ".join(s.name for s in skipped[:5]) + (
+                     f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""))
+    with executor_for(executor, ray_address, (work.options.cache_dir, work.results_dir)) as runner_executor:
+        outcome = PairRunner(skip_existing=not recompute, progress=work.options.progress,
+                             executor=runner_executor).run(work, items)
+    if outcome.stale:
+        log.info("%s", outcome.stale_summary())
+    key = keys.similarity(metric)
+    records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]
+    ranked = sorted(records, key=lambda r: -r.metrics[key])
+    probed = probing_scores(work.results_dir, work.dataset_name, head, loss)
+
+    def control(r: Any) -> bool:
+        return r.vision.control or r.text.control
+
+    # controls are yardsticks, not candidates: they take no slot unless asked, and are listed apart
+    candidates = ranked if with_controls else [r for r in ranked if not control(r)]
+    references = [] if with_controls else [r for r in ranked if control(r)]
+    predicted = {(r.vision.name, r.text.name): r.metrics[key] for r in ranked}
+    real = {(r.vision.name, r.text.name) for r in ranked if not control(r)}
+    agreements: dict[str, dict[str, Any]] = {}
+    for benchmark, scores in probed.items():
+        # over real pairs (what a user chooses among), and over every pair with the controls
+        for label, pool in ((benchmark, {p: v for p, v in predicted.items() if p in real}),
+                            (f"{benchmark} (with controls)", predicted)):
+            agreement = rank_agreement(pool, scores, top)
+            if agreement is not None:
+                agreements[label] = agreement
+    k = work.k
+    path = write_record(record_path(work.results_dir, "selection", work.dataset_name, f"{metric}-{work.split}-k{k}"),
+                        SelectionRecord.new(dataset=work.dataset_name, split=work.split, seed=0,
+                                            config={"metric": metric, "top": top, "k": k, "max_pairs": work.max_pairs,
+                                                    "head": head, "loss": loss, "with_controls": with_controls},
+                                            ranking=[{"vision": v, "text": t, "value": val} for (v, t), val in
+                                                     sorted(predicted.items(), key=lambda kv: -kv[1])],
+                                            agreements=agreements))
+    return SelectionResult(metric, top, work.dataset_name, work.split, candidates, references, probed, agreements,
+                           path, outcome.failed, outcome.stale)
