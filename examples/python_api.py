@@ -29,6 +29,9 @@ def main(results: Path) -> None:
     model = probe.AlignedModel.load(results / best.saved_model, device="cpu")
     texts = model.encode_text(["a red circle", "a blue square"])
     print(f"best: {best.vision.name} x {best.text.name}; text embeddings {texts.shape}")
+    for scored in probe.evaluate(model, "digits", results_dir=results, progress=False):  # a benchmark it never saw
+        print(f"{scored.record.benchmark.label}: probing score {scored.record.metrics['alignment/probing_score']:.3f} "
+              f"({scored.outcome})")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def test_the_api_example_runs(tmp_path, shared_cache, monkeypatch):
     assert "best: test/tiny-vit" in done.stdout and "text embeddings (2, 512)" in done.stdout
     assert done.stdout.count("shapes-ood/test") == 2 and "selected before training: [('test/tiny-vit" in done.stdout
     assert (tmp_path / "r" / "reports" / "leaderboard.html").is_file()
+    assert "digits/test: probing score" in done.stdout and "(written)" in done.stdout
 
 
 def test_select_returns_its_ranking_and_record(tmp_path, shared_cache):

@@ -11,7 +11,6 @@ from probe.cli.common import (
     device_option,
     results_option,
     workers_option,
-    workspace,
 )
 
 
@@ -36,31 +35,17 @@ def eval_cmd(obj: RunContext, model_path, evals, results_dir, cache_dir, workers
       probe eval --model results/models/shapes/efficientnet_lite0-in1k__...-seed0 --eval shapes-ood
       probe eval --model ~/aligned/lite0-minilm --eval shapes-ood --eval digits
     """
-    from probe.align.model import AlignedModel
-    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
-    from probe.evaluation.saved import score_saved
-    from probe.features.options import ExtractOptions
+    from probe.api.evaluation import evaluate
     from probe.records import keys
-    from probe.records.store import model_ref, write_record
 
-    benchmarks = [get_benchmark(name) for name in benchmark_names(evals)]
-    model = AlignedModel.load(model_path, device=device, allow_download=obj.allow_download)
-    results, cache = workspace(results_dir, cache_dir)
-    options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=obj.allow_download)
-    for score in score_saved(model, model_ref(results, model_path), benchmarks, results, options):
-        metrics = score.record.metrics
-        line = f"{score.record.benchmark.label}: {keys.headline(metrics, score.record.intervals)}"
-        existing = score.existing
-        if existing is not None and existing.identity is not None and existing.identity != score.record.identity:
-            write_record(score.path, score.record)  # that record's inputs changed: it no longer stands for this
-            click.echo(f"{line}  (written to {score.path}, replacing a record whose inputs differ)")
-        elif existing is None:
-            write_record(score.path, score.record)
-            click.echo(f"{line}  (written to {score.path})")
-        else:
-            same = existing.metrics == metrics
-            click.echo(f"{line}  ({'equal to' if same else 'DIFFERS from'} the record of the run that fitted it: "
-                       f"{score.path})")
+    said = {"written": "written to {path}", "replaced": "written to {path}, replacing a record whose inputs differ",
+            "equal": "equal to the record of the run that fitted it: {path}",
+            "differs": "DIFFERS from the record of the run that fitted it: {path}"}
+    for scored in evaluate(model_path, evals, results_dir=results_dir, cache_dir=cache_dir, workers=workers,
+                           device=device, allow_download=obj.allow_download):
+        record = scored.record
+        line = f"{record.benchmark.label}: {keys.headline(record.metrics, record.intervals)}"
+        click.echo(f"{line}  ({said[scored.outcome].format(path=scored.path)})")
 
 
 @click.command("export", context_settings=CONTEXT)
