@@ -75,3 +75,20 @@ def test_select_returns_its_ranking_and_record(tmp_path, shared_cache):
     assert chosen.selected[0] == (frame.loc[0, "vision"], frame.loc[0, "text"])
     with pytest.raises(ProbeError, match="unknown metric|metric 'knn'"):
         probe.select("test/tiny-vit", "test/tiny-bert", metric="knn", results_dir=tmp_path)
+
+
+def test_models_and_benchmarks_are_rows_the_commands_print(run_cli):
+    import json
+
+    rows = probe.models("test/*")
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["test/tiny-vit"]["available"] is True and by_name["test/tiny-vit"]["modality"] == "vision"
+    assert rows == json.loads(run_cli("models", "test/*", "--json").stdout)
+    assert all(row["modality"] == "text" for row in probe.models("test/*", modality="text"))
+    listed = probe.benchmarks("offline")
+    assert [b["name"] for b in listed["benchmarks"]] == ["shapes", "shapes-ood", "digits"]
+    assert listed["suites"][0]["suite"] == "offline"
+    with pytest.raises(ProbeError, match="unknown benchmark 'imagenet'"):
+        probe.benchmarks("imagenet")
+    with pytest.raises(ProbeError, match="modality 'audio'"):
+        probe.models(modality="audio")

@@ -239,38 +239,11 @@ def benchmarks(names: tuple[str, ...], as_json: bool) -> None:
     """
     import json
 
+    from probe.api.catalogues import benchmarks as catalogue_rows
     from probe.cli.tables import print_table
-    from probe.errors import ProbeError
-    from probe.evaluation.benchmarks import class_names, prompt_templates
-    from probe.evaluation.catalogue import Catalogue
 
-    catalogue = Catalogue.load()
-    for name in names:
-        if name not in catalogue.benchmarks and name not in catalogue.suites:
-            raise catalogue.unknown(name)
-    chosen = catalogue.expand(names) if names else list(catalogue.benchmarks)
-
-    def count(fn, entry) -> str:
-        if entry.reader == "bundled" or "zeroshot" not in entry.task:
-            return "-" if "zeroshot" not in entry.task else "bundled"
-        if entry.reader == "recipe":
-            from probe.recipes import get_recipe
-
-            recipe = get_recipe(entry.name)
-            return str(len(recipe.classnames if fn is class_names else recipe.templates))
-        try:
-            return str(len(fn(entry)))
-        except ProbeError:
-            return "needs data"
-
-    rows: list[dict[str, Any]] = []
-    for name in chosen:
-        entry = catalogue.benchmarks[name]
-        rows.append({"name": name, "task": ", ".join(entry.task), "classes": count(class_names, entry),
-                     "templates": count(prompt_templates, entry), "data": entry.where(),
-                     "present": entry.present(), "get": entry.get, "description": entry.description})
-    suites: list[dict[str, Any]] = [{"suite": s.name, "benchmarks": list(s.benchmarks), "description": s.description}
-              for s in catalogue.suites.values() if not names or s.name in names]
+    listed = catalogue_rows(names)
+    rows, suites = listed["benchmarks"], listed["suites"]
     if as_json:
         click.echo(json.dumps({"benchmarks": rows, "suites": suites}, indent=2))
         return

@@ -37,6 +37,13 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
     """
     from probe.encoders.availability import check
 
+    if as_json and not run_check:
+        from probe.api.catalogues import models as model_rows
+
+        click.echo(json.dumps(model_rows(patterns, modality=modality, available=available,
+                                         include_tests=include_tests, registry=obj.registry_paths,
+                                         allow_download=obj.allow_download), indent=2))
+        return
     specs = obj.registry.list(patterns, modality=modality, include_tests=include_tests or bool(patterns),
                               strict=True)
     statuses = [(spec, check(spec, allow_download=obj.allow_download)) for spec in specs]
@@ -45,12 +52,6 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
                       device, as_json)
         return
     rows = [(spec, st) for spec, st in statuses if st.ok or not available]
-    if as_json:
-        records = [{**spec.to_dict(), "available": st.ok, "availability": st.reason,
-                    "control": spec.is_control, "runs_code": spec.runs_code, "source": spec.source}
-                   for spec, st in rows]
-        click.echo(json.dumps(records, indent=2))
-        return
     from collections import Counter
 
     from probe.cli.tables import print_table, terminal_width

@@ -1,0 +1,81 @@
+"""``probe.models`` and ``probe.benchmarks``: what the registry and the benchmark catalogue hold, and
+what of it is usable on this machine, as rows a notebook can filter (``probe models`` and ``probe
+benchmarks`` print the same rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def models(patterns: str | Sequence[str] = (), *, modality: str | None = None, available: bool = False,
+           include_tests: bool = False, registry: Sequence[str | Path] = (),
+           allow_download: bool = False) -> list[dict[str, Any]]:
+    """Registry entries matching shell-style ``patterns`` (all when none): each entry's fields, whether
+    its weights load here (``available``) and why not (``availability``), whether it is a control and
+    whether it runs code beyond probe's. ``available=True`` keeps only the loadable ones.
+
+    Example::
+
+        import pandas as pd, probe
+        pd.DataFrame(probe.models(modality="text", available=True))[["name", "embed_dim"]]
+    """
+    from probe.api.alignment import _names
+    from probe.encoders.availability import check
+    from probe.errors import ProbeError
+    from probe.registry import Registry
+
+    if modality not in (None, "vision", "text"):
+        raise ProbeError(f"modality {modality!r} is not one of vision, text")
+    chosen = _names(patterns)
+    specs = Registry.load(tuple(str(p) for p in registry)).list(chosen, modality=modality,
+                                                                 include_tests=include_tests or bool(chosen),
+                                                                 strict=True)
+    rows = []
+    for spec in specs:
+        status = check(spec, allow_download=allow_download)
+        if status.ok or not available:
+            rows.append({**spec.to_dict(), "available": status.ok, "availability": status.reason,
+                         "control": spec.is_control, "runs_code": spec.runs_code, "source": spec.source})
+    return rows
+
+
+def benchmarks(names: str | Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
+    """The benchmark catalogue (or the named benchmarks and suites): per benchmark its tasks, how many
+    class names and templates it has, where its data must be, whether it is here and how to get it;
+    then the suites. ``{"benchmarks": [...], "suites": [...]}``."""
+    from probe.api.alignment import _names
+    from probe.errors import ProbeError
+    from probe.evaluation.benchmarks import class_names, prompt_templates
+    from probe.evaluation.catalogue import Catalogue
+
+    asked = _names(names)
+    catalogue = Catalogue.load()
+    for name in asked:
+        if name not in catalogue.benchmarks and name not in catalogue.suites:
+            raise catalogue.unknown(name)
+    chosen = catalogue.expand(asked) if asked else list(catalogue.benchmarks)
+
+    def count(fn: Any, entry: Any) -> str:
+        if entry.reader == "bundled" or "zeroshot" not in entry.task:
+            return "-" if "zeroshot" not in entry.task else "bundled"
+        if entry.reader == "recipe":
+            from probe.recipes import get_recipe
+
+            recipe = get_recipe(entry.name)
+            return str(len(recipe.classnames if fn is class_names else recipe.templates))
+        try:
+            return str(len(fn(entry)))
+        except ProbeError:
+            return "needs data"
+
+    rows = []
+    for name in chosen:
+        entry = catalogue.benchmarks[name]
+        rows.append({"name": name, "task": ", ".join(entry.task), "classes": count(class_names, entry),
+                     "templates": count(prompt_templates, entry), "data": entry.where(),
+                     "present": entry.present(), "get": entry.get, "description": entry.description})
+    suites = [{"suite": s.name, "benchmarks": list(s.benchmarks), "description": s.description}
+              for s in catalogue.suites.values() if not asked or s.name in asked]
+    return {"benchmarks": rows, "suites": suites}
