@@ -92,3 +92,15 @@ def test_models_and_benchmarks_are_rows_the_commands_print(run_cli):
         probe.benchmarks("imagenet")
     with pytest.raises(ProbeError, match="modality 'audio'"):
         probe.models(modality="audio")
+
+
+def test_correlate_returns_its_tables(tmp_path, shared_cache):
+    probe.run(["test/tiny-vit", "test/tiny-vit-wide"], ["test/tiny-bert"], results_dir=tmp_path,
+              cache_dir=shared_cache, **TINY)
+    with pytest.raises(ProbeError, match="no successful probing records of heads fitted on 'digits'"):
+        probe.correlate(dataset="digits", results_dir=tmp_path, cache_dir=shared_cache, progress=False)
+    found = probe.correlate(dataset="shapes", results_dir=tmp_path, cache_dir=shared_cache, progress=False)
+    assert set(found.models) == {"test/tiny-vit", "test/tiny-vit-wide", "test/tiny-bert"}
+    assert list(found.tables) == ["shapes/test"] and len(found.paths) == 1 and found.paths[0].is_file()
+    frame = found.to_frame()
+    assert set(frame["benchmark"]) == {"shapes/test"} and {"correlate", "spearman"} <= set(frame.columns)

@@ -152,7 +152,7 @@ def test_select_bad_input(run_cli, tmp_path, shared_cache):
 def test_an_encoders_own_score_is_correlated_over_distinct_encoders():
     from scipy.stats import spearmanr
 
-    from probe.correlate import correlation_table
+    from probe.correlates import correlation_table
     from probe.report.plots import distinct_encoder_points
 
     # three vision encoders x two text encoders: six pairs, but only three kNN values and two text scores

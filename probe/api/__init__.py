@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from probe.api.alignment import RunPlan, RunResult, head_configs, plan_run, run
 from probe.api.catalogues import benchmarks, models
+from probe.api.correlation import CorrelationResult, correlate
 from probe.api.evaluation import Scored, evaluate
 from probe.api.reporting import write_report
 from probe.api.selection import SelectionResult, plan_selection, select
 
-__all__ = ["RunPlan", "RunResult", "Scored", "SelectionResult", "benchmarks", "evaluate", "head_configs", "models", "plan_run", "plan_selection", "run", "select",
+__all__ = ["CorrelationResult", "RunPlan", "RunResult", "Scored", "correlate", "SelectionResult", "benchmarks", "evaluate", "head_configs", "models", "plan_run", "plan_selection", "run", "select",
            "write_report"]

@@ -16,7 +16,6 @@ from probe.cli.common import (
     fmt,
     results_option,
     workers_option,
-    workspace,
 )
 
 _COMMON: list[Callable[[Callable], Callable]] = [
@@ -49,12 +48,6 @@ def common(fn):
     for option in reversed(_COMMON):
         fn = option(fn)
     return fn
-
-
-def _extract_options(obj: RunContext, cache, workers: int | None, device: str | None):
-    from probe.features.options import ExtractOptions
-
-    return ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=obj.allow_download)
 
 
 def _report_failures(outcome) -> None:
@@ -182,64 +175,27 @@ def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_di
       probe correlate --head star --loss siglip
       probe correlate --dataset fashion-mnist --corpus tuxpaint+openclipart+emoji
     """
+    from probe.api.correlation import correlate as correlate_scores
     from probe.cli.tables import print_table
-    from probe.correlate import CorrelatesWork, correlation_table
-    from probe.data import get_dataset
-    from probe.errors import ProbeError
-    from probe.pipeline.runner import PairRunner, singles
-    from probe.pipeline.splits import in_domain_plan
-    from probe.ranking import probing_scores
     from probe.records import keys
-    from probe.records.schema import CorrelationRecord
-    from probe.records.store import iter_records, read_complete, record_path, write_record
 
-    results, cache = workspace(results_dir, cache_dir)
-    ds = get_dataset(dataset)
-    fitted_on = get_dataset(corpus).info.name if corpus else ds.info.name
-    probed = probing_scores(results, fitted_on, head, loss)
-    if not probed:
-        raise ProbeError(f"no successful probing records of heads fitted on {fitted_on!r} under {results}; "
-                         f"run `probe run` first" + ("" if corpus else " (or name their corpus with --corpus)"))
-    known = {s.name for s in obj.registry.list()}
-    names = sorted({name for scores in probed.values() for pair in scores for name in pair})
-    for name in names:
-        if name not in known:
-            click.echo(f"skipping {name}: no longer in the registry", err=True)
-    specs = [obj.registry.get(name) for name in names if name in known]
-    work = CorrelatesWork(ds.info.name, in_domain_plan(ds, {"zeroshot"}, explicit_tasks=False), results,
-                          _extract_options(obj, cache, workers, device))
-    if not work.plan.fit.captions and any(s.modality == "text" for s in specs):
-        click.echo(f"{ds.info.name} has no captions: text encoders get no unimodal scores here (their published "
-                   "MTEB averages still count)", err=True)
-    outcome = PairRunner(skip_existing=not recompute).run(work, singles(specs))
-    _report_failures(outcome)
-    models: dict[str, dict] = {}
-    for spec in specs:
-        record = read_complete(work.path((spec,)))
-        values = dict(record.metrics) if record is not None else {}
-        for field in ("imagenet_knn", "mteb_avg"):
-            if getattr(spec, field) is not None:
-                values[f"published:{field}"] = getattr(spec, field)
-        models[spec.name] = values
+    found = correlate_scores(dataset=dataset, corpus=corpus, head=head, loss=loss, recompute=recompute,
+                             results_dir=results_dir, cache_dir=cache_dir, workers=workers, device=device,
+                             registry=obj.registry_paths, allow_download=obj.allow_download)
+    _report_failures(found)
     print_table(["encoder", "kNN@20", "linear probe", "k-means NMI", "text score", "STS", "published"],
                 [[name, fmt(v.get(keys.VISION_KNN20)), fmt(v.get(keys.VISION_LINEAR)),
                   fmt(v.get(keys.VISION_KMEANS_NMI)), fmt(v.get(keys.TEXT_SCORE)), fmt(v.get(keys.TEXT_STS)),
-                  fmt(v.get("published:imagenet_knn", v.get("published:mteb_avg")), 1)] for name, v in models.items()],
-                title=f"unimodal correlates on {ds.info.name}")
-    similarity = {(s.record.vision.name, s.record.text.name): s.record.metrics
-                  for s in iter_records(results, "similarity") if s.record.dataset == fitted_on and s.record.ok}
-    for benchmark, scores in probed.items():
-        rows = correlation_table(scores, models, similarity)
+                  fmt(v.get("published:imagenet_knn", v.get("published:mteb_avg")), 1)]
+                 for name, v in found.models.items()],
+                title=f"unimodal correlates on {found.dataset}")
+    for benchmark, rows in found.tables.items():
         print_table(["correlate", "over", "n", "Spearman r", "p-value"],
                     [[r["correlate"], r["over"], str(r["n"]), fmt(r["spearman"]),
                       "-" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in rows],
-                    title=f"what predicts the score on {benchmark} ({len(scores)} probed pairs, heads fitted "
-                          f"on {fitted_on}; unimodal scores on {ds.info.name})")
-        label = benchmark.replace("/", "-")
-        write_record(record_path(results, "correlation", fitted_on, f"{head or 'any'}-{loss or 'any'}-{label}"),
-                     CorrelationRecord.new(dataset=fitted_on, benchmark=benchmark, seed=0,
-                                           config={"head": head, "loss": loss}, table=rows, n_pairs=len(scores)))
-    if outcome.failed:
+                    title=f"what predicts the score on {benchmark} ({found.n_pairs[benchmark]} probed pairs, heads "
+                          f"fitted on {found.fitted_on}; unimodal scores on {found.dataset})")
+    if found.failed:
         raise click.exceptions.Exit(1)
 
 
