@@ -13,7 +13,7 @@ __version__ = "0.2.0"
 _API = {"run": "probe.api.alignment", "RunResult": "probe.api.alignment", "select": "probe.api.selection",
         "SelectionResult": "probe.api.selection", "write_report": "probe.api.reporting",
         "evaluate": "probe.api.evaluation", "models": "probe.api.catalogues", "benchmarks": "probe.api.catalogues",
-        "correlate": "probe.api.correlation",
+        "correlate": "probe.api.correlation", "extract": "probe.api.extraction",
         "AlignedModel": "probe.align.model",
         "ProbeError": "probe.errors", "load_records": "probe.records.table"}
 

@@ -104,3 +104,19 @@ def test_correlate_returns_its_tables(tmp_path, shared_cache):
     assert list(found.tables) == ["shapes/test"] and len(found.paths) == 1 and found.paths[0].is_file()
     frame = found.to_frame()
     assert set(frame["benchmark"]) == {"shapes/test"} and {"correlate", "spearman"} <= set(frame.columns)
+
+
+def test_extract_reports_each_entry_as_it_is_done(tmp_path):
+    seen = []
+    entries = probe.extract(["test/tiny-vit", "test/tiny-bert"], dataset="shapes", splits=["val"],
+                            cache_dir=tmp_path / "cache", results_dir=tmp_path, progress=False, on_entry=seen.append)
+    by_model = {e.model: e for e in entries}
+    assert seen == entries and {e.split for e in entries} == {"val"}
+    assert by_model["test/tiny-vit"].shape == (75, 64) and by_model["test/tiny-bert"].shape == (375, 32)  # 5 captions
+    vit = by_model["test/tiny-vit"]
+    assert not vit.stats.from_cache and (vit.path / "meta.json").is_file()
+    again = probe.extract("test/tiny-vit", dataset="shapes", splits=["val"], cache_dir=tmp_path / "cache",
+                          results_dir=tmp_path, progress=False)
+    assert again[0].stats.from_cache and again[0].path == vit.path
+    with pytest.raises(ProbeError, match="unknown executor 'rya'"):
+        probe.extract("test/tiny-vit", executor="rya")

@@ -7,8 +7,10 @@ from probe.api.alignment import RunPlan, RunResult, head_configs, plan_run, run
 from probe.api.catalogues import benchmarks, models
 from probe.api.correlation import CorrelationResult, correlate
 from probe.api.evaluation import Scored, evaluate
+from probe.api.extraction import Extracted, extract, plan_extraction
 from probe.api.reporting import write_report
 from probe.api.selection import SelectionResult, plan_selection, select
 
-__all__ = ["CorrelationResult", "RunPlan", "RunResult", "Scored", "correlate", "SelectionResult", "benchmarks", "evaluate", "head_configs", "models", "plan_run", "plan_selection", "run", "select",
+__all__ = ["CorrelationResult", "Extracted", "RunPlan", "RunResult", "Scored", "correlate", "SelectionResult", "benchmarks", "evaluate", "extract", "head_configs", "models",
+           "plan_extraction", "plan_run", "plan_selection", "run", "select",
            "write_report"]

@@ -213,11 +213,16 @@ def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing
                      planned.cache_dir)
 
 
-def _log_plan(planned: RunPlan) -> None:
-    """Name, on one line each, the entries that ``all`` reached but cannot load, and the run's size."""
-    if planned.skipped:
-        names = [s.name for s in planned.skipped]
+def log_skipped(skipped: Sequence[Any]) -> None:
+    """Name, on one line, the entries that a pattern (``all``) reached but whose weights are not here."""
+    if skipped:
+        names = [s.name for s in skipped]
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         log.info("skipping %d model(s) whose weights are not on this machine: %s (`probe models` says why for "
                  "each)", len(names), shown)
+
+
+def _log_plan(planned: RunPlan) -> None:
+    """The entries skipped, then the run's size, one line each."""
+    log_skipped(planned.skipped)
     log.info("%s", planned.summary)

@@ -123,6 +123,7 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
     """
     from probe.align.heads import check_head
     from probe.align.losses import check_loss
+    from probe.api.alignment import log_skipped
     from probe.pipeline.ray_executor import executor_for
     from probe.pipeline.runner import PairRunner
     from probe.ranking import probing_scores, rank_agreement
@@ -138,10 +139,7 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
         check_loss(loss)
     work, items, skipped = plan_selection(vision, text, metric=metric, executor=executor, ray_address=ray_address,
                                           **settings)
-    if skipped:
-        log.info("skipping %d model(s) whose weights are not on this machine: %s (`probe models` says why for "
-                 "each)", len(skipped), ", ".join(s.name for s in skipped[:5]) + (
-                     f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""))
+    log_skipped(skipped)
     with executor_for(executor, ray_address, (work.options.cache_dir, work.results_dir)) as runner_executor:
         outcome = PairRunner(skip_existing=not recompute, progress=work.options.progress,
                              executor=runner_executor).run(work, items)

@@ -13,11 +13,9 @@ from probe.cli.common import (
     decode_option,
     device_option,
     dtype_option,
-    echo_skipped,
     executor_options,
     results_option,
     workers_option,
-    workspace,
 )
 
 
@@ -154,63 +152,31 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
       probe extract -m all -d wds:/shared/cc3m --executor ray --ray-address head:6379
       probe extract -m 'dinov2/*' -d wds:/shared/cc3m --dry-run      # cached, to encode, disk, time
     """
-    import dataclasses
+    from probe.api.alignment import log_skipped
+    from probe.api.extraction import extract as extract_features
+    from probe.api.extraction import plan_extraction
 
-    from probe.data import get_dataset
-    from probe.encoders.availability import check
-    from probe.errors import UnavailableError
-    from probe.features import ExtractOptions, fitted_on_corpus
-    from probe.pipeline.ray_executor import RayExecutor, check_executor, executor_for, for_workers
-    from probe.pipeline.splits import load_split
-
-    check_executor(executor, ray_address)
-    specs, unavailable = obj.resolve(patterns)
-    echo_skipped(unavailable)
-    for spec in specs:
-        status = check(spec, allow_download=obj.allow_download)
-        if not status.ok:
-            raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
-    ds = get_dataset(dataset)
-    chosen = list(splits) or list(ds.info.splits)
-    loaded = {split: load_split(ds, split) for split in chosen}
-    needs_fit = "train" in ds.info.splits and any(fitted_on_corpus(s) for s in specs)
-    fit = None
-    if needs_fit:
-        fit = loaded["train"] if "train" in loaded else ds.load("train")
-    options = ExtractOptions(cache_dir=workspace(results_dir, cache_dir, dry_run)[1], batch_size=batch_size, workers=workers,
-                             dtype=dtype, on_bad_image=on_bad_image, device=device, allow_download=obj.allow_download,
-                             decode=decode)
+    settings = dict(dataset=dataset, splits=splits, batch_size=batch_size, workers=workers, dtype=dtype, decode=decode,
+                    on_bad_image=on_bad_image, results_dir=results_dir, cache_dir=cache_dir, device=device,
+                    registry=obj.registry_paths, allow_download=obj.allow_download)
     if dry_run:
         from probe.cli.preview import echo_features
         from probe.features.roles import FeatureRequest
         from probe.pipeline.preview import preview_encoders
 
-        requests = [FeatureRequest(split, data) for split, data in loaded.items()]
-        echo_features(preview_encoders(specs, lambda spec: requests, fit, options), options)
+        planned = plan_extraction(patterns, executor=executor, ray_address=ray_address, dry_run=True, **settings)
+        log_skipped(planned.skipped)
+        requests = [FeatureRequest(split, data) for split, data in planned.splits.items()]
+        echo_features(preview_encoders(planned.specs, lambda spec: requests, planned.fit, planned.options),
+                      planned.options)
         return
-    options = dataclasses.replace(options, cache_dir=for_workers(executor, options.cache)[0])
-    with executor_for(executor, ray_address, (options.cache,)) as chosen:
-        if isinstance(chosen, RayExecutor):
-            chosen.connect()
-        for split, data in loaded.items():
-            for spec in specs:
-                _extract_one(spec, split, data, options, fit, isinstance(chosen, RayExecutor))
 
+    def said(entry) -> None:
+        how = "cached" if entry.stats.from_cache else _computed(entry.stats, entry.on_ray)
+        click.echo(f"{entry.model:<45} {entry.split:<11} {entry.shape!s:<14} {how}"
+                   + (f", {entry.skipped} bad image(s) skipped" if entry.skipped else "") + f"  {entry.path}")
 
-def _extract_one(spec, split: str, data, options, fit, on_ray: bool) -> None:
-    from probe.features import ExtractionStats, split_features
-
-    stats = ExtractionStats()
-    if on_ray:
-        from probe.pipeline.ray_extract import ray_split_features
-
-        result = ray_split_features(spec, data, options, fit_data=fit, stats=stats)
-    else:
-        result = split_features(spec, data, options, fit_data=fit, stats=stats)
-    how = "cached" if stats.from_cache else _computed(stats, on_ray)
-    skipped = len(result.meta["skipped"])
-    click.echo(f"{spec.name:<45} {split:<11} {tuple(result.features.shape)!s:<14} {how}"
-               + (f", {skipped} bad image(s) skipped" if skipped else "") + f"  {result.path}")
+    extract_features(patterns, executor=executor, ray_address=ray_address, on_entry=said, **settings)
 
 
 def _computed(stats, on_ray: bool) -> str:

@@ -11,7 +11,6 @@ from probe.cli.common import (
     RunContext,
     cache_option,
     device_option,
-    echo_skipped,
     executor_options,
     fmt,
     results_option,
@@ -97,6 +96,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
       probe select --dataset karpathy:~/coco/dataset_coco.json --split train --max-pairs 10000
       probe select --vision all --text all -d wds:~/cc3m --dry-run    # what the 5,000 pairs cost to encode
     """
+    from probe.api.alignment import log_skipped
     from probe.api.selection import plan_selection
     from probe.api.selection import select as select_pairs
     from probe.cli.tables import print_table
@@ -110,7 +110,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
 
         work, items, skipped = plan_selection(metric=metric, executor=executor, ray_address=ray_address, dry_run=True,
                                               **settings)
-        echo_skipped(skipped)
+        log_skipped(skipped)
         echo_selection_preview(work, items, recompute)
         return
     chosen = select_pairs(top=top, metric=metric, with_controls=with_controls, recompute=recompute, head=head,

@@ -1,0 +1,118 @@
+"""``probe.extract``: features of encoders on a dataset's splits, into the content-addressed cache that
+every pair then reads (resumable; on this machine or on Ray)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Extracted:
+    """One cache entry a call made or found: whose, of what, where, and how it came to be."""
+
+    model: str
+    split: str
+    shape: tuple[int, ...]
+    path: Path
+    #: :class:`~probe.features.cache.ExtractionStats`: from the cache, chunks computed and resumed, rate
+    stats: Any
+    #: inputs that could not be read (listed in the entry's meta.json)
+    skipped: int
+    on_ray: bool = False
+
+
+@dataclass
+class ExtractionPlan:
+    """The encoders, the loaded splits, the corpus a fitted encoder fits on, and the options."""
+
+    specs: list[Any]
+    skipped: list[Any]
+    splits: dict[str, Any]
+    fit: Any
+    options: Any
+
+
+def plan_extraction(models: str | Sequence[str], *, dataset: str = "shapes", splits: Sequence[str] = (),
+                    batch_size: int | None = None, workers: int | None = None, dtype: str = "auto",
+                    decode: str = "workers", on_bad_image: str = "skip", results_dir: str | Path | None = None,
+                    cache_dir: str | Path | None = None, device: str | None = None, executor: str = "local",
+                    ray_address: str | None = None, registry: Sequence[str | Path] = (),
+                    allow_download: bool = False, progress: bool = True, dry_run: bool = False) -> ExtractionPlan:
+    """Check every input, resolve the models (each must load here) and load the splits; no encoder runs."""
+    from probe.api.alignment import _names
+    from probe.data import get_dataset
+    from probe.encoders.availability import check, resolve_models
+    from probe.errors import UnavailableError
+    from probe.features import ExtractOptions, fitted_on_corpus
+    from probe.pipeline.ray_executor import check_executor
+    from probe.pipeline.splits import load_split
+    from probe.registry import Registry
+    from probe.workspace import folders
+
+    check_executor(executor, ray_address)
+    catalogue = Registry.load(tuple(str(p) for p in registry))
+    specs, unavailable = resolve_models(catalogue, _names(models), allow_download=allow_download)
+    for spec in specs:
+        status = check(spec, allow_download=allow_download)
+        if not status.ok:
+            raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
+    ds = get_dataset(dataset)
+    chosen = list(splits) or list(ds.info.splits)
+    loaded = {split: load_split(ds, split) for split in chosen}
+    fit = None
+    if "train" in ds.info.splits and any(fitted_on_corpus(s) for s in specs):
+        fit = loaded["train"] if "train" in loaded else ds.load("train")
+    options = ExtractOptions(cache_dir=folders(results_dir, cache_dir, dry_run)[1], batch_size=batch_size,
+                             workers=workers, dtype=dtype, on_bad_image=on_bad_image, device=device,
+                             allow_download=allow_download, decode=decode, progress=progress)
+    return ExtractionPlan(specs, unavailable, loaded, fit, options)
+
+
+def extract(models: str | Sequence[str], *, executor: str = "local", ray_address: str | None = None,
+            on_entry: Callable[[Extracted], None] | None = None, **settings: Any) -> list[Extracted]:
+    """Extract (or find in the cache) the features of every model in ``models`` (names or shell
+    patterns) on each split of ``dataset`` (``splits``: all by default); returns one
+    :class:`Extracted` per entry, and calls ``on_entry`` with each as it is done.
+
+    Other keyword arguments are :func:`plan_extraction`'s: ``dataset``, ``splits``, ``batch_size``,
+    ``workers``, ``dtype``, ``decode``, ``on_bad_image``, ``results_dir``, ``cache_dir``,
+    ``device``, ``registry``, ``allow_download``, ``progress``.
+
+    Example::
+
+        import probe
+        for entry in probe.extract(["test/tiny-vit"], dataset="shapes", splits=["val"]):
+            print(entry.model, entry.split, entry.shape, entry.path)
+    """
+    import dataclasses
+
+    from probe.api.alignment import log_skipped
+    from probe.features import ExtractionStats, split_features
+    from probe.pipeline.ray_executor import RayExecutor, executor_for, for_workers
+
+    planned = plan_extraction(models, executor=executor, ray_address=ray_address, **settings)
+    log_skipped(planned.skipped)
+    options = dataclasses.replace(planned.options, cache_dir=for_workers(executor, planned.options.cache)[0])
+    out = []
+    with executor_for(executor, ray_address, (options.cache,)) as chosen:
+        on_ray = isinstance(chosen, RayExecutor)
+        if on_ray:
+            chosen.connect()
+        for split, data in planned.splits.items():
+            for spec in planned.specs:
+                stats = ExtractionStats()
+                if on_ray:
+                    from probe.pipeline.ray_extract import ray_split_features
+
+                    result = ray_split_features(spec, data, options, fit_data=planned.fit, stats=stats)
+                else:
+                    result = split_features(spec, data, options, fit_data=planned.fit, stats=stats)
+                entry = Extracted(spec.name, split, tuple(result.features.shape), result.path, stats,
+                                  len(result.meta["skipped"]), on_ray)
+                out.append(entry)
+                if on_entry is not None:
+                    on_entry(entry)
+    return out
