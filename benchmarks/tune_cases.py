@@ -23,10 +23,10 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
     from probe.encoders import load_encoder
     from probe.features.extract import encode_inputs
     from probe.registry import Registry
-    from probe.tune.config import TuneConfig
-    from probe.tune.modules import TunedEncoder, module_parts, pooled_spec, tunable
-    from probe.tune.parts import apply, parse_parts, resolve
-    from probe.tune.train import Side, _encoder_groups, tune_fit
+    from probe.unfreezing.config import TuneConfig
+    from probe.unfreezing.modules import TunedEncoder, module_parts, pooled_spec, tunable
+    from probe.unfreezing.parts import apply, parse_parts, resolve
+    from probe.unfreezing.train import Side, _encoder_groups, tune_fit
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = get_dataset("shapes").load("train").subset(np.arange(n_images), "train-head")
@@ -104,10 +104,10 @@ def _tune_memory_child(vision: str, parts: str, batch: int, n_images: int, preci
     from probe.encoders.base import pick_device
     from probe.features.extract import encode_inputs
     from probe.registry import Registry
-    from probe.tune.config import TuneConfig
-    from probe.tune.modules import TunedEncoder, module_parts, pooled_spec, tunable
-    from probe.tune.parts import apply, parse_parts, resolve
-    from probe.tune.train import Side, tune_fit
+    from probe.unfreezing.config import TuneConfig
+    from probe.unfreezing.modules import TunedEncoder, module_parts, pooled_spec, tunable
+    from probe.unfreezing.parts import apply, parse_parts, resolve
+    from probe.unfreezing.train import Side, tune_fit
 
     device = pick_device(None)
     torch.manual_seed(0)

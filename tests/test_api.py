@@ -120,3 +120,12 @@ def test_extract_reports_each_entry_as_it_is_done(tmp_path):
     assert again[0].stats.from_cache and again[0].path == vit.path
     with pytest.raises(ProbeError, match="unknown executor 'rya'"):
         probe.extract("test/tiny-vit", executor="rya")
+
+
+def test_tune_returns_its_records(tmp_path, shared_cache):
+    result = probe.tune("test/tiny-vit", "test/tiny-bert", vision_parts="cls_token", epochs=1, batch_size=64,
+                        workers=0, save_models=False, results_dir=tmp_path, cache_dir=shared_cache, progress=False)
+    (record,) = result.records
+    assert record.kind == "tune" and record.tune.setting and 0 <= record.metrics["alignment/probing_score"] <= 1
+    with pytest.raises(ProbeError, match="give one of --freeze, --grid or --vision-parts"):
+        probe.tune("test/tiny-vit", "test/tiny-bert", freeze="V_u^f,T_u^u", grid="to-freeze", results_dir=tmp_path)

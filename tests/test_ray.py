@@ -266,3 +266,21 @@ def test_an_address_that_is_not_ray_is_refused_in_one_line_within_the_timeout(ru
                           f"no answer to an HTTP/2 greeting within {HANDSHAKE_TIMEOUT:.0f} s")
     assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 30  # the interpreter's start included
     assert not (tmp_path / "records").exists()
+
+
+def test_probe_tune_runs_on_ray_through_the_pair_runner(run_cli, tmp_path, ray_address, shared_cache):
+    """probe tune goes through the same runner as probe run, so --executor ray runs each pair's tune runs
+    as Ray tasks and writes the records a local run writes."""
+    common = ("tune", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--vision-parts", "cls_token",
+              "--text-parts", "none", "--epochs", "1", "--batch-size", "64", "--workers", "0", "--cache-dir",
+              str(shared_cache), "--no-save-models")
+    local = run_cli(*common, "--results", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    on_ray = run_cli(*common, "--results", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_address)
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert "done: 1 written, 0 failed, 0 already there" in on_ray.stderr
+    here = {p.name: json.loads(p.read_text()) for p in (tmp_path / "local" / "records" / "tune").rglob("*.json")}
+    there = {p.name: json.loads(p.read_text()) for p in (tmp_path / "ray" / "records" / "tune").rglob("*.json")}
+    assert here.keys() == there.keys() and len(here) == 1
+    for name, record in here.items():
+        assert there[name]["metrics"] == pytest.approx(record["metrics"], abs=1e-6)

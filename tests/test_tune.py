@@ -28,9 +28,9 @@ def _side(name: str, parts: str, data, pooling: str = "cls"):
     from probe.encoders import load_encoder
     from probe.features.extract import encode_inputs
     from probe.registry import Registry
-    from probe.tune.modules import TunedEncoder, module_parts, pooled_spec, tunable
-    from probe.tune.parts import apply, parse_parts, resolve
-    from probe.tune.train import Side
+    from probe.unfreezing.modules import TunedEncoder, module_parts, pooled_spec, tunable
+    from probe.unfreezing.parts import apply, parse_parts, resolve
+    from probe.unfreezing.train import Side
 
     spec = Registry.load().get(name)
     module = tunable(load_encoder(spec, device="cpu"), pooling)
@@ -47,8 +47,8 @@ def _fit(vision, text, data, run_dir=None, epochs: int = 1, checkpoint_every: in
          grad_checkpointing: bool | None = None, **cfg):
     from probe.align.config import ProbeConfig
     from probe.align.train import PairedFeatures
-    from probe.tune.config import TuneConfig
-    from probe.tune.train import tune_fit
+    from probe.unfreezing.config import TuneConfig
+    from probe.unfreezing.train import tune_fit
 
     pairs = PairedFeatures(vision.features, text.features, data.caption_image).usable_pairs()
     config = ProbeConfig(head="linear", loss="infonce", epochs=epochs, batch_size=32, out_dim=16, norm=False,
@@ -139,8 +139,8 @@ def test_part_maps_cover_the_encoders_and_a_cnn_has_no_cls_token():
     from probe.encoders import load_encoder
     from probe.errors import ProbeError
     from probe.registry import Registry
-    from probe.tune.modules import tunable
-    from probe.tune.parts import parse_parts, part_map, resolve
+    from probe.unfreezing.modules import tunable
+    from probe.unfreezing.parts import parse_parts, part_map, resolve
 
     registry = Registry.load()
     vit = tunable(load_encoder(registry.get("test/tiny-vit"), device="cpu"), "cls")
@@ -167,7 +167,7 @@ def test_part_maps_cover_the_encoders_and_a_cnn_has_no_cls_token():
 
 def test_the_papers_notation_names_stages():
     from probe.errors import ProbeError
-    from probe.tune.config import GRIDS, TuneConfig, from_notation
+    from probe.unfreezing.config import GRIDS, TuneConfig, from_notation
 
     vision, text = from_notation("V_u^f,T_u^u")
     config = TuneConfig(vision_parts=vision, text_parts=text)
@@ -183,7 +183,7 @@ def test_the_papers_notation_names_stages():
 
 
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
-    from probe.tune import train
+    from probe.unfreezing import train
 
     data = _train_split()
 
@@ -327,15 +327,15 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     _fit(vision, text, data, run_dir=tmp_path, checkpoint_every=3)
     from probe.align.config import ProbeConfig
     from probe.align.train import PairedFeatures
-    from probe.tune.config import TuneConfig
-    from probe.tune.train import tune_fit
+    from probe.unfreezing.config import TuneConfig
+    from probe.unfreezing.train import tune_fit
 
     pairs = PairedFeatures(vision.features, text.features, data.caption_image).usable_pairs()
     with pytest.raises(ProbeError, match="was written by another configuration"):
         tune_fit(vision, text, data.caption_image, pairs, ProbeConfig(batch_size=32, out_dim=16), TuneConfig(), "cpu",
                  run_dir=tmp_path, run_key="another", progress=False)
     # a valid torch file of this run's key whose tensors have other shapes, or that is not a checkpoint
-    from probe.tune.train import CHECKPOINT
+    from probe.unfreezing.train import CHECKPOINT
 
     payload = torch.load(tmp_path / CHECKPOINT, map_location="cpu", weights_only=True)
     name = next(iter(payload["weights"]["vision"]))

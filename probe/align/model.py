@@ -236,7 +236,7 @@ class AlignedModel:
         import torch
         from safetensors.torch import load_file
 
-        from probe.tune.modules import TunedEncoder, pooled_spec, tunable
+        from probe.unfreezing.modules import TunedEncoder, pooled_spec, tunable
 
         module = tunable(encoder, tuned["pooling"])
         assert self.folder is not None

@@ -10,7 +10,8 @@ from probe.api.evaluation import Scored, evaluate
 from probe.api.extraction import Extracted, extract, plan_extraction
 from probe.api.reporting import write_report
 from probe.api.selection import SelectionResult, plan_selection, select
+from probe.api.tuning import TunePlan, plan_tune, tune
 
-__all__ = ["CorrelationResult", "Extracted", "RunPlan", "RunResult", "Scored", "correlate", "SelectionResult", "benchmarks", "evaluate", "extract", "head_configs", "models",
-           "plan_extraction", "plan_run", "plan_selection", "run", "select",
-           "write_report"]
+__all__ = ["CorrelationResult", "Extracted", "RunPlan", "RunResult", "Scored", "SelectionResult", "TunePlan",
+           "benchmarks", "correlate", "evaluate", "extract", "head_configs", "models", "plan_extraction", "plan_run",
+           "plan_selection", "plan_tune", "run", "select", "tune", "write_report"]

@@ -121,7 +121,7 @@ def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing
     from probe.cli.tables import print_table
     from probe.pipeline.preview import duration, tune_step_seconds
     from probe.records.store import is_complete
-    from probe.tune.train import CHECKPOINT
+    from probe.unfreezing.train import CHECKPOINT
 
     per_step = tune_step_seconds(runner.results_dir, _kind(options))
     pairs = len(plan.fit.captions)

@@ -74,8 +74,8 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             interval_level=0.95, saved_model=model_path, **extra)
         if model.tuned:  # a tuned pair's record sits where `probe tune` writes it, never over a head fit's
             from probe.records.schema import TuneRecord
-            from probe.tune.config import TuneConfig
-            from probe.tune.pair import tune_record_path
+            from probe.unfreezing.config import TuneConfig
+            from probe.unfreezing.pair import tune_record_path
 
             tcfg = TuneConfig(**model.meta["tune_config"])
             record: Any = TuneRecord.new(tune={"setting": tcfg.setting, "config": tcfg}, **fields)

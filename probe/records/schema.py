@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probe.align.config import ProbeConfig
 from probe.errors import ProbeError
-from probe.tune.config import TuneConfig
+from probe.unfreezing.config import TuneConfig
 
 #: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
 SCHEMA_VERSION = 4

@@ -39,7 +39,7 @@ def _head_key(config: Any) -> str:
 
 
 def _order(setting: str) -> tuple[int, str]:
-    from probe.tune.config import GRIDS
+    from probe.unfreezing.config import GRIDS
 
     grid = list(dict.fromkeys(GRIDS["to-freeze"] + GRIDS["to-freeze-16"]))
     return (grid.index(setting), setting) if setting in grid else (len(grid), setting)

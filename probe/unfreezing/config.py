@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from probe.errors import ProbeError
-from probe.tune.parts import Selection, notation, parse_parts
+from probe.unfreezing.parts import Selection, notation, parse_parts
 
 POOLINGS = ("cls", "entry")
 #: what the encoders compute in while training ("auto": bf16 on a GPU that has it, else float32)
@@ -102,7 +102,7 @@ def _selection(text: str, modality: str) -> Selection:
 
 def from_notation(text: str) -> tuple[str, str]:
     """``(vision_parts, text_parts)`` strings of the paper's notation (``V_u^f,T_u^u``)."""
-    from probe.tune.parts import parse_notation
+    from probe.unfreezing.parts import parse_notation
 
     def stages(selection: Selection) -> str:
         if selection.frozen:

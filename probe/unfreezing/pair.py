@@ -25,7 +25,7 @@ from probe.align.config import ProbeConfig
 from probe.features.options import ExtractOptions, resolved_workers
 from probe.pipeline.splits import SplitPlan, Target
 from probe.registry import EncoderSpec
-from probe.tune.config import TuneConfig
+from probe.unfreezing.config import TuneConfig
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class _Prepared:
         (None) where they are the entry's own, else the module pooling its way."""
         if self.module is None or self.pooled == self.spec:
             return None
-        from probe.tune.modules import TunedEncoder
+        from probe.unfreezing.modules import TunedEncoder
 
         return lambda: TunedEncoder(self.pooled, self.module, device)
 
@@ -100,7 +100,7 @@ class TuneRun:
         The trained tensors live on in the saved model."""
         import shutil
 
-        from probe.tune.train import CHECKPOINT
+        from probe.unfreezing.train import CHECKPOINT
 
         run_dir = self.run_dir(job)
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
@@ -111,7 +111,7 @@ class TuneRun:
     def run(self, job: TuneJob) -> list[tuple[Target, Any]]:
         """``(target, record)`` for every benchmark; a failure becomes failure records."""
         from probe.pipeline.runner import ITEM_ERRORS, reason
-        from probe.tune.parts import PartError
+        from probe.unfreezing.parts import PartError
 
         try:
             return self._run(job)
@@ -124,7 +124,7 @@ class TuneRun:
     def _run(self, job: TuneJob) -> list[tuple[Target, Any]]:
         from probe.align.train import PairedFeatures
         from probe.encoders.base import pick_device
-        from probe.tune.train import Side, fingerprint, tune_fit
+        from probe.unfreezing.train import Side, fingerprint, tune_fit
 
         device = pick_device(self.options.device)
         job = replace(job, tune=job.tune.resolved(device))  # records and the checkpoint key say what ran
@@ -162,8 +162,8 @@ class TuneRun:
         from probe.encoders import load_encoder
         from probe.errors import ProbeError
         from probe.features.roles import encoder_features
-        from probe.tune.modules import module_parts, not_trainable, pooled_spec, tunable
-        from probe.tune.parts import apply, count_trainable, resolve
+        from probe.unfreezing.modules import module_parts, not_trainable, pooled_spec, tunable
+        from probe.unfreezing.parts import apply, count_trainable, resolve
 
         refusal = not_trainable(spec)
         if refusal and not selection.frozen:
@@ -191,7 +191,7 @@ class TuneRun:
         from probe.features.extract import encode_inputs
         from probe.features.options import extraction_batch_size
         from probe.metrics.retrieval import metrics_from_ranks
-        from probe.tune.modules import TunedEncoder
+        from probe.unfreezing.modules import TunedEncoder
 
         val = self.plan.val
         assert val is not None
@@ -216,7 +216,7 @@ class TuneRun:
         """Features of every benchmark split: from the shared cache for a frozen side, from the tuned
         module (cached in the run's folder under the trained weights' digest) for a trained one."""
         from probe.features.roles import encoder_features
-        from probe.tune.modules import TunedEncoder, pooled_spec
+        from probe.unfreezing.modules import TunedEncoder, pooled_spec
 
         roles = [t.role(r) for t in self.plan.targets for r in ("eval", "compositional")
                  if r == "eval" or t.compositional is not None]
@@ -257,6 +257,10 @@ class TuneRun:
                   "extraction_flops": {"vision": scaled(vision.features.flops_per_input.get("fit"), fit.n_images),
                                        "text": scaled(text.features.flops_per_input.get("fit"), len(fit.captions))}},
             tune=info, **({"saved_model": saved} if saved else {}))
+
+    def failure_record(self, job: TuneJob, target: Target, reason: str) -> Any:
+        """The record of a run that failed before scoring ``target``, with the reason."""
+        return self._record(job, target, error=reason)
 
     def _record(self, job: TuneJob, target: Target, features: tuple[Any, Any] | None = None, **results: Any) -> Any:
         from probe.records.schema import TuneRecord, encoder_ref

@@ -33,7 +33,7 @@ import numpy as np
 
 from probe.align.config import ProbeConfig
 from probe.errors import ProbeError
-from probe.tune.config import TuneConfig
+from probe.unfreezing.config import TuneConfig
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -44,7 +44,7 @@ class Side:
 
     features: Any  # the fit split's cached features (every side has them: they say which rows are usable)
     module: Any = None  # TunableVision / TunableText when parts of it train
-    trainable: Any = None  # probe.tune.parts.Trainable
+    trainable: Any = None  # probe.unfreezing.parts.Trainable
     inputs: Sequence[Any] = ()  # image refs or captions of the fit split (trainable side)
 
     @property
@@ -117,7 +117,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
         steps_per_epoch,
         warmup_cosine,
     )
-    from probe.tune.modules import checkpoint_blocks
+    from probe.unfreezing.modules import checkpoint_blocks
 
     if len(pairs) < 2:
         raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")

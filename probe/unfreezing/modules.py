@@ -123,14 +123,14 @@ class TunableText(nn.Module):
 
 
 def checkpoint_blocks(backbone: nn.Module, modality: str, on: bool) -> int:
-    """Gradient checkpointing of each block (:func:`probe.tune.parts.block_modules`): its activations
+    """Gradient checkpointing of each block (:func:`probe.unfreezing.parts.block_modules`): its activations
     are recomputed in the backward pass instead of kept. The number of blocks wrapped.
 
     probe wraps the blocks itself rather than calling the libraries' switches: Hugging Face models
     checkpoint only in training mode, and encoders tune in eval mode (no dropout, BatchNorm fixed);
     timm's reentrant variant would pass no gradient into trainable blocks behind frozen embeddings.
     Non-reentrant checkpointing does both, with keyword arguments, under autocast."""
-    from probe.tune.parts import block_modules
+    from probe.unfreezing.parts import block_modules
 
     names = block_modules(backbone, modality)
     for name in names:
@@ -167,8 +167,8 @@ def tunable(encoder: Any, pooling: str) -> Any:
 
 
 def module_parts(module: Any) -> tuple[dict[str, Any], list[str]]:
-    """:func:`probe.tune.parts.part_map` of a tunable module's network (a text module's CLS row included)."""
-    from probe.tune.parts import part_map
+    """:func:`probe.unfreezing.parts.part_map` of a tunable module's network (a text module's CLS row included)."""
+    from probe.unfreezing.parts import part_map
 
     return part_map(module.backbone, module.modality, cls_row=getattr(module, "cls_id", None))
 

@@ -1,7 +1,0 @@
-"""Partial unfreezing (``probe tune``): align a pair with chosen parts of each encoder trained end to
-end, after Aczel & Wattenhofer, "Efficient Multimodal Alignment: To Freeze or Not to Freeze?".
-
-:mod:`~probe.tune.parts` names an encoder's parameter groups, :mod:`~probe.tune.modules` makes a
-loaded encoder a trainable module, :mod:`~probe.tune.train` is the loop (checkpointed, resumable),
-:mod:`~probe.tune.pair` plans, scores and records one run.
-"""
