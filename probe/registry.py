@@ -236,6 +236,11 @@ def spec_from_dict(raw: dict[str, Any], source: str) -> EncoderSpec:
 
 def parse_registry_file(path: Path) -> list[EncoderSpec]:
     """Read one TOML file; every problem is a :class:`ProbeError` naming the file and entry."""
+    return _parse_registry_file(path)[0]
+
+
+def _parse_registry_file(path: Path) -> tuple[list[EncoderSpec], set[str]]:
+    """``(specs, names that say override = true)`` of one registry file."""
     try:
         data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -260,18 +265,24 @@ def parse_registry_file(path: Path) -> list[EncoderSpec]:
     entries = data.get("model", [])
     if not isinstance(entries, list):
         raise ProbeError(f"{path}: 'model' must be an array of tables ([[model]])")
-    specs = []
+    specs, overrides = [], set()
     for index, raw in enumerate(entries, start=1):
         if not isinstance(raw, dict):
             raise ProbeError(f"{path}: 'model' must be an array of tables ([[model]])")
         label = raw.get("name", f"#{index}")
+        raw = dict(raw)
+        override = raw.pop("override", False)
+        if not isinstance(override, bool):
+            raise ProbeError(f"{path}: model {label!r}: 'override' must be true or false, got {override!r}")
         family = str(raw.get("name", "")).split("/", 1)[0]
         merged = {**file_defaults, **defaults.get(family, {}), **raw}
         try:
             specs.append(_build_spec(merged, source=str(path)))
         except ValueError as exc:
             raise ProbeError(f"{path}: model {label!r}: {exc}") from None
-    return specs
+        if override:
+            overrides.add(specs[-1].name)
+    return specs, overrides
 
 
 def builtin_registry_dir() -> Path:
@@ -300,12 +311,16 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
 class Registry:
     """All specs from the built-in catalogue plus user files; lookups by name or shell pattern."""
 
-    def __init__(self, specs: Sequence[EncoderSpec]):
+    def __init__(self, specs: Sequence[EncoderSpec], overrides: Iterable[str] = ()):
+        """``overrides``: names whose later definition (a user file's ``override = true``) replaces
+        an earlier one; any other name defined twice is an error."""
         self._specs: dict[str, EncoderSpec] = {}
+        allowed = set(overrides)
         for spec in specs:
-            if spec.name in self._specs:
+            if spec.name in self._specs and spec.name not in allowed:
                 first = self._specs[spec.name].source
-                raise ProbeError(f"model {spec.name!r} is defined twice: in {first} and in {spec.source}")
+                raise ProbeError(f"model {spec.name!r} is defined twice: in {first} and in {spec.source} (a file "
+                                 "that means to replace an entry says override = true in it)")
             self._specs[spec.name] = spec
 
     @classmethod
@@ -316,9 +331,12 @@ class Registry:
         paths += [p for p in env.split(os.pathsep) if p]
         paths += list(extra)
         specs: list[EncoderSpec] = []
+        overrides: set[str] = set()
         for path in _expand(paths):
-            specs.extend(parse_registry_file(path))
-        return cls(specs)
+            found, named = _parse_registry_file(path)
+            specs.extend(found)
+            overrides |= named
+        return cls(specs, overrides)
 
     def __len__(self) -> int:
         return len(self._specs)

@@ -336,3 +336,15 @@ def test_prompt_parts_that_cannot_make_a_classifier_are_refused():
     with pytest.raises(ProbeError, match="no {} or {c} for the class name"):
         prompts(["cat", "dog"], ["a photo."])
     assert prompts(["apple"], ["a {c} {{literal}}.", "{}"]) == ["an apple {literal}.", "apple"]
+
+
+def test_a_user_file_replaces_a_builtin_benchmark_only_when_it_says_override(tmp_path, monkeypatch):
+    from probe.evaluation.catalogue import Catalogue
+
+    file = tmp_path / "mine.toml"
+    file.write_text(TOY.replace('name = "toy"', 'name = "shapes"\noverride = true'))
+    monkeypatch.setenv("PROBE_BENCHMARKS", str(file))
+    entry = Catalogue.load().benchmarks["shapes"]
+    assert entry.reader == "clip-wds" and entry.source == str(file)
+    file.write_text('[[suite]]\nname = "offline"\nbenchmarks = ["digits"]\noverride = true\n')
+    assert Catalogue.load().suites["offline"].benchmarks == ("digits",)

@@ -155,3 +155,16 @@ def test_timm_entries_agree_with_timm_pretrained_configs_or_say_why(registry):
             assert agree, f"{spec.name}: {ours} differs from timm's {name} config {theirs} with no preprocessing_note"
         checked += 1
     assert checked >= 24  # every timm-hub and packaged timm-arch entry
+
+
+def test_a_user_file_replaces_a_builtin_entry_only_when_it_says_override(tmp_path):
+    builtin = Registry.load().get("test/tiny-bert")
+    again = MINIMAL.replace('name = "mine/enc"', 'name = "test/tiny-bert"')
+    with pytest.raises(ProbeError, match=r"'test/tiny-bert' is defined twice: .* say.* override = true"):
+        Registry.load([write(tmp_path, again)])
+    replaced = Registry.load([write(tmp_path, again.replace('pooling = "mean"', 'pooling = "mean"\noverride = true'))])
+    spec = replaced.get("test/tiny-bert")
+    assert spec.source.endswith("mine.toml") and spec.loader == "sentence-transformers" != builtin.loader
+    assert "override" not in spec.to_dict()  # a file's instruction, not part of the entry (nor its cache keys)
+    with pytest.raises(ProbeError, match="'override' must be true or false"):
+        Registry.load([write(tmp_path, again.replace('pooling = "mean"', 'pooling = "mean"\noverride = "yes"'))])

@@ -96,7 +96,17 @@ def _read(path: Path) -> dict[str, Any]:
 def _taken(name: str, path: Path | str, first: str) -> ProbeError:
     """A name defined twice: a user's file must not silently replace a built-in benchmark (or another
     file's), since records and tabs are named by it."""
-    return ProbeError(f"{path}: benchmark or suite {name!r} is already defined in {first}; choose another name")
+    return ProbeError(f"{path}: benchmark or suite {name!r} is already defined in {first}; choose another name "
+                      "(or say override = true in the table that means to replace it)")
+
+
+def _override(raw: dict[str, Any], path: Path | str) -> tuple[dict[str, Any], bool]:
+    """A table without its ``override`` key, and whether it may replace an earlier definition."""
+    raw = dict(raw)
+    override = raw.pop("override", False)
+    if not isinstance(override, bool):
+        raise ProbeError(f"{path}: {raw.get('name', '?')!r}: 'override' must be true or false, got {override!r}")
+    return raw, override
 
 
 def data_root() -> Path:
@@ -195,16 +205,18 @@ class Catalogue:
         for path in sorted(builtin_dir().glob("*.toml")) + users + [Path(p) for p in extra]:
             data = _read(Path(path))
             for raw in _tables(data, "benchmark", path):
+                raw, override = _override(raw, path)
                 try:
                     entry = _entry(raw, str(path))
                 except ValueError as exc:
                     raise ProbeError(f"{path}: benchmark {raw.get('name', '?')!r}: {exc}") from None
-                if entry.name in benchmarks or entry.name in suites:
+                if entry.name in suites or (entry.name in benchmarks and not override):
                     raise _taken(entry.name, path, (benchmarks.get(entry.name) or suites[entry.name]).source)
                 benchmarks[entry.name] = entry
             for raw in _tables(data, "suite", path):
+                raw, override = _override(raw, path)
                 suite = _suite(raw, Path(path))
-                if suite.name in suites or suite.name in benchmarks:
+                if suite.name in benchmarks or (suite.name in suites and not override):
                     raise _taken(suite.name, path, (suites.get(suite.name) or benchmarks[suite.name]).source)
                 suites[suite.name] = suite
             unknown = sorted(set(data) - {"benchmark", "suite"})
