@@ -127,5 +127,17 @@ def test_tune_returns_its_records(tmp_path, shared_cache):
                         workers=0, save_models=False, results_dir=tmp_path, cache_dir=shared_cache, progress=False)
     (record,) = result.records
     assert record.kind == "tune" and record.tune.setting and 0 <= record.metrics["alignment/probing_score"] <= 1
+    kept = probe.tune("test/tiny-vit", "test/tiny-bert", vision_parts="cls_token", epochs=1, batch_size=64, workers=0,
+                      save_models=False, results_dir=tmp_path, cache_dir=shared_cache, progress=False, skip_existing=True)
+    assert kept.existing == result.written and not kept.written  # the same identity: kept
+    import json
+
+    (path,) = result.written
+    path.write_text(json.dumps({**json.loads(path.read_text()), "identity": "0" * 20}))
+    redone = probe.tune("test/tiny-vit", "test/tiny-bert", vision_parts="cls_token", epochs=1, batch_size=64,
+                        workers=0, save_models=False, results_dir=tmp_path, cache_dir=shared_cache, progress=False,
+                        skip_existing=True)
+    assert redone.written == [path] and redone.stale == [(path, "its inputs changed (an encoder entry, the "
+                                                                "configuration, or the data fitted on or scored)")]
     with pytest.raises(ProbeError, match="give one of --freeze, --grid or --vision-parts"):
         probe.tune("test/tiny-vit", "test/tiny-bert", freeze="V_u^f,T_u^u", grid="to-freeze", results_dir=tmp_path)

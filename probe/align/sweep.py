@@ -70,13 +70,12 @@ class AlignmentSweep:
 
     def identity(self, item: Item, unit: Unit) -> str:
         """What produces this unit's record (:mod:`probe.records.identity`)."""
-        from probe.records.identity import identity_digest
+        from probe.records.identity import pair_identity
 
         (vision, text), (config, key) = item, unit
         target = self._target(key)
-        return identity_digest("alignment", vision=vision.to_dict(), text=text.to_dict(), config=config.to_dict(),
-                               corpus=self.corpus, benchmark=target.reference(),
-                               protocol=target.protocol(self.dataset_name), tasks=sorted(self.tasks))
+        return pair_identity("alignment", vision, text, config, self.corpus, target.reference(),
+                             target.protocol(self.dataset_name), self.tasks)
 
     def features(self, spec: EncoderSpec) -> EncoderFeatures:
         from probe.features.roles import encoder_features

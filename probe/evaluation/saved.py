@@ -39,9 +39,11 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
                 options: ExtractOptions, seed: int | None = None) -> list[SavedScore]:
     """One alignment record per benchmark for ``model`` (an :class:`~probe.align.model.AlignedModel`)."""
     from probe.align.sweep import alignment_path
+    from probe.encoders.base import pick_device
     from probe.evaluation.evaluate import dropped_counts, saturated_metrics, score_target
     from probe.features.roles import encoder_features
     from probe.pipeline.splits import TASKS, SplitPlan, make_target
+    from probe.records.identity import pair_identity
     from probe.records.schema import AlignmentRecord, encoder_ref
     from probe.records.store import read_complete
 
@@ -77,16 +79,15 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             from probe.unfreezing.config import TuneConfig
             from probe.unfreezing.pair import tune_record_path
 
-            tcfg = TuneConfig(**model.meta["tune_config"])
-            record: Any = TuneRecord.new(tune={"setting": tcfg.setting, "config": tcfg}, **fields)
+            tcfg = TuneConfig(**model.meta["tune_config"])  # as it ran: resolving it again changes nothing
+            identity = pair_identity("tune", model.vision_spec, model.text_spec, config, corpus, fields["benchmark"],
+                                     fields["protocol"], TASKS, tune=tcfg.resolved(pick_device(options.device)))
+            record: Any = TuneRecord.new(identity=identity, tune={"setting": tcfg.setting, "config": tcfg}, **fields)
             path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
                                     f"{tcfg.tag}__{config.run_tag}", target.benchmark)
         else:
-            from probe.records.identity import identity_digest
-
-            identity = identity_digest("alignment", vision=model.vision_spec.to_dict(), text=model.text_spec.to_dict(),
-                                       config=config.to_dict(), corpus=corpus, benchmark=fields["benchmark"],
-                                       protocol=fields["protocol"], tasks=sorted(TASKS))
+            identity = pair_identity("alignment", model.vision_spec, model.text_spec, config, corpus,
+                                     fields["benchmark"], fields["protocol"], TASKS)
             record = AlignmentRecord.new(identity=identity, **fields)
             path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
                                   target.benchmark)

@@ -25,6 +25,15 @@ def identity_digest(kind: str, **inputs: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
+def pair_identity(kind: str, vision: Any, text: Any, config: Any, corpus: dict[str, Any], benchmark: dict[str, Any],
+                  protocol: str, tasks: Any, tune: Any = None) -> str:
+    """The identity of a pair's record on one benchmark (a head fit's, or with ``tune`` a tune run's):
+    what ``probe run`` / ``probe tune`` and ``probe eval`` of their saved models all compute."""
+    extra = {"tune": tune.to_dict()} if tune is not None else {}
+    return identity_digest(kind, vision=vision.to_dict(), text=text.to_dict(), config=config.to_dict(), corpus=corpus,
+                           benchmark=benchmark, protocol=protocol, tasks=sorted(tasks), **extra)
+
+
 def why_stale(record: Any, expected: str) -> str | None:
     """Why an existing successful record cannot stand for the result a run would compute now, or None."""
     stored = getattr(record, "identity", None)

@@ -258,6 +258,16 @@ class TuneRun:
                                        "text": scaled(text.features.flops_per_input.get("fit"), len(fit.captions))}},
             tune=info, **({"saved_model": saved} if saved else {}))
 
+    def identity(self, job: TuneJob, target: Target) -> str:
+        """What produces the record of ``job`` on ``target`` (:mod:`probe.records.identity`): the
+        setting as it runs on this device, so a planned job and the run it became agree."""
+        from probe.encoders.base import pick_device
+        from probe.records.identity import pair_identity
+
+        return pair_identity("tune", job.vision, job.text, job.config, self.corpus, target.reference(),
+                             target.protocol(self.dataset_name), self.tasks,
+                             tune=job.tune.resolved(pick_device(self.options.device)))
+
     def failure_record(self, job: TuneJob, target: Target, reason: str) -> Any:
         """The record of a run that failed before scoring ``target``, with the reason."""
         return self._record(job, target, error=reason)
@@ -269,7 +279,7 @@ class TuneRun:
         if "tune" not in results:  # a failure: which setting failed
             results["tune"] = {"setting": job.tune.setting, "config": job.tune}
         return TuneRecord.new(
-            dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=self.plan.names(target),
+            identity=self.identity(job, target), dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=self.plan.names(target),
             seed=job.config.seed, corpus=self.corpus, benchmark=target.reference(), config=job.config,
             vision=encoder_ref(job.vision), text=encoder_ref(job.text), tasks=sorted(self.tasks), features=used,
             **results)

@@ -58,6 +58,10 @@ class TuneWork:
     def path(self, item: Item, unit: Unit) -> Path:
         return self.runner.record_path(self._job(item, unit), self._target(unit[2]))
 
+    def identity(self, item: Item, unit: Unit) -> str:
+        """What produces this unit's record (:mod:`probe.records.identity`)."""
+        return self.runner.identity(self._job(item, unit), self._target(unit[2]))
+
     def features(self, spec: Any) -> None:
         """Nothing ahead: a run reads the cache and loads its encoders itself."""
         return None
