@@ -15,18 +15,12 @@ import difflib
 import fnmatch
 import os
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MODALITIES = ("vision", "text")
 OBJECTIVES = ("ssl", "supervised", "contrastive", "none")
@@ -241,14 +235,9 @@ def parse_registry_file(path: Path) -> list[EncoderSpec]:
 
 def _parse_registry_file(path: Path) -> tuple[list[EncoderSpec], set[str]]:
     """``(specs, names that say override = true)`` of one registry file."""
-    try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ProbeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ProbeError(f"cannot read registry file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProbeError(f"{path}: malformed TOML: {exc}") from None
+    from probe.tomlfiles import pop_override, read_toml
+
+    data = read_toml(path, "registry")
     top_unknown = sorted(set(data) - {"model", "defaults", "modality"})
     if top_unknown:
         raise ProbeError(
@@ -270,10 +259,7 @@ def _parse_registry_file(path: Path) -> tuple[list[EncoderSpec], set[str]]:
         if not isinstance(raw, dict):
             raise ProbeError(f"{path}: 'model' must be an array of tables ([[model]])")
         label = raw.get("name", f"#{index}")
-        raw = dict(raw)
-        override = raw.pop("override", False)
-        if not isinstance(override, bool):
-            raise ProbeError(f"{path}: model {label!r}: 'override' must be true or false, got {override!r}")
+        raw, override = pop_override(raw, f"{path}: model {label!r}")
         family = str(raw.get("name", "")).split("/", 1)[0]
         merged = {**file_defaults, **defaults.get(family, {}), **raw}
         try:

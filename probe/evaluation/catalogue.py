@@ -11,17 +11,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from probe.tomlfiles import pop_override, read_toml
 
 ENV_DATA = "PROBE_DATA"
 ENV_BENCHMARKS = "PROBE_BENCHMARKS"
@@ -82,31 +77,11 @@ class Suite:
     source: str = ""
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ProbeError(f"benchmark file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ProbeError(f"cannot read benchmark file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProbeError(f"benchmark file {path}: malformed TOML: {exc}") from None
-
-
 def _taken(name: str, path: Path | str, first: str) -> ProbeError:
     """A name defined twice: a user's file must not silently replace a built-in benchmark (or another
     file's), since records and tabs are named by it."""
     return ProbeError(f"{path}: benchmark or suite {name!r} is already defined in {first}; choose another name "
                       "(or say override = true in the table that means to replace it)")
-
-
-def _override(raw: dict[str, Any], path: Path | str) -> tuple[dict[str, Any], bool]:
-    """A table without its ``override`` key, and whether it may replace an earlier definition."""
-    raw = dict(raw)
-    override = raw.pop("override", False)
-    if not isinstance(override, bool):
-        raise ProbeError(f"{path}: {raw.get('name', '?')!r}: 'override' must be true or false, got {override!r}")
-    return raw, override
 
 
 def data_root() -> Path:
@@ -203,9 +178,9 @@ class Catalogue:
         suites: dict[str, Suite] = {}
         users = [Path(p) for p in os.environ.get(ENV_BENCHMARKS, "").split(os.pathsep) if p]
         for path in sorted(builtin_dir().glob("*.toml")) + users + [Path(p) for p in extra]:
-            data = _read(Path(path))
+            data = read_toml(path, "benchmark")
             for raw in _tables(data, "benchmark", path):
-                raw, override = _override(raw, path)
+                raw, override = pop_override(raw, f"{path}: benchmark {raw.get('name', '?')!r}")
                 try:
                     entry = _entry(raw, str(path))
                 except ValueError as exc:
@@ -214,7 +189,7 @@ class Catalogue:
                     raise _taken(entry.name, path, (benchmarks.get(entry.name) or suites[entry.name]).source)
                 benchmarks[entry.name] = entry
             for raw in _tables(data, "suite", path):
-                raw, override = _override(raw, path)
+                raw, override = pop_override(raw, f"{path}: suite {raw.get('name', '?')!r}")
                 suite = _suite(raw, Path(path))
                 if suite.name in benchmarks or (suite.name in suites and not override):
                     raise _taken(suite.name, path, (suites.get(suite.name) or benchmarks[suite.name]).source)

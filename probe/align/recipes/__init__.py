@@ -4,16 +4,10 @@ its values come from, and ``--config FILE.toml`` in the same form for a user's o
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,13 +22,9 @@ def read_recipe(path: str) -> dict[str, Any]:
     from dataclasses import fields
 
     from probe.align.config import ProbeConfig
+    from probe.tomlfiles import read_toml
 
-    try:
-        data = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ProbeError(f"cannot read recipe {path}: not UTF-8 text ({exc.reason})") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProbeError(f"cannot read recipe {path}: {exc}") from None
+    data = read_toml(path, "recipe")
     values = data.get("values", {})
     if not isinstance(values, dict):
         raise ProbeError(f"{path}: 'values' must be a table ([values]) of settings")
