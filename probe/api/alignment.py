@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe.api.common import check_protocol, log_skipped, names, require_both, resolve_sides
 from probe.errors import ProbeError
 
 log = logging.getLogger("probe")
@@ -22,13 +23,6 @@ log = logging.getLogger("probe")
 #: what a head grid takes when neither the call, a preset nor a config file says (ProbeConfig's own)
 DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_LRS = ("linear",), ("siglip",), (1e-3,)
 DEFAULT_SETTINGS = {"epochs": 40, "batch_size": 256, "out_dim": 512, "seed": 0}
-
-
-def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """A pattern or several, as a tuple (a lone string is one pattern, not its characters)."""
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def head_configs(recipe: str | None = None, config_file: str | Path | None = None, *,
@@ -102,10 +96,11 @@ class RunResult:
         """One row per record (as :func:`probe.records.load` gives them), as a pandas DataFrame."""
         import pandas as pd
 
-        from probe.records.store import Stored, read_record
+        from probe.records.store import Stored
         from probe.records.table import flatten
 
-        return pd.DataFrame([flatten(Stored(path, read_record(path))) for path in self.paths])
+        return pd.DataFrame([flatten(Stored(path, record)) for path, record in zip(self.paths, self.records,
+                                                                                    strict=True)])
 
 
 def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset: str | None = None,
@@ -124,22 +119,15 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     from probe.align.losses import check_loss
     from probe.align.sweep import AlignmentSweep
     from probe.data import get_dataset
-    from probe.encoders.availability import resolve_models
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
     from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
-    from probe.registry import Registry
     from probe.workspace import folders
 
-    evals = _names(evals)
-    if train and dataset is not None:
-        raise ProbeError("give either --dataset (in-domain) or --train with --eval (zero-shot transfer), not both")
-    if evals and not train:
-        raise ProbeError("--eval needs --train CORPUS to fit on (the in-domain form is --dataset NAME)")
-    if train and not evals:
-        raise ProbeError("--train needs at least one --eval BENCHMARK to score zero-shot (e.g. --eval shapes-ood)")
+    evals = names(evals)
+    check_protocol(dataset, train, evals, "fit")
     for head in heads or ():
         check_head(head)
     for loss in losses or ():
@@ -153,11 +141,8 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     benchmarks = [get_benchmark(name) for name in benchmark_names(evals)] if train else []
     configs = head_configs(recipe, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
                            batch_size=batch_size, out_dim=out_dim, seed=seed)
-    catalogue = Registry.load(tuple(str(p) for p in registry))
-    v_specs, v_skipped = resolve_models(catalogue, _names(vision), modality="vision", allow_download=allow_download)
-    t_specs, t_skipped = resolve_models(catalogue, _names(text), modality="text", allow_download=allow_download)
-    if not v_specs or not t_specs:
-        raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to run")
+    v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
+    require_both(v_specs, t_specs, "run")
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
     chosen = set(tasks or TASKS)
     if train:
@@ -172,7 +157,7 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     summary = (f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}")
-    return RunPlan(sweep, pairs(v_specs, t_specs), results, cache, options, v_skipped + t_skipped, summary)
+    return RunPlan(sweep, pairs(v_specs, t_specs), results, cache, options, skipped, summary)
 
 
 def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing: bool = False,
@@ -211,15 +196,6 @@ def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing
         log.info("%s", outcome.stale_summary())
     return RunResult(planned.results_dir, outcome.written, outcome.failed, outcome.existing, outcome.stale,
                      planned.cache_dir)
-
-
-def log_skipped(skipped: Sequence[Any]) -> None:
-    """Name, on one line, the entries that a pattern (``all``) reached but whose weights are not here."""
-    if skipped:
-        names = [s.name for s in skipped]
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        log.info("skipping %d model(s) whose weights are not on this machine: %s (`probe models` says why for "
-                 "each)", len(names), shown)
 
 
 def _log_plan(planned: RunPlan) -> None:

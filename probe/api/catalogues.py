@@ -21,17 +21,15 @@ def models(patterns: str | Sequence[str] = (), *, modality: str | None = None, a
         import pandas as pd, probe
         pd.DataFrame(probe.models(modality="text", available=True))[["name", "embed_dim"]]
     """
-    from probe.api.alignment import _names
+    from probe.api.common import load_registry, names
     from probe.encoders.availability import check
     from probe.errors import ProbeError
-    from probe.registry import Registry
 
     if modality not in (None, "vision", "text"):
         raise ProbeError(f"modality {modality!r} is not one of vision, text")
-    chosen = _names(patterns)
-    specs = Registry.load(tuple(str(p) for p in registry)).list(chosen, modality=modality,
-                                                                 include_tests=include_tests or bool(chosen),
-                                                                 strict=True)
+    chosen = names(patterns)
+    specs = load_registry(registry).list(chosen, modality=modality, include_tests=include_tests or bool(chosen),
+                                         strict=True)
     rows = []
     for spec in specs:
         status = check(spec, allow_download=allow_download)
@@ -45,12 +43,12 @@ def benchmarks(names: str | Sequence[str] = ()) -> dict[str, list[dict[str, Any]
     """The benchmark catalogue (or the named benchmarks and suites): per benchmark its tasks, how many
     class names and templates it has, where its data must be, whether it is here and how to get it;
     then the suites. ``{"benchmarks": [...], "suites": [...]}``."""
-    from probe.api.alignment import _names
+    from probe.api.common import names as as_names
     from probe.errors import ProbeError
     from probe.evaluation.benchmarks import class_names, prompt_templates
     from probe.evaluation.catalogue import Catalogue
 
-    asked = _names(names)
+    asked = as_names(names)
     catalogue = Catalogue.load()
     for name in asked:
         if name not in catalogue.benchmarks and name not in catalogue.suites:

@@ -53,6 +53,7 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
     """
     from probe.align.heads import check_head
     from probe.align.losses import check_loss
+    from probe.api.common import load_registry
     from probe.correlates import CorrelatesWork, correlation_table
     from probe.data import get_dataset
     from probe.features.options import ExtractOptions
@@ -61,7 +62,6 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
     from probe.ranking import probing_scores
     from probe.records.schema import CorrelationRecord
     from probe.records.store import iter_records, read_complete, record_path, write_record
-    from probe.registry import Registry
     from probe.workspace import folders
 
     if head is not None:
@@ -75,7 +75,7 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
     if not probed:
         raise ProbeError(f"no successful probing records of heads fitted on {fitted_on!r} under {results}; "
                          f"run `probe run` first" + ("" if corpus else " (or name their corpus with --corpus)"))
-    catalogue = Registry.load(tuple(str(p) for p in registry))
+    catalogue = load_registry(registry)
     known = {s.name for s in catalogue.list()}
     names = sorted({name for scores in probed.values() for pair in scores for name in pair})
     for name in names:

@@ -38,14 +38,14 @@ def evaluate(model: Any, benchmarks: str | Sequence[str], *, results_dir: str | 
             print(scored.record.benchmark.label, scored.record.metrics, scored.outcome)
     """
     from probe.align.model import AlignedModel
-    from probe.api.alignment import _names
+    from probe.api.common import names
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.evaluation.saved import score_saved
     from probe.features.options import ExtractOptions
     from probe.records.store import model_ref, write_record
     from probe.workspace import folders
 
-    chosen = [get_benchmark(name) for name in benchmark_names(_names(benchmarks))]
+    chosen = [get_benchmark(name) for name in benchmark_names(names(benchmarks))]
     if isinstance(model, (str, Path)):
         source = Path(model).expanduser()
         model = AlignedModel.load(source, device=device, allow_download=allow_download)

@@ -42,19 +42,17 @@ def plan_extraction(models: str | Sequence[str], *, dataset: str = "shapes", spl
                     ray_address: str | None = None, registry: Sequence[str | Path] = (),
                     allow_download: bool = False, progress: bool = True, dry_run: bool = False) -> ExtractionPlan:
     """Check every input, resolve the models (each must load here) and load the splits; no encoder runs."""
-    from probe.api.alignment import _names
+    from probe.api.common import load_registry, names
     from probe.data import get_dataset
     from probe.encoders.availability import check, resolve_models
     from probe.errors import UnavailableError
     from probe.features import ExtractOptions, fitted_on_corpus
     from probe.pipeline.ray_executor import check_executor
     from probe.pipeline.splits import load_split
-    from probe.registry import Registry
     from probe.workspace import folders
 
     check_executor(executor, ray_address)
-    catalogue = Registry.load(tuple(str(p) for p in registry))
-    specs, unavailable = resolve_models(catalogue, _names(models), allow_download=allow_download)
+    specs, unavailable = resolve_models(load_registry(registry), names(models), allow_download=allow_download)
     for spec in specs:
         status = check(spec, allow_download=allow_download)
         if not status.ok:
@@ -89,7 +87,7 @@ def extract(models: str | Sequence[str], *, executor: str = "local", ray_address
     """
     import dataclasses
 
-    from probe.api.alignment import log_skipped
+    from probe.api.common import log_skipped
     from probe.features import ExtractionStats, split_features
     from probe.pipeline.ray_executor import RayExecutor, executor_for, for_workers
 

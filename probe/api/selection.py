@@ -72,14 +72,12 @@ def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str
                    allow_download: bool = False, progress: bool = True, dry_run: bool = False
                    ) -> tuple[Any, list[tuple[Any, ...]], list[Any]]:
     """Check every input and make the similarity work: ``(work, pairs, entries skipped)``."""
-    from probe.api.alignment import _names
+    from probe.api.common import resolve_sides
     from probe.data import get_dataset
-    from probe.encoders.availability import resolve_models
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
     from probe.ranking import SimilarityWork, check_metric, selection_plan
-    from probe.registry import Registry
     from probe.workspace import folders
 
     check_metric(metric)
@@ -87,15 +85,13 @@ def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str
     if max_pairs < k + 2:  # CKNNA and mutual kNN need k neighbours besides the point itself
         raise ProbeError(f"--max-pairs {max_pairs} is too few for --k {k}; give at least k + 2 = {k + 2}")
     ds = get_dataset(dataset)
-    catalogue = Registry.load(tuple(str(p) for p in registry))
-    v_specs, v_skipped = resolve_models(catalogue, _names(vision), modality="vision", allow_download=allow_download)
-    t_specs, t_skipped = resolve_models(catalogue, _names(text), modality="text", allow_download=allow_download)
+    v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
     options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=allow_download,
                              progress=progress)
     work = SimilarityWork(ds.info.name, selection_plan(ds, split, max_pairs), results, options,
                           k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
-    return work, pairs(v_specs, t_specs), v_skipped + t_skipped
+    return work, pairs(v_specs, t_specs), skipped
 
 
 def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all", *, top: int = 3,
@@ -123,7 +119,7 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
     """
     from probe.align.heads import check_head
     from probe.align.losses import check_loss
-    from probe.api.alignment import log_skipped
+    from probe.api.common import log_skipped
     from probe.pipeline.ray_executor import executor_for
     from probe.pipeline.runner import PairRunner
     from probe.ranking import probing_scores, rank_agreement

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe.api.alignment import RunResult, _names
+from probe.api.alignment import RunResult
+from probe.api.common import check_protocol, log_skipped, names, require_both, resolve_sides
 from probe.errors import ProbeError
 
 log = logging.getLogger("probe")
@@ -49,25 +50,18 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
     from probe.align.heads import check_head
     from probe.align.losses import check_loss
     from probe.data import get_dataset
-    from probe.encoders.availability import resolve_models
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
     from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
-    from probe.registry import Registry
     from probe.unfreezing.config import GRIDS, TuneConfig, from_notation
     from probe.unfreezing.pair import TuneRun
     from probe.unfreezing.work import TuneWork
     from probe.workspace import folders
 
-    evals = _names(evals)
-    if train and dataset is not None:
-        raise ProbeError("give either --dataset (in-domain) or --train with --eval (zero-shot transfer), not both")
-    if evals and not train:
-        raise ProbeError("--eval needs --train CORPUS to train on (the in-domain form is --dataset NAME)")
-    if train and not evals:
-        raise ProbeError("--train needs at least one --eval BENCHMARK to score")
+    evals = names(evals)
+    check_protocol(dataset, train, evals, "train")
     given = [name for name, value in (("--freeze", freeze), ("--grid", grid),
                                       ("--vision-parts/--text-parts", vision_parts or text_parts)) if value]
     if len(given) > 1:
@@ -88,16 +82,12 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
                                grad_checkpointing=grad_checkpointing) for v, t in settings]
     head_configs = [ProbeConfig(head=head, loss=loss, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim,
                                 norm=norm, seed=seed) for seed in dict.fromkeys(seeds)]
-    catalogue = Registry.load(tuple(str(p) for p in registry))
-    patterns = (*_names(vision), *_names(text))
-    v_specs, v_skipped = resolve_models(catalogue, _names(vision), modality="vision", allow_download=allow_download)
-    t_specs, t_skipped = resolve_models(catalogue, _names(text), modality="text", allow_download=allow_download)
-    if not v_specs or not t_specs:
-        raise ProbeError(f"no {'vision' if not v_specs else 'text'} model is available here to tune")
+    v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
+    require_both(v_specs, t_specs, "tune")
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
     options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=allow_download,
                              progress=progress)
-    untrainable = _untrainable(v_specs + t_specs, patterns, tune_configs)
+    untrainable = _untrainable(v_specs + t_specs, (*names(vision), *names(text)), tune_configs)
     if check_parts and not dry_run:
         _check_parts(v_specs, t_specs, tune_configs, options, untrainable)
     ds = get_dataset(train or dataset or "shapes")
@@ -118,7 +108,7 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
     if not feasible:
         raise ProbeError("no tune run is left: every one would train an entry that cannot train")
     summary = f"{feasible} tune run(s) x {len(plan.targets)} benchmark(s) on {ds.info.name}"
-    return TunePlan(work, items, results, cache, options, v_skipped + t_skipped, summary)
+    return TunePlan(work, items, results, cache, options, skipped, summary)
 
 
 def tune(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing: bool = False,
@@ -144,7 +134,6 @@ def tune(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existin
         result = probe.tune("test/tiny-vit", "test/tiny-bert", freeze="V_u^f,T_u^u", epochs=1)
         result.to_frame()[["vision", "text", "alignment/probing_score"]]
     """
-    from probe.api.alignment import log_skipped
     from probe.pipeline.ray_executor import executor_for
     from probe.pipeline.runner import PairRunner
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-SKIPPED_SHOWN = 5
 
 
 @dataclass
@@ -51,26 +49,11 @@ def checked_device(ctx: click.Context, param: click.Parameter, value: str | None
 
 def echo_skipped(skipped: list) -> None:
     """Name, on one stderr line, the entries that `all` reached but whose weights are not here."""
-    if skipped:
-        names = [s.name for s in skipped]
-        shown = ", ".join(names[:SKIPPED_SHOWN])
-        if len(names) > SKIPPED_SHOWN:
-            shown += f" and {len(names) - SKIPPED_SHOWN} more"
-        click.echo(f"skipping {len(names)} model(s) whose weights are not on this machine: {shown} "
-                   "(`probe models` says why for each)", err=True)
+    from probe.api.common import skipped_line
 
-
-def workspace(results_dir: str | None, cache_dir: str | None, dry_run: bool = False) -> tuple[Path, Path]:
-    """``(results, cache)`` (see :func:`probe.workspace.folders`)."""
-    from probe.workspace import folders
-
-    return folders(results_dir, cache_dir, dry_run)
-
-
-def ensure_writable(path: Path, option: str) -> None:
-    from probe.workspace import ensure_writable as check
-
-    check(path, option)
+    line = skipped_line(skipped)
+    if line:
+        click.echo(line, err=True)
 
 
 def results_option(fn: Callable) -> Callable:

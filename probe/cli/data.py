@@ -152,7 +152,7 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
       probe extract -m all -d wds:/shared/cc3m --executor ray --ray-address head:6379
       probe extract -m 'dinov2/*' -d wds:/shared/cc3m --dry-run      # cached, to encode, disk, time
     """
-    from probe.api.alignment import log_skipped
+    from probe.api.common import log_skipped
     from probe.api.extraction import extract as extract_features
     from probe.api.extraction import plan_extraction
 

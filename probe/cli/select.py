@@ -96,7 +96,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
       probe select --dataset karpathy:~/coco/dataset_coco.json --split train --max-pairs 10000
       probe select --vision all --text all -d wds:~/cc3m --dry-run    # what the 5,000 pairs cost to encode
     """
-    from probe.api.alignment import log_skipped
+    from probe.api.common import log_skipped
     from probe.api.selection import plan_selection
     from probe.api.selection import select as select_pairs
     from probe.cli.tables import print_table

@@ -116,7 +116,7 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
     if dry_run:
         import logging
 
-        from probe.api.alignment import log_skipped
+        from probe.api.common import log_skipped
         from probe.cli.preview import echo_tune_preview
 
         planned = plan_tune(vision, text, executor=executor, ray_address=ray_address, dry_run=True, **settings)
