@@ -155,20 +155,28 @@ def test_an_image_rewritten_in_place_with_its_size_and_mtime_set_back_is_caught(
     assert described["mtime_ns"] == image.stat().st_mtime_ns and described["ctime_ns"] == image.stat().st_ctime_ns
 
 
+def _stop_decoding_at(monkeypatch, build_module, n: int) -> dict[str, int]:
+    """Make the build's decoder raise KeyboardInterrupt (a kill) at its ``n``-th call; the call count,
+    which a test may move on to let later calls through."""
+    real, calls = build_module.decode, {"n": 0}
+
+    def stopping(item, max_side=None):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(item, max_side)
+
+    monkeypatch.setattr(build_module, "decode", stopping)
+    return calls
+
+
 def test_a_resumed_build_decodes_again_a_source_changed_since_it_stopped(home, tmp_path, monkeypatch):
     from probe.recipes import build as build_module
     from probe.recipes import get
 
     source = tuxpaint_source(tmp_path)
-    real, calls = build_module.decode, {"n": 0}
-
-    def stop_late(item, max_side=None):
-        calls["n"] += 1
-        if calls["n"] == 15:
-            raise KeyboardInterrupt
-        return real(item, max_side)
-
-    monkeypatch.setattr(build_module, "decode", stop_late)
+    real = build_module.decode
+    _stop_decoding_at(monkeypatch, build_module, 15)
     with pytest.raises(KeyboardInterrupt):
         get("tuxpaint", source=source, progress=False)
     monkeypatch.setattr(build_module, "decode", real)
@@ -188,16 +196,7 @@ def test_a_stopped_build_resumes_from_what_it_wrote(home, tmp_path, monkeypatch)
     from probe.recipes import get
 
     source = tuxpaint_source(tmp_path)
-    calls = {"n": 0}
-    real = build_module.decode
-
-    def flaky(item, max_side=None):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real(item, max_side)
-
-    monkeypatch.setattr(build_module, "decode", flaky)
+    calls = _stop_decoding_at(monkeypatch, build_module, 6)
     with pytest.raises(KeyboardInterrupt):
         get("tuxpaint", source=source, progress=False)
     assert (home / "datasets/tuxpaint.partial/journal.jsonl").is_file()
