@@ -1,7 +1,9 @@
-"""Sessions: tests (default), lint, typecheck, demo, study, bench, mpnet.
+"""Sessions: tests (default: lint, types and the suite), lint, demo, study, bench, mpnet.
 
 Each session builds its own environment. torch and torchvision are installed first, as a matched
 pair (override with PROBE_TORCH="torch==X torchvision==Y"), so pip never picks another multi-GB torch.
+An environment with torch is about 7.6 GB, so lint, type checking and the suite share one (`tests`)
+instead of each installing its own copy.
 """
 
 from __future__ import annotations
@@ -24,24 +26,26 @@ def install_probe(session: nox.Session, extras: str) -> None:
     session.install("-e", f".[{extras}]")
 
 
+LINTED = ("probe", "tests", "benchmarks", "examples", "noxfile.py")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pass pytest options after --, e.g. `nox -s tests -- -m "not slow"`)."""
+    """Lint, type-check, then run the test suite, in one environment (what CI runs). Options after --
+    go to pytest and skip lint and types, e.g. `nox -s tests -- tests/test_api.py -x`."""
     install_probe(session, "offline-models,dev,browser,ray")
     session.run("probe", "install-offline", *DATA_PACKAGES)
+    if not session.posargs:
+        session.run("ruff", "check", *LINTED)
+        session.run("mypy", "probe")
     session.run("pytest", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
+    """ruff alone, in a small environment of its own."""
     session.install("ruff")
-    session.run("ruff", "check", "probe", "tests", "benchmarks", "noxfile.py")
-
-
-@nox.session(python=PYTHON)
-def typecheck(session: nox.Session) -> None:
-    install_probe(session, "dev")
-    session.run("mypy", "probe")
+    session.run("ruff", "check", *LINTED)
 
 
 @nox.session(python=PYTHON)
