@@ -126,8 +126,9 @@ def training(dv: int = 1280, dt: int = 384, out: int = 512, device: str | None =
     import torch
 
     from probe.align.config import ProbeConfig
-    from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
+    from probe.align.train import AlignmentProbe, fit_grid
     from probe.encoders.base import pick_device
+    from probe.features.paired import PairedFeatures
 
     device = pick_device(device)
     rate = matmul_rate(device=device)

@@ -61,8 +61,8 @@ def _write_features(path: Path, rows: int, dim: int, seed: int) -> None:
 def _streamed(folder: Path, rows: int):
     import numpy as np
 
-    from probe.align.train import PairedFeatures
     from probe.features.mapped import FeatureRows, map_npy
+    from probe.features.paired import PairedFeatures
 
     sides = []
     for name in ("images", "texts"):
@@ -92,8 +92,8 @@ def out_of_core_training(dim: int = 1024, device: str | None = None, big_rows: i
     import numpy as np
     import torch
 
-    from probe.align.train import PairedFeatures
     from probe.encoders.base import pick_device
+    from probe.features.paired import PairedFeatures
 
     device = pick_device(device)
     gpu = device.startswith("cuda")

@@ -18,10 +18,11 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
 
     from probe.align.config import ProbeConfig
     from probe.align.losses import batch_positive_pairs
-    from probe.align.train import PairedFeatures, fresh_heads, head_groups, make_optimiser, warmup_cosine
+    from probe.align.train import fresh_heads, head_groups, make_optimiser, warmup_cosine
     from probe.data import get_dataset
     from probe.encoders import load_encoder
-    from probe.features.extract import encode_inputs
+    from probe.features.batches import encode_inputs
+    from probe.features.paired import PairedFeatures
     from probe.registry import Registry
     from probe.unfreezing.config import TuneConfig
     from probe.unfreezing.modules import TunedEncoder, module_parts, pooled_spec, tunable
@@ -98,11 +99,11 @@ def _tune_memory_child(vision: str, parts: str, batch: int, n_images: int, preci
     import torch
 
     from probe.align.config import ProbeConfig
-    from probe.align.train import PairedFeatures
     from probe.data import get_dataset
     from probe.encoders import load_encoder
     from probe.encoders.base import pick_device
-    from probe.features.extract import encode_inputs
+    from probe.features.batches import encode_inputs
+    from probe.features.paired import PairedFeatures
     from probe.registry import Registry
     from probe.unfreezing.config import TuneConfig
     from probe.unfreezing.modules import TunedEncoder, module_parts, pooled_spec, tunable

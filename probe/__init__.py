@@ -6,8 +6,7 @@ functions that need them.
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
+from probe.version import __version__
 
 #: the Python API, loaded on first use (``import probe`` alone imports no torch)
 _API = {"run": "probe.api.alignment", "RunResult": "probe.api.alignment", "select": "probe.api.selection",
@@ -15,7 +14,7 @@ _API = {"run": "probe.api.alignment", "RunResult": "probe.api.alignment", "selec
         "evaluate": "probe.api.evaluation", "models": "probe.api.catalogues", "benchmarks": "probe.api.catalogues",
         "correlate": "probe.api.correlation", "extract": "probe.api.extraction",
         "tune": "probe.api.tuning",
-        "AlignedModel": "probe.align.model",
+        "AlignedModel": "probe.aligned",
         "ProbeError": "probe.errors", "load_records": "probe.records.table"}
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from probe.data.splits import SplitPlan
+from probe.encoder_spec import EncoderSpec
 from probe.features.options import ExtractOptions
 from probe.features.roles import EncoderFeatures
 from probe.pipeline.runner import Item
-from probe.pipeline.splits import SplitPlan
 from probe.records import keys
-from probe.registry import EncoderSpec
 
 
 @dataclass

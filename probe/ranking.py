@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from probe.data.splits import SplitPlan
+from probe.encoder_spec import EncoderSpec
 from probe.errors import ProbeError
 from probe.features.options import ExtractOptions
 from probe.pipeline.runner import Item
-from probe.pipeline.splits import SplitPlan
 from probe.records import keys
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from probe.metrics.resampling import ResamplePlan, Side
@@ -62,7 +62,7 @@ def selection_plan(dataset: Any, split: str, max_pairs: int, seed: int = 0) -> S
     encoders encode those pairs, not a corpus of millions: the sample reads its rows from the whole
     split's cache entry where ``probe extract`` or ``probe run`` wrote one, and is otherwise encoded
     alone. The corpus that encoders fitted on captions learn from stays the whole training split."""
-    from probe.pipeline.splits import Target, single_split_plan
+    from probe.data.splits import Target, single_split_plan
 
     plan = single_split_plan(dataset, split)
     data = plan.held_out

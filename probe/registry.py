@@ -13,113 +13,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe import settings
+from probe.encoder_spec import MODALITIES, NAME_RE, OBJECTIVES, EncoderSpec
 from probe.errors import ProbeError
+from probe.settings import builtin_registry_dir
 
-MODALITIES = ("vision", "text")
-OBJECTIVES = ("ssl", "supervised", "contrastive", "none")
-ENV_REGISTRY = "PROBE_REGISTRY"
-#: "1" lets entries from user registry files run code (trust_remote_code, packaged modules)
-ENV_TRUST_CODE = "PROBE_TRUST_REMOTE_CODE"
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*/[a-z0-9][a-z0-9_.+-]*$")
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """One encoder: where its weights come from and exactly how its inputs and outputs are shaped.
-
-    Weights, revision, preprocessing and pooling are bound together so they cannot drift apart;
-    the feature cache hashes all of them.
-    """
-
-    name: str
-    modality: str
-    loader: str
-    weights: str
-    embed_dim: int
-    params_m: float
-    objective: str
-    license: str
-    reference: str
-    revision: str = "main"
-    #: how token outputs become one vector; which values are valid is the loader family's to say
-    pooling: str | None = None
-    image_size: int | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    interpolation: str = "bicubic"
-    crop_pct: float = 1.0
-    #: why the preprocessing differs from the weights' own config (e.g. timm's pretrained config):
-    #: whose evaluation protocol it follows. Empty means it agrees (a test checks timm entries).
-    preprocessing_note: str = ""
-    arch: str | None = None
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    auto_class: str | None = None
-    prefix_tokens: int = 1
-    max_length: int = 256
-    text_prefix: str = ""
-    trust_remote_code: bool = False
-    #: pip requirements the weights' own code needs beyond probe's (e.g. remote code written for an
-    #: older transformers); an unmet one makes the entry unavailable with that requirement as reason
-    requires: tuple[str, ...] = ()
-    imagenet_knn: float | None = None
-    imagenet_linear: float | None = None
-    mteb_avg: float | None = None
-    notes: str = ""
-    source: str = ""
-
-    @property
-    def family(self) -> str:
-        return self.name.split("/", 1)[0]
-
-    @property
-    def is_control(self) -> bool:
-        """Baselines (pixels, random weights, TF-IDF) are controls, never real models."""
-        return self.loader == "baseline" and not self.is_test
-
-    @property
-    def is_test(self) -> bool:
-        """Tiny random-weight entries for fast tests; never part of ``all``."""
-        return self.family == "test"
-
-    @property
-    def runs_code(self) -> str | None:
-        """Why loading this entry runs Python code that is not probe's (None when it does not)."""
-        if self.trust_remote_code:
-            return "trust_remote_code = true runs the model repository's own Python code"
-        if self.loader == "packaged":
-            return f"loader 'packaged' imports the Python package {self.weights!r}"
-        return None
-
-    @property
-    def from_user_file(self) -> bool:
-        """Read from a file outside probe's own catalogue (``--registry``, ``$PROBE_REGISTRY``, a saved
-        model's config). Specs built in code (empty ``source``) are the calling program's own."""
-        if not self.source:
-            return False
-        try:
-            Path(self.source).resolve().relative_to(builtin_registry_dir().resolve())
-        except ValueError:
-            return True
-        return False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON records and cache keys (``source`` is where it was read, not what)."""
-        out = dataclasses.asdict(self)
-        out.pop("source")
-        for key in ("mean", "std"):
-            if out[key] is not None:
-                out[key] = list(out[key])
-        out["requires"] = list(out["requires"])
-        return out
-
+__all__ = ["EncoderSpec", "Registry", "builtin_registry_dir", "parse_registry_file", "spec_from_dict"]
 
 _FIELDS = {f.name: f for f in dataclasses.fields(EncoderSpec) if f.name != "source"}
 _REQUIRED = {
@@ -271,13 +175,6 @@ def _parse_registry_file(path: Path) -> tuple[list[EncoderSpec], set[str]]:
     return specs, overrides
 
 
-def builtin_registry_dir() -> Path:
-    """The shipped catalogue: inside the wheel, or ``registry/`` beside the package in a checkout."""
-    here = Path(__file__).resolve().parent
-    bundled = here / "_registry"
-    return bundled if bundled.is_dir() else here.parent / "registry"
-
-
 def _expand(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for item in paths:
@@ -313,8 +210,7 @@ class Registry:
     def load(cls, extra: Iterable[str | Path] = (), include_builtin: bool = True) -> Registry:
         """Built-in files, then ``$PROBE_REGISTRY`` (os.pathsep-separated), then ``extra``."""
         paths: list[str | Path] = [builtin_registry_dir()] if include_builtin else []
-        env = os.environ.get(ENV_REGISTRY, "")
-        paths += [p for p in env.split(os.pathsep) if p]
+        paths += settings.paths(settings.ENV_REGISTRY)
         paths += list(extra)
         specs: list[EncoderSpec] = []
         overrides: set[str] = set()

@@ -21,8 +21,7 @@ def folders(results_dir: str | Path | None, cache_dir: str | Path | None,
 
     A dry run creates and renames nothing: it only checks that the run could write there, and counts
     the results an older version named that the run would rename first."""
-    from probe.features.options import default_cache_dir
-    from probe.records.store import default_results_dir
+    from probe.settings import default_cache_dir, default_results_dir
 
     results = Path(results_dir).expanduser() if results_dir else default_results_dir()
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(results)

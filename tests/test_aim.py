@@ -115,7 +115,7 @@ def _saved_to_hub_cache(config: dict) -> object:
 
 
 def test_aim_entries_say_how_to_install_the_package_when_it_is_missing(monkeypatch):
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
     from probe.registry import Registry
 
     monkeypatch.setitem(sys.modules, "aim", None)  # import aim -> ImportError, whatever is installed
@@ -128,7 +128,7 @@ def test_aim_features_are_the_probed_blocks_average_or_the_normed_last_block(aim
     import torch
 
     from probe.encoders import load_encoder
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
     from probe.registry import Registry
 
     config = {"embed_dim": 16, "patch_size": 8, "num_blocks": 4, "probe_layers": [2, 3]}

@@ -41,7 +41,7 @@ def test_a_run_saves_each_fitted_pair(fitted):
 
 
 def test_encode_image_on_raw_images_reproduces_features_then_heads(fitted, shared_cache):
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
     from probe.data import get_dataset
     from probe.features import ExtractOptions, split_features
 
@@ -60,7 +60,7 @@ def test_encode_image_on_raw_images_reproduces_features_then_heads(fitted, share
 
 
 def test_zero_shot_classifier_equals_a_brute_force_computation(fitted):
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
     from probe.data import get_dataset
     from probe.metrics.zeroshot import topk_accuracy
 
@@ -129,7 +129,7 @@ def test_export_loads_in_a_fresh_process_without_the_results_folder(fitted, run_
 def test_broken_or_unloadable_models_are_one_line_errors(fitted, run_cli, tmp_path):
     import shutil
 
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
 
     _, _, folder = fitted
     assert_one_line_error(run_cli("eval", "--model", str(tmp_path), "--eval", "shapes-ood"),
@@ -154,7 +154,7 @@ def test_broken_or_unloadable_models_are_one_line_errors(fitted, run_cli, tmp_pa
 def test_a_saved_tfidf_pair_encodes_new_text_as_its_run_did(run_cli, tmp_path):
     """TF-IDF is fitted on the training captions: its vocabulary, IDF weights and projection are saved
     with the heads (no pickle), so encode_text reproduces the cached features -> heads, also after export."""
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
     from probe.data import get_dataset
     from probe.features import ExtractOptions, split_features
 
@@ -206,7 +206,7 @@ def test_a_hostile_aligned_json_is_one_line_and_writes_nothing_outside(fitted, r
     its folder."""
     import hashlib
 
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
 
     _, _, folder = fitted
     payload = tmp_path / "payload.sh"
@@ -253,7 +253,7 @@ def test_an_export_that_fails_leaves_nothing_and_a_retry_succeeds(fitted, tmp_pa
     import errno
     import shutil
 
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
 
     _, _, folder = fitted
     model = AlignedModel.load(folder)
@@ -275,7 +275,7 @@ def test_an_export_that_fails_leaves_nothing_and_a_retry_succeeds(fitted, tmp_pa
 
 
 def test_the_api_refuses_what_cannot_be_encoded_in_one_line(fitted, tmp_path):
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
 
     _, _, folder = fitted
     model = AlignedModel.load(folder, device="cpu")

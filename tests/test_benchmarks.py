@@ -170,8 +170,8 @@ def test_swap_pairs_with_an_unreadable_image_leave_the_denominator_and_are_count
     other two (one hit, one miss: 1/2), not a miss over three (1/3), and the record's dropped says so."""
     from types import SimpleNamespace
 
-    from probe.align.train import PairedFeatures
     from probe.evaluation.evaluate import dropped_counts, evaluate
+    from probe.features.paired import PairedFeatures
 
     class Identity:
         def embed_images(self, x):
@@ -232,8 +232,8 @@ def test_a_karpathy_benchmark_is_known_by_its_catalogue_name_under_any_data_root
     """The same COCO files under two $PROBE_DATA roots (two machines merging results) are one benchmark:
     one name, one target, so one record path and one leaderboard tab."""
     from probe.align.sweep import alignment_path
+    from probe.data.splits import TASKS, make_target
     from probe.evaluation.benchmarks import get_benchmark
-    from probe.pipeline.splits import TASKS, make_target
 
     names = []
     for root in (tmp_path / "machine-a", tmp_path / "machine-b"):

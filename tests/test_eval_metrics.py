@@ -123,8 +123,8 @@ def test_ratio_interval_matches_scipy_bootstrap_and_degenerate_cases():
 
 
 def test_evaluate_gives_an_interval_for_every_score():
-    from probe.align.train import PairedFeatures
     from probe.evaluation.evaluate import ZeroShotTask, evaluate
+    from probe.features.paired import PairedFeatures
 
     class Identity:
         def embed_images(self, x):

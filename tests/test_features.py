@@ -209,7 +209,7 @@ def test_extraction_queues_the_next_batch_before_reading_the_last_one_back():
     """On a GPU encoded_batches keeps one batch in flight: batch i + 1 is taken, decoded and queued
     before batch i's features are read back; on a CPU each batch is read back before the next is
     taken. Every batch comes out in order with its own rows."""
-    from probe.features.extract import encoded_batches
+    from probe.features.batches import encoded_batches
 
     log: list[str] = []
 

@@ -301,8 +301,9 @@ def test_registry_files_of_the_wrong_encoding_or_shape_are_named(tmp_path, conte
 
 
 def test_user_entries_that_run_code_need_an_explicit_flag(tmp_path, monkeypatch, run_cli):
-    from probe.encoders.availability import check
-    from probe.registry import ENV_TRUST_CODE, Registry
+    from probe.encoders.loadable import check
+    from probe.registry import Registry
+    from probe.settings import ENV_TRUST_CODE
 
     (tmp_path / "mine.toml").write_text(TEXT_ENTRY.format(name="remote") + "trust_remote_code = true\n"
                                         + TEXT_ENTRY.format(name="plain") + TEXT_ENTRY.format(name="pkg")
@@ -324,11 +325,10 @@ def test_user_entries_that_run_code_need_an_explicit_flag(tmp_path, monkeypatch,
 
 
 def test_options_that_would_mislead_are_refused(run_cli, tmp_path, monkeypatch):
-    from probe.align.recipes import read_recipe
+    from probe.align.config import read_preset as read_recipe
     from probe.encoders.base import pick_device
-    from probe.features.options import ENV_CACHE, default_cache_dir
-    from probe.records.store import ENV_RESULTS, default_results_dir
     from probe.registry import Registry
+    from probe.settings import ENV_CACHE, ENV_RESULTS, default_cache_dir, default_results_dir
 
     with pytest.raises(ProbeError, match="'efficientnet/lite0-in1k' names vision model"):
         Registry.load().list(["efficientnet/lite0-in1k"], modality="text", strict=True)

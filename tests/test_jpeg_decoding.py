@@ -88,7 +88,7 @@ def test_extraction_workers_decode_jpeg_files_through_torchvision(tmp_path):
     up to 2 levels, more than this tolerance lets through)."""
     from probe.data.base import FileImage
     from probe.encoders import load_encoder
-    from probe.features.extract import encode_inputs
+    from probe.features.batches import encode_inputs
     from probe.registry import Registry
 
     paths = []

@@ -95,7 +95,7 @@ FAMILY = ConstantFamily()
 def test_a_new_family_is_one_module_and_one_line(tmp_path, monkeypatch):
     """Registry validation, availability, loading and the cache all reach the new family."""
     from probe.encoders import load_encoder
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
     from probe.errors import UnavailableError
     from probe.features import ExtractOptions, split_features
 
@@ -172,7 +172,7 @@ def test_released_checkpoints_load_from_torch_hub_cache_or_a_file_unwrapped(tmp_
     import torch
 
     from probe.encoders import load_encoder
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
     from probe.encoders.timm_encoder import url_cache_path
     from probe.errors import UnavailableError
 
@@ -234,7 +234,7 @@ def test_unmet_requirements_are_the_reason_an_entry_is_unavailable():
     import dataclasses
     from importlib import metadata
 
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
 
     spec = Registry.load().get("nv-embed/v2")
     status = check(spec)

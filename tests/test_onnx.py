@@ -70,7 +70,7 @@ def test_wrong_names_and_missing_files_are_one_line(registry, tmp_path):
     with pytest.raises(ProbeError, match=r"the graph has no input 'pixel_values'; its inputs: image$"):
         load_encoder(wrong_input, device="cpu")
     missing = dataclasses.replace(spec, weights=str(tmp_path / "gone.onnx"))
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
 
     assert not check(missing).ok and "gone.onnx not found" in check(missing).reason
     truncated = tmp_path / "cut.onnx"

@@ -58,7 +58,7 @@ def test_imagenet_val_is_sorted_into_wnid_folders_by_torchvisions_devkit_parser(
     import torchvision.datasets.imagenet
 
     from probe.evaluation.benchmarks import get_benchmark
-    from probe.recipes.published import prepare
+    from probe.evaluation.preparation import prepare
 
     fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
               "num_train_images"]
@@ -90,7 +90,7 @@ def test_imagenet_val_is_sorted_into_wnid_folders_by_torchvisions_devkit_parser(
 
 def test_winoground_from_the_hub_files(data_root):
     from probe.evaluation.benchmarks import get_benchmark
-    from probe.recipes.published import prepare
+    from probe.evaluation.preparation import prepare
 
     source = data_root / "winoground"
     (source / "data").mkdir(parents=True)
@@ -124,7 +124,7 @@ def _png(seed: int) -> bytes:
 
 def test_flickr30k_csv_becomes_karpathy_json(data_root):
     from probe.evaluation.benchmarks import get_benchmark
-    from probe.recipes.published import prepare
+    from probe.evaluation.preparation import prepare
 
     source = data_root / "flickr30k"
     source.mkdir(parents=True)
@@ -152,7 +152,7 @@ def test_flickr30k_csv_becomes_karpathy_json(data_root):
 
 def test_coco_from_karpathys_zip_and_the_2014_image_zips(data_root):
     from probe.evaluation.benchmarks import get_benchmark
-    from probe.recipes.published import prepare
+    from probe.evaluation.preparation import prepare
 
     source = data_root / "coco"
     source.mkdir(parents=True)
@@ -191,7 +191,7 @@ def test_missing_files_and_unsafe_archives_are_one_line(data_root, run_cli, tmp_
 
 def test_a_clip_benchmark_set_is_checked_in_place_and_named_for_download(data_root, run_cli):
     from probe.evaluation.benchmarks import get_benchmark
-    from probe.recipes.published import prepare
+    from probe.evaluation.preparation import prepare
 
     missing = run_cli("data", "get", "cifar10", env={"PROBE_DATA": str(data_root)})
     assert_one_line_error(missing, "huggingface-cli download clip-benchmark/wds_cifar10")

@@ -367,7 +367,7 @@ def test_the_real_fashion_mnist_package_builds_its_stated_subsets(home):
 
 def test_datasets_joined_by_plus_are_one_corpus_and_their_parts_score_in_domain(home, tmp_path):
     from probe.data import get_dataset
-    from probe.pipeline.splits import IN_DOMAIN, TRANSFER, make_target
+    from probe.data.splits import IN_DOMAIN, TRANSFER, make_target
     from probe.recipes import get
 
     get("tuxpaint", source=tuxpaint_source(tmp_path), progress=False)

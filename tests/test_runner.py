@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from probe.encoder_spec import EncoderSpec
 from probe.errors import ProbeError
 from probe.pipeline.runner import PairRunner, pairs, singles
-from probe.registry import EncoderSpec
 
 
 def spec(name: str, modality: str) -> EncoderSpec:

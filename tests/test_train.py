@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from probe.align.config import ProbeConfig
-from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
+from probe.align.train import AlignmentProbe, fit_grid
 from probe.errors import ProbeError
 from probe.evaluation.held_out import rank_held_out
+from probe.features.paired import PairedFeatures
 from probe.metrics.retrieval import retrieval_metrics
 
 

@@ -10,8 +10,8 @@ from conftest import assert_one_line_error
 from PIL import Image
 
 from probe.data import get_dataset
+from probe.data.splits import carve_out, transfer_plan
 from probe.errors import ProbeError
-from probe.pipeline.splits import carve_out, transfer_plan
 
 TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--epochs", "2")
 
@@ -178,9 +178,9 @@ def test_img2dataset_shards_are_a_training_corpus(run_cli, tmp_path):
 def test_a_carve_out_reads_its_rows_of_the_whole_splits_entry(tmp_path):
     """The fit and held-out parts of a corpus without a val split read the entry of the whole split
     (as `probe extract` writes it), row for row equal to encoding each part as a split of its own."""
+    from probe.data.splits import SplitPlan
     from probe.features import ExtractOptions, split_features
     from probe.features.roles import encoder_features
-    from probe.pipeline.splits import SplitPlan
     from probe.registry import Registry
 
     data = get_dataset("shapes").load("val")

@@ -26,7 +26,7 @@ def _train_split(n_images: int = 40):
 def _side(name: str, parts: str, data, pooling: str = "cls"):
     """A tiny encoder as a tune side: its module, what trains, and its untrained features."""
     from probe.encoders import load_encoder
-    from probe.features.extract import encode_inputs
+    from probe.features.batches import encode_inputs
     from probe.registry import Registry
     from probe.unfreezing.modules import TunedEncoder, module_parts, pooled_spec, tunable
     from probe.unfreezing.parts import apply, parse_parts, resolve
@@ -46,7 +46,7 @@ def _side(name: str, parts: str, data, pooling: str = "cls"):
 def _fit(vision, text, data, run_dir=None, epochs: int = 1, checkpoint_every: int = 0, precision: str = "auto",
          grad_checkpointing: bool | None = None, **cfg):
     from probe.align.config import ProbeConfig
-    from probe.align.train import PairedFeatures
+    from probe.features.paired import PairedFeatures
     from probe.unfreezing.config import TuneConfig
     from probe.unfreezing.train import tune_fit
 
@@ -245,7 +245,7 @@ def test_an_all_frozen_tune_is_probe_run_with_the_same_head(run_cli, tmp_path, s
 
 
 def test_a_tuned_model_is_saved_loads_and_encodes_as_scored(run_cli, tmp_path, shared_cache):
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
     from probe.data import get_dataset
     from probe.metrics.retrieval import metrics_from_ranks, retrieval_ranks
 
@@ -303,7 +303,7 @@ def test_bad_tune_input_is_one_line(run_cli, tmp_path):
     assert_one_line_error(run_cli("tune", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert", *out),
                           "baseline/pixels-16 cannot be tuned", "no weights to train")
     onnx = "sentence-transformers/paraphrase-minilm-l3-v2.onnx"
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
     from probe.registry import Registry
 
     if check(Registry.load().get(onnx), False).ok:
@@ -326,7 +326,7 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     text, _ = _side("test/tiny-bert", "none", data)
     _fit(vision, text, data, run_dir=tmp_path, checkpoint_every=3)
     from probe.align.config import ProbeConfig
-    from probe.align.train import PairedFeatures
+    from probe.features.paired import PairedFeatures
     from probe.unfreezing.config import TuneConfig
     from probe.unfreezing.train import tune_fit
 
@@ -403,7 +403,7 @@ def test_training_the_text_token_embeddings_changes_the_score(run_cli, tmp_path)
     scored on the same test images; the paired bootstrap interval of the difference excludes zero.
     It goes up here (a random-weight BERT, whose word embeddings carry nothing until trained); with
     all-MiniLM-L6-v2 the change is within the intervals (README)."""
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
     from probe.data import get_dataset
 
     common = ("--vision", "efficientnet/lite0-in1k", "--text", "baseline/random-bert-l6", "--vision-parts", "none",

@@ -62,7 +62,7 @@ def test_texts_with_no_known_word_are_zero_and_counted(tmp_path, caplog):
 
 
 def test_missing_package_is_a_reason_not_a_crash():
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
 
     spec = dataclasses.replace(Registry.load().get(NAME), weights="no-such-spacy-package")
     assert not check(spec).ok and "no-such-spacy-package is not installed" in check(spec).reason

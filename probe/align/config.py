@@ -5,16 +5,30 @@ Kept apart from the training code so records and the command line can use it wit
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
-from probe.align.heads import check_head
-from probe.align.losses import check_loss
 from probe.errors import ProbeError
 
+HEADS = ("linear", "mlp", "star")
+LOSSES = ("infonce", "siglip")
 HEAD_INITS = ("torch", "xavier")
 OPTIMIZERS = ("adamw", "lion")
+
+
+def check_head(kind: str) -> str:
+    if kind not in HEADS:
+        raise ProbeError(f"unknown head {kind!r}; valid: {', '.join(HEADS)}")
+    return kind
+
+
+def check_loss(kind: str) -> str:
+    if kind not in LOSSES:
+        raise ProbeError(f"unknown loss {kind!r}; valid: {', '.join(LOSSES)}")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,8 @@ class ProbeConfig:
     optimizer: str = "adamw"
     beta1: float = 0.9
     beta2: float = 0.999
-    #: the preset these values started from (``--recipe``), named in records and file names
+    #: the training preset these values started from (``--preset``), named in records and file names
+    #: (stored under this name, as records written before presets were called presets have it)
     recipe: str = ""
     #: records are validated by pydantic; a stored config with an unknown field is an error
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
@@ -96,9 +111,57 @@ class ProbeConfig:
         return f"{self._tag(with_seed=False)}-seed{self.seed}"
 
     def _tag(self, with_seed: bool) -> str:
-        from probe.align.recipes import recipe_values
-
-        base = ProbeConfig(**recipe_values(self.recipe)) if self.recipe else ProbeConfig()
+        base = ProbeConfig(**preset_values(self.recipe)) if self.recipe else ProbeConfig()
         skipped = ("head", "loss", "recipe") if with_seed else ("head", "loss", "recipe", "seed")
         extra = [f"{k}{v}" for k, v in asdict(self).items() if k not in skipped and v != getattr(base, k)]
         return "-".join([self.head, self.loss, *([self.recipe] if self.recipe else []), *extra])
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The values of a shipped preset by name, or of a preset file by path, checked."""
+    from probe.align.presets import preset_path
+
+    return dict(read_preset(str(preset_path(name)))["values"])
+
+
+@functools.cache
+def read_preset(path: str) -> dict[str, Any]:
+    """``{"description", "source", "values"}`` of a preset file; an unknown setting or a value of the
+    wrong kind is an error naming the file, the setting and what it takes."""
+    from probe.align.presets import read_preset_file
+
+    data = read_preset_file(Path(path))
+    known = {f.name for f in fields(ProbeConfig)} - {"recipe", "seed"}
+    unknown = sorted(set(data["values"]) - known)
+    if unknown:
+        raise ProbeError(f"{path}: unknown setting {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+    defaults = ProbeConfig().to_dict()
+    for name, value in data["values"].items():
+        wanted = _kind_of(defaults[name])
+        if not _is_kind(value, wanted):
+            raise ProbeError(f"{path}: {name} = {value!r} must be {wanted}")
+    return data
+
+
+def _kind_of(default: Any) -> str:
+    """What a setting takes, from its default: a bool, a whole number, a number (int or float; None
+    defaults are optional numbers) or text."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float) or default is None:
+        return "a number"
+    return "text"
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "true or false":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "a whole number":
+        return isinstance(value, int)
+    if kind == "a number":
+        return isinstance(value, (int, float))
+    return isinstance(value, str)

@@ -16,18 +16,10 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from probe.align.config import check_head
+
 if TYPE_CHECKING:
     import torch
-
-HEADS = ("linear", "mlp", "star")
-
-
-def check_head(kind: str) -> str:
-    if kind not in HEADS:
-        from probe.errors import ProbeError
-
-        raise ProbeError(f"unknown head {kind!r}; valid: {', '.join(HEADS)}")
-    return kind
 
 
 def make_head(kind: str, in_dim: int, out_dim: int = 512, *, norm: bool = True, star_width: int = 8) -> torch.nn.Module:

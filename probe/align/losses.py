@@ -18,19 +18,12 @@ import math
 import weakref
 from typing import TYPE_CHECKING
 
+from probe.align.config import check_loss
+
 if TYPE_CHECKING:
     import torch
 
-LOSSES = ("infonce", "siglip")
 MAX_LOGIT_SCALE = 100.0
-
-
-def check_loss(kind: str) -> str:
-    if kind not in LOSSES:
-        from probe.errors import ProbeError
-
-        raise ProbeError(f"unknown loss {kind!r}; valid: {', '.join(LOSSES)}")
-    return kind
 
 
 def _segment_logsumexp(values: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Tensor:

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from probe.align.config import ProbeConfig
+from probe.data.splits import SplitPlan, Target
+from probe.encoder_spec import EncoderSpec
 from probe.errors import ProbeError
 from probe.features.options import ExtractOptions
 from probe.features.roles import EncoderFeatures
 from probe.pipeline.runner import Item
-from probe.pipeline.splits import SplitPlan, Target
 from probe.records import keys
-from probe.registry import EncoderSpec
 
 log = logging.getLogger("probe.align")
 
@@ -115,9 +115,10 @@ class AlignmentSweep:
 
     def run(self, item: Item, features: Sequence[EncoderFeatures], units: Sequence[Unit]
             ) -> Iterator[tuple[Unit, Any]]:
-        from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
+        from probe.align.train import AlignmentProbe, fit_grid
         from probe.encoders.base import pick_device
         from probe.evaluation.evaluate import saturated_metrics, score_target
+        from probe.features.paired import PairedFeatures
 
         vf, tf = features
         plan = self.plan

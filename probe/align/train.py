@@ -26,40 +26,8 @@ from probe.align.config import ProbeConfig
 from probe.align.heads import make_head
 from probe.align.losses import batch_positive_pairs, make_loss
 from probe.errors import ProbeError
+from probe.features.paired import PairedFeatures, is_streamed
 from probe.flops import counted
-
-
-@dataclass
-class PairedFeatures:
-    """Features of one split: ``texts[j]`` describes ``images[caption_image[j]]``.
-
-    Either side may be a :class:`~probe.features.mapped.FeatureRows` (features streamed from the
-    cache): training then reads each batch from it instead of holding the split.
-    """
-
-    images: Any
-    texts: Any
-    caption_image: np.ndarray
-    #: equal for identical caption texts (see :attr:`SplitData.caption_groups`): interchangeable in
-    #: retrieval; None treats every caption as distinct
-    text_groups: np.ndarray | None = None
-
-    def usable_pairs(self) -> np.ndarray:
-        """Caption indices whose caption and image both have finite features (skipped images are NaN)."""
-        ok_image, ok_text = _finite_rows(self.images), _finite_rows(self.texts)
-        return np.flatnonzero(ok_text & ok_image[self.caption_image])
-
-    @property
-    def streamed(self) -> bool:
-        return _is_streamed(self.images) or _is_streamed(self.texts)
-
-
-def _is_streamed(x: Any) -> bool:
-    return hasattr(x, "take") and hasattr(x, "finite_rows")
-
-
-def _finite_rows(x: Any) -> np.ndarray:
-    return x.finite_rows() if _is_streamed(x) else np.isfinite(x).all(axis=1)
 
 
 @dataclass
@@ -419,7 +387,7 @@ class _StreamedBatches:
 
 def _take(x: Any, rows: np.ndarray) -> np.ndarray:
     """float32 rows of a streamed side, or of an in-memory array."""
-    return x.take(rows) if _is_streamed(x) else np.ascontiguousarray(x[rows], dtype=np.float32)
+    return x.take(rows) if is_streamed(x) else np.ascontiguousarray(x[rows], dtype=np.float32)
 
 
 def _batch_loss(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any) -> Any:

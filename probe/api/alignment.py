@@ -25,21 +25,20 @@ DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_LRS = ("linear",), ("siglip",), (1e-3,)
 DEFAULT_SETTINGS = {"epochs": 40, "batch_size": 256, "out_dim": 512, "seed": 0}
 
 
-def head_configs(recipe: str | None = None, config_file: str | Path | None = None, *,
+def head_configs(preset: str | None = None, config_file: str | Path | None = None, *,
                  heads: Sequence[str] | None = None, losses: Sequence[str] | None = None,
                  lrs: Sequence[float] | None = None, **settings: int | None) -> list[Any]:
     """The grid of head configurations: a preset's values, then a config file's, then what the
     caller gave (``None``: not given, so the preset's or the file's value, else the default).
     ``settings`` are ``epochs``, ``batch_size``, ``out_dim`` and ``seed``."""
-    from probe.align.config import ProbeConfig
-    from probe.align.recipes import read_recipe, recipe_values
+    from probe.align.config import ProbeConfig, preset_values, read_preset
 
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
         raise ProbeError(f"unknown head setting {unknown[0]!r}; valid: {', '.join(DEFAULT_SETTINGS)}")
-    base = recipe_values(recipe) if recipe else {}
+    base = preset_values(preset) if preset else {}
     if config_file:
-        base |= read_recipe(str(config_file))["values"]
+        base |= read_preset(str(config_file))["values"]
     for name, default in DEFAULT_SETTINGS.items():
         if settings.get(name) is not None or name not in base:
             base[name] = settings.get(name) if settings.get(name) is not None else default
@@ -48,7 +47,7 @@ def head_configs(recipe: str | None = None, config_file: str | Path | None = Non
     grid = {name: tuple(given) if given is not None else (base[name],) if name in base else defaults[name]
             for name, given in axes.items()}
     rest = {k: v for k, v in base.items() if k not in axes}
-    return [ProbeConfig(head=h, loss=lo, lr=lr, recipe=recipe or "", **rest)
+    return [ProbeConfig(head=h, loss=lo, lr=lr, recipe=preset or "", **rest)
             for h in dict.fromkeys(grid["head"]) for lo in dict.fromkeys(grid["loss"])
             for lr in dict.fromkeys(grid["lr"])]
 
@@ -107,25 +106,26 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
              train: str | None = None, evals: str | Sequence[str] = (),
              heads: Sequence[str] | None = None, losses: Sequence[str] | None = None,
              lrs: Sequence[float] | None = None, epochs: int | None = None, batch_size: int | None = None,
-             out_dim: int | None = None, seed: int | None = None, recipe: str | None = None,
-             config_file: str | Path | None = None, tasks: Sequence[str] = (), save_models: bool = True,
+             out_dim: int | None = None, seed: int | None = None, preset: str | None = None,
+             config_file: str | Path | None = None, recipe: str | None = None, tasks: Sequence[str] = (), save_models: bool = True,
              results_dir: str | Path | None = None, cache_dir: str | Path | None = None, workers: int | None = None,
              extract_batch_size: int | None = None, dtype: str = "auto", decode: str = "workers",
              device: str | None = None, executor: str = "local", ray_address: str | None = None,
              registry: Sequence[str | Path] = (), allow_download: bool = False, progress: bool = True,
              dry_run: bool = False) -> RunPlan:
-    """Check every input and resolve the run (see :func:`run` for the arguments); loads no model."""
-    from probe.align.heads import check_head
-    from probe.align.losses import check_loss
+    """Check every input and resolve the run (see :func:`run` for the arguments); loads no model.
+    ``recipe`` is the deprecated name of ``preset``."""
+    from probe.align.config import check_head, check_loss
     from probe.align.sweep import AlignmentSweep
     from probe.data import get_dataset
+    from probe.data.splits import TASKS, in_domain_plan, transfer_plan
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
-    from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
     from probe.workspace import folders
 
+    preset = deprecated_preset_alias(preset, recipe)
     evals = names(evals)
     check_protocol(dataset, train, evals, "fit")
     for head in heads or ():
@@ -139,7 +139,7 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     # every input is checked before any model is resolved or loaded: a typo costs no work
     ds = get_dataset(train or dataset or "shapes")
     benchmarks = [get_benchmark(name) for name in benchmark_names(evals)] if train else []
-    configs = head_configs(recipe, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
+    configs = head_configs(preset, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
                            batch_size=batch_size, out_dim=out_dim, seed=seed)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     require_both(v_specs, t_specs, "run")
@@ -169,7 +169,7 @@ def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing
     non-test entry). In-domain, heads are fitted on ``dataset``'s (default ``shapes``) train split, stopped early on its
     val split and scored on its test split; zero-shot transfer (``train`` with ``evals``), they are
     fitted on the corpus and scored on each benchmark. ``heads``, ``losses`` and ``lrs`` make a grid
-    fitted in one pass; ``recipe`` (a published preset) and ``config_file`` give head settings that
+    fitted in one pass; ``preset`` (a published training setup, e.g. ``"sail"``) and ``config_file`` give head settings that
     explicit arguments override. ``skip_existing`` keeps records that still stand for the run (same
     identity) and recomputes the rest. ``echo`` receives one line per finished result.
 
@@ -202,3 +202,16 @@ def _log_plan(planned: RunPlan) -> None:
     """The entries skipped, then the run's size, one line each."""
     log_skipped(planned.skipped)
     log.info("%s", planned.summary)
+
+
+def deprecated_preset_alias(preset: str | None, recipe: str | None) -> str | None:
+    """``recipe=`` was the name of ``preset=`` before dataset recipes and training presets were told
+    apart; it still works, with a DeprecationWarning, until 0.4."""
+    if recipe is None:
+        return preset
+    import warnings
+
+    warnings.warn("recipe= is deprecated; use preset= (same names)", DeprecationWarning, stacklevel=3)
+    if preset is not None and preset != recipe:
+        raise ProbeError(f"preset={preset!r} and recipe={recipe!r} disagree; recipe is the old name of preset")
+    return recipe

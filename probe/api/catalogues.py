@@ -22,7 +22,7 @@ def models(patterns: str | Sequence[str] = (), *, modality: str | None = None, a
         pd.DataFrame(probe.models(modality="text", available=True))[["name", "embed_dim"]]
     """
     from probe.api.common import load_registry, names
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
     from probe.errors import ProbeError
 
     if modality not in (None, "vision", "text"):

@@ -29,7 +29,7 @@ def load_registry(registry: Sequence[str | Path] = ()) -> Any:
 def resolve_sides(vision: str | Sequence[str], text: str | Sequence[str], registry: Sequence[str | Path],
                   allow_download: bool) -> tuple[list[Any], list[Any], list[Any]]:
     """``(vision specs, text specs, entries a pattern reached whose weights are not here)``."""
-    from probe.encoders.availability import resolve_models
+    from probe.encoders.loadable import resolve_models
 
     catalogue = load_registry(registry)
     v_specs, v_skipped = resolve_models(catalogue, names(vision), modality="vision", allow_download=allow_download)

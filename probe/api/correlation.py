@@ -51,14 +51,13 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
         table = probe.correlate(dataset="shapes").to_frame()
         table.sort_values("spearman", ascending=False)
     """
-    from probe.align.heads import check_head
-    from probe.align.losses import check_loss
+    from probe.align.config import check_head, check_loss
     from probe.api.common import load_registry
     from probe.correlates import CorrelatesWork, correlation_table
     from probe.data import get_dataset
+    from probe.data.splits import in_domain_plan
     from probe.features.options import ExtractOptions
     from probe.pipeline.runner import PairRunner, singles
-    from probe.pipeline.splits import in_domain_plan
     from probe.ranking import probing_scores
     from probe.records.schema import CorrelationRecord
     from probe.records.store import iter_records, read_complete, record_path, write_record

@@ -37,10 +37,10 @@ def evaluate(model: Any, benchmarks: str | Sequence[str], *, results_dir: str | 
         for scored in probe.evaluate("results/models/shapes/...", ["shapes-ood", "digits"]):
             print(scored.record.benchmark.label, scored.record.metrics, scored.outcome)
     """
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
     from probe.api.common import names
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
-    from probe.evaluation.saved import score_saved
+    from probe.pipeline.saved import score_saved
     from probe.features.options import ExtractOptions
     from probe.records.store import model_ref, write_record
     from probe.workspace import folders

@@ -44,11 +44,11 @@ def plan_extraction(models: str | Sequence[str], *, dataset: str = "shapes", spl
     """Check every input, resolve the models (each must load here) and load the splits; no encoder runs."""
     from probe.api.common import load_registry, names
     from probe.data import get_dataset
-    from probe.encoders.availability import check, resolve_models
+    from probe.data.splits import load_split
+    from probe.encoders.loadable import check, resolve_models
     from probe.errors import UnavailableError
     from probe.features import ExtractOptions, fitted_on_corpus
     from probe.pipeline.ray_executor import check_executor
-    from probe.pipeline.splits import load_split
     from probe.workspace import folders
 
     check_executor(executor, ray_address)

@@ -16,8 +16,8 @@ def write_report(results_dir: str | Path | None = None, out_dir: str | Path = "r
     ``plot:<name>``)."""
     from probe.ranking import check_metric
     from probe.records import keys
-    from probe.records.store import default_results_dir
     from probe.report import build_report
+    from probe.settings import default_results_dir
     from probe.workspace import ensure_writable
 
     key = keys.similarity(check_metric(metric))

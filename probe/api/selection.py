@@ -117,8 +117,7 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
         chosen = probe.select(top=3, dataset="shapes")
         chosen.selected, chosen.agreements
     """
-    from probe.align.heads import check_head
-    from probe.align.losses import check_loss
+    from probe.align.config import check_head, check_loss
     from probe.api.common import log_skipped
     from probe.pipeline.ray_executor import executor_for
     from probe.pipeline.runner import PairRunner

@@ -46,15 +46,13 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
               progress: bool = True, dry_run: bool = False, check_parts: bool = True) -> TunePlan:
     """Check every input and resolve the grid (see :func:`tune`); with ``check_parts`` each encoder
     whose named parts must exist is loaded once on the CPU to check them (a dry run does not)."""
-    from probe.align.config import ProbeConfig
-    from probe.align.heads import check_head
-    from probe.align.losses import check_loss
+    from probe.align.config import ProbeConfig, check_head, check_loss
     from probe.data import get_dataset
+    from probe.data.splits import TASKS, in_domain_plan, transfer_plan
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
-    from probe.pipeline.splits import TASKS, in_domain_plan, transfer_plan
     from probe.unfreezing.config import GRIDS, TuneConfig, from_notation
     from probe.unfreezing.pair import TuneRun
     from probe.unfreezing.work import TuneWork

@@ -62,10 +62,9 @@ def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: boo
       probe select --top 3               rank pairs without training
       probe report                       write reports/leaderboard.html
     """
-    from probe.encoders.availability import downloads_allowed
+    from probe.settings import ENV_TRUST_CODE, downloads_allowed
 
     if trust_remote_code:  # through the environment, so data-loader workers and subprocesses agree
-        from probe.registry import ENV_TRUST_CODE
 
         os.environ[ENV_TRUST_CODE] = "1"
     allowed = allow_download or downloads_allowed()

@@ -59,7 +59,7 @@ def export_cmd(model_path, out_dir) -> None:
       probe export results/models/shapes/efficientnet_lite0-in1k__...-seed0 --out ~/aligned/lite0-minilm
       python -c "import probe; m = probe.AlignedModel.load('~/aligned/lite0-minilm'); print(m.encode_text(['a cat']))"
     """
-    from probe.align.model import AlignedModel
+    from probe.aligned import AlignedModel
 
     model = AlignedModel.load(model_path)
     out = model.export(out_dir, model_path)

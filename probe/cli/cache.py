@@ -32,8 +32,7 @@ def cache() -> None:
 
 
 def _folder(results_dir: str | None, cache_dir: str | None) -> Path:
-    from probe.features.options import default_cache_dir
-    from probe.records.store import default_results_dir
+    from probe.settings import default_cache_dir, default_results_dir
 
     if cache_dir:
         return Path(cache_dir)

@@ -33,7 +33,7 @@ class RunContext:
 
     def resolve(self, patterns: tuple[str, ...], modality: str | None = None) -> tuple[list, list]:
         """``(to_use, skipped)`` specs for ``patterns`` (see :func:`probe.encoders.availability.resolve_models`)."""
-        from probe.encoders.availability import resolve_models
+        from probe.encoders.loadable import resolve_models
 
         return resolve_models(self.registry, patterns, modality=modality, allow_download=self.allow_download)
 

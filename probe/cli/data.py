@@ -97,12 +97,12 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
       probe datasets                      # which recipes are built here
     """
     from probe.errors import ProbeError
+    from probe.evaluation.preparation import PUBLISHED, prepare, published
     from probe.recipes import get, get_recipe
-    from probe.recipes.published import prepare, published
 
     for name in names:
         if published(name) is None:
-            get_recipe(name)  # every name checked before any work
+            get_recipe(name, also=PUBLISHED)  # every name checked before any work
     if source and len(names) > 1:
         raise ProbeError(f"--source names one recipe's source; got {len(names)} recipes")
     for name in names:

@@ -35,7 +35,7 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
       probe models --check 'sscd/*'           # load and sanity-check what is installed
       probe models 'clip/*' 'siglip/*' --json
     """
-    from probe.encoders.availability import check
+    from probe.encoders.loadable import check
 
     if as_json and not run_check:
         from probe.api.catalogues import models as model_rows

@@ -42,10 +42,12 @@ from probe.cli.common import (
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=2), help="Head training batch.")
 @click.option("--out-dim", default=512, show_default=True, type=click.IntRange(min=1), help="Shared space width.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--recipe", default=None, metavar="NAME",
-              help="A published recipe's settings (sail, sail-probing, freeze-align); options given here win.")
+@click.option("--preset", default=None, metavar="NAME",
+              help="A published training setup (sail, sail-probing, freeze-align); options given here win.")
+@click.option("--recipe", default=None, metavar="NAME", hidden=True,
+              deprecated="Use --preset (same names): dataset recipes are `probe data get`'s.")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), metavar="FILE.toml",
-              help="Head settings from a file ([values] table, as the recipes); options given here win.")
+              help="Head settings from a file ([values] table, as the presets); options given here win.")
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="retrieval, zeroshot, compositional (repeatable) [default: all the dataset supports].")
 @click.option("--skip-existing", is_flag=True, help="Skip pairs whose successful record exists (resume a sweep).")
@@ -66,8 +68,8 @@ from probe.cli.common import (
 @device_option("Device for feature extraction and head training (cpu, cuda, cuda:1) [default: cuda if present].")
 @executor_options
 @click.pass_context
-def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, recipe,
-        config_file, tasks, skip_existing, dry_run, save_models,
+def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, preset,
+        recipe, config_file, tasks, skip_existing, dry_run, save_models,
         results_dir, cache_dir, workers, extract_batch_size, dtype, decode, device, executor, ray_address) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
@@ -100,7 +102,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     settings: dict[str, Any] = dict(
         dataset=given("dataset") if train else dataset, train=train, evals=evals, heads=given("heads"),
         losses=given("losses"), lrs=given("lrs"), epochs=given("epochs"), batch_size=given("batch_size"),
-        out_dim=given("out_dim"), seed=given("seed"), recipe=recipe, config_file=config_file, tasks=tasks,
+        out_dim=given("out_dim"), seed=given("seed"), preset=preset or recipe, config_file=config_file, tasks=tasks,
         save_models=save_models, results_dir=results_dir, cache_dir=cache_dir, workers=workers,
         extract_batch_size=extract_batch_size, dtype=dtype, decode=decode, device=device,
         registry=obj.registry_paths, allow_download=obj.allow_download)

@@ -35,10 +35,10 @@ def _checked(value: str | None, kind: str) -> str | None:
     if value is None:
         return None
     if kind == "head":
-        from probe.align.heads import check_head
+        from probe.align.config import check_head
 
         return check_head(value)
-    from probe.align.losses import check_loss
+    from probe.align.config import check_loss
 
     return check_loss(value)
 

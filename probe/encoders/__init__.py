@@ -6,10 +6,11 @@ only when an entry of that family is loaded or asked about.
 
 from __future__ import annotations
 
-from probe.encoders.availability import check, downloads_allowed
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.base import Encoder, TextEncoder, VisionEncoder, pick_device
+from probe.encoders.loadable import check
 from probe.errors import UnavailableError
-from probe.registry import EncoderSpec
+from probe.settings import downloads_allowed
 
 __all__ = ["Encoder", "TextEncoder", "VisionEncoder", "load_encoder", "pick_device"]
 

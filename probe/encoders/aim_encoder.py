@@ -17,11 +17,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.availability import Availability
 from probe.encoders.base import TorchVisionEncoder
 from probe.encoders.families import LoaderFamily
 from probe.errors import UnavailableError
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     import torch

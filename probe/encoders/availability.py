@@ -14,12 +14,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from probe.registry import EncoderSpec
+from probe.encoder_spec import EncoderSpec
+from probe.settings import ENV_ALLOW_DOWNLOAD
 
-ENV_ALLOW_DOWNLOAD = "PROBE_ALLOW_DOWNLOAD"
-ENV_HOME = "PROBE_HOME"
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -27,23 +25,6 @@ _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 class Availability:
     ok: bool
     reason: str
-
-
-def downloads_allowed(allow_download: bool | None = None) -> bool:
-    """An explicit choice wins; otherwise ``$PROBE_ALLOW_DOWNLOAD`` decides (off by default)."""
-    if allow_download is not None:
-        return allow_download
-    return env_flag(ENV_ALLOW_DOWNLOAD)
-
-
-def env_flag(name: str) -> bool:
-    """An on/off environment variable: 1, true, yes or on (any case) mean on."""
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def probe_home() -> Path:
-    """Where probe keeps files it assembles itself (e.g. the reassembled all-mpnet-base-v2)."""
-    return Path(os.environ.get(ENV_HOME, Path.home() / ".cache" / "probe")).expanduser()
 
 
 def hf_cache_dir() -> Path:
@@ -105,44 +86,3 @@ def unmet_requirements(requires: Sequence[str]) -> list[str]:
         if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
             unmet.append(f"{text} ({installed} installed)")
     return unmet
-
-
-def check(spec: EncoderSpec, allow_download: bool | None = None) -> Availability:
-    """Whether ``spec`` can be loaded here, with a one-line reason either way (its family answers,
-    after the entry's own ``requires``)."""
-    from probe.encoders.families import family_of
-    from probe.registry import ENV_TRUST_CODE
-
-    code = spec.runs_code
-    if code and spec.from_user_file and not env_flag(ENV_TRUST_CODE):
-        return Availability(False, f"it comes from {spec.source} and {code}: pass --trust-remote-code "
-                                   f"(or set {ENV_TRUST_CODE}=1) if you trust that file")
-    unmet = unmet_requirements(spec.requires)
-    if unmet:
-        quoted = " ".join(f"'{r}'" for r in spec.requires)
-        return Availability(False, f"its code needs {', '.join(unmet)}: `pip install {quoted}` "
-                                   "(in an environment of its own if it conflicts)")
-    return family_of(spec).availability(spec, downloads_allowed(allow_download))
-
-
-def resolve_models(registry: Any, patterns: Sequence[str], modality: str | None = None,
-                   allow_download: bool | None = None) -> tuple[list[EncoderSpec], list[EncoderSpec]]:
-    """``(to_use, skipped)``: specs matching ``patterns``, checked before any work starts.
-
-    An entry named exactly that cannot load here is an :class:`UnavailableError` with the reason (the
-    user asked for it; finding out after an hour of other pairs helps nobody). Entries reached through
-    ``all`` or a shell pattern whose weights are not here are skipped and returned, for the caller to
-    name once, never silently dropped.
-    """
-    from probe.errors import UnavailableError
-
-    specs = registry.list(patterns, modality=modality, strict=True)
-    skipped = []
-    for spec in specs:
-        status = check(spec, allow_download)
-        if status.ok:
-            continue
-        if spec.name in patterns:
-            raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
-        skipped.append(spec)
-    return [s for s in specs if s not in skipped], skipped

@@ -13,8 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from probe.encoder_spec import EncoderSpec
 from probe.errors import ProbeError
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     import numpy as np

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.availability import Availability, module_present
 from probe.encoders.base import TextEncoder, VisionEncoder, autocast, to_numpy
 from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.encoders.pooling import pool_text_tokens
 from probe.errors import ProbeError
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

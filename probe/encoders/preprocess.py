@@ -6,7 +6,7 @@ import contextlib
 import io
 from typing import Any
 
-from probe.registry import EncoderSpec
+from probe.encoder_spec import EncoderSpec
 
 #: names decoded by torchvision when their bytes are a complete RGB or greyscale JPEG
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from probe.registry import EncoderSpec
+from probe.encoder_spec import EncoderSpec
 
 #: fixed text inputs: different topics, so a working encoder gives clearly different vectors
 SENTENCES = ("a dog runs across the grass", "two red apples on a wooden table", "the stock market fell sharply today",

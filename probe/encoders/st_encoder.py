@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.availability import hf_cache_dir
 from probe.encoders.base import TextEncoder, cuda_dtype, quiet_transformers
 from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.errors import ProbeError
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.availability import Availability
 from probe.encoders.base import TorchVisionEncoder
 from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.encoders.pooling import pool_vision_tokens
 from probe.errors import ProbeError, UnavailableError
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     import torch

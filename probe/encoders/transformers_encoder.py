@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.availability import hf_cache_dir
 from probe.encoders.base import TextEncoder, TorchVisionEncoder, autocast, quiet_transformers, to_numpy
 from probe.encoders.families import TOKEN_POOLINGS, LoaderFamily
 from probe.encoders.pooling import pool_text_tokens, pool_vision_tokens
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -16,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.availability import Availability, module_present
 from probe.encoders.base import TextEncoder
 from probe.encoders.families import LoaderFamily
 from probe.errors import ProbeError, UnavailableError
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probe import settings
+from probe.data.splits import TASKS
 from probe.errors import ProbeError
 from probe.tomlfiles import pop_override, read_toml
 
-ENV_DATA = "PROBE_DATA"
-ENV_BENCHMARKS = "PROBE_BENCHMARKS"
-TASKS = ("retrieval", "zeroshot", "compositional")
 #: ``bundled`` and ``recipe`` benchmarks are datasets of the same name (a recipe once `probe data get` built it)
 READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "winoground", "clip-wds", "ulcc")
 SELF_CONTAINED = ("bundled", "recipe")
@@ -41,7 +39,7 @@ class BenchmarkEntry:
 
     def data_path(self) -> Path:
         """Where the benchmark's files must be (``$PROBE_DATA``/data unless ``data`` is absolute)."""
-        return data_root() / Path(self.data).expanduser()
+        return settings.data_root() / Path(self.data).expanduser()
 
     def present(self) -> bool:
         if self.reader == "recipe":
@@ -84,14 +82,8 @@ def _taken(name: str, path: Path | str, first: str) -> ProbeError:
                       "(or say override = true in the table that means to replace it)")
 
 
-def data_root() -> Path:
-    return Path(os.environ.get(ENV_DATA, Path.home() / "data")).expanduser()
-
-
 def builtin_dir() -> Path:
-    from probe.registry import builtin_registry_dir
-
-    return builtin_registry_dir() / "benchmarks"
+    return settings.builtin_registry_dir() / "benchmarks"
 
 
 #: the type each benchmark field takes in a catalogue file ("names": a string or a list of strings)
@@ -176,7 +168,7 @@ class Catalogue:
         """The shipped catalogue, then files in ``$PROBE_BENCHMARKS`` (os.pathsep-separated), then ``extra``."""
         benchmarks: dict[str, BenchmarkEntry] = {}
         suites: dict[str, Suite] = {}
-        users = [Path(p) for p in os.environ.get(ENV_BENCHMARKS, "").split(os.pathsep) if p]
+        users = settings.paths(settings.ENV_BENCHMARKS)
         for path in sorted(builtin_dir().glob("*.toml")) + users + [Path(p) for p in extra]:
             data = read_toml(path, "benchmark")
             for raw in _tables(data, "benchmark", path):

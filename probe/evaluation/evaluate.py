@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probe.align.train import PairedFeatures
 from probe.evaluation.held_out import embed_held_out_images, rank_held_out
+from probe.features.paired import PairedFeatures
 from probe.records import keys
 
 log = logging.getLogger("probe.evaluation")
 
 if TYPE_CHECKING:
+    from probe.data.splits import Target
     from probe.features.roles import EncoderFeatures
-    from probe.pipeline.splits import Target
 
 
 @dataclass

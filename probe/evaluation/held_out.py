@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from probe.align.train import PairedFeatures
+    from probe.features.paired import PairedFeatures
 
 
 @dataclass

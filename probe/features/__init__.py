@@ -7,45 +7,21 @@ the resumable computation, ``roles`` the features a pair runner needs per split 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from probe.features.cache import ExtractionStats, FeatureSet
-from probe.features.options import ExtractOptions, default_cache_dir
+from probe.features.fitted import FitSource, FitTexts, SavedFit, fitted_on_corpus
+from probe.features.options import ExtractOptions
+from probe.settings import default_cache_dir
 
 if TYPE_CHECKING:
     import numpy as np
 
     from probe.data.base import SplitData
-    from probe.registry import EncoderSpec
+    from probe.encoder_spec import EncoderSpec
 
 __all__ = ["ExtractOptions", "ExtractionStats", "FeatureSet", "SavedFit", "default_cache_dir", "fitted_on_corpus",
            "get_features", "n_inputs", "split_features"]
-
-
-@dataclass(frozen=True)
-class SavedFit:
-    """The corpus fit of a saved model's text encoder (TF-IDF), standing in for the corpus itself.
-
-    A saved model carries the fitted state, not its training captions. Its features are keyed by the
-    fingerprint of those captions, exactly as the run that fitted it keyed them (so that run's cache
-    entries serve), and on a miss the encoder must arrive with its saved state loaded: nothing is ever
-    refitted on the split being encoded, which would give the text head other features."""
-
-    fingerprint: str
-
-
-#: what a corpus-fitted encoder is fitted on: a split's captions, or a saved fit
-FitSource = Union["SplitData", SavedFit]
-#: what reaches the cache: the captions to fit on, or a saved fit's fingerprint
-FitTexts = Sequence[str] | SavedFit
-
-
-def fitted_on_corpus(spec: EncoderSpec) -> bool:
-    """Whether ``spec`` is fitted on the training captions before it encodes (its loader family says)."""
-    from probe.encoders.families import family_of
-
-    return family_of(spec).fitted_on_corpus(spec)
 
 
 def split_inputs(spec: EncoderSpec, data: SplitData, fit_data: FitSource | None = None, input_set: str | None = None,

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from probe.encoder_spec import EncoderSpec
 from probe.features.mapped import map_npy
 from probe.io import sha256_file
-from probe.registry import EncoderSpec
 
 FORMAT_VERSION = 1
 #: Spec fields that cannot change the features (descriptions, licences, published scores).

@@ -14,45 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from probe import __version__
 from probe.data.base import text_fingerprint
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.preprocess import JPEG_DECODER, JPEG_DECODER_CUDA
 from probe.errors import ProbeError
-from probe.features import FitTexts, SavedFit
+from probe.features.batches import describe_input, image_chunks, text_chunks
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
+from probe.features.fitted import FitTexts, SavedFit
 from probe.features.options import ExtractOptions, resolved_workers, storage_dtype
 from probe.io import sha256_file, write_json, write_npy, write_npy_parts, write_npz
-from probe.registry import EncoderSpec
-
-
-def _batches(positions: Sequence[int], size: int) -> list[list[int]]:
-    return [list(positions[i:i + size]) for i in range(0, len(positions), size)]
-
-
-class ImageInputs:
-    """torch Dataset over image refs: (position, tensor or None, error or None); runs in workers."""
-
-    def __init__(self, refs: Sequence[Any], positions: Sequence[int], transform: Any):  # a SpecTransform
-        self.refs, self.positions, self.transform = refs, list(positions), transform
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int):
-        position = self.positions[i]
-        try:
-            return position, self.transform.from_ref(self.refs[position]), None
-        except (OSError, ValueError) as exc:
-            return position, None, f"{type(exc).__name__}: {exc}"
-
-
-def collate_images(items):
-    import torch
-
-    good = [(p, t) for p, t, _ in items if t is not None]
-    bad = [(p, err) for p, t, err in items if t is None]
-    tensor = torch.stack([t for _, t in good]) if good else None
-    return [p for p, _ in good], tensor, bad
+from probe.version import __version__
 
 
 def entry_for(spec: EncoderSpec, dataset: str, split: str, input_set: str, content: str, options: ExtractOptions,
@@ -206,7 +177,7 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
     from probe.features.shards import shard_chunks
 
     entry.chunks.mkdir(parents=True, exist_ok=True)
-    chunk_iter = shard_chunks if by_shard else _image_chunks if spec.modality == "vision" else _text_chunks
+    chunk_iter = shard_chunks if by_shard else image_chunks if spec.modality == "vision" else text_chunks
     device = str(getattr(encoder, "device", "cpu"))
     last = time.perf_counter()
     for chunk, ids, feats, bad in chunk_iter(encoder, inputs, chunks, ranges, extraction_batch_size(spec, options),
@@ -214,7 +185,7 @@ def compute_chunks(entry: CacheEntry, spec: EncoderSpec, inputs: Sequence[Any], 
                                              options.decode):
         if bad and options.on_bad_image == "fail":
             position, error = bad[0]
-            raise ProbeError(f"bad image #{position} ({_describe(inputs[position])}): {error}")
+            raise ProbeError(f"bad image #{position} ({describe_input(inputs[position])}): {error}")
         if dtype == "float16":
             _check_half_range(spec, feats)
         # the measured per-input cost and the chunk's wall time (since the previous chunk was done: data
@@ -277,7 +248,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
     skipped = sorted(int(b) for p in parts for b in p["bad"])
     if skipped:
         log.warning("%s %s/%s: %d of %d %s could not be read and were skipped, e.g. %s (all are listed in %s)",
-                    spec.name, dataset, split, len(skipped), len(inputs), input_set, _describe(inputs[skipped[0]]),
+                    spec.name, dataset, split, len(skipped), len(inputs), input_set, describe_input(inputs[skipped[0]]),
                     entry.meta_path)
     if zero_rows:
         # a text with no word the encoder knows (word vectors, TF-IDF) or a blank image: say how many
@@ -290,7 +261,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "preprocessing": _preprocessing(spec, options), "dataset": dataset, "split": split, "set": input_set,
         "content_fingerprint": content, "fit_fingerprint": fit_fingerprint(fit_texts) if fit_texts else None,
         "dtype": dtype, "shape": list(shape), "n_inputs": len(inputs),
-        "skipped": [{"index": s, "input": _describe(inputs[s])} for s in skipped],
+        "skipped": [{"index": s, "input": describe_input(inputs[s])} for s in skipped],
         "zero_rows": zero_rows,
         "seconds": round(time.time() - started, 3),
         "extraction": _how_extracted(spec, options, measured),
@@ -391,113 +362,3 @@ def _preprocessing(spec: EncoderSpec, options: ExtractOptions) -> dict[str, Any]
         return {"image_size": spec.image_size, "mean": spec.mean, "std": spec.std,
                 "interpolation": spec.interpolation, "crop_pct": spec.crop_pct, "jpeg_decoder": jpeg_decoder(options)}
     return {"max_length": spec.max_length, "text_prefix": spec.text_prefix}
-
-
-def _describe(item: Any) -> str:
-    return getattr(item, "path", None) or (item.fingerprint() if hasattr(item, "fingerprint") else str(item))[:200]
-
-
-def loader_transform(encoder: Any, decode: str) -> tuple[Any, Callable, Callable | None]:
-    """``(transform, collate, finish)`` of an encoder's images: decoded in the data-loader workers
-    (``finish`` None), or, with ``decode="device"``, JPEGs decoded on the encoder's device by
-    ``finish(positions, items, device)`` in the main process."""
-    from probe.encoders.preprocess import DeviceDecoding, SpecTransform
-
-    transform = encoder.transform()
-    if decode == "device" and isinstance(transform, SpecTransform):
-        transform = DeviceDecoding.of(transform)
-        return transform, transform.collate, transform.finish
-    return transform, collate_images, None
-
-
-def encoded_batches(encoder: Any, loader: Any, finish: Callable | None,
-                    ) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
-    """``(positions, features or None, bad)`` of each loader batch, in order. On a GPU the encoder
-    runs one batch ahead: batch i + 1 is taken from the loader (and decoded on the device by
-    ``finish``) and its forward queued before batch i's features are read back, so the host's share
-    of a batch overlaps the device's forward (:meth:`~probe.encoders.base.Encoder.encode_queued`).
-    A CPU's forward is the host's own work: there each batch is done before the next is taken, so
-    a chunk is written as soon as its last batch is encoded."""
-    import torch
-
-    def ready(item: tuple) -> tuple[list[int], np.ndarray | None, list[tuple[int, str]]]:
-        ids, queued, bad = item
-        return ids, None if queued is None else queued(), bad
-
-    ahead = str(encoder.device).startswith("cuda")
-    previous = None
-    for ids, tensor, bad in loader:
-        if finish is not None:
-            ids, tensor, more_bad = finish(ids, tensor, str(encoder.device))
-            bad = bad + more_bad
-        with torch.inference_mode():
-            queued = None if tensor is None else encoder.encode_queued(tensor)
-        if previous is not None:
-            yield ready(previous)
-        previous = (ids, queued, bad)
-        if not ahead:
-            yield ready(previous)
-            previous = None
-    if previous is not None:
-        yield ready(previous)
-
-
-def _image_chunks(encoder, refs, missing, ranges, batch_size, workers, bar, decode: str = "workers"):
-    from torch.utils.data import DataLoader
-
-    positions = [p for c in missing for p in ranges[c]]
-    transform, collate, finish = loader_transform(encoder, decode)
-    loader: Any = DataLoader(ImageInputs(refs, positions, transform), batch_size=batch_size,  # type: ignore[arg-type]
-                        num_workers=workers, collate_fn=collate, shuffle=False,
-                        pin_memory=str(encoder.device).startswith("cuda") and finish is None,
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
-    chunk_of = {p: c for c in missing for p in ranges[c]}
-    current, ids, feats, bad = None, [], [], []
-    for batch_ids, out, batch_bad in encoded_batches(encoder, loader, finish):
-        chunk = chunk_of[batch_ids[0] if batch_ids else batch_bad[0][0]]  # a batch never spans chunks
-        if current is not None and chunk != current:
-            yield current, ids, _stack(feats, encoder.dim), bad
-            ids, feats, bad = [], [], []
-        current = chunk
-        if out is not None:
-            feats.append(out)
-            ids.extend(batch_ids)
-        bad.extend(batch_bad)
-        bar.update(len(batch_ids) + len(batch_bad))
-    if current is not None:
-        yield current, ids, _stack(feats, encoder.dim), bad
-
-
-def _text_chunks(encoder, texts, missing, ranges, batch_size, workers, bar, decode: str = "workers"):
-    for chunk in missing:
-        ids, feats = [], []
-        for batch in _batches(list(ranges[chunk]), batch_size):
-            feats.append(encoder.encode([texts[i] for i in batch]))
-            ids.extend(batch)
-            bar.update(len(batch))
-        yield chunk, ids, _stack(feats, encoder.dim), []
-
-
-def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
-
-
-
-
-class SilentBar:
-    """A progress bar that shows nothing, for extraction with no terminal to draw on."""
-
-    def update(self, n: int) -> None:
-        pass
-
-
-def encode_inputs(encoder: Any, inputs: Sequence[Any], batch_size: int, workers: int = 0) -> np.ndarray:
-    """float32 features of every input, in memory and in order (NaN rows for images that cannot be
-    read): extraction without a cache entry, for encoders whose weights change as they are used
-    (``probe tune`` scores its held-out split after every epoch)."""
-    n = len(inputs)
-    out = np.full((n, encoder.dim), np.nan, dtype=np.float32)
-    chunk_iter = _image_chunks if encoder.spec.modality == "vision" else _text_chunks
-    for _, ids, feats, _bad in chunk_iter(encoder, inputs, [0], [range(n)], batch_size, workers, SilentBar()):
-        out[np.asarray(ids, dtype=np.int64)] = feats
-    return out

@@ -20,14 +20,14 @@ import numpy as np
 #: A side's fit-split features stay resident (as a float32 array, on the device while training)
 #: up to this many bytes; larger ones are streamed from their memory map.
 DEFAULT_RESIDENT_LIMIT = 1 << 30
-ENV_RESIDENT_LIMIT = "PROBE_RESIDENT_LIMIT_MB"
 
 
 def resident_limit() -> int:
     """Bytes of float32 features one side may hold in memory: ``$PROBE_RESIDENT_LIMIT_MB`` or 1 GiB."""
     from probe.errors import ProbeError
+    from probe.settings import ENV_RESIDENT_LIMIT, text
 
-    raw = os.environ.get(ENV_RESIDENT_LIMIT, "").strip()
+    raw = text(ENV_RESIDENT_LIMIT)
     if not raw:
         return DEFAULT_RESIDENT_LIMIT
     try:

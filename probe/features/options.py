@@ -6,21 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from probe import settings
 from probe.errors import ProbeError
 
-ENV_CACHE = "PROBE_CACHE_DIR"
 #: storage dtypes of cached features; "auto" is float16 where the encoder runs in half precision
 DTYPES = ("auto", "float16", "float32")
 ON_BAD_IMAGE = ("skip", "fail")
 #: where JPEGs are decoded: in the data-loader workers, or on the encoder's device (nvjpeg on a GPU)
 DECODES = ("workers", "device")
-
-
-def default_cache_dir(results_dir: Path | None = None) -> Path:
-    """``$PROBE_CACHE_DIR``, else ``<results>/features`` (``results/features`` by default)."""
-    if os.environ.get(ENV_CACHE, "").strip():  # set but empty counts as unset, never as the current folder
-        return Path(os.environ[ENV_CACHE])
-    return (results_dir if results_dir is not None else Path("results")) / "features"
 
 
 @dataclass(frozen=True)
@@ -61,7 +54,7 @@ class ExtractOptions:
 
     @property
     def cache(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+        return Path(self.cache_dir) if self.cache_dir is not None else settings.default_cache_dir()
 
 
 #: data-loader workers on a CPU, where the encoder's own threads want the cores

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from probe.data.splits import SplitPlan
+from probe.encoder_spec import EncoderSpec
 from probe.features.options import ExtractOptions
-from probe.pipeline.splits import SplitPlan
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from probe.data.base import SplitData

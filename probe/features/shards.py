@@ -83,7 +83,7 @@ def shard_loader(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: 
     ``finish`` (None when the workers decode). The benchmarks time it alone, without the encoder."""
     from torch.utils.data import DataLoader
 
-    from probe.features.extract import loader_transform
+    from probe.features.batches import loader_transform
 
     wanted = {(refs[p].shard, refs[p].member): p for c in missing for p in ranges[c]}
     shards = [refs[ranges[c].start].shard for c in missing]
@@ -99,7 +99,7 @@ def shard_chunks(encoder: Any, refs: Sequence[Any], missing: list[int], ranges: 
                  workers: int, bar: Any, decode: str = "workers",
                  ) -> Iterator[tuple[int, list[int], np.ndarray, list[tuple[int, str]]]]:
     """``(chunk, ids, features, bad)`` for each missing chunk (one shard each), streamed."""
-    from probe.features.extract import encoded_batches
+    from probe.features.batches import encoded_batches
 
     chunk_of = {p: c for c in missing for p in ranges[c]}
     loader, finish = shard_loader(encoder, refs, missing, ranges, batch_size, workers, decode)

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.data.splits import SplitPlan
+from probe.encoder_spec import EncoderSpec
 from probe.features.options import ExtractOptions
-from probe.pipeline.splits import SplitPlan
-from probe.registry import EncoderSpec
 
 if TYPE_CHECKING:
     from probe.data.base import SplitData

@@ -30,7 +30,8 @@ class _ChunkWriter:
             lambda: load_encoder(spec, device=options.device, allow_download=options.allow_download), spec, fit_texts)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from probe.features.extract import SilentBar, compute_chunks
+        from probe.features.batches import SilentBar
+        from probe.features.extract import compute_chunks
 
         chunks = [int(c) for c in batch["chunk"]]
         written = list(compute_chunks(self.entry, self.spec, self.inputs, chunks, self.ranges, self.by_shard,

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from probe.encoder_spec import EncoderSpec
 from probe.errors import ProbeError
-from probe.registry import EncoderSpec
 
 U = TypeVar("U")
 Item = tuple[EncoderSpec, ...]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from probe.errors import ProbeError
@@ -17,14 +18,13 @@ from probe.recipes.base import Recipe
 from probe.recipes.sources import RECIPES
 
 log = logging.getLogger("probe.recipes")
-ENV_SOURCE = "PROBE_RECIPE_SOURCE_"  # + NAME in upper case with - as _: where a source is, if not its default
 
 
-def get_recipe(name: str) -> Recipe:
+def get_recipe(name: str, also: Iterable[str] = ()) -> Recipe:
+    """The recipe called ``name``; an unknown name is an error whose suggestions include ``also`` (the
+    other names the caller accepts, e.g. the published benchmarks ``probe data get`` prepares)."""
     if name not in RECIPES:
-        from probe.recipes.published import PUBLISHED
-
-        known = [*RECIPES, *PUBLISHED]
+        known = [*RECIPES, *also]
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ProbeError(f"unknown recipe {name!r}{hint}; valid: {', '.join(known)}")
@@ -32,7 +32,7 @@ def get_recipe(name: str) -> Recipe:
 
 
 def recipes_home() -> Path:
-    from probe.encoders.availability import probe_home
+    from probe.settings import probe_home
 
     return probe_home() / "datasets"
 
@@ -43,10 +43,9 @@ def recipe_dir(name: str) -> Path:
 
 def source_root(recipe: Recipe, source: str | Path | None = None) -> Path:
     """Where the recipe's source is: ``source``, ``$PROBE_RECIPE_SOURCE_<NAME>``, or where it installs."""
-    import os
+    from probe.settings import recipe_source
 
-    env = ENV_SOURCE + recipe.name.upper().replace("-", "_")
-    return Path(source or os.environ.get(env) or recipe.default_root).expanduser()
+    return Path(source or recipe_source(recipe.name) or recipe.default_root).expanduser()
 
 
 def is_built(name: str) -> bool:

@@ -377,8 +377,8 @@ def provenance() -> dict[str, Any]:
     import numpy
     import torch
 
-    from probe import __version__
     from probe.records.git import git_revision
+    from probe.version import __version__
 
     return {"probe": __version__, "git": git_revision(), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": numpy.__version__}

@@ -9,7 +9,6 @@ from several machines can be gathered into one folder without clashes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 from probe.errors import ProbeError
 from probe.records.migrations import MIGRATIONS
 
-ENV_RESULTS = "PROBE_RESULTS_DIR"
 #: The oldest schema version this probe can still migrate from.
 OLDEST_READABLE = 1
 
@@ -28,10 +26,6 @@ class Stored:
 
     path: Path
     record: Any  # probe.records.schema.Record
-
-
-def default_results_dir() -> Path:
-    return Path(os.environ.get(ENV_RESULTS, "").strip() or "results")  # set but empty counts as unset
 
 
 def _safe(text: str) -> str:
@@ -166,6 +160,8 @@ def iter_records(results_dir: Path | str | None = None, kind: str | None = None)
     shape) is moved aside into ``<results>/quarantine/`` and named in a warning; a valid record this
     probe cannot read (another schema version) stays where it is and is named too."""
     import logging
+
+    from probe.settings import default_results_dir
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     base = root / "records" / kind if kind else root / "records"

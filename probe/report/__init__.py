@@ -24,7 +24,6 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     import jinja2
     import pandas as pd
 
-    from probe import __version__
     from probe.io import atomic_open, write_json
     from probe.records.store import iter_records
     from probe.records.table import best_by_pair
@@ -32,6 +31,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.report.plots import section_plots
     from probe.report.sections import build_sections, competition_ranks
     from probe.report.tuning import tune_tables as tune_report_tables
+    from probe.version import __version__
 
     alignment = iter_records(results_dir, "alignment")
     tuned = iter_records(results_dir, "tune")

@@ -19,9 +19,9 @@ import numpy as np
 import torch  # this module is imported only where tuning starts
 from torch import nn
 
+from probe.encoder_spec import EncoderSpec
 from probe.encoders.base import Encoder
 from probe.errors import ProbeError
-from probe.registry import EncoderSpec
 
 POOLINGS = ("cls", "entry")
 #: loader families whose encoders hold no weights that training could change, with the reason

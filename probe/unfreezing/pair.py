@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from probe.align.config import ProbeConfig
+from probe.data.splits import SplitPlan, Target
+from probe.encoder_spec import EncoderSpec
 from probe.features.options import ExtractOptions, resolved_workers
-from probe.pipeline.splits import SplitPlan, Target
-from probe.registry import EncoderSpec
 from probe.unfreezing.config import TuneConfig
 
 
@@ -122,8 +122,8 @@ class TuneRun:
 
     # ------------------------------------------------------------------------------------------------
     def _run(self, job: TuneJob) -> list[tuple[Target, Any]]:
-        from probe.align.train import PairedFeatures
         from probe.encoders.base import pick_device
+        from probe.features.paired import PairedFeatures
         from probe.unfreezing.train import Side, fingerprint, tune_fit
 
         device = pick_device(self.options.device)
@@ -186,10 +186,10 @@ class TuneRun:
 
     def _validator(self, vision: _Prepared, text: _Prepared, sides: Sequence[Any], device: str) -> Any:
         """``embedder -> val probing score``, with trainable sides re-encoding the val split each time."""
-        from probe.align.train import PairedFeatures
         from probe.evaluation.held_out import rank_held_out
-        from probe.features.extract import encode_inputs
+        from probe.features.batches import encode_inputs
         from probe.features.options import extraction_batch_size
+        from probe.features.paired import PairedFeatures
         from probe.metrics.retrieval import metrics_from_ranks
         from probe.unfreezing.modules import TunedEncoder
 

@@ -222,7 +222,7 @@ def _image_batches(vision: Side, caption_image: np.ndarray, order: np.ndarray, b
         return None
     from torch.utils.data import DataLoader
 
-    from probe.features.extract import ImageInputs, collate_images
+    from probe.features.batches import ImageInputs, collate_images
 
     positions = caption_image[order[start * batch_size:steps * batch_size]]
     dataset: Any = ImageInputs(vision.inputs, positions.tolist(), vision.module.encoder.transform())

@@ -39,10 +39,10 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
                 options: ExtractOptions, seed: int | None = None) -> list[SavedScore]:
     """One alignment record per benchmark for ``model`` (an :class:`~probe.align.model.AlignedModel`)."""
     from probe.align.sweep import alignment_path
+    from probe.data.splits import TASKS, SplitPlan, make_target
     from probe.encoders.base import pick_device
     from probe.evaluation.evaluate import dropped_counts, saturated_metrics, score_target
     from probe.features.roles import encoder_features
-    from probe.pipeline.splits import TASKS, SplitPlan, make_target
     from probe.records.identity import pair_identity
     from probe.records.schema import AlignmentRecord, encoder_ref
     from probe.records.store import read_complete

@@ -1,4 +1,4 @@
-"""Published recipes as presets, a config file, and the settings they reach (init, optimiser, loss)."""
+"""Published training setups as presets, a config file, and the settings they reach (init, optimiser, loss)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ import pytest
 import torch
 from conftest import assert_one_line_error
 
-from probe.align.config import ProbeConfig
-from probe.align.recipes import names, recipe_values
-from probe.align.train import AlignmentProbe, PairedFeatures, fit_grid
+from probe.align.config import ProbeConfig, read_preset
+from probe.align.config import preset_values as recipe_values
+from probe.align.presets import names
+from probe.align.train import AlignmentProbe, fit_grid
+from probe.errors import ProbeError
+from probe.features.paired import PairedFeatures
 
 TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert")
 
 
 def test_shipped_recipes_cite_their_scripts_and_build_valid_configs():
-    from probe.align.recipes import HERE, read_recipe
+    from probe.align.presets import HERE
 
     assert set(names()) >= {"sail", "sail-probing", "freeze-align"}
     for name in names():
-        recipe = read_recipe(str(HERE / f"{name}.toml"))
+        recipe = read_preset(str(HERE / f"{name}.toml"))
         assert recipe["source"].startswith("github.com/") and recipe["description"]
         ProbeConfig(**recipe_values(name), recipe=name)  # every value is a valid setting
     sail = recipe_values("sail")
@@ -56,7 +59,7 @@ def test_recipe_settings_reach_the_loss_heads_and_optimiser():
 
 def test_run_with_a_recipe_lets_typed_options_win(run_cli, tmp_path, shared_cache):
     out = tmp_path / "r"
-    ran = run_cli("run", *TINY, "--recipe", "sail-probing", "--epochs", "1", "--batch-size", "64",
+    ran = run_cli("run", *TINY, "--preset", "sail-probing", "--epochs", "1", "--batch-size", "64",
                   "--results", str(out), env={"PROBE_CACHE_DIR": str(shared_cache)})
     assert ran.returncode == 0, ran.stderr
     (path,) = (out / "records" / "alignment").rglob("*.json")
@@ -76,7 +79,7 @@ def test_run_with_a_recipe_lets_typed_options_win(run_cli, tmp_path, shared_cach
 
 
 def test_recipe_refusals_are_one_line(run_cli, tmp_path):
-    assert_one_line_error(run_cli("run", *TINY, "--recipe", "clip"), "unknown recipe 'clip'", "sail")
+    assert_one_line_error(run_cli("run", *TINY, "--preset", "clip"), "unknown preset 'clip'", "sail")
     bad = tmp_path / "bad.toml"
     bad.write_text("[values]\nlearning_rate = 0.1\n")
     assert_one_line_error(run_cli("run", *TINY, "--config", str(bad)), "unknown setting 'learning_rate'")
@@ -100,3 +103,23 @@ def test_heads_train_with_an_unset_recipe_exactly_as_before():
     loss = make_loss("siglip")
     assert loss.log_scale.item() == pytest.approx(math.log(10)) and loss.bias.item() == -10
     assert make_loss("infonce").log_scale.item() == pytest.approx(math.log(1 / 0.07))
+
+
+def test_recipe_is_a_deprecated_alias_of_preset(run_cli, tmp_path):
+    """--recipe (and recipe= in Python) still choose a training preset, and say they are deprecated."""
+    import warnings
+
+    from probe.api.alignment import plan_run
+
+    ran = run_cli("run", *TINY, "--recipe", "sail-probing", "--epochs", "1", "--dry-run",
+                  "--results", str(tmp_path / "r"))
+    assert ran.returncode == 0, ran.stderr
+    assert "deprecated" in ran.stderr and "--preset" in ran.stderr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = plan_run("test/tiny-vit", "test/tiny-bert", recipe="sail", epochs=1, results_dir=tmp_path / "p",
+                        dry_run=True, progress=False)
+    assert any(issubclass(w.category, DeprecationWarning) and "preset=" in str(w.message) for w in caught)
+    assert {c.recipe for c in plan.sweep.configs} == {"sail"} and {c.head for c in plan.sweep.configs} == {"star"}
+    with pytest.raises(ProbeError, match="disagree"):
+        plan_run("test/tiny-vit", "test/tiny-bert", preset="sail", recipe="freeze-align", dry_run=True)
