@@ -26,7 +26,7 @@ def install_probe(session: nox.Session, extras: str) -> None:
     session.install("-e", f".[{extras}]")
 
 
-LINTED = ("probe", "tests", "benchmarks", "examples", "noxfile.py")
+LINTED = ("probe", "tests", "benchmarks", "examples", "tools", "noxfile.py")
 
 
 @nox.session(python=PYTHON)

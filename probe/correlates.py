@@ -51,15 +51,26 @@ class CorrelatesWork:
 
         return encoder_features(spec, self.plan, self.options, roles=("fit", "eval"), with_prompts=False)
 
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"knn_temperature": 0.07, "knn_k": [10, 20], "linear": "standardise + logistic, C=1",
+                "kmeans": "k = classes, n_init 3", "tasks": list(self.plan.label_tasks)}
+
+    def identity(self, item: Item, unit: str = "correlates") -> str:
+        """What produces an encoder's correlates record (:mod:`probe.records.identity`): its entry in
+        full, the settings, and the content of the splits it is fitted and scored on."""
+        from probe.records.identity import identity_digest
+
+        return identity_digest("correlates", model=item[0].to_dict(), config=self.config,
+                               fit=self.plan.fit.content_fingerprint, scored=self.plan.scored.content_fingerprint,
+                               splits=self.plan.names())
+
     def _record(self, spec: EncoderSpec, **results: Any):
         from probe.records.schema import CorrelatesRecord, encoder_ref
 
-        return CorrelatesRecord.new(dataset=self.dataset_name, splits=self.plan.names(), seed=0,
-                                    model=encoder_ref(spec), modality=spec.modality,
-                                    config={"knn_temperature": 0.07, "knn_k": [10, 20],
-                                            "linear": "standardise + logistic, C=1",
-                                            "kmeans": "k = classes, n_init 3", "tasks": list(self.plan.label_tasks)},
-                                    **results)
+        return CorrelatesRecord.new(identity=self.identity((spec,)), dataset=self.dataset_name,
+                                    splits=self.plan.names(), seed=0, model=encoder_ref(spec),
+                                    modality=spec.modality, config=self.config, **results)
 
     def failure(self, item: Item, unit: str, reason: str):
         return self._record(item[0], error=reason)
@@ -68,13 +79,13 @@ class CorrelatesWork:
         from probe.metrics.quality import text_quality, vision_quality
 
         (spec,), (feats,) = item, features
-        fit, held_out = self.plan.fit, self.plan.held_out
+        fit, scored = self.plan.fit, self.plan.scored
         x_fit, x_eval = feats.by_role["fit"], feats.by_role["eval"]
         if spec.modality == "vision":
-            metrics = vision_quality(x_fit, fit.labels, x_eval, held_out.labels)
+            metrics = vision_quality(x_fit, fit.labels, x_eval, scored.labels)
         else:
-            metrics = text_quality(x_fit, fit.caption_image, fit.labels, x_eval, held_out.caption_image,
-                                   held_out.labels)
+            metrics = text_quality(x_fit, fit.caption_image, fit.labels, x_eval, scored.caption_image,
+                                   scored.labels)
         for unit in units:
             yield unit, self._record(spec, metrics=metrics)
 

@@ -65,7 +65,7 @@ def selection_plan(dataset: Any, split: str, max_pairs: int, seed: int = 0) -> S
     from probe.data.splits import Target, single_split_plan
 
     plan = single_split_plan(dataset, split)
-    data = plan.held_out
+    data = plan.scored
     first = first_captions(data.caption_image, data.n_images)
     rows = np.flatnonzero(first >= 0)
     if len(rows) <= max_pairs:
@@ -112,7 +112,7 @@ class SimilarityWork:
     _row: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        data = self.plan.held_out
+        data = self.plan.scored
         usable = len(np.unique(data.caption_image))
         if usable <= self.k + 1:
             raise ProbeError(f"split {data.split!r} has {usable} usable pairs; need more than k + 1 = {self.k + 1} "
@@ -121,7 +121,7 @@ class SimilarityWork:
     @property
     def split(self) -> str:
         """The split compared (a sample's is the split it was drawn from)."""
-        data = self.plan.held_out
+        data = self.plan.scored
         return data.parent.whole.split if data.parent is not None else data.split
 
     @property
@@ -155,7 +155,7 @@ class SimilarityWork:
 
         vision, text = item
         return identity_digest("similarity", vision=vision.to_dict(), text=text.to_dict(), config=self.config,
-                               seed=self.seed, data=self.plan.held_out.content_fingerprint, split=self.split)
+                               seed=self.seed, data=self.plan.scored.content_fingerprint, split=self.split)
 
     def _record(self, item: Item, **results: Any):
         from probe.records.schema import SimilarityRecord, encoder_ref
@@ -184,7 +184,7 @@ class SimilarityWork:
             self._sides = {key: value for key, value in self._sides.items() if key[0] != self._row}
             self._row = vision.name
         x_v, x_t = features
-        image_rows, caption_rows = first_caption_rows(x_v, x_t, self.plan.held_out.caption_image, self.max_pairs,
+        image_rows, caption_rows = first_caption_rows(x_v, x_t, self.plan.scored.caption_image, self.max_pairs,
                                                       self.seed)
         if len(image_rows) <= self.k + 1:
             raise ProbeError(f"split {self.split!r} has {len(image_rows)} usable pairs for this pair; need more than "

@@ -19,35 +19,28 @@ def folders(results_dir: str | Path | None, cache_dir: str | Path | None,
             dry_run: bool = False) -> tuple[Path, Path]:
     """``(results, cache)``: the feature cache lives in the results folder unless moved.
 
-    A dry run creates and renames nothing: it only checks that the run could write there, and counts
-    the results an older version named that the run would rename first."""
+    A dry run creates nothing: it only checks that the run could write there. Results an older
+    version named differently are counted and pointed to ``probe migrate``; nothing is renamed here."""
     from probe.settings import default_cache_dir, default_results_dir
 
     results = Path(results_dir).expanduser() if results_dir else default_results_dir()
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(results)
     for path, option in ((results, "--results"), (cache, "--cache-dir")):
         (could_write if dry_run else ensure_writable)(path, option)
-    rename_doubled_seeds(results, dry_run)
+    say_older_names(results)
     return results, cache
 
 
-def rename_doubled_seeds(results: Path, dry_run: bool = False) -> None:
-    """Results named by older probe versions with their seed twice take the names this one looks for."""
-    from probe.records.renames import rename_doubled_seeds as rename
+def say_older_names(results: Path) -> None:
+    """One line when ``results`` holds results an older probe named with their seed twice: this
+    version does not see them until ``probe migrate`` renames them."""
+    from probe.records.renames import rename_doubled_seeds
 
-    renamed, moved = rename(results, dry_run)
-    if dry_run:
-        if renamed or moved:
-            log.info("%d result file(s) and folder(s) in %s name their seed twice: a run renames them first "
-                     "(...-seed1-seed1 becomes ...-seed1); until then this dry run counts them as missing",
-                     renamed + moved, results)
-        return
-    if renamed:
-        log.info("renamed %d result file(s) and folder(s) in %s that named their seed twice (...-seed1-seed1 is "
-                 "now ...-seed1)", renamed, results)
-    if moved:
-        log.info("moved %d older record(s) named with their seed twice, each superseded by a newer one, to %s",
-                 moved, results / "quarantine")
+    renamed, moved = rename_doubled_seeds(results, dry_run=True) if results.is_dir() else (0, 0)
+    if renamed or moved:
+        log.warning("%d result file(s) and folder(s) in %s name their seed twice (an older probe's names): this "
+                    "command does not see them; `probe migrate --results %s` renames them", renamed + moved,
+                    results, results)
 
 
 def ensure_writable(path: Path, option: str) -> None:

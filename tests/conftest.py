@@ -23,22 +23,52 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("PROBE_REGISTRY", raising=False)
 
 
+def run_in_process(*args: str, env: dict | None = None, cwd: Path | None = None,
+                   timeout: float = 600) -> subprocess.CompletedProcess:
+    """``probe ARGS`` through :func:`probe.cli.main` in this process, as the console script runs it:
+    stdout and stderr captured, ``env`` added to the environment and ``cwd`` entered for the call
+    only, and the environment restored after (the command line sets Hugging Face variables). Saves the
+    seconds a fresh interpreter spends importing torch; ``timeout`` is not enforced here."""
+    import contextlib
+    import io
+
+    from probe.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update(env or {})
+    os.chdir(cwd or ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["probe", *args], code, out.getvalue(), err.getvalue())
+
+
+def run_in_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
+                      timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m probe ARGS`` in a fresh interpreter: for what only a process shows (what it
+    imports, signals, exit codes of the real entry point, concurrency)."""
+    return subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=timeout)
+
+
 @pytest.fixture
 def run_cli():
-    """Run ``python -m probe ...`` in a subprocess; returns CompletedProcess with text output."""
+    """Run ``probe ...`` in this process; returns a CompletedProcess with text output."""
+    return run_in_process
 
-    def run(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600):
-        full_env = {**os.environ, **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", "probe", *args],
-            capture_output=True,
-            text=True,
-            env=full_env,
-            cwd=cwd or ROOT,
-            timeout=timeout,
-        )
 
-    return run
+@pytest.fixture
+def run_cli_process():
+    """Run ``python -m probe ...`` in a subprocess; returns a CompletedProcess with text output."""
+    return run_in_subprocess
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -104,6 +105,22 @@ def test_correlate_returns_its_tables(tmp_path, shared_cache):
     assert list(found.tables) == ["shapes/test"] and len(found.paths) == 1 and found.paths[0].is_file()
     frame = found.to_frame()
     assert set(frame["benchmark"]) == {"shapes/test"} and {"correlate", "spearman"} <= set(frame.columns)
+    # correlates records are known by their content: one whose identity no longer matches is recomputed
+    records = {p.stem: p for p in (tmp_path / "records" / "correlates").rglob("*.json")}
+    assert len(records) == 3 and all(json.loads(p.read_text())["identity"] for p in records.values())
+    stamps = {name: p.stat().st_mtime_ns for name, p in records.items()}
+    changed, legacy = records["test_tiny-vit"], records["test_tiny-bert"]
+    changed.write_text(json.dumps(json.loads(changed.read_text()) | {"identity": "0" * 20}))
+    older = json.loads(legacy.read_text())
+    del older["identity"]
+    legacy.write_text(json.dumps(older))
+    again = probe.correlate(dataset="shapes", results_dir=tmp_path, cache_dir=shared_cache, progress=False)
+    assert sorted((p.name, why.split(" (")[0]) for p, why in again.stale) == [
+        ("test_tiny-bert.json", "written before records held what produced them"),
+        ("test_tiny-vit.json", "its inputs changed")]
+    assert records["test_tiny-vit-wide"].stat().st_mtime_ns == stamps["test_tiny-vit-wide"]  # kept as it was
+    assert json.loads(changed.read_text())["identity"] != "0" * 20 and json.loads(legacy.read_text())["identity"]
+    assert again.models == found.models
 
 
 def test_extract_reports_each_entry_as_it_is_done(tmp_path):
@@ -141,3 +158,17 @@ def test_tune_returns_its_records(tmp_path, shared_cache):
                                                                 "configuration, or the data fitted on or scored)")]
     with pytest.raises(ProbeError, match="give one of --freeze, --grid or --vision-parts"):
         probe.tune("test/tiny-vit", "test/tiny-bert", freeze="V_u^f,T_u^u", grid="to-freeze", results_dir=tmp_path)
+
+
+def test_migrate_renames_only_when_asked(tmp_path):
+    with pytest.raises(ProbeError, match="no results folder at"):
+        probe.migrate(tmp_path / "nowhere")
+    folder = tmp_path / "records" / "alignment" / "shapes"
+    folder.mkdir(parents=True)
+    (folder / "v__t__linear-siglip-seed1-seed1.json").write_text("{}")
+    counted = probe.migrate(tmp_path, dry_run=True)
+    assert (counted.renamed, counted.quarantined) == (1, 0) and "would rename 1" in counted.summary()
+    assert (folder / "v__t__linear-siglip-seed1-seed1.json").is_file()
+    done = probe.migrate(tmp_path)
+    assert done.renamed == 1 and [p.name for p in folder.iterdir()] == ["v__t__linear-siglip-seed1.json"]
+    assert "nothing to migrate" in probe.migrate(tmp_path).summary()

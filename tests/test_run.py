@@ -117,9 +117,10 @@ def test_skip_existing_recomputes_exactly_the_records_whose_inputs_changed(run_c
 
 
 def test_a_seed_is_named_once_and_older_doubled_names_are_taken_over(run_cli, tmp_path, cache):
-    """Seed 1 is named ``...-seed1`` (older versions wrote ``...-seed1-seed1``); a results folder with
-    the older names is renamed in place, record, saved model and its path alike, so --skip-existing
-    finds the result instead of fitting it again."""
+    """Seed 1 is named ``...-seed1`` (older versions wrote ``...-seed1-seed1``); ``probe migrate``
+    renames a results folder with the older names in place, record, saved model and its path alike, so
+    --skip-existing finds the result instead of fitting it again. No other command renames anything:
+    a run says how many it does not see and points to the command."""
     from probe.io import write_json
 
     env = {"PROBE_CACHE_DIR": str(cache)}
@@ -143,10 +144,17 @@ def test_a_seed_is_named_once_and_older_doubled_names_are_taken_over(run_cli, tm
     dry = run_cli(*args, "--skip-existing", "--dry-run", env=env)  # says so, renames nothing
     assert dry.returncode == 0, dry.stderr
     assert "2 result file(s) and folder(s) in" in dry.stderr and "name their seed twice" in dry.stderr
+    assert "probe migrate" in dry.stderr
     assert old.is_file() and old_model.is_dir() and not path.exists()
+    counted = run_cli("migrate", "--results", str(out), "--dry-run")
+    assert counted.returncode == 0 and "would rename 2 result file(s) and folder(s)" in counted.stdout
+    assert old.is_file() and old_model.is_dir() and not path.exists()
+    migrated = run_cli("migrate", "--results", str(out))
+    assert migrated.returncode == 0 and "renamed 2 result file(s) and folder(s)" in migrated.stdout
+    assert "nothing to migrate" in run_cli("migrate", "--results", str(out)).stdout
     again = run_cli(*args, "--skip-existing", env=env)
     assert again.returncode == 0, again.stderr
-    assert "renamed 2 result file(s) and folder(s)" in again.stderr
+    assert "name their seed twice" not in again.stderr
     assert "0 written, 0 failed, 1 already there" in again.stderr
     assert [p.name for p in (out / "records").rglob("*.json")] == [path.name]
     assert path.stat().st_mtime_ns != stamp  # its saved_model was rewritten ...

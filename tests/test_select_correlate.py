@@ -209,7 +209,7 @@ def test_selection_encodes_its_sample_not_the_corpus_and_reads_a_cached_corpus(r
              for side in ("vit", "bert")}
     train = get_dataset("shapes").load("train")
     image_rows, caption_rows = first_caption_rows(whole["vit"], whole["bert"], train.caption_image, 40)
-    sample = selection_plan(get_dataset("shapes"), "train", 40).held_out
+    sample = selection_plan(get_dataset("shapes"), "train", 40).scored
     np.testing.assert_array_equal(sample.parent.images, image_rows)
     np.testing.assert_array_equal(sample.parent.captions, caption_rows)
     assert sample.captions == [train.captions[j] for j in caption_rows]

@@ -285,6 +285,13 @@ def test_a_tuned_model_is_saved_loads_and_encodes_as_scored(run_cli, tmp_path, s
     there = run_cli(*same, "--epochs", "2")
     assert there.returncode == 0, there.stderr
     assert "there (skipped)" in there.stdout and "0 run(s) to train, 1 already there (skipped)" in there.stdout
+    # a record whose inputs changed is run again, by the dry run's count as by the run's
+    record_path.write_text(json.dumps(record | {"identity": "0" * 20}))
+    outdated = run_cli(*same, "--epochs", "2")
+    assert outdated.returncode == 0, outdated.stderr
+    assert ("1 run(s) to train, 0 already there (skipped); 1 there but run again (their inputs changed)"
+            in outdated.stdout), outdated.stdout
+    record_path.write_text(json.dumps(record))
     longer = run_cli(*same, "--epochs", "4")
     assert longer.returncode == 0, longer.stderr
     per_step = record["timing"]["train_s"] / record["training"]["steps"]

@@ -124,10 +124,19 @@ def preset_values(name: str) -> dict[str, Any]:
     return dict(read_preset(str(preset_path(name)))["values"])
 
 
-@functools.cache
 def read_preset(path: str) -> dict[str, Any]:
     """``{"description", "source", "values"}`` of a preset file; an unknown setting or a value of the
-    wrong kind is an error naming the file, the setting and what it takes."""
+    wrong kind is an error naming the file, the setting and what it takes. Read again whenever the
+    file changes (a notebook that edits its config file and reruns gets the new values)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        stat = None
+    return _read_preset(path, (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_preset(path: str, version: tuple[int, int, int] | None) -> dict[str, Any]:
     from probe.align.presets import read_preset_file
 
     data = read_preset_file(Path(path))

@@ -29,6 +29,9 @@ class CorrelationResult:
     #: the correlation records written
     paths: list[Path] = field(default_factory=list)
     failed: list[Path] = field(default_factory=list)
+    #: correlates records that were there but no longer stood for this data or these encoder entries
+    #: (recomputed), with why
+    stale: list[tuple[Path, str]] = field(default_factory=list)
 
     def to_frame(self) -> Any:
         """Every table's rows with their benchmark, as one DataFrame."""
@@ -87,7 +90,7 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
     if not work.plan.fit.captions and any(s.modality == "text" for s in specs):
         log.info("%s has no captions: text encoders get no unimodal scores here (their published MTEB averages "
                  "still count)", ds.info.name)
-    outcome = PairRunner(skip_existing=not recompute, progress=progress).run(work, singles(specs))
+    outcome = PairRunner(skip_existing=not recompute, progress=progress, echo=log.info).run(work, singles(specs))
     models: dict[str, dict[str, float]] = {}
     for spec in specs:
         record = read_complete(work.path((spec,)))
@@ -109,4 +112,4 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
                                                         config={"head": head, "loss": loss}, table=rows,
                                                         n_pairs=len(scores))))
     return CorrelationResult(ds.info.name, fitted_on, models, tables, {b: len(s) for b, s in probed.items()}, paths,
-                             outcome.failed)
+                             outcome.failed, outcome.stale)

@@ -28,7 +28,7 @@ class Scored:
 def evaluate(model: Any, benchmarks: str | Sequence[str], *, results_dir: str | Path | None = None,
              cache_dir: str | Path | None = None, workers: int | None = None, device: str | None = None,
              allow_download: bool = False, progress: bool = True) -> list[Scored]:
-    """One alignment record per benchmark for ``model`` (an :class:`~probe.align.model.AlignedModel`,
+    """One alignment record per benchmark for ``model`` (an :class:`~probe.aligned.AlignedModel`,
     or the path of a saved model folder); suites are expanded.
 
     Example::
@@ -40,11 +40,13 @@ def evaluate(model: Any, benchmarks: str | Sequence[str], *, results_dir: str | 
     from probe.aligned import AlignedModel
     from probe.api.common import names
     from probe.evaluation.benchmarks import benchmark_names, get_benchmark
-    from probe.pipeline.saved import score_saved
+    from probe.features.extract import new_job
     from probe.features.options import ExtractOptions
+    from probe.pipeline.saved import score_saved
     from probe.records.store import model_ref, write_record
     from probe.workspace import folders
 
+    new_job()
     chosen = [get_benchmark(name) for name in benchmark_names(names(benchmarks))]
     if isinstance(model, (str, Path)):
         source = Path(model).expanduser()

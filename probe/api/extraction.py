@@ -89,8 +89,10 @@ def extract(models: str | Sequence[str], *, executor: str = "local", ray_address
 
     from probe.api.common import log_skipped
     from probe.features import ExtractionStats, split_features
+    from probe.features.extract import new_job
     from probe.pipeline.ray_executor import RayExecutor, executor_for, for_workers
 
+    new_job()
     planned = plan_extraction(models, executor=executor, ray_address=ray_address, **settings)
     log_skipped(planned.skipped)
     options = dataclasses.replace(planned.options, cache_dir=for_workers(executor, planned.options.cache)[0])

@@ -74,9 +74,9 @@ def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: boo
 
 def _register_commands() -> None:
     """Attach every command module's commands (each imports only click and light modules)."""
-    from probe.cli import aligned, cache, data, models, report, run, select, tune
+    from probe.cli import aligned, cache, data, migrate, models, report, run, select, tune
 
-    for module in (models, data, run, select, tune, aligned, report, cache):
+    for module in (models, data, run, select, tune, aligned, report, cache, migrate):
         for command in module.COMMANDS:
             if command.name not in cli.commands:
                 cli.add_command(command)
@@ -87,9 +87,21 @@ def _log_to_stderr() -> None:
     entry a command uses (computed or read), so a long run says what it is doing."""
     import logging
 
+    class StderrHandler(logging.StreamHandler):
+        """Writes to whatever ``sys.stderr`` is when a line is logged (a caller may swap it), instead
+        of the stream that was current when the handler was made."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
     logger = logging.getLogger("probe")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

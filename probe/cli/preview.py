@@ -38,7 +38,7 @@ def echo_selection_preview(work: Any, items: Sequence[Any], recompute: bool) -> 
     jobs, existing = _pending(work, items, skip_existing=not recompute)
     echo_features(plan_previews(needed_encoders(jobs), work.plan, work.options, roles=("eval",), with_prompts=False),
                   work.options)
-    data = work.plan.held_out
+    data = work.plan.scored
     drawn = f"a seeded sample of {data.n_images:,} images" if data.parent is not None else f"{data.n_images:,} images"
     there = ("" if not existing else f"; {len(existing)} of them are already there and would be computed again"
              if recompute else f"; {len(existing)} already there (skipped; --recompute computes them again)")
@@ -116,26 +116,39 @@ def echo_fits(fits: Any, kind: str) -> None:
 def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing: bool, options: Any) -> None:
     """``probe tune --dry-run``: each run's state, its optimiser steps (at most: early stopping may end
     it sooner) and a time estimate from an earlier run of the same pair and setting on this kind of
-    device (its record's seconds per step)."""
+    device (its record's seconds per step). A run counts as there only when every record it would
+    write is complete and still holds the identity the run would give it, as ``--skip-existing`` decides."""
     from probe.align.train import steps_per_epoch
     from probe.cli.tables import print_table
     from probe.pipeline.preview import duration, tune_step_seconds
-    from probe.records.store import is_complete
+    from probe.records.identity import why_stale
+    from probe.records.store import read_complete
     from probe.unfreezing.train import CHECKPOINT
+
+    def standing(job: Any, target: Any) -> bool | None:
+        """True: there and current; None: there but its inputs changed; False: not there."""
+        record = read_complete(runner.record_path(job, target))
+        if record is None:
+            return False
+        return True if why_stale(record, runner.identity(job, target)) is None else None
 
     per_step = tune_step_seconds(runner.results_dir, _kind(options))
     pairs = len(plan.fit.captions)
-    rows, left, timed, untimed, skipped, again = [], 0, 0.0, 0, 0, 0
+    rows, left, timed, untimed, skipped, again, changed = [], 0, 0.0, 0, 0, 0, 0
     for job in jobs:
-        done = all(is_complete(runner.record_path(job, t)) for t in plan.targets)
+        states = [standing(job, t) for t in plan.targets]
+        done = all(state is True for state in states)
+        outdated = not done and any(state is None for state in states)
         again += done
+        changed += outdated
         cells = (job.vision.name, job.text.name, job.tune.setting, job.config.tag)
         if done and skip_existing:
             skipped += 1
             rows.append((*cells, "there (skipped)", "", ""))
             continue
         state = ("resumes from its checkpoint" if (runner.run_dir(job) / CHECKPOINT).is_file()
-                 else "there: would run again" if done else "to run")
+                 else "there: would run again" if done
+                 else "there, inputs changed: runs again" if outdated else "to run")
         steps = job.config.epochs * steps_per_epoch(pairs, job.config.batch_size)
         seconds = per_step.get((job.vision.name, job.text.name, job.tune.setting))
         left += 1
@@ -151,6 +164,8 @@ def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing
                 title=f"tune runs ({pairs:,} training pairs)", no_wrap=("vision", "text"))
     line = f"{left} run(s) to train" + (f", {skipped} already there (skipped)" if skip_existing else
                                         f", {again} of them already there (--skip-existing keeps them)" if again else "")
+    if changed:
+        line += f"; {changed} there but run again (their inputs changed)"
     if timed:
         line += f"; at most {duration(timed)} for those with an earlier run's rate"
     if untimed:

@@ -19,8 +19,8 @@ from probe.errors import ProbeError
 TASKS = ("retrieval", "zeroshot", "compositional")
 COMPOSITIONAL_SPLIT = "winoground"
 IN_DOMAIN, TRANSFER = "in-domain", "zero-shot transfer"
-#: Share of a corpus without a val split held out (seeded) for early stopping, and its bounds.
-HELD_OUT_FRACTION, HELD_OUT_MIN, HELD_OUT_MAX = 0.05, 10, 5000
+#: Share of a corpus without a val split set aside (seeded) for early stopping, and its bounds.
+EARLY_STOPPING_FRACTION, EARLY_STOPPING_MIN, EARLY_STOPPING_MAX = 0.05, 10, 5000
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ class SplitPlan:
         return self.targets[0]
 
     @property
-    def held_out(self) -> SplitData:
+    def scored(self) -> SplitData:
+        """The split the only target is scored on (not the early-stopping split, which is ``val``)."""
         return self.target.eval
 
     @property
@@ -151,22 +152,22 @@ def make_target(dataset: Any, tasks: set[str], explicit_tasks: bool, key: str = 
     if offered is not None:
         tasks, explicit_tasks = tasks & set(offered), False
     eval_name = scored_split(dataset)
-    held_out = dataset.load(eval_name)
-    label_tasks = labelled_tasks(held_out)
+    scored = dataset.load(eval_name)
+    label_tasks = labelled_tasks(scored)
     if "zeroshot" in tasks and not label_tasks and explicit_tasks:
         raise ProbeError(f"dataset {name!r} has no class labels on {eval_name!r}, so zero-shot "
                          f"classification cannot run; drop --task zeroshot (valid here: retrieval)")
     compositional = None
     if "compositional" in tasks:
-        if held_out.swap_pairs is not None:  # a compositional benchmark scores its own swap pairs
-            compositional = held_out
+        if scored.swap_pairs is not None:  # a compositional benchmark scores its own swap pairs
+            compositional = scored
         elif COMPOSITIONAL_SPLIT in splits:
             compositional = dataset.load(COMPOSITIONAL_SPLIT)
         elif explicit_tasks:
             raise ProbeError(f"dataset {name!r} has no {COMPOSITIONAL_SPLIT!r} split of swap pairs for "
                              f"--task compositional (splits: {', '.join(splits)})")
-    retrieval = "retrieval" in tasks and bool(held_out.captions) and compositional is not held_out
-    return Target(name, held_out, compositional, tuple(label_tasks) if "zeroshot" in tasks else (), key, retrieval)
+    retrieval = "retrieval" in tasks and bool(scored.captions) and compositional is not scored
+    return Target(name, scored, compositional, tuple(label_tasks) if "zeroshot" in tasks else (), key, retrieval)
 
 
 def _train_split(dataset: Any) -> SplitData:
@@ -199,15 +200,17 @@ def transfer_plan(corpus: Any, benchmarks: list[Any], tasks: set[str], explicit_
     else:
         fit, val = carve_out(train, seed)
         rule = (f"a seeded carve-out of {val.n_images} of the {train.n_images} {train.split!r} images "
-                f"({HELD_OUT_FRACTION:.0%}, seed {seed}); heads fit on the other {fit.n_images}")
+                f"({EARLY_STOPPING_FRACTION:.0%}, seed {seed}); heads fit on the other {fit.n_images}")
     targets = tuple(make_target(b, tasks, explicit_tasks, key=b.info.name) for b in benchmarks)
     return SplitPlan(fit, val, targets, rule)
 
 
 def carve_out(data: SplitData, seed: int = 0) -> tuple[SplitData, SplitData]:
-    """``(fit, held_out)``: a seeded few percent of the images (with all their captions) held out."""
+    """``(fit, early_stopping)``: a seeded few percent of the images (with all their captions) set
+    aside for early stopping (the split keeps its name ``<split>-heldout``, which cache keys and
+    records hold)."""
     n = data.n_images
-    n_held = int(min(HELD_OUT_MAX, max(HELD_OUT_MIN, round(HELD_OUT_FRACTION * n))))
+    n_held = int(min(EARLY_STOPPING_MAX, max(EARLY_STOPPING_MIN, round(EARLY_STOPPING_FRACTION * n))))
     if n_held * 2 > n:
         raise ProbeError(f"{data.dataset}/{data.split} has {n} images: too few to hold {n_held} out for early "
                          "stopping; give the corpus a 'val' split")

@@ -127,11 +127,17 @@ def extract(spec: EncoderSpec, dataset: str, split: str, input_set: str, inputs:
         lock.release()
 
 
-_announced: set[str] = set()  # cache entries already named in this process: a sweep re-reads them per pair
+_announced: set[str] = set()  # cache entries already named by this job: a sweep re-reads them per pair
+
+
+def new_job() -> None:
+    """Start naming cache entries afresh: each job (a command, an API call) says once per entry where
+    its features came from, however many jobs ran in this process before."""
+    _announced.clear()
 
 
 def _announce(features: FeatureSet, how: str) -> None:
-    """One line per cache entry per process (INFO): model, split, rows, and computed or from the cache."""
+    """One line per cache entry per job (INFO): model, split, rows, and computed or from the cache."""
     if str(features.path) in _announced:
         return
     _announced.add(str(features.path))

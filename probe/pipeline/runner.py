@@ -206,6 +206,9 @@ class PairRunner:
     def run(self, work: PairWork, items: Iterable[Item]) -> RunOutcome:
         from tqdm.auto import tqdm
 
+        from probe.features.extract import new_job
+
+        new_job()
         from probe.records.store import write_record
 
         stale: list[tuple[Path, str]] = []

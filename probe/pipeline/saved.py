@@ -37,7 +37,7 @@ def saved_text_fit(model: Any) -> dict[str, Any]:
 
 def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir: Path,
                 options: ExtractOptions, seed: int | None = None) -> list[SavedScore]:
-    """One alignment record per benchmark for ``model`` (an :class:`~probe.align.model.AlignedModel`)."""
+    """One alignment record per benchmark for ``model`` (an :class:`~probe.aligned.AlignedModel`)."""
     from probe.align.sweep import alignment_path
     from probe.data.splits import TASKS, SplitPlan, make_target
     from probe.encoders.base import pick_device
