@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -51,24 +50,12 @@ def run_in_process(*args: str, env: dict | None = None, cwd: Path | None = None,
     return subprocess.CompletedProcess(["probe", *args], code, out.getvalue(), err.getvalue())
 
 
-def run_in_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
-                      timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m probe ARGS`` in a fresh interpreter: for what only a process shows (what it
-    imports, signals, exit codes of the real entry point, concurrency)."""
-    return subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=timeout)
-
-
 @pytest.fixture
 def run_cli():
-    """Run ``probe ...`` in this process; returns a CompletedProcess with text output."""
+    """Run ``probe ...`` in this process; returns a CompletedProcess with text output. (The tests that
+    need a fresh interpreter, for what a process imports, signals and the real entry point, run
+    ``python -m probe`` themselves.)"""
     return run_in_process
-
-
-@pytest.fixture
-def run_cli_process():
-    """Run ``python -m probe ...`` in a subprocess; returns a CompletedProcess with text output."""
-    return run_in_subprocess
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
