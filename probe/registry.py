@@ -74,11 +74,11 @@ def _check_type(value: Any, name: str) -> Any:
 
 
 def _build_spec(raw: dict[str, Any], source: str) -> EncoderSpec:
-    unknown = sorted(set(raw) - set(_FIELDS))
+    from probe.tomlfiles import unknown_key
+
+    unknown = unknown_key(raw, _FIELDS)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], list(_FIELDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown field {unknown[0]!r}{hint}")
+        raise ValueError(unknown)
     required = _REQUIRED | (_VISION_REQUIRED if raw.get("modality") == "vision" else set())
     missing = sorted(required - set(raw))
     if missing:
@@ -139,22 +139,20 @@ def parse_registry_file(path: Path) -> list[EncoderSpec]:
 
 def _parse_registry_file(path: Path) -> tuple[list[EncoderSpec], set[str]]:
     """``(specs, names that say override = true)`` of one registry file."""
-    from probe.tomlfiles import pop_override, read_toml
+    from probe.tomlfiles import pop_override, read_toml, unknown_key
 
     data = read_toml(path, "registry")
-    top_unknown = sorted(set(data) - {"model", "defaults", "modality"})
+    top_unknown = unknown_key(data, ("model", "defaults", "modality"), "top-level key")
     if top_unknown:
-        raise ProbeError(
-            f"{path}: unknown top-level key {top_unknown[0]!r}; expected modality, [[model]] or [defaults.<family>]"
-        )
+        raise ProbeError(f"{path}: {top_unknown} ([[model]] tables, [defaults.<family>] tables, modality)")
     file_defaults = {"modality": data["modality"]} if "modality" in data else {}
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict) or not all(isinstance(t, dict) for t in defaults.values()):
         raise ProbeError(f"{path}: 'defaults' must be tables of fields per family ([defaults.<family>])")
     for family, table in defaults.items():
-        bad = sorted(set(table) - set(_FIELDS))
+        bad = unknown_key(table, _FIELDS)
         if bad:
-            raise ProbeError(f"{path}: [defaults.{family}]: unknown field {bad[0]!r}")
+            raise ProbeError(f"{path}: [defaults.{family}]: {bad}")
     entries = data.get("model", [])
     if not isinstance(entries, list):
         raise ProbeError(f"{path}: 'model' must be an array of tables ([[model]])")

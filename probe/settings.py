@@ -1,6 +1,6 @@
 """Every environment variable probe reads, and the default folders they move.
 
-One module so that a user can find all of them in one place (``probe --help`` lists them too) and so
+One module so that a user finds all of them in one place (``probe --help`` lists them too) and so
 that lower layers read a setting without importing the module that happens to use it most.
 An environment variable that is set but empty counts as unset, never as the current folder.
 """
@@ -33,16 +33,16 @@ ENV_RECIPE_SOURCE = "PROBE_RECIPE_SOURCE_"
 
 #: every variable above, with what it sets (for ``--help`` and the docs)
 ALL = {
-    ENV_HOME: "files probe assembles: reassembled weights, built datasets (default ~/.cache/probe)",
+    ENV_HOME: "weights and datasets probe assembles (default ~/.cache/probe)",
     ENV_DATA: "root of the benchmarks' data folders (default ~/data)",
     ENV_RESULTS: "result records and saved models (default results)",
     ENV_CACHE: "the feature cache (default <results>/features)",
-    ENV_REGISTRY: "extra encoder registry files or folders (os.pathsep-separated)",
+    ENV_REGISTRY: "extra registry files or folders (os.pathsep-separated)",
     ENV_BENCHMARKS: "extra benchmark catalogue files (os.pathsep-separated)",
-    ENV_ALLOW_DOWNLOAD: "1: encoders may download weights from their hub (default off)",
-    ENV_TRUST_CODE: "1: run remote code a user registry entry asks for (default off)",
-    ENV_RESIDENT_LIMIT: "MB of features one side keeps in memory before streaming (default 1024)",
-    ENV_RECIPE_SOURCE + "<NAME>": "where dataset recipe NAME's source is, if not its default",
+    ENV_ALLOW_DOWNLOAD: "1: encoders may download weights (default off)",
+    ENV_TRUST_CODE: "1: your registry entries may run code (default off)",
+    ENV_RESIDENT_LIMIT: "MB of features kept in memory per side (default 1024)",
+    ENV_RECIPE_SOURCE + "<NAME>": "where recipe NAME's source is, if not its default",
 }
 
 

@@ -3,7 +3,9 @@ one line naming the file."""
 
 from __future__ import annotations
 
+import difflib
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,19 @@ def read_toml(path: str | Path, kind: str) -> dict[str, Any]:
         raise ProbeError(f"cannot read {kind} file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProbeError(f"{path}: malformed TOML: {exc}") from None
+
+
+def unknown_key(table: dict[str, Any], allowed: Iterable[str], what: str = "field") -> str | None:
+    """The rule every catalogue shares for keys it does not know: ``"unknown field 'poolng' (did you
+    mean 'pooling'?); valid: ..."`` for the first such key of ``table``, or None when there is none.
+    Callers put the file and table in front."""
+    allowed = sorted(allowed)
+    unknown = sorted(set(table) - set(allowed))
+    if not unknown:
+        return None
+    close = difflib.get_close_matches(unknown[0], allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {unknown[0]!r}{hint}; valid: {', '.join(allowed)}"
 
 
 def pop_override(table: dict[str, Any], where: str) -> tuple[dict[str, Any], bool]:

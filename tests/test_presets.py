@@ -83,6 +83,11 @@ def test_recipe_refusals_are_one_line(run_cli, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[values]\nlearning_rate = 0.1\n")
     assert_one_line_error(run_cli("run", *TINY, "--config", str(bad)), "unknown setting 'learning_rate'")
+    # the rule every catalogue file shares: a misspelt table is named, with the likely meant one
+    misspelt = tmp_path / "misspelt.toml"
+    misspelt.write_text("[valeus]\nlr = 0.1\n")
+    assert_one_line_error(run_cli("run", *TINY, "--config", str(misspelt)),
+                          "unknown top-level key 'valeus' (did you mean 'values'?)")
     wrong = tmp_path / "wrong.toml"
     wrong.write_text('[values]\noptimizer = "sgd"\n')
     assert_one_line_error(run_cli("run", *TINY, "--config", str(wrong)), "optimizer 'sgd' is not one of adamw, lion")

@@ -140,10 +140,11 @@ def _read_preset(path: str, version: tuple[int, int, int] | None) -> dict[str, A
     from probe.align.presets import read_preset_file
 
     data = read_preset_file(Path(path))
-    known = {f.name for f in fields(ProbeConfig)} - {"recipe", "seed"}
-    unknown = sorted(set(data["values"]) - known)
+    from probe.tomlfiles import unknown_key
+
+    unknown = unknown_key(data["values"], {f.name for f in fields(ProbeConfig)} - {"recipe", "seed"}, "setting")
     if unknown:
-        raise ProbeError(f"{path}: unknown setting {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+        raise ProbeError(f"{path}: [values]: {unknown}")
     defaults = ProbeConfig().to_dict()
     for name, value in data["values"].items():
         wanted = _kind_of(defaults[name])

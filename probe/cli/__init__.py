@@ -12,8 +12,12 @@ import sys
 
 import click
 
+from probe import settings
 from probe.cli.common import CONTEXT, RunContext
 from probe.errors import ProbeError
+
+#: every environment variable probe reads (from :mod:`probe.settings`), listed under ``probe --help``
+ENVIRONMENT = "\b\nEnvironment:\n" + "\n".join(f"  {name:<27} {what}" for name, what in settings.ALL.items())
 
 
 def _quiet_hub_libraries(allow_download: bool) -> None:
@@ -30,7 +34,7 @@ def _quiet_hub_libraries(allow_download: bool) -> None:
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.version_option(package_name="probe", message="probe %(version)s")
 @click.option(
     "--registry",

@@ -17,7 +17,7 @@ from typing import Any
 from probe import settings
 from probe.data.splits import TASKS
 from probe.errors import ProbeError
-from probe.tomlfiles import pop_override, read_toml
+from probe.tomlfiles import pop_override, read_toml, unknown_key
 
 #: ``bundled`` and ``recipe`` benchmarks are datasets of the same name (a recipe once `probe data get` built it)
 READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "winoground", "clip-wds", "ulcc")
@@ -119,10 +119,9 @@ def _suite(raw: dict[str, Any], path: Path) -> Suite:
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise ProbeError(f"{path}: suite {name!r}: 'benchmarks' must be a non-empty list of benchmark names, "
                          f"got {members!r}")
-    unknown = sorted(set(raw) - {"name", "benchmarks", "description"})
+    unknown = unknown_key(raw, ("name", "benchmarks", "description"))
     if unknown:
-        raise ProbeError(f"{path}: suite {name!r}: unknown field {unknown[0]!r}; expected name, benchmarks, "
-                         "description")
+        raise ProbeError(f"{path}: suite {name!r}: {unknown}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ProbeError(f"{path}: suite {name!r}: 'description' must be a string, got {description!r}")
@@ -132,10 +131,9 @@ def _suite(raw: dict[str, Any], path: Path) -> Suite:
 def _entry(raw: dict[str, Any], source: str) -> BenchmarkEntry:
     _check_types(raw)
     fields = {f.name for f in dataclasses.fields(BenchmarkEntry)} - {"source"}
-    unknown = sorted(set(raw) - fields)
+    unknown = unknown_key(raw, fields)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(fields), n=1)
-        raise ValueError(f"unknown field {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(unknown)
     missing = sorted({"name", "task", "reader", "description"} - set(raw))
     if missing:
         raise ValueError(f"missing field(s) {', '.join(missing)}")
@@ -186,9 +184,9 @@ class Catalogue:
                 if suite.name in benchmarks or (suite.name in suites and not override):
                     raise _taken(suite.name, path, (suites.get(suite.name) or benchmarks[suite.name]).source)
                 suites[suite.name] = suite
-            unknown = sorted(set(data) - {"benchmark", "suite"})
+            unknown = unknown_key(data, ("benchmark", "suite"), "top-level key")
             if unknown:
-                raise ProbeError(f"{path}: unknown top-level key {unknown[0]!r}; expected [[benchmark]] or [[suite]]")
+                raise ProbeError(f"{path}: {unknown} ([[benchmark]] or [[suite]] tables)")
         for suite in suites.values():
             for name in suite.benchmarks:
                 if name not in benchmarks:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
-from probe.tomlfiles import read_toml
+from probe.tomlfiles import read_toml, unknown_key
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,6 +34,12 @@ def preset_path(name: str) -> Path:
 def read_preset_file(path: str | Path) -> dict[str, Any]:
     """``{"description", "source", "values"}`` of a preset file, as written (values not yet checked)."""
     data = read_toml(path, "preset")
+    unknown = unknown_key(data, ("description", "source", "values"), "top-level key")
+    if unknown:
+        raise ProbeError(f"{path}: {unknown} (settings go in the [values] table)")
+    for key in ("description", "source"):
+        if not isinstance(data.get(key, ""), str):
+            raise ProbeError(f"{path}: {key!r} must be text, got {data[key]!r}")
     values = data.get("values", {})
     if not isinstance(values, dict):
         raise ProbeError(f"{path}: 'values' must be a table ([values]) of settings")
