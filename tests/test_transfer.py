@@ -211,3 +211,16 @@ def test_rows_of_a_subset_keep_their_skipped_inputs_missing():
     np.testing.assert_array_equal(part.take(np.array([2, 0])), want[[2, 0]])
     assert part.finite_rows().tolist() == [True, False, True]
     assert rows.finite_rows().tolist() == [True, False, True, True, False, True]
+
+
+def test_split_roles_name_their_target():
+    """A role is ``base:key``; the key (a benchmark's name) may itself hold a colon."""
+    from probe.data.splits import Role
+
+    role = Role.parse("eval:imagefolder:/data/pets")
+    assert role == Role("eval", "imagefolder:/data/pets") and str(role) == "eval:imagefolder:/data/pets"
+    assert Role.parse("fit") == Role("fit") and str(Role("fit")) == "fit"
+    # the fit and early-stopping splits serve every target's records; a target's own roles serve only it
+    assert Role("val").serves("coco") and Role("fit").serves("")
+    assert Role("prompts-zeroshot", "coco").serves("coco") and not Role("prompts-zeroshot", "coco").serves("")
+    assert not Role("eval").serves("coco") and Role("eval").serves("")

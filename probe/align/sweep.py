@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.align.config import ProbeConfig
-from probe.data.splits import SplitPlan, Target
+from probe.data.splits import Role, SplitPlan, Target
 from probe.encoder_spec import EncoderSpec
 from probe.errors import ProbeError
 from probe.features.options import ExtractOptions
@@ -89,8 +89,7 @@ class AlignmentSweep:
         plan, target = self.plan, self._target(key)
 
         def mine(role: str) -> bool:  # the record names the cache entries its numbers came from
-            base, _, suffix = role.partition(":")
-            return base in ("fit", "val") or suffix == key
+            return Role.parse(role).serves(key)
 
         used = {side: {r: k for r, k in f.keys.items() if mine(r)} for side, f in zip(("vision", "text"), features,
                                                                                      strict=False)}

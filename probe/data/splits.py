@@ -23,6 +23,32 @@ IN_DOMAIN, TRANSFER = "in-domain", "zero-shot transfer"
 EARLY_STOPPING_FRACTION, EARLY_STOPPING_MIN, EARLY_STOPPING_MAX = 0.05, 10, 5000
 
 
+#: roles every target's records share: the split heads are fitted on and the early-stopping split
+SHARED_ROLES = ("fit", "val")
+
+
+@dataclass(frozen=True)
+class Role:
+    """A split's part in a run, as features and records name it: ``fit``, ``val`` (early stopping), or
+    a target's ``eval`` (scored), ``compositional`` (swap pairs) or ``prompts-<task>`` (class prompts),
+    with ``key`` the target's benchmark (``""`` for the in-domain target). Written ``base:key``."""
+
+    base: str
+    key: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.base}:{self.key}" if self.key else self.base
+
+    @classmethod
+    def parse(cls, name: str) -> Role:
+        base, _, key = name.partition(":")
+        return cls(base, key)
+
+    def serves(self, key: str) -> bool:
+        """Whether a record of the target ``key`` uses features of this role."""
+        return self.base in SHARED_ROLES or self.key == key
+
+
 @dataclass(frozen=True)
 class Target:
     """One benchmark the heads are scored on.
@@ -41,7 +67,8 @@ class Target:
     retrieval: bool = True
 
     def role(self, base: str) -> str:
-        return f"{base}:{self.key}" if self.key else base
+        """The name of this target's ``base`` role (see :class:`Role`)."""
+        return str(Role(base, self.key))
 
     def reference(self) -> dict[str, Any]:
         """What a record says it scored (see :class:`probe.records.schema.BenchmarkRef`)."""
