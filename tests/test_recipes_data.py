@@ -119,14 +119,13 @@ def test_a_changed_build_is_rebuilt_never_used_silently(home, tmp_path, caplog):
     assert "A dog." not in captions.read_text()
     image = next((home / "datasets/tuxpaint/images").rglob("*.png"))
     image.unlink()
-    monkeypatch_env = {"PROBE_RECIPE_SOURCE_TUXPAINT": str(source)}
-    import os
-
-    os.environ.update(monkeypatch_env)
-    try:
-        data = get_dataset("tuxpaint")  # rebuilt from its source before it is read
-    finally:
-        del os.environ["PROBE_RECIPE_SOURCE_TUXPAINT"]
+    # reading never builds: the changed build is refused, naming the command that rebuilds it
+    with pytest.raises(ProbeError, match=r"dataset 'tuxpaint': 1 file\(s\) in .* no longer match its manifest "
+                                         r"\(first: images/.*\); run `probe data get tuxpaint` to rebuild it"):
+        get_dataset("tuxpaint")
+    assert not image.is_file()
+    assert get("tuxpaint", source=source, progress=False).built
+    data = get_dataset("tuxpaint")
     assert image.is_file() and data.info.name == "tuxpaint"
 
 

@@ -2,8 +2,8 @@
 labels into a standard-format dataset under ``$PROBE_HOME/datasets/NAME``.
 
 A built recipe is a dataset like any other: ``--train tuxpaint``, ``--eval fashion-mnist``. Its
-manifest is checked whenever it is used; a dataset whose files no longer match is rebuilt from its
-source, never used as it is.
+manifest is checked whenever it is used; a dataset whose files no longer match is refused, never used
+as it is, and ``probe data get NAME`` rebuilds it: only that command builds.
 """
 
 from __future__ import annotations
@@ -72,13 +72,24 @@ def get(name: str, source: str | Path | None = None, force: bool = False, progre
 
 
 def ensure_built(name: str) -> Path:
-    """The folder of built recipe ``name``, rebuilt from its source if its files changed; a one-line
-    error saying how to build it when it never was."""
+    """The folder of built recipe ``name`` when its files still match its manifest. Reading a dataset
+    never builds one: a build that is missing or whose files changed is a one-line error saying to run
+    `probe data get NAME`, the one command that builds (and may take minutes and need the source)."""
+    from filelock import FileLock
+
+    from probe.recipes.build import stale_files
+
     recipe = get_recipe(name)
     if not is_built(name):
         raise ProbeError(f"dataset {name!r} is not built here; run `probe data get {name}` (its source: "
                          f"`{recipe.install}`)")
-    return get(name, progress=False).folder  # checks the manifest once, rebuilding only if files changed
+    folder = recipe_dir(name)
+    with FileLock(str(folder.parent / f".{name}.lock")):  # a build in progress finishes first
+        stale = stale_files(folder)
+    if stale:
+        raise ProbeError(f"dataset {name!r}: {len(stale)} file(s) in {folder} no longer match its manifest (first: "
+                         f"{stale[0]}); run `probe data get {name}` to rebuild it from its source")
+    return folder
 
 
 __all__ = ["RECIPES", "Recipe", "ensure_built", "get", "get_recipe", "is_built", "recipe_dir", "source_root"]
