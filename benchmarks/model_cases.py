@@ -82,13 +82,12 @@ def _plain_training_loop(images, texts, owner, order, cfg, steps: int, batch: in
 
     import torch
 
-    from probe.align.heads import make_head
-    from probe.align.losses import make_loss
+    from probe.align.heads import heads_for
+    from probe.align.losses import loss_for
 
     torch.manual_seed(cfg.seed)
-    vision = make_head(cfg.head, images.shape[1], cfg.out_dim, star_width=cfg.star_width).to(images.device)
-    text = make_head(cfg.head, texts.shape[1], cfg.out_dim, star_width=cfg.star_width).to(images.device)
-    loss_fn = make_loss(cfg.loss).to(images.device)
+    vision, text = (head.to(images.device) for head in heads_for(cfg, images.shape[1], texts.shape[1]))
+    loss_fn = loss_for(cfg).to(images.device)
     params = [*vision.parameters(), *text.parameters(), *loss_fn.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     for step in range(steps):

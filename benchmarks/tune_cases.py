@@ -61,7 +61,7 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
     v_head, t_head, loss_fn = fresh_heads(cfg, base_module.dim, text_features.shape[1], "cpu")
     optimiser = make_optimiser(cfg, head_groups(cfg, v_head, t_head, loss_fn) + _encoder_groups(tcfg, base_vision))
     steps = len(pairs) // batch
-    schedule = warmup_cosine(optimiser, cfg.warmup, epochs * steps)
+    schedule = warmup_cosine(optimiser, cfg.warmup, epochs * steps, round_up=cfg.warmup_round == "ceil")
     owner = torch.as_tensor(data.caption_image, dtype=torch.long)
     rng = np.random.default_rng(cfg.seed)
     base_module.eval()

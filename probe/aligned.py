@@ -41,8 +41,8 @@ class AlignedModel:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from probe.align.heads import make_head
-        from probe.align.losses import make_loss
+        from probe.align.heads import heads_for
+        from probe.align.losses import loss_for
         from probe.align.saved_format import check_head_shapes, check_meta
         from probe.io import sha256_file
         from probe.registry import Registry, spec_from_dict
@@ -83,11 +83,8 @@ class AlignedModel:
                 raise ProbeError(f"{where}: key {side!r} is {spec.name!r}, a {spec.modality} encoder")
         dims = meta["dims"]
         torch.manual_seed(0)  # every weight is overwritten below; the seed only keeps construction quiet
-        heads = {"vision": make_head(config.head, dims["vision"], config.out_dim, norm=config.norm,
-                                     star_width=config.star_width),
-                 "text": make_head(config.head, dims["text"], config.out_dim, norm=config.norm,
-                                   star_width=config.star_width),
-                 "loss": make_loss(config.loss, config.logit_scale_init, config.logit_bias_init)}
+        vision_head, text_head = heads_for(config, dims["vision"], dims["text"])
+        heads = {"vision": vision_head, "text": text_head, "loss": loss_for(config)}
         check_head_shapes(state, heads, heads_path)
         for part, module in heads.items():
             prefix = f"{part}."

@@ -195,3 +195,39 @@ def test_batch_positive_pairs_match_the_mask_on_random_batches():
         expected = (ids[:, None] == ids[None, :]).nonzero().tolist()
         assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(map(tuple, expected))
         assert rows[:len(ids)].tolist() == cols[:len(ids)].tolist() == list(range(len(ids)))  # diagonal first
+
+
+def test_siglip_pairs_reduction_is_sails_mean_over_the_logits():
+    """SAIL's SigLIP (model/loss.py:396-420): labels 2I - 1, -mean(logsigmoid(labels * (scale * a b^T + bias)))
+    over the B x B logits; the SigLIP paper's divides the same sum by B."""
+    import torch
+
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(5, 4), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(5, 4), dim=-1)
+    scale, bias = 20.0, -10.0
+    labels = 2 * torch.eye(5) - 1
+    logits = scale * a @ b.T + bias
+    sail = -torch.mean(torch.nn.functional.logsigmoid(labels * logits))
+    positives = torch.eye(5, dtype=torch.bool)
+    pairs = make_loss("siglip", scale, bias, reduction="pairs")(a, b, positives)
+    batch = make_loss("siglip", scale, bias)(a, b, positives)
+    assert pairs.item() == pytest.approx(sail.item(), rel=1e-5)
+    assert batch.item() == pytest.approx(5 * sail.item(), rel=1e-5)
+
+
+def test_sails_head_variants():
+    import torch
+
+    mlp = make_head("mlp", 6, 3, norm=False, mlp_hidden="in_dim")  # SAIL's SiglipMLP: 4 x the input width
+    assert mlp[0].weight.shape == (24, 6) and mlp[2].weight.shape == (3, 24)
+    assert make_head("mlp", 6, 3, norm=False)[0].weight.shape == (12, 6)  # probe's default: 4 x out_dim
+    star = make_head("star", 2, 2, norm=False, star_width=1, star_clamp=1.0)[0]
+    with torch.no_grad():
+        for layer in (star.f1, star.f2, star.g):
+            layer.weight.copy_(torch.eye(2))
+            layer.bias.zero_()
+    # f1 = f2 = x = (5, -3) clamped to (1, -1): g(relu6(1, -1) * (1, -1)) = (1, 0); unclamped (5 * 5, 0)
+    assert star(torch.tensor([[5.0, -3.0]])).tolist() == [[1.0, 0.0]]
+    star.clamp = None
+    assert star(torch.tensor([[5.0, -3.0]])).tolist() == [[25.0, 0.0]]

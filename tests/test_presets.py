@@ -12,7 +12,6 @@ from conftest import assert_one_line_error
 
 from probe.align.config import ProbeConfig, read_preset
 from probe.align.config import preset_values as recipe_values
-from probe.align.presets import names
 from probe.align.train import AlignmentProbe, fit_grid
 from probe.errors import ProbeError
 from probe.features.paired import PairedFeatures
@@ -20,17 +19,91 @@ from probe.features.paired import PairedFeatures
 TINY = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert")
 
 
-def test_shipped_recipes_cite_their_scripts_and_build_valid_configs():
+#: SAIL's alignment probing as github.com/lezhang7/SAIL at b39de67 ran it, typed from the source
+SAIL_PROBING = {
+    "head": "linear",             # scripts/alignment_probing.sh:17 linear_type="linear"
+    "loss": "siglip",             # scripts/alignment_probing.sh:43 --siglip
+    "out_dim": 2048,              # scripts/alignment_probing.sh:16 d=2048
+    "lr": 1e-5,                   # scripts/alignment_probing.sh:14 lr=1e-5
+    "weight_decay": 1e-7,         # scripts/alignment_probing.sh:33 --wd 1e-07
+    "beta1": 0.9,                 # scripts/alignment_probing.sh:34 --beta1 0.9
+    "beta2": 0.99,                # scripts/alignment_probing.sh:35 --beta2 0.99
+    "epochs": 100,                # scripts/alignment_probing.sh:10 epoch_num=100
+    "batch_size": 32768,          # scripts/alignment_probing.sh:15 bs=32768
+    "logit_scale_init": 20.0,     # scripts/alignment_probing.sh:11 logit_scale=20
+    "logit_bias_init": -10.0,     # scripts/alignment_probing.sh:12 logit_bias=-10
+    "optimizer": "lion",          # train/params.py:133 default="lion"; the script passes no --optimizer
+    "decay_all": True,            # main.py:222 Lion(model.parameters(), weight_decay=args.wd)
+    "warmup": 0.1,                # main.py:263 args.warmup = math.ceil(0.1 * total_steps)
+    "warmup_round": "ceil",       # main.py:263 math.ceil
+    "early_stopping": False,      # main.py:315-319 every epoch of args.epochs is trained
+    "siglip_reduction": "pairs",  # model/loss.py:420 -torch.mean(loss) over the [B, B] logits
+    "max_logit_scale": 100.0,     # train/train.py:120-122 logit_scale.clamp_(0, math.log(100))
+    "head_init": "xavier",        # model/sail_model.py:62 xavier_uniform_, zero biases
+    "norm": True,                 # model/sail_model.py:46 LayerNorm before the mapping
+}
+#: SAIL's alignment tuning, scripts/sail_train.sh at the same commit
+SAIL = {
+    "head": "star",               # scripts/sail_train.sh:37 --linear-type star
+    "loss": "siglip",             # scripts/sail_train.sh:34 --siglip
+    "out_dim": 1024,              # scripts/sail_train.sh:7 d=1024
+    "star_width": 8,              # scripts/sail_train.sh:8 width_factor=8
+    "lr": 1e-5,                   # scripts/sail_train.sh:5 lr=1e-5
+    "weight_decay": 1e-4,         # scripts/sail_train.sh:35 --wd 1e-4
+    "epochs": 100,                # scripts/sail_train.sh:4 epoch_num=100
+    "batch_size": 32768,          # scripts/sail_train.sh:6 bs=32768
+    "logit_scale_init": 20.0,     # scripts/sail_train.sh:9 logit_scale=20
+    "logit_bias_init": -10.0,     # scripts/sail_train.sh:10 logit_bias=-10
+    "optimizer": "lion",          # scripts/sail_train.sh:33 --optimizer lion
+    "beta1": 0.9,                 # train/params.py:239 default=0.9
+    "beta2": 0.99,                # train/params.py:240 default=0.99
+    "decay_all": True,            # main.py:222
+    "warmup": 0.1,                # main.py:263
+    "warmup_round": "ceil",       # main.py:263
+    "early_stopping": False,      # main.py:315-319
+    "siglip_reduction": "pairs",  # model/loss.py:420
+    "max_logit_scale": 100.0,     # train/train.py:120-122
+    "star_clamp": 1000.0,         # model/linear.py:24-25 torch.clamp(x, min=-1e3, max=1e3)
+    "head_init": "xavier",        # model/sail_model.py:62
+    "norm": True,                 # model/sail_model.py:46
+}
+
+
+@pytest.mark.parametrize(("name", "source"), [("sail-probing", SAIL_PROBING), ("sail", SAIL)])
+def test_sail_presets_are_sails_settings_value_by_value(name, source):
     from probe.align.presets import HERE
 
-    assert set(names()) >= {"sail", "sail-probing", "freeze-align"}
-    for name in names():
-        recipe = read_preset(str(HERE / f"{name}.toml"))
-        assert recipe["source"].startswith("github.com/") and recipe["description"]
-        ProbeConfig(**recipe_values(name), recipe=name)  # every value is a valid setting
-    sail = recipe_values("sail")
-    assert (sail["head"], sail["loss"], sail["batch_size"], sail["logit_scale_init"], sail["optimizer"]) == \
-        ("star", "siglip", 32768, 20.0, "lion")
+    preset = read_preset(str(HERE / f"{name}.toml"))
+    assert preset["source"].startswith("github.com/lezhang7/SAIL@b39de67") and not preset["unsupported"]
+    assert preset["values"] == source  # every value the preset sets is one the source sets, and no other
+    config = ProbeConfig(**recipe_values(name), recipe=name)
+    assert {k: getattr(config, k) for k in source} == source
+    # every line of the file cites where its value comes from
+    lines = [line for line in (HERE / f"{name}.toml").read_text().splitlines()[preset_start(name):] if "=" in line]
+    assert lines and all("# " in line and (".py:" in line or ".sh:" in line) for line in lines)
+
+
+def preset_start(name: str) -> int:
+    from probe.align.presets import HERE
+
+    return (HERE / f"{name}.toml").read_text().splitlines().index("[values]")
+
+
+def test_a_preset_probe_cannot_reproduce_refuses_to_run(run_cli):
+    from probe.align.presets import HERE
+
+    assert read_preset(str(HERE / "freeze-align.toml"))["unsupported"]
+    assert_one_line_error(run_cli("run", *TINY, "--preset", "freeze-align", "--dry-run"),
+                          "preset 'freeze-align' cannot run as its source did", "token")
+
+
+def test_settings_added_later_leave_older_identities_alone():
+    from probe.align.config import LATER_SETTINGS
+
+    default = ProbeConfig()
+    assert default.identity_dict() == {k: v for k, v in default.to_dict().items() if k not in LATER_SETTINGS}
+    sail = ProbeConfig(**recipe_values("sail"), recipe="sail")
+    assert {"early_stopping", "decay_all", "siglip_reduction", "star_clamp"} <= set(sail.identity_dict())
 
 
 def test_recipe_settings_reach_the_loss_heads_and_optimiser():

@@ -176,3 +176,34 @@ def test_step_flops_of_a_plan_equal_a_real_fits_counted_step(head, loss, batch):
     if (head, batch) == ("linear", 100):  # both heads' matmuls and the 100 x 100 logits, as written out by hand
         forward = 2 * batch * (40 + 24) * 32 + 2 * batch * batch * 32
         assert forward * 2.5 < probe.flops_per_step_ < forward * 3.5  # backward about twice the forward
+
+
+def test_sails_optimisation_settings_reach_the_fit():
+    """What SAIL's presets set, each seen in a fit: warmup rounded up, decay on every parameter, the
+    scale clamped after each step, and every epoch trained with the last epoch's heads kept."""
+    from probe.align.losses import make_loss
+    from probe.align.train import head_groups, warmup_cosine
+
+    # 10% of 15 steps: SAIL warms up for ceil(1.5) = 2 steps (lr 1/2 then 2/2); rounding down gives 1
+    for round_up, first in ((True, 0.5), (False, 1.0)):
+        optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        warmup_cosine(optimiser, 0.1, 15, round_up=round_up)
+        assert optimiser.param_groups[0]["lr"] == pytest.approx(first)
+    heads = (torch.nn.Sequential(torch.nn.LayerNorm(4), torch.nn.Linear(4, 2)), torch.nn.Linear(3, 2))
+    loss = make_loss("siglip")
+    everything = {id(p) for m in (*heads, loss) for p in m.parameters()}
+    (group,) = head_groups(ProbeConfig(decay_all=True, weight_decay=0.5), *heads, loss)
+    assert {id(p) for p in group["params"]} == everything and group["weight_decay"] == 0.5
+    decayed, exempt = head_groups(ProbeConfig(weight_decay=0.5), *heads, loss)
+    assert all(p.ndim == 2 for p in decayed["params"]) and exempt["weight_decay"] == 0.0
+
+    train, val = paired(0, 120), paired(1, 40)
+    clamped = AlignmentProbe(small(loss="infonce", logit_scale_init=150.0, max_logit_scale=100.0, epochs=1)).fit(train)
+    assert clamped.loss_.log_scale.item() == pytest.approx(np.log(100.0), abs=1e-6)  # clamped after the step
+    free = AlignmentProbe(small(loss="infonce", logit_scale_init=150.0, epochs=1)).fit(train)
+    assert free.loss_.log_scale.item() > np.log(140.0)  # only capped inside the loss, as before
+
+    every = AlignmentProbe(small(epochs=6, patience=1, early_stopping=False, lr=0.3)).fit(train, val)
+    assert [h["epoch"] for h in every.history_] == [1, 2, 3, 4, 5, 6] and every.best_epoch_ == 6
+    assert all("val_probing_score" in h for h in every.history_)  # still scored, for the curve
+    assert every.steps_ == 6 * (len(train.usable_pairs()) // 64)

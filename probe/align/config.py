@@ -17,6 +17,13 @@ HEADS = ("linear", "mlp", "star")
 LOSSES = ("infonce", "siglip")
 HEAD_INITS = ("torch", "xavier")
 OPTIMIZERS = ("adamw", "lion")
+SIGLIP_REDUCTIONS = ("batch", "pairs")
+MLP_HIDDEN = ("out_dim", "in_dim")
+WARMUP_ROUNDING = ("floor", "ceil")
+#: settings added after records held their identity: at their defaults they are left out of a
+#: configuration's identity, so records written before them still stand for the same fit
+LATER_SETTINGS = ("early_stopping", "decay_all", "siglip_reduction", "max_logit_scale", "mlp_hidden", "star_clamp",
+                  "warmup_round")
 
 
 def check_head(kind: str) -> str:
@@ -53,6 +60,24 @@ class ProbeConfig:
     optimizer: str = "adamw"
     beta1: float = 0.9
     beta2: float = 0.999
+    #: stop once the val score has not improved for ``patience`` epochs and keep the best epoch's heads;
+    #: False trains every epoch and keeps the last (as SAIL does: main.py trains ``args.epochs`` epochs)
+    early_stopping: bool = True
+    #: weight decay on every parameter, norms, biases and the loss's scale and bias included (SAIL's Lion
+    #: over ``model.parameters()``); False exempts those, as CLIP's AdamW groups do
+    decay_all: bool = False
+    #: SigLIP's summed log-sigmoid terms divided by the batch ("batch": the SigLIP paper, big_vision) or
+    #: by the number of logits, B^2 ("pairs": SAIL's ``-torch.mean``)
+    siglip_reduction: str = "batch"
+    #: after every optimiser step the loss's scale is clamped to [1, this] (SAIL and open_clip: 100);
+    #: None: InfoNCE's scale is capped at 100 inside the loss and SigLIP's is not capped
+    max_logit_scale: float | None = None
+    #: the MLP head's hidden width: 4 x out_dim ("out_dim") or 4 x its input width ("in_dim": SAIL's SiglipMLP)
+    mlp_hidden: str = "out_dim"
+    #: the star head's two branches clamped to [-this, this] before they multiply (SAIL: 1000); None: not
+    star_clamp: float | None = None
+    #: warmup steps = warmup x total steps, rounded down ("floor") or up ("ceil": SAIL's math.ceil)
+    warmup_round: str = "floor"
     #: the training preset these values started from (``--preset``), named in records and file names
     #: (stored under this name, as records written before presets were called presets have it)
     recipe: str = ""
@@ -94,9 +119,28 @@ class ProbeConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ProbeError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name, allowed in (("siglip_reduction", SIGLIP_REDUCTIONS), ("mlp_hidden", MLP_HIDDEN),
+                              ("warmup_round", WARMUP_ROUNDING)):
+            if getattr(self, name) not in allowed:
+                raise ProbeError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name in ("early_stopping", "decay_all", "norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ProbeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("max_logit_scale", "star_clamp"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= (1 if name == "max_logit_scale" else 0)):
+                floor = "1" if name == "max_logit_scale" else "0"
+                raise ProbeError(f"{name} must be a number above {floor} (or unset), got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity_dict(self) -> dict[str, Any]:
+        """What a record's identity holds of this configuration: every setting, except those added
+        later (:data:`LATER_SETTINGS`) while they are at their defaults, which train as before them."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k: v for k, v in asdict(self).items() if k not in LATER_SETTINGS or v != defaults[k]}
 
     @property
     def tag(self) -> str:
@@ -117,11 +161,15 @@ class ProbeConfig:
         return "-".join([self.head, self.loss, *([self.recipe] if self.recipe else []), *extra])
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The values of a shipped preset by name, or of a preset file by path, checked."""
+def preset_values(name: str, *, to_run: bool = False) -> dict[str, Any]:
+    """The values of a shipped preset by name, or of a preset file by path, checked. ``to_run``: a
+    preset that says probe cannot do what its source did is refused, naming why."""
     from probe.align.presets import preset_path
 
-    return dict(read_preset(str(preset_path(name)))["values"])
+    preset = read_preset(str(preset_path(name)))
+    if to_run and preset["unsupported"]:
+        raise ProbeError(f"preset {name!r} cannot run as its source did: {preset['unsupported']}")
+    return dict(preset["values"])
 
 
 def read_preset(path: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from probe.align.config import check_loss
 
@@ -36,7 +36,8 @@ def _segment_logsumexp(values: torch.Tensor, segment: torch.Tensor, n: int) -> t
     return total.log() + peak
 
 
-def infonce(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.Tensor) -> torch.Tensor:
+def infonce(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.Tensor,
+            max_scale: float = MAX_LOGIT_SCALE) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE; ``log_scale`` is log(1 / temperature).
 
     Only the all-pairs logsumexps touch every entry of the [B, B] logits (in
@@ -45,7 +46,7 @@ def infonce(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch
     """
     import torch
 
-    scale = log_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
+    scale = log_scale.clamp(max=math.log(max_scale)).exp()
     scaled = scale * image
     n_rows, n_cols = image.shape[0], text.shape[0]
     rows, cols = positive_pairs(positives)
@@ -62,8 +63,10 @@ def infonce(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch
 
 
 def siglip(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.Tensor,
-           bias: torch.Tensor) -> torch.Tensor:
-    """SigLIP sigmoid loss: ``-sum log sigmoid(label * z) / batch`` with labels +1 / -1.
+           bias: torch.Tensor, reduction: str = "batch") -> torch.Tensor:
+    """SigLIP sigmoid loss: ``-sum log sigmoid(label * z) / batch`` with labels +1 / -1 (the SigLIP
+    paper's normalisation), or divided by the number of logits with ``reduction="pairs"`` (SAIL's
+    ``-torch.mean`` over them, model/loss.py:420).
 
     Written as ``sum softplus(z) - sum_positives z`` (since -log sigmoid(z) = softplus(z) - z): one
     elementwise pass over the [B, B] logits instead of building a label matrix.
@@ -73,7 +76,8 @@ def siglip(image: torch.Tensor, text: torch.Tensor, positives, log_scale: torch.
     rows, cols = positive_pairs(positives)
     # the positives' logits from the embeddings: no gradient scattered into a [B, B] matrix
     positive_sum = _pair_dots(scaled, text, rows, cols).sum() + bias * len(rows)
-    return (pairwise_softplus_sum(scaled, text, bias) - positive_sum) / image.shape[0]
+    total = pairwise_softplus_sum(scaled, text, bias) - positive_sum
+    return total / (image.shape[0] * (text.shape[0] if reduction == "pairs" else 1))
 
 
 def _pair_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -268,9 +272,12 @@ def _pairwise_logsumexp_sum_function():
     return PairwiseLogsumexpSum
 
 
-def make_loss(kind: str, scale_init: float | None = None, bias_init: float | None = None) -> torch.nn.Module:
+def make_loss(kind: str, scale_init: float | None = None, bias_init: float | None = None, *,
+              reduction: str = "batch", max_scale: float | None = None) -> torch.nn.Module:
     """A loss module owning its learnable temperature / scale and bias (CLIP starts InfoNCE at scale
-    1 / 0.07, SigLIP starts at scale 10 and bias -10; SAIL's recipes start SigLIP at scale 20)."""
+    1 / 0.07, SigLIP starts at scale 10 and bias -10; SAIL's presets start SigLIP at scale 20).
+    ``reduction`` is SigLIP's (see :func:`siglip`); ``max_scale`` caps InfoNCE's scale inside the loss
+    (100 when not given; training clamps the parameter itself where a configuration says so)."""
     import torch
     from torch import nn
 
@@ -287,7 +294,24 @@ def make_loss(kind: str, scale_init: float | None = None, bias_init: float | Non
 
         def forward(self, image, text, positives):
             if self.bias is None:
-                return infonce(image, text, positives, self.log_scale)
-            return siglip(image, text, positives, self.log_scale, self.bias)
+                return infonce(image, text, positives, self.log_scale, max_scale or MAX_LOGIT_SCALE)
+            return siglip(image, text, positives, self.log_scale, self.bias, reduction)
 
     return ContrastiveLoss()
+
+
+def loss_for(config: Any) -> torch.nn.Module:
+    """The loss module a head configuration (:class:`~probe.align.config.ProbeConfig`) asks for."""
+    return make_loss(config.loss, config.logit_scale_init, config.logit_bias_init,
+                     reduction=config.siglip_reduction, max_scale=config.max_logit_scale)
+
+
+def clamp_scale(loss: Any, max_scale: float | None) -> None:
+    """After an optimiser step: the loss's log scale clamped to [0, ln ``max_scale``], as SAIL
+    (train/train.py:120-122) and open_clip do; nothing when ``max_scale`` is None."""
+    if max_scale is None:
+        return
+    import torch
+
+    with torch.no_grad():
+        loss.log_scale.clamp_(0, math.log(max_scale))

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from probe.align.config import ProbeConfig
-from probe.align.heads import make_head
-from probe.align.losses import batch_positive_pairs, make_loss
+from probe.align.heads import heads_for
+from probe.align.losses import batch_positive_pairs, clamp_scale, loss_for, make_loss
 from probe.errors import ProbeError
 from probe.features.paired import PairedFeatures, is_streamed
 from probe.flops import counted
@@ -108,18 +108,21 @@ def fresh_heads(cfg: ProbeConfig, v_dim: int, t_dim: int, device: str) -> tuple[
     import torch
 
     torch.manual_seed(cfg.seed)  # initialised on the CPU: the same starting weights on every device
-    vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
-    text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
+    vision, text = heads_for(cfg, v_dim, t_dim)
     if cfg.head_init == "xavier":
         for module in (*vision.modules(), *text.modules()):
             if isinstance(module, torch.nn.Linear):
                 torch.nn.init.xavier_uniform_(module.weight)
                 torch.nn.init.zeros_(module.bias)
-    return vision.to(device), text.to(device), make_loss(cfg.loss, cfg.logit_scale_init, cfg.logit_bias_init).to(device)
+    return vision.to(device), text.to(device), loss_for(cfg).to(device)
 
 
 def head_groups(cfg: ProbeConfig, vision: Any, text: Any, loss: Any) -> list[dict[str, Any]]:
-    """Optimiser groups of the heads: weight decay on matrices, none on biases, norms and the loss's scale."""
+    """Optimiser groups of the heads: weight decay on matrices, none on biases, norms and the loss's
+    scale; or, with ``decay_all``, weight decay on every one of them (SAIL's Lion)."""
+    if cfg.decay_all:
+        return [{"params": [*vision.parameters(), *text.parameters(), *loss.parameters()],
+                 "weight_decay": cfg.weight_decay}]
     decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim > 1]
     no_decay = [p for m in (vision, text) for n, p in m.named_parameters() if p.ndim <= 1]
     return [{"params": decay, "weight_decay": cfg.weight_decay},
@@ -130,7 +133,7 @@ def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: in
     cfg = probe.config
     vision, text, loss = fresh_heads(cfg, v_dim, t_dim, device)
     optimiser = make_optimiser(cfg, head_groups(cfg, vision, text, loss))
-    schedule = warmup_cosine(optimiser, cfg.warmup, total_steps)
+    schedule = warmup_cosine(optimiser, cfg.warmup, total_steps, round_up=cfg.warmup_round == "ceil")
     return _Trainer(probe, vision, text, loss, optimiser, schedule)
 
 
@@ -146,12 +149,13 @@ def make_optimiser(cfg: ProbeConfig, groups: list[dict[str, Any]]) -> Any:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def warmup_cosine(optimiser: Any, warmup_fraction: float, total_steps: int) -> Any:
-    """Linear warmup over the first ``warmup_fraction`` of the steps, then cosine decay to zero,
-    applied to every group's own learning rate."""
+def warmup_cosine(optimiser: Any, warmup_fraction: float, total_steps: int, round_up: bool = False) -> Any:
+    """Linear warmup over the first ``warmup_fraction`` of the steps (rounded down, or up with
+    ``round_up`` as SAIL's main.py:263 does), then cosine decay to zero, applied to every group's
+    own learning rate (open_clip's and SAIL's ``cosine_lr``)."""
     import torch
 
-    warmup = int(warmup_fraction * total_steps)
+    warmup = math.ceil(warmup_fraction * total_steps) if round_up else int(warmup_fraction * total_steps)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -236,6 +240,7 @@ def _step(trainer: _Trainer, x_img: Any, x_txt: Any, positives: Any) -> Any:
     else:
         loss.backward()
     trainer.optimiser.step()
+    clamp_scale(trainer.loss, trainer.probe.config.max_logit_scale)
     trainer.schedule.step()
     return loss.detach()
 
@@ -252,8 +257,7 @@ def step_flops(cfg: ProbeConfig, v_dim: int, t_dim: int, batch_size: int) -> flo
     import torch
 
     with torch.device("meta"):
-        vision = make_head(cfg.head, v_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
-        text = make_head(cfg.head, t_dim, cfg.out_dim, norm=cfg.norm, star_width=cfg.star_width)
+        vision, text = heads_for(cfg, v_dim, t_dim)
         x_img, x_txt = torch.empty(batch_size, v_dim), torch.empty(batch_size, t_dim)
 
     def embed() -> tuple[Any, Any]:
@@ -262,18 +266,20 @@ def step_flops(cfg: ProbeConfig, v_dim: int, t_dim: int, batch_size: int) -> flo
 
     (a, b), heads_forward = counted(embed)
     _, heads_backward = counted(lambda: torch.autograd.backward((a, b), (torch.empty_like(a), torch.empty_like(b))))
-    loss = _loss_step_flops(cfg.loss, cfg.logit_scale_init, cfg.logit_bias_init, cfg.out_dim, batch_size)
+    loss = _loss_step_flops(cfg.loss, cfg.logit_scale_init, cfg.logit_bias_init, cfg.out_dim, batch_size,
+                            cfg.siglip_reduction)
     total = (heads_forward or 0) + (heads_backward or 0) + loss
     return float(total) or None
 
 
 @functools.lru_cache(maxsize=64)
-def _loss_step_flops(kind: str, scale: float | None, bias: float | None, out_dim: int, batch_size: int) -> Fraction:
+def _loss_step_flops(kind: str, scale: float | None, bias: float | None, out_dim: int, batch_size: int,
+                     reduction: str = "batch") -> Fraction:
     """The loss's share of :func:`step_flops` (forward and backward), the same for every pair of a
     plan with this loss, width and batch."""
     import torch
 
-    loss = make_loss(kind, scale, bias)
+    loss = make_loss(kind, scale, bias, reduction=reduction)
 
     def at(size: int) -> Fraction:
         a, b = (torch.randn(size, out_dim, requires_grad=True) for _ in range(2))
@@ -309,7 +315,9 @@ def _end_of_epoch(trainers: list[_Trainer], losses: dict[int, list[Any]], epoch:
         entry = {"epoch": epoch + 1, "loss": float(values.mean())}
         if val is not None:
             entry["val_probing_score"] = score = _validation_score(trainer, val)
-            if score > trainer.best_score:
+            if not trainer.probe.config.early_stopping:  # scored for the curve; the last epoch's heads are kept
+                trainer.best_score = max(trainer.best_score, score)
+            elif score > trainer.best_score:
                 trainer.best_score, trainer.best_state, trainer.bad_epochs = score, _state(trainer), 0
             else:
                 trainer.bad_epochs += 1
@@ -409,7 +417,9 @@ def _finish(trainer: _Trainer, per_epoch: int, batch_size: int) -> None:
     probe.vision_head_, probe.text_head_, probe.loss_ = trainer.vision, trainer.text, trainer.loss
     probe.history_ = trainer.history
     scored = [h for h in trainer.history if "val_probing_score" in h]
-    probe.best_epoch_ = int(max(scored, key=lambda h: h["val_probing_score"])["epoch"]) if scored else len(trainer.history)
+    kept_best = scored and probe.config.early_stopping
+    probe.best_epoch_ = (int(max(scored, key=lambda h: h["val_probing_score"])["epoch"]) if kept_best
+                         else len(trainer.history))
     probe.steps_ = len(trainer.history) * per_epoch
     probe.flops_per_step_ = trainer.flops_per_step
     probe.pairs_seen_ = probe.steps_ * batch_size

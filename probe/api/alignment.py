@@ -36,7 +36,7 @@ def head_configs(preset: str | None = None, config_file: str | Path | None = Non
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
         raise ProbeError(f"unknown head setting {unknown[0]!r}; valid: {', '.join(DEFAULT_SETTINGS)}")
-    base = preset_values(preset) if preset else {}
+    base = preset_values(preset, to_run=True) if preset else {}
     if config_file:
         base |= read_preset(str(config_file))["values"]
     for name, default in DEFAULT_SETTINGS.items():

@@ -30,7 +30,7 @@ def pair_identity(kind: str, vision: Any, text: Any, config: Any, corpus: dict[s
     """The identity of a pair's record on one benchmark (a head fit's, or with ``tune`` a tune run's):
     what ``probe run`` / ``probe tune`` and ``probe eval`` of their saved models all compute."""
     extra = {"tune": tune.to_dict()} if tune is not None else {}
-    return identity_digest(kind, vision=vision.to_dict(), text=text.to_dict(), config=config.to_dict(), corpus=corpus,
+    return identity_digest(kind, vision=vision.to_dict(), text=text.to_dict(), config=config.identity_dict(), corpus=corpus,
                            benchmark=benchmark, protocol=protocol, tasks=sorted(tasks), **extra)
 
 

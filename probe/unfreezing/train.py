@@ -129,7 +129,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     v_head, t_head, loss_fn = fresh_heads(cfg, dims[0], dims[1], device)
     groups = head_groups(cfg, v_head, t_head, loss_fn) + _encoder_groups(tcfg, vision, text)
     optimiser = make_optimiser(cfg, groups)
-    schedule = warmup_cosine(optimiser, cfg.warmup, total_steps)
+    schedule = warmup_cosine(optimiser, cfg.warmup, total_steps, round_up=cfg.warmup_round == "ceil")
     for side in (vision, text):
         if side.trains:
             side.module.to(device).eval()
@@ -167,7 +167,7 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
                 rows = order[step * batch_size:(step + 1) * batch_size]
                 img_rows = owner[torch.as_tensor(rows, device=device)]
                 loss = _step(vision, text, frozen, img_rows, rows, images, (v_head, t_head, loss_fn), optimiser,
-                             state, device, tcfg.precision)
+                             state, device, tcfg.precision, cfg.max_logit_scale)
                 schedule.step()
                 state.losses.append(loss)
                 state.step, state.global_step = step + 1, state.global_step + 1
@@ -232,11 +232,12 @@ def _image_batches(vision: Side, caption_image: np.ndarray, order: np.ndarray, b
 
 
 def _step(vision: Side, text: Side, frozen: dict[str, Any], img_rows: Any, rows: np.ndarray, images: Any,
-          heads: tuple[Any, Any, Any], optimiser: Any, state: _State, device: str, precision: str) -> Any:
+          heads: tuple[Any, Any, Any], optimiser: Any, state: _State, device: str, precision: str,
+          max_scale: float | None = None) -> Any:
     """One optimiser step; its loss (a tensor: read back once per epoch). The first step is counted."""
     import torch
 
-    from probe.align.losses import batch_positive_pairs
+    from probe.align.losses import batch_positive_pairs, clamp_scale
     from probe.encoders.base import autocast
     from probe.flops import counted
 
@@ -270,6 +271,7 @@ def _step(vision: Side, text: Side, frozen: dict[str, Any], img_rows: Any, rows:
     else:
         loss.backward()
     optimiser.step()
+    clamp_scale(loss_fn, max_scale)
     return loss.detach()
 
 
@@ -291,7 +293,9 @@ def _end_epoch(state: _State, epoch: int, cfg: ProbeConfig, validate: Callable[[
         entry["val_probing_score"] = score = validate(embedder())
         for head in heads[:2]:
             head.train()
-        if score > state.best_score:
+        if not cfg.early_stopping:  # scored for the curve; the last epoch's weights are kept
+            state.best_score = max(state.best_score, score)
+        elif score > state.best_score:
             state.best_score, state.best_state, state.bad_epochs = score, _snapshot(vision, text, heads), 0
         else:
             state.bad_epochs += 1

@@ -32,15 +32,18 @@ def preset_path(name: str) -> Path:
 
 
 def read_preset_file(path: str | Path) -> dict[str, Any]:
-    """``{"description", "source", "values"}`` of a preset file, as written (values not yet checked)."""
+    """``{"description", "source", "values", "unsupported"}`` of a preset file, as written (values not
+    yet checked). ``unsupported`` says why probe cannot yet train what the source trained: such a
+    preset refuses to run rather than run something else under the source's name."""
     data = read_toml(path, "preset")
-    unknown = unknown_key(data, ("description", "source", "values"), "top-level key")
+    unknown = unknown_key(data, ("description", "source", "values", "unsupported"), "top-level key")
     if unknown:
         raise ProbeError(f"{path}: {unknown} (settings go in the [values] table)")
-    for key in ("description", "source"):
+    for key in ("description", "source", "unsupported"):
         if not isinstance(data.get(key, ""), str):
             raise ProbeError(f"{path}: {key!r} must be text, got {data[key]!r}")
     values = data.get("values", {})
     if not isinstance(values, dict):
         raise ProbeError(f"{path}: 'values' must be a table ([values]) of settings")
-    return {"description": data.get("description", ""), "source": data.get("source", ""), "values": values}
+    return {"description": data.get("description", ""), "source": data.get("source", ""), "values": values,
+            "unsupported": data.get("unsupported", "")}
