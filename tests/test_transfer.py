@@ -224,3 +224,33 @@ def test_split_roles_name_their_target():
     assert Role("val").serves("coco") and Role("fit").serves("")
     assert Role("prompts-zeroshot", "coco").serves("coco") and not Role("prompts-zeroshot", "coco").serves("")
     assert not Role("eval").serves("coco") and Role("eval").serves("")
+
+
+def test_a_records_identity_holds_the_zero_shot_prompts_it_was_scored_with():
+    """Templates change zero-shot scores as much as images do: a target's prompts digest changes with
+    its templates, enters the pair identity, and is absent where nothing is scored zero-shot."""
+    import dataclasses
+
+    from probe.align.config import ProbeConfig
+    from probe.data import get_dataset
+    from probe.data.splits import Target, in_domain_plan
+    from probe.records.identity import pair_identity
+    from probe.registry import Registry
+
+    plan = in_domain_plan(get_dataset("shapes"), {"retrieval", "zeroshot"}, explicit_tasks=False)
+    target = plan.target
+    assert target.label_tasks and target.prompts_fingerprint()
+    task = target.label_tasks[0]
+    assert target.prompt_texts(task)[0].endswith(".") and target.eval.classes[task][0] in target.prompt_texts(task)[0]
+    sketched = dataclasses.replace(target, eval=dataclasses.replace(
+        target.eval, templates={**target.eval.templates, task: ["a sketch of a {}."]}))
+    assert sketched.prompts_fingerprint() != target.prompts_fingerprint()
+    assert Target(target.benchmark, target.eval).prompts_fingerprint() is None  # no label tasks scored
+    registry = Registry.load()
+    vision, text = registry.get("test/tiny-vit"), registry.get("test/tiny-bert")
+
+    def identity(t: Target) -> str:
+        return pair_identity("alignment", vision, text, ProbeConfig(), {"name": "shapes"}, t.reference(),
+                             t.protocol("shapes"), ["zeroshot"], prompts=t.prompts_fingerprint())
+
+    assert identity(sketched) != identity(target) and identity(target) == identity(target)

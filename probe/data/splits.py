@@ -79,6 +79,25 @@ class Target:
                 "compositional_split": self.compositional.split if self.compositional is not None else None,
                 "description": self.eval.protocol, "fingerprint": fingerprint}
 
+    def prompt_texts(self, task: str) -> list[str]:
+        """The zero-shot prompts of a label task, class-major, exactly as they are encoded."""
+        from probe.metrics.zeroshot import DEFAULT_TEMPLATES, prompts
+
+        return prompts(self.eval.classes[task], self.eval.templates.get(task) or DEFAULT_TEMPLATES)
+
+    def prompts_fingerprint(self) -> str | None:
+        """A digest of every label task's prompts as encoded (class names, templates, their rewriting),
+        or None without label tasks. Zero-shot scores depend on them as much as on the images, so a
+        record's identity holds it: a changed templates file recomputes those records."""
+        if not self.label_tasks:
+            return None
+        import hashlib
+
+        digest = hashlib.sha256()
+        for task in sorted(self.label_tasks):
+            digest.update(task.encode() + b"\0" + "\0".join(self.prompt_texts(task)).encode() + b"\1")
+        return digest.hexdigest()[:20]
+
     def protocol(self, corpus: str) -> str:
         """Scoring the training corpus's own held-out split (or that of one of the datasets a ``+``
         corpus joins) is in-domain, however it was asked for."""

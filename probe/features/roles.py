@@ -127,8 +127,6 @@ def feature_requests(spec: EncoderSpec, plan: SplitPlan, roles: Sequence[str] | 
                      with_prompts: bool = True) -> Iterator[FeatureRequest]:
     """Every set of inputs ``spec`` encodes for ``plan``, in the order a run extracts them: what a run
     computes (:func:`encoder_features`) and what a dry run reports (:mod:`probe.pipeline.preview`)."""
-    from probe.metrics.zeroshot import DEFAULT_TEMPLATES, prompts
-
     for role, data in plan.roles().items():
         if roles is not None and role not in roles:
             continue
@@ -138,6 +136,5 @@ def feature_requests(spec: EncoderSpec, plan: SplitPlan, roles: Sequence[str] | 
     if spec.modality == "text" and with_prompts:
         for target in plan.targets:
             for task in target.label_tasks:
-                held_out = target.eval
-                texts = prompts(held_out.classes[task], held_out.templates.get(task) or DEFAULT_TEMPLATES)
-                yield FeatureRequest(target.role(f"prompts-{task}"), held_out, f"prompts-{task}", tuple(texts))
+                yield FeatureRequest(target.role(f"prompts-{task}"), target.eval, f"prompts-{task}",
+                                     tuple(target.prompt_texts(task)))

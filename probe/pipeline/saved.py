@@ -81,13 +81,15 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
 
             tcfg = TuneConfig(**model.meta["tune_config"])  # as it ran: resolving it again changes nothing
             identity = pair_identity("tune", model.vision_spec, model.text_spec, config, corpus, fields["benchmark"],
-                                     fields["protocol"], TASKS, tune=tcfg.resolved(pick_device(options.device)))
+                                     fields["protocol"], TASKS, tune=tcfg.resolved(pick_device(options.device)),
+                                     prompts=target.prompts_fingerprint())
             record: Any = TuneRecord.new(identity=identity, tune={"setting": tcfg.setting, "config": tcfg}, **fields)
             path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
                                     f"{tcfg.tag}__{config.run_tag}", target.benchmark)
         else:
             identity = pair_identity("alignment", model.vision_spec, model.text_spec, config, corpus,
-                                     fields["benchmark"], fields["protocol"], TASKS)
+                                     fields["benchmark"], fields["protocol"], TASKS,
+                                     prompts=target.prompts_fingerprint())
             record = AlignmentRecord.new(identity=identity, **fields)
             path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
                                   target.benchmark)

@@ -26,10 +26,13 @@ def identity_digest(kind: str, **inputs: Any) -> str:
 
 
 def pair_identity(kind: str, vision: Any, text: Any, config: Any, corpus: dict[str, Any], benchmark: dict[str, Any],
-                  protocol: str, tasks: Any, tune: Any = None) -> str:
+                  protocol: str, tasks: Any, tune: Any = None, prompts: str | None = None) -> str:
     """The identity of a pair's record on one benchmark (a head fit's, or with ``tune`` a tune run's):
-    what ``probe run`` / ``probe tune`` and ``probe eval`` of their saved models all compute."""
-    extra = {"tune": tune.to_dict()} if tune is not None else {}
+    what ``probe run`` / ``probe tune`` and ``probe eval`` of their saved models all compute.
+    ``prompts`` is the benchmark's zero-shot prompts digest (:meth:`~probe.data.splits.Target.prompts_fingerprint`)."""
+    extra: dict[str, Any] = {"tune": tune.to_dict()} if tune is not None else {}
+    if prompts is not None:
+        extra["prompts"] = prompts
     return identity_digest(kind, vision=vision.to_dict(), text=text.to_dict(), config=config.identity_dict(), corpus=corpus,
                            benchmark=benchmark, protocol=protocol, tasks=sorted(tasks), **extra)
 

@@ -266,7 +266,8 @@ class TuneRun:
 
         return pair_identity("tune", job.vision, job.text, job.config, self.corpus, target.reference(),
                              target.protocol(self.dataset_name), self.tasks,
-                             tune=job.tune.resolved(pick_device(self.options.device)))
+                             tune=job.tune.resolved(pick_device(self.options.device)),
+                             prompts=target.prompts_fingerprint())
 
     def failure_record(self, job: TuneJob, target: Target, reason: str) -> Any:
         """The record of a run that failed before scoring ``target``, with the reason."""
