@@ -173,3 +173,23 @@ def test_identical_caption_texts_are_interchangeable_in_retrieval():
     assert (i2t == 0).all() and (t2i == 0).all()
     plain_i2t, _ = retrieval_ranks(texts.copy(), texts, owner)
     assert (plain_i2t >= 9).all()
+
+
+def test_scores_equal_up_to_float_noise_are_ties_whatever_the_noise():
+    """Two captions with the same words under an order-blind text encoder have one embedding in exact
+    arithmetic; float32 products leave them ~1e-7 apart, by run-dependent noise. Winoground's strict
+    comparisons then fail (no success by noise), and in retrieval the tie goes against the query, for
+    any sign of the noise."""
+    from probe.metrics.compositional import winoground_scores
+    from probe.metrics.retrieval import retrieval_ranks
+
+    images = np.array([[1.0, 0.0], [0.0, 1.0]])
+    for noise in (3e-7, -3e-7):
+        caption = np.array([0.6, 0.8])
+        texts = np.stack([caption, caption + [noise, 0.0]])  # c0 and c1: "same words, other order"
+        scores = winoground_scores(images, texts, np.array([0, 1]), np.array([[0, 1]]))
+        assert scores == {"text": 0.0, "image": 0.0, "group": 0.0}
+        i2t, t2i = retrieval_ranks(images, texts, np.array([0, 1]))
+        # image 0 scores 0.6 with its c0 and 0.6 + noise with c1: a tie either way, so c1 ranks above;
+        # image 1 scores 0.8 with both; caption 0 finds image 1 (0.8) above its own (0.6)
+        assert i2t.tolist() == [1, 1] and t2i.tolist() == [1, 0]

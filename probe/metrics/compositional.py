@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from probe.metrics.vectors import TIE
+
 
 def winoground_scores(image_emb: np.ndarray, text_emb: np.ndarray, caption_image: np.ndarray,
                       swap_pairs: np.ndarray) -> dict[str, float]:
@@ -30,8 +32,9 @@ def winoground_hits(image_emb: np.ndarray, text_emb: np.ndarray, caption_image: 
         c0, c1 = first[int(i0)], first[int(i1)]
         s = np.asarray(text_emb, dtype=np.float64)[[c0, c1]] @ np.asarray(image_emb, dtype=np.float64)[[i0, i1]].T
         # s[c, i]: caption c of the pair vs image i of the pair
-        t_ok = s[0, 0] > s[1, 0] and s[1, 1] > s[0, 1]
-        i_ok = s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0]
+        # strictly greater, by more than float noise (:data:`~probe.metrics.vectors.TIE`)
+        t_ok = s[0, 0] > s[1, 0] + TIE and s[1, 1] > s[0, 1] + TIE
+        i_ok = s[0, 0] > s[0, 1] + TIE and s[1, 1] > s[1, 0] + TIE
         text.append(t_ok)
         image.append(i_ok)
         group.append(t_ok and i_ok)

@@ -1,7 +1,8 @@
 """Image <-> text retrieval Recall@k with several captions per image, on embeddings.
 
 A query counts as a hit at k if one of its positives is in the top k. Ties are broken against the
-query: a negative scoring *equal* to the best positive ranks above it. So a collapsed head that
+query: a negative scoring *equal* to the best positive (within float noise, :data:`~probe.metrics.vectors.TIE`)
+ranks above it. So a collapsed head that
 gives every pair the same score gets Recall@k = 0, not 1 (``torch.topk`` would pick by index).
 
 The score matrix is computed once and never held whole: captions go through in chunks, each chunk
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from probe.metrics.vectors import TIE
 
 KS = (1, 5, 10)
 
@@ -32,7 +35,7 @@ def ranks_of_best_positive(scores, positives) -> np.ndarray:
 
     scores, positives = _tensor(scores), torch.as_tensor(positives, dtype=torch.bool)
     best = scores.masked_fill(~positives, float("-inf")).amax(dim=1, keepdim=True)
-    rank = ((scores >= best) & ~positives).sum(dim=1)
+    rank = ((scores >= best - TIE) & ~positives).sum(dim=1)
     return torch.where(positives.any(dim=1), rank, -1).numpy()
 
 
@@ -82,7 +85,7 @@ def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k
             scores = images @ texts[start:stop].T  # [Ni, c]: the only matmul
             if shared is None:
                 own = scores.gather(0, owner[None, start:stop]).squeeze(0)
-                t2i[start:stop] = ((scores >= own[None, :]).sum(dim=0) - 1).numpy()
+                t2i[start:stop] = ((scores >= own[None, :] - TIE).sum(dim=0) - 1).numpy()
             else:
                 t2i[start:stop] = shared.caption_ranks(scores, start, stop)
             values, index = scores.topk(min(depth, stop - start), dim=1)
@@ -95,7 +98,7 @@ def retrieval_ranks(image_emb, text_emb, caption_image, chunk: int = 2048, max_k
         else:
             positive = shared.is_positive(top_index) & (top_index >= 0)
         best = top_values.masked_fill(~positive, float("-inf")).amax(dim=1, keepdim=True)
-        rank = ((top_values >= best) & ~positive).sum(dim=1)
+        rank = ((top_values >= best - TIE) & ~positive).sum(dim=1)
         rank = torch.where(positive.any(dim=1), rank, depth)  # best positive below the list: rank >= depth
         i2t = torch.where(per_image > 0, rank, -1).numpy()
     return i2t, t2i
@@ -143,9 +146,9 @@ class _SharedTexts:
         image = self.group_images[self.starts[groups][column] + offset]
         positive_scores = scores[image, column]
         best = torch.full((stop - start,), float("-inf")).scatter_reduce(0, column, positive_scores, "amax")
-        at_least = (scores >= best[None, :]).sum(dim=0)
+        at_least = (scores >= best[None, :] - TIE).sum(dim=0)
         positives_at_least = torch.zeros(stop - start, dtype=torch.long).index_add(
-            0, column, (positive_scores >= best[column]).long())
+            0, column, (positive_scores >= best[column] - TIE).long())
         return (at_least - positives_at_least).numpy()
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from probe.metrics.vectors import l2_normalize
+from probe.metrics.vectors import TIE, l2_normalize
 
 #: Used when a dataset brings no templates of its own (a subset of CLIP's ImageNet prompts).
 DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a photo of the {}.", "a drawing of a {}.",
@@ -89,7 +89,7 @@ def topk_hits(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
     if candidates is not None:
         scores = np.where(np.asarray(candidates, dtype=bool)[keep], scores, -np.inf)
     true = scores[np.arange(keep.sum()), labels[keep]]
-    rank = (scores >= true[:, None]).sum(axis=1) - 1
+    rank = (scores >= true[:, None] - TIE).sum(axis=1) - 1
     return {k: rank < k for k in ks}
 
 
