@@ -117,7 +117,9 @@ def test_a_skipped_validation_image_is_left_out_of_early_stopping():
     assert np.isfinite(score) and score == pytest.approx((i2t + t2i) / 2)
     ranked = rank_held_out(probe, val)  # the ranks behind it, as the final evaluation sees them too
     own = sims[owner, np.arange(len(owner))]
-    np.testing.assert_array_equal(ranked.t2i, (sims > own).sum(axis=0))
+    from probe.metrics.vectors import TIE  # other images within float noise of the own one rank above it
+
+    np.testing.assert_array_equal(ranked.t2i, (sims >= own - TIE).sum(axis=0) - 1)
     assert ranked.i2t[7] == -1 and (ranked.i2t[ok] >= 0).all()
 
 
