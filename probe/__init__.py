@@ -13,7 +13,7 @@ _API = {"run": "probe.api.alignment", "RunResult": "probe.api.alignment", "selec
         "SelectionResult": "probe.api.selection", "write_report": "probe.api.reporting",
         "evaluate": "probe.api.evaluation", "models": "probe.api.catalogues", "benchmarks": "probe.api.catalogues",
         "correlate": "probe.api.correlation", "extract": "probe.api.extraction",
-        "tune": "probe.api.tuning", "migrate": "probe.api.migration",
+        "tune": "probe.api.tuning", "migrate": "probe.api.migration", "get_data": "probe.api.data",
         "AlignedModel": "probe.aligned",
         "ProbeError": "probe.errors", "load_records": "probe.records.table"}
 

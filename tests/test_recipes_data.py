@@ -419,3 +419,18 @@ def test_a_zero_shot_only_benchmark_reaches_the_report_and_correlates_by_corpus(
     assert correlate.returncode == 0, correlate.stderr
     assert "text encoders get no unimodal scores here" in correlate.stderr
     assert "unimodal correlates on fashion-mnist" in correlate.stdout and "heads fitted on shapes" in correlate.stdout
+
+
+def test_get_data_from_python_builds_once_and_checks_every_name_first(home, tmp_path):
+    import probe
+
+    source = tuxpaint_source(tmp_path)
+    with pytest.raises(ProbeError, match="unknown recipe 'tuxpiant'.*did you mean tuxpaint"):
+        probe.get_data(["tuxpaint", "tuxpiant"], progress=False)
+    assert not (home / "datasets" / "tuxpaint").exists()  # nothing built before every name was checked
+    seen = []
+    (built,) = probe.get_data("tuxpaint", source=source, progress=False, on_done=seen.append)
+    assert seen == [built] and built.outcome == "built" and built.folder == home / "datasets" / "tuxpaint"
+    assert sum(built.counts.values()) > 0 and built.summary().startswith("tuxpaint: built in ")
+    (again,) = probe.get_data("tuxpaint", source=source, progress=False)
+    assert again.outcome == "already built" and "files match its manifest" in again.summary()

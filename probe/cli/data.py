@@ -96,27 +96,10 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
       probe --allow-download data get winoground flickr30k-karpathy
       probe datasets                      # which recipes are built here
     """
-    from probe.errors import ProbeError
-    from probe.evaluation.preparation import PUBLISHED, prepare, published
-    from probe.recipes import get, get_recipe
+    from probe.api.data import get_data
 
-    for name in names:
-        if published(name) is None:
-            get_recipe(name, also=PUBLISHED)  # every name checked before any work
-    if source and len(names) > 1:
-        raise ProbeError(f"--source names one recipe's source; got {len(names)} recipes")
-    for name in names:
-        if published(name) is not None:
-            where, prepared = prepare(name, source, allow_download=obj.allow_download)
-            click.echo(f"{name}: ready in {where}: " + ", ".join(f"{n} {what}" for what, n in prepared.items()))
-            continue
-        report = get(name, source=source, force=force)
-        if not report.built:
-            click.echo(f"{name}: already built in {report.folder} (files match its manifest; --force rebuilds)")
-            continue
-        counts = ", ".join(f"{s} {n}" for s, n in report.counts.items())
-        dropped = "; ".join(f"{n} {reason}" for reason, n in report.dropped.items()) or "none"
-        click.echo(f"{name}: built in {report.folder} in {report.seconds:.1f} s: {counts} images; dropped: {dropped}")
+    get_data(names, source=source, force=force, allow_download=obj.allow_download,
+             on_done=lambda done: click.echo(done.summary()))
 
 
 @click.command(context_settings=CONTEXT)
