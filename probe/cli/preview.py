@@ -19,7 +19,7 @@ def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: 
     echo_features(plan_previews(needed_encoders(jobs), sweep.plan, options), options)
     if jobs:
         echo_fits(preview_fits(jobs, len(sweep.plan.fit.captions), sweep.results_dir, pick_device(options.device)),
-                  _kind(options))
+                  _kind(options), early_stopping=any(c.early_stopping for c in sweep.configs))
     pending = sum(len(job.units) for job in jobs)
     fits = f"{len(jobs)} pair(s) to fit, {pending} result(s) to score"
     if skip_existing:
@@ -95,16 +95,17 @@ def echo_features(previews: Sequence[Any], options: Any) -> None:
     click.echo(line)
 
 
-def echo_fits(fits: Any, kind: str) -> None:
-    """The head fits: how many, their steps at most, and their time where earlier fits of the same
-    head kind on this kind of device measured a FLOP rate."""
+def echo_fits(fits: Any, kind: str, early_stopping: bool = True) -> None:
+    """The head fits: how many, their steps at most (all of them without early stopping), and their
+    time where earlier fits of the same head kind on this kind of device measured a FLOP rate."""
     from probe.flops import describe
     from probe.pipeline.preview import duration
 
     low, high = fits.steps[0], fits.steps[-1]
     steps = f"{high:,}" if low == high else f"{low:,}-{high:,}"
+    ending = "early stopping may end them sooner" if early_stopping else "no early stopping: every step runs"
     line = (f"head fits: {fits.fits} ({fits.pairs} pair(s) x their configurations), at most {steps} optimiser "
-            "steps each (epochs x training pairs // batch; early stopping may end them sooner)")
+            f"steps each (epochs x training pairs // batch; {ending})")
     if fits.untimed < fits.fits:
         rates = ", ".join(f"{head} {describe(rate)}/s" for head, rate in sorted(fits.rates.items()))
         line += f"; at most {duration(fits.seconds)} at the rates earlier fits on {kind} reached ({rates})"
