@@ -335,7 +335,7 @@ def test_prompt_parts_that_cannot_make_a_classifier_are_refused():
         prompts(["cat"], [])
     with pytest.raises(ProbeError, match="no {} or {c} for the class name"):
         prompts(["cat", "dog"], ["a photo."])
-    assert prompts(["apple"], ["a {c} {{literal}}.", "{}"]) == ["an apple {literal}.", "apple"]
+    assert prompts(["apple"], ["a {c} {{literal}}.", "{}"]) == ["a apple {literal}.", "apple"]
 
 
 def test_a_user_file_replaces_a_builtin_benchmark_only_when_it_says_override(tmp_path, monkeypatch):
@@ -348,3 +348,21 @@ def test_a_user_file_replaces_a_builtin_benchmark_only_when_it_says_override(tmp
     assert entry.reader == "clip-wds" and entry.source == str(file)
     file.write_text('[[suite]]\nname = "offline"\nbenchmarks = ["digits"]\noverride = true\n')
     assert Catalogue.load().suites["offline"].benchmarks == ("digits",)
+
+
+
+def test_imagenet_prompts_are_clip_benchmarks_string_for_string():
+    """ImageNet's 1,000 classes x 80 templates from clip_benchmark's own metadata, each prompt as its
+    zero-shot classifier writes it (``template.format(c=classname)``, metrics/zeroshot_classification.py:48)."""
+    import json
+    from importlib import resources
+
+    from probe.metrics.zeroshot import prompts
+
+    folder = resources.files("clip_benchmark") / "datasets"
+    classnames = json.loads((folder / "en_classnames.json").read_text())["imagenet1k"]
+    templates = json.loads((folder / "en_zeroshot_classification_templates.json").read_text())["imagenet1k"]
+    assert (len(classnames), len(templates)) == (1000, 80)
+    expected = [template.format(c=classname) for classname in classnames for template in templates]
+    assert prompts(classnames, templates) == expected
+    assert "a origami tench." in expected  # the article is left as the template has it

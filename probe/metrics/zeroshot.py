@@ -53,15 +53,15 @@ def check_prompt_parts(classes: Sequence[str], templates: Sequence[str], where: 
 
 
 def prompts(classes: Sequence[str], templates: Sequence[str]) -> list[str]:
-    """Class-major list: all templates of class 0, then of class 1, ... ("a arrow" becomes "an arrow").
+    """Class-major list: all templates of class 0, then of class 1, ..., each exactly as the template
+    gives it (clip_benchmark's ``template.format(c=classname)``, metrics/zeroshot_classification.py:48
+    in 1.6.2): "a photo of a {c}." with "orange" is "a photo of a orange.", as OpenAI's and
+    clip_benchmark's ImageNet numbers were computed, so scores stand beside theirs.
 
     Templates take the class as ``{}`` or as ``{c}`` (clip_benchmark's files use the latter).
     """
-    import re
-
     check_prompt_parts(classes, templates)
-
-    return [re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", t.format(c, c=c)) for c in classes for t in templates]
+    return [t.format(c, c=c) for c in classes for t in templates]
 
 
 def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
