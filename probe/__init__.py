@@ -11,7 +11,7 @@ from probe.version import __version__
 #: the Python API, loaded on first use (``import probe`` alone imports no torch)
 _API = {"run": "probe.api.alignment", "RunResult": "probe.api.alignment", "select": "probe.api.selection",
         "SelectionResult": "probe.api.selection", "write_report": "probe.api.reporting",
-        "evaluate": "probe.api.evaluation", "models": "probe.api.catalogues", "benchmarks": "probe.api.catalogues",
+        "evaluate": "probe.api.evaluation", "models": "probe.api.catalogues", "benchmarks": "probe.api.catalogues", "presets": "probe.api.catalogues",
         "correlate": "probe.api.correlation", "extract": "probe.api.extraction",
         "tune": "probe.api.tuning", "migrate": "probe.api.migration", "get_data": "probe.api.data",
         "AlignedModel": "probe.aligned",

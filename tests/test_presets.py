@@ -201,3 +201,16 @@ def test_recipe_is_a_deprecated_alias_of_preset(run_cli, tmp_path):
     assert {c.recipe for c in plan.sweep.configs} == {"sail"} and {c.head for c in plan.sweep.configs} == {"star"}
     with pytest.raises(ProbeError, match="disagree"):
         plan_run("test/tiny-vit", "test/tiny-bert", preset="sail", recipe="freeze-align", dry_run=True)
+
+
+def test_presets_are_listed_with_what_runs(run_cli):
+    import probe
+
+    rows = {r["name"]: r for r in probe.presets()}
+    assert {"sail", "sail-probing", "freeze-align"} <= set(rows)
+    assert rows["sail"]["values"] == SAIL and not rows["sail"]["unsupported"]
+    assert "token" in rows["freeze-align"]["unsupported"]
+    listed = json.loads(run_cli("presets", "--json").stdout)
+    assert [r["name"] for r in listed] == sorted(rows)
+    table = run_cli("presets").stdout
+    assert "sail-probing" in table and "no: freeze-align trains token-level" in table

@@ -1,6 +1,6 @@
-"""``probe.models`` and ``probe.benchmarks``: what the registry and the benchmark catalogue hold, and
-what of it is usable on this machine, as rows a notebook can filter (``probe models`` and ``probe
-benchmarks`` print the same rows)."""
+"""``probe.models``, ``probe.benchmarks`` and ``probe.presets``: what the registry, the benchmark
+catalogue and the training presets hold, and what of it is usable on this machine, as rows a notebook
+can filter (``probe models``, ``probe benchmarks`` and ``probe presets`` print the same rows)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,19 @@ def benchmarks(names: str | Sequence[str] = ()) -> dict[str, list[dict[str, Any]
     suites = [{"suite": s.name, "benchmarks": list(s.benchmarks), "description": s.description}
               for s in catalogue.suites.values() if not asked or s.name in asked]
     return {"benchmarks": rows, "suites": suites}
+
+
+def presets() -> list[dict[str, Any]]:
+    """The shipped training presets (``--preset NAME``): each one's name, what it trains, the source
+    it reproduces, its values, and why it cannot run where probe cannot yet do what its source did
+    (``unsupported``, empty when it runs).
+
+    Example::
+
+        import probe
+        [p["name"] for p in probe.presets() if not p["unsupported"]]
+    """
+    from probe.align.config import read_preset
+    from probe.align.presets import HERE, names
+
+    return [{"name": name, **read_preset(str(HERE / f"{name}.toml"))} for name in names()]

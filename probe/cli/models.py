@@ -1,4 +1,4 @@
-"""Registry commands: ``probe models``, ``probe install-offline``."""
+"""Catalogue commands: ``probe models``, ``probe install-offline``, ``probe presets``."""
 
 from __future__ import annotations
 
@@ -146,4 +146,27 @@ def install_offline_cmd(bundles: tuple[str, ...]) -> None:
         click.echo(f"installed {bundle} in {install_offline(bundle)}")
 
 
-COMMANDS = [models, install_offline_cmd]
+@click.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records (with every value) instead of a table.")
+def presets(as_json: bool) -> None:
+    """List the training presets (`probe run --preset NAME`): what each trains, the source it reproduces,
+    and why it refuses to run where probe cannot yet do what its source did.
+
+    \b
+    Examples:
+      probe presets
+      probe presets --json
+    """
+    from probe.api.catalogues import presets as preset_rows
+    from probe.cli.tables import print_table
+
+    rows = preset_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    print_table(["preset", "runs", "what", "source"],
+                [[r["name"], "no: " + r["unsupported"] if r["unsupported"] else "yes", r["description"], r["source"]]
+                 for r in rows], title="Training presets", no_wrap=("preset",))
+
+
+COMMANDS = [models, install_offline_cmd, presets]
