@@ -250,7 +250,7 @@ def test_a_records_identity_holds_the_zero_shot_prompts_it_was_scored_with():
     vision, text = registry.get("test/tiny-vit"), registry.get("test/tiny-bert")
 
     def identity(t: Target) -> str:
-        return pair_identity("alignment", vision, text, ProbeConfig(), {"name": "shapes"}, t.reference(),
-                             t.protocol("shapes"), ["zeroshot"], prompts=t.prompts_fingerprint())
+        return pair_identity("alignment", vision, text, ProbeConfig(), {"name": "shapes"}, t, t.protocol("shapes"),
+                             ["zeroshot"])
 
     assert identity(sketched) != identity(target) and identity(target) == identity(target)

@@ -74,8 +74,8 @@ class AlignmentSweep:
 
         (vision, text), (config, key) = item, unit
         target = self._target(key)
-        return pair_identity("alignment", vision, text, config, self.corpus, target.reference(),
-                             target.protocol(self.dataset_name), self.tasks, prompts=target.prompts_fingerprint())
+        return pair_identity("alignment", vision, text, config, self.corpus, target,
+                             target.protocol(self.dataset_name), self.tasks)
 
     def features(self, spec: EncoderSpec) -> EncoderFeatures:
         from probe.features.roles import encoder_features

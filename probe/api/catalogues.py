@@ -92,4 +92,8 @@ def presets() -> list[dict[str, Any]]:
     from probe.align.config import read_preset
     from probe.align.presets import HERE, names
 
-    return [{"name": name, **read_preset(str(HERE / f"{name}.toml"))} for name in names()]
+    rows = []
+    for name in names():
+        preset = read_preset(str(HERE / f"{name}.toml"))  # cached: the caller gets copies to change freely
+        rows.append({"name": name, **preset, "values": dict(preset["values"])})
+    return rows

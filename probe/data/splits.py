@@ -8,6 +8,7 @@ own test split; zero-shot transfer fits on a training corpus and scores benchmar
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,9 +87,14 @@ class Target:
         return prompts(self.eval.classes[task], self.eval.templates.get(task) or DEFAULT_TEMPLATES)
 
     def prompts_fingerprint(self) -> str | None:
-        """A digest of every label task's prompts as encoded (class names, templates, their rewriting),
-        or None without label tasks. Zero-shot scores depend on them as much as on the images, so a
-        record's identity holds it: a changed templates file recomputes those records."""
+        """A digest of every label task's prompts as encoded (class names and templates), or None
+        without label tasks. Zero-shot scores depend on them as much as on the images, so a record's
+        identity holds it: a changed templates file recomputes those records."""
+        return self._prompts_digest
+
+    @functools.cached_property
+    def _prompts_digest(self) -> str | None:
+        """Computed once per target: a run asks for every unit of every pair (80,000 ImageNet prompts)."""
         if not self.label_tasks:
             return None
         import hashlib

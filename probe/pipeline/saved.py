@@ -80,16 +80,14 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             from probe.unfreezing.pair import tune_record_path
 
             tcfg = TuneConfig(**model.meta["tune_config"])  # as it ran: resolving it again changes nothing
-            identity = pair_identity("tune", model.vision_spec, model.text_spec, config, corpus, fields["benchmark"],
-                                     fields["protocol"], TASKS, tune=tcfg.resolved(pick_device(options.device)),
-                                     prompts=target.prompts_fingerprint())
+            identity = pair_identity("tune", model.vision_spec, model.text_spec, config, corpus, target,
+                                     fields["protocol"], TASKS, tune=tcfg.resolved(pick_device(options.device)))
             record: Any = TuneRecord.new(identity=identity, tune={"setting": tcfg.setting, "config": tcfg}, **fields)
             path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
                                     f"{tcfg.tag}__{config.run_tag}", target.benchmark)
         else:
-            identity = pair_identity("alignment", model.vision_spec, model.text_spec, config, corpus,
-                                     fields["benchmark"], fields["protocol"], TASKS,
-                                     prompts=target.prompts_fingerprint())
+            identity = pair_identity("alignment", model.vision_spec, model.text_spec, config, corpus, target,
+                                     fields["protocol"], TASKS)
             record = AlignmentRecord.new(identity=identity, **fields)
             path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
                                   target.benchmark)

@@ -25,16 +25,18 @@ def identity_digest(kind: str, **inputs: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def pair_identity(kind: str, vision: Any, text: Any, config: Any, corpus: dict[str, Any], benchmark: dict[str, Any],
-                  protocol: str, tasks: Any, tune: Any = None, prompts: str | None = None) -> str:
+def pair_identity(kind: str, vision: Any, text: Any, config: Any, corpus: dict[str, Any], target: Any,
+                  protocol: str, tasks: Any, tune: Any = None) -> str:
     """The identity of a pair's record on one benchmark (a head fit's, or with ``tune`` a tune run's):
-    what ``probe run`` / ``probe tune`` and ``probe eval`` of their saved models all compute.
-    ``prompts`` is the benchmark's zero-shot prompts digest (:meth:`~probe.data.splits.Target.prompts_fingerprint`)."""
+    what ``probe run`` / ``probe tune`` and ``probe eval`` of their saved models all compute. The
+    scored benchmark (a :class:`~probe.data.splits.Target`) enters by what it holds and, where it is
+    scored zero-shot, by its prompts as encoded."""
     extra: dict[str, Any] = {"tune": tune.to_dict()} if tune is not None else {}
+    prompts = target.prompts_fingerprint()
     if prompts is not None:
         extra["prompts"] = prompts
     return identity_digest(kind, vision=vision.to_dict(), text=text.to_dict(), config=config.identity_dict(), corpus=corpus,
-                           benchmark=benchmark, protocol=protocol, tasks=sorted(tasks), **extra)
+                           benchmark=target.reference(), protocol=protocol, tasks=sorted(tasks), **extra)
 
 
 def why_stale(record: Any, expected: str) -> str | None:

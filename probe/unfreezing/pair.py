@@ -264,10 +264,9 @@ class TuneRun:
         from probe.encoders.base import pick_device
         from probe.records.identity import pair_identity
 
-        return pair_identity("tune", job.vision, job.text, job.config, self.corpus, target.reference(),
+        return pair_identity("tune", job.vision, job.text, job.config, self.corpus, target,
                              target.protocol(self.dataset_name), self.tasks,
-                             tune=job.tune.resolved(pick_device(self.options.device)),
-                             prompts=target.prompts_fingerprint())
+                             tune=job.tune.resolved(pick_device(self.options.device)))
 
     def failure_record(self, job: TuneJob, target: Target, reason: str) -> Any:
         """The record of a run that failed before scoring ``target``, with the reason."""
