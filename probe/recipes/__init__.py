@@ -52,16 +52,23 @@ def is_built(name: str) -> bool:
     return (recipe_dir(name) / "manifest.json").is_file()
 
 
-def get(name: str, source: str | Path | None = None, force: bool = False, progress: bool = True):
-    """Build recipe ``name`` unless a build whose files match its manifest is already there."""
+def build_lock(name: str):
+    """The lock a build of recipe ``name`` holds: a second `probe data get` waits for the first, and a
+    reader checks the files only once a build in progress has finished."""
     from filelock import FileLock
 
+    folder = recipe_dir(name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder.parent / f".{name}.lock"))
+
+
+def get(name: str, source: str | Path | None = None, force: bool = False, progress: bool = True):
+    """Build recipe ``name`` unless a build whose files match its manifest is already there."""
     from probe.recipes.build import BuildReport, build, stale_files
 
     recipe = get_recipe(name)
     folder = recipe_dir(name)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / f".{name}.lock")):  # a second `probe data get` waits for the first
+    with build_lock(name):
         if not force and is_built(name):
             stale = stale_files(folder)
             if not stale:
@@ -75,8 +82,6 @@ def ensure_built(name: str) -> Path:
     """The folder of built recipe ``name`` when its files still match its manifest. Reading a dataset
     never builds one: a build that is missing or whose files changed is a one-line error saying to run
     `probe data get NAME`, the one command that builds (and may take minutes and need the source)."""
-    from filelock import FileLock
-
     from probe.recipes.build import stale_files
 
     recipe = get_recipe(name)
@@ -84,7 +89,7 @@ def ensure_built(name: str) -> Path:
         raise ProbeError(f"dataset {name!r} is not built here; run `probe data get {name}` (its source: "
                          f"`{recipe.install}`)")
     folder = recipe_dir(name)
-    with FileLock(str(folder.parent / f".{name}.lock")):  # a build in progress finishes first
+    with build_lock(name):
         stale = stale_files(folder)
     if stale:
         raise ProbeError(f"dataset {name!r}: {len(stale)} file(s) in {folder} no longer match its manifest (first: "
