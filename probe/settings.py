@@ -75,6 +75,11 @@ def default_results_dir() -> Path:
     return Path(text(ENV_RESULTS) or "results")
 
 
+def results_dir(given: str | Path | None = None) -> Path:
+    """The results folder a caller named (``~`` expanded), else ``$PROBE_RESULTS_DIR`` or ``results``."""
+    return Path(given).expanduser() if given else default_results_dir()
+
+
 def default_cache_dir(results_dir: Path | None = None) -> Path:
     """``$PROBE_CACHE_DIR``, else ``<results>/features`` (``results/features`` by default)."""
     if text(ENV_CACHE):

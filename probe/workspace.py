@@ -21,9 +21,10 @@ def folders(results_dir: str | Path | None, cache_dir: str | Path | None,
 
     A dry run creates nothing: it only checks that the run could write there. Results an older
     version named differently are counted and pointed to ``probe migrate``; nothing is renamed here."""
-    from probe.settings import default_cache_dir, default_results_dir
+    from probe.settings import default_cache_dir
+    from probe.settings import results_dir as chosen_results_dir
 
-    results = Path(results_dir).expanduser() if results_dir else default_results_dir()
+    results = chosen_results_dir(results_dir)
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(results)
     for path, option in ((results, "--results"), (cache, "--cache-dir")):
         (could_write if dry_run else ensure_writable)(path, option)

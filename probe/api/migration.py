@@ -38,10 +38,10 @@ def migrate(results_dir: str | Path | None = None, *, dry_run: bool = False) -> 
     Nothing is deleted: where both names exist, the older file goes to ``quarantine/``. Record
     *contents* need no migration: older record formats are read as they are."""
     from probe.records.renames import rename_doubled_seeds
-    from probe.settings import default_results_dir
+    from probe.settings import results_dir as chosen_results_dir
     from probe.workspace import ensure_writable
 
-    results = Path(results_dir).expanduser() if results_dir else default_results_dir()
+    results = chosen_results_dir(results_dir)
     if not results.is_dir():
         raise ProbeError(f"no results folder at {results}; pass the folder to migrate with --results")
     if not dry_run:

@@ -17,10 +17,10 @@ def write_report(results_dir: str | Path | None = None, out_dir: str | Path = "r
     from probe.ranking import check_metric
     from probe.records import keys
     from probe.report import build_report
-    from probe.settings import default_results_dir
+    from probe.settings import results_dir as chosen_results_dir
     from probe.workspace import ensure_writable
 
     key = keys.similarity(check_metric(metric))
     out = Path(out_dir).expanduser()
     ensure_writable(out, "--out")
-    return build_report(Path(results_dir).expanduser() if results_dir else default_results_dir(), out, key)
+    return build_report(chosen_results_dir(results_dir), out, key)
