@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -295,6 +295,20 @@ def _loss_step_flops(kind: str, scale: float | None, bias: float | None, out_dim
     return max(c0 + x / step * (c1 - c0) + x * (x - step) / (2 * step * step) * (c2 - 2 * c1 + c0), Fraction(0))
 
 
+def early_stopping_step(state: Any, score: float, cfg: ProbeConfig, snapshot: Callable[[], dict]) -> None:
+    """An epoch's validation score into a fit's early-stopping state (``best_score``, ``best_state``,
+    ``bad_epochs``, ``done``), for head fits and ``probe tune`` alike: a better score keeps a snapshot,
+    ``patience`` epochs without one end the fit. Without early stopping the score is only kept for
+    the curve: every epoch trains and the last one's weights stay."""
+    if not cfg.early_stopping:
+        state.best_score = max(state.best_score, score)
+    elif score > state.best_score:
+        state.best_score, state.best_state, state.bad_epochs = score, snapshot(), 0
+    else:
+        state.bad_epochs += 1
+        state.done = state.bad_epochs >= cfg.patience
+
+
 def _end_of_epoch(trainers: list[_Trainer], losses: dict[int, list[Any]], epoch: int, epochs: int,
                   val: PairedFeatures | None, progress: Any) -> bool:
     """The epoch's losses read back (the one wait for the device per epoch), a configuration whose
@@ -315,13 +329,7 @@ def _end_of_epoch(trainers: list[_Trainer], losses: dict[int, list[Any]], epoch:
         entry = {"epoch": epoch + 1, "loss": float(values.mean())}
         if val is not None:
             entry["val_probing_score"] = score = _validation_score(trainer, val)
-            if not trainer.probe.config.early_stopping:  # scored for the curve; the last epoch's heads are kept
-                trainer.best_score = max(trainer.best_score, score)
-            elif score > trainer.best_score:
-                trainer.best_score, trainer.best_state, trainer.bad_epochs = score, _state(trainer), 0
-            else:
-                trainer.bad_epochs += 1
-                trainer.done = trainer.bad_epochs >= trainer.probe.config.patience
+            early_stopping_step(trainer, score, trainer.probe.config, functools.partial(_state, trainer))
         trainer.history.append(entry)
     if progress is not None:
         scores = [t.best_score for t in trainers if t.best_score > -math.inf]

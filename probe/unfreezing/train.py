@@ -280,6 +280,8 @@ def _end_epoch(state: _State, epoch: int, cfg: ProbeConfig, validate: Callable[[
     """The epoch's mean loss, validation, the best state so far and early stopping."""
     import torch
 
+    from probe.align.train import early_stopping_step
+
     values = torch.stack(state.losses).float().cpu() if state.losses else torch.zeros(0)
     entry: dict[str, float] = {"epoch": epoch + 1, "loss": float(values.mean()) if len(values) else float("nan")}
     if len(values) and not torch.isfinite(values).all():
@@ -293,13 +295,7 @@ def _end_epoch(state: _State, epoch: int, cfg: ProbeConfig, validate: Callable[[
         entry["val_probing_score"] = score = validate(embedder())
         for head in heads[:2]:
             head.train()
-        if not cfg.early_stopping:  # scored for the curve; the last epoch's weights are kept
-            state.best_score = max(state.best_score, score)
-        elif score > state.best_score:
-            state.best_score, state.best_state, state.bad_epochs = score, _snapshot(vision, text, heads), 0
-        else:
-            state.bad_epochs += 1
-            state.done = state.bad_epochs >= cfg.patience
+        early_stopping_step(state, score, cfg, lambda: _snapshot(vision, text, heads))
     state.history.append(entry)
 
 
