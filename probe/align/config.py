@@ -110,27 +110,22 @@ class ProbeConfig:
             raise ProbeError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ProbeError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-        if self.head_init not in HEAD_INITS:
-            raise ProbeError(f"head_init {self.head_init!r} is not one of {', '.join(HEAD_INITS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ProbeError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.logit_scale_init is not None and not self.logit_scale_init > 0:
             raise ProbeError(f"logit_scale_init must be positive, got {self.logit_scale_init}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ProbeError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name, allowed in (("siglip_reduction", SIGLIP_REDUCTIONS), ("mlp_hidden", MLP_HIDDEN),
-                              ("warmup_round", WARMUP_ROUNDING)):
+        for name, allowed in (("head_init", HEAD_INITS), ("optimizer", OPTIMIZERS), ("siglip_reduction", SIGLIP_REDUCTIONS),
+                              ("mlp_hidden", MLP_HIDDEN), ("warmup_round", WARMUP_ROUNDING)):
             if getattr(self, name) not in allowed:
                 raise ProbeError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         for name in ("early_stopping", "decay_all", "norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ProbeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("max_logit_scale", "star_clamp"):
+        for name, floor in (("max_logit_scale", 1), ("star_clamp", 0)):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value <= (1 if name == "max_logit_scale" else 0)):
-                floor = "1" if name == "max_logit_scale" else "0"
+                                      or not math.isfinite(value) or value <= floor):
                 raise ProbeError(f"{name} must be a number above {floor} (or unset), got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
