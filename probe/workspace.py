@@ -33,13 +33,15 @@ def folders(results_dir: str | Path | None, cache_dir: str | Path | None,
 
 
 def say_older_names(results: Path) -> None:
-    """One line when ``results`` holds results an older probe named with their seed twice: this
+    """One line when ``results`` holds results an older probe named differently (see
+    :mod:`probe.records.renames`): this
     version does not see them until ``probe migrate`` renames them."""
-    from probe.records.renames import rename_doubled_seeds
+    from probe.records.renames import rename_older_names
 
-    renamed, moved = rename_doubled_seeds(results, dry_run=True) if results.is_dir() else (0, 0)
+    renamed, moved = rename_older_names(results, dry_run=True) if results.is_dir() else (0, 0)
     if renamed or moved:
-        log.warning("%d result file(s) and folder(s) in %s name their seed twice (an older probe's names): this "
+        log.warning("%d result file(s) and folder(s) in %s have an older probe's names (a seed written twice or characters "
+                    "outside A-Z a-z 0-9 _ . + -): this "
                     "command does not see them; `probe migrate --results %s` renames them", renamed + moved,
                     results, results)
 

@@ -17,7 +17,7 @@ grimp = pytest.importorskip("grimp")
 #: bottom first; a module may import from its own layer and the layers before it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground: values, settings, files", (
-        "probe.version", "probe.errors", "probe.settings", "probe.io", "probe.tomlfiles", "probe.flops",
+        "probe.version", "probe.errors", "probe.settings", "probe.io", "probe.filenames", "probe.tomlfiles", "probe.flops",
         "probe.records.keys", "probe.encoder_spec")),
     ("numbers", ("probe.metrics",)),
     ("configurations", (

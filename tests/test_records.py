@@ -264,7 +264,7 @@ def test_selection_compares_each_benchmark_on_its_own_primary_score(tmp_path):
 def test_doubled_seeds_are_written_once_and_a_newer_record_wins(tmp_path):
     """Names older versions wrote with the seed twice take the one-seed name that
     ProbeConfig.run_tag gives; where both exist, the older file is moved aside, not deleted."""
-    from probe.records.renames import rename_doubled_seeds, single_seed
+    from probe.records.renames import rename_older_names, single_seed
 
     config = ProbeConfig(seed=3, epochs=2, lr=0.01)
     assert config.tag == "linear-siglip-lr0.01-epochs2-seed3" and config.run_tag == "linear-siglip-lr0.01-epochs2-seed3"
@@ -282,13 +282,13 @@ def test_doubled_seeds_are_written_once_and_a_newer_record_wins(tmp_path):
     tune = tmp_path / "tune" / "shapes" / "v__t__Vuf-Tuu__linear-siglip-seed2-seed2"
     tune.mkdir(parents=True)
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    assert rename_doubled_seeds(tmp_path, dry_run=True) == (2, 1)  # counted, nothing moved
+    assert rename_older_names(tmp_path, dry_run=True) == (2, 1)  # counted, nothing moved
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
-    assert rename_doubled_seeds(tmp_path) == (2, 1)
+    assert rename_older_names(tmp_path) == (2, 1)
     assert sorted(p.name for p in folder.iterdir()) == ["v__t__linear-siglip-seed1.json", "v__t__linear-siglip-seed2.json"]
     assert (folder / "v__t__linear-siglip-seed1.json").read_text() == "newer"
     assert (folder / "v__t__linear-siglip-seed2.json").read_text() == "only"
     assert (tmp_path / "quarantine" / "records" / "alignment" / "shapes" / "v__t__linear-siglip-seed1-seed1.json"
             ).read_text() == "older"
     assert (tmp_path / "tune" / "shapes" / "v__t__Vuf-Tuu__linear-siglip-seed2").is_dir()
-    assert rename_doubled_seeds(tmp_path) == (0, 0)
+    assert rename_older_names(tmp_path) == (0, 0)

@@ -143,7 +143,7 @@ def test_a_seed_is_named_once_and_older_doubled_names_are_taken_over(run_cli, tm
     stamp = old.stat().st_mtime_ns
     dry = run_cli(*args, "--skip-existing", "--dry-run", env=env)  # says so, renames nothing
     assert dry.returncode == 0, dry.stderr
-    assert "2 result file(s) and folder(s) in" in dry.stderr and "name their seed twice" in dry.stderr
+    assert "2 result file(s) and folder(s) in" in dry.stderr and "have an older probe's names" in dry.stderr
     assert "probe migrate" in dry.stderr
     assert old.is_file() and old_model.is_dir() and not path.exists()
     counted = run_cli("migrate", "--results", str(out), "--dry-run")
@@ -154,7 +154,7 @@ def test_a_seed_is_named_once_and_older_doubled_names_are_taken_over(run_cli, tm
     assert "nothing to migrate" in run_cli("migrate", "--results", str(out)).stdout
     again = run_cli(*args, "--skip-existing", env=env)
     assert again.returncode == 0, again.stderr
-    assert "name their seed twice" not in again.stderr
+    assert "have an older probe's names" not in again.stderr
     assert "0 written, 0 failed, 1 already there" in again.stderr
     assert [p.name for p in (out / "records").rglob("*.json")] == [path.name]
     assert path.stat().st_mtime_ns != stamp  # its saved_model was rewritten ...

@@ -27,8 +27,8 @@ class MigrationResult:
         if not self.renamed and not self.quarantined:
             return f"nothing to migrate in {self.results_dir}: every result has this version's name"
         verb = ("would rename", "would move") if self.dry_run else ("renamed", "moved")
-        return (f"{verb[0]} {self.renamed} result file(s) and folder(s) in {self.results_dir} that named their seed "
-                f"twice (...-seed1-seed1 becomes ...-seed1); {verb[1]} {self.quarantined} older record(s), each "
+        return (f"{verb[0]} {self.renamed} result file(s) and folder(s) in {self.results_dir} that an older probe "
+                f"named (a seed written twice, ...-seed1-seed1, or characters outside A-Z a-z 0-9 _ . + -); {verb[1]} {self.quarantined} older record(s), each "
                 f"superseded by a newer one, to {self.results_dir / 'quarantine'}")
 
 
@@ -37,7 +37,7 @@ def migrate(results_dir: str | Path | None = None, *, dry_run: bool = False) -> 
     records hold to them, tune run folders), so ``--skip-existing`` and resumed tune runs find them.
     Nothing is deleted: where both names exist, the older file goes to ``quarantine/``. Record
     *contents* need no migration: older record formats are read as they are."""
-    from probe.records.renames import rename_doubled_seeds
+    from probe.records.renames import rename_older_names
     from probe.settings import results_dir as chosen_results_dir
     from probe.workspace import ensure_writable
 
@@ -46,5 +46,5 @@ def migrate(results_dir: str | Path | None = None, *, dry_run: bool = False) -> 
         raise ProbeError(f"no results folder at {results}; pass the folder to migrate with --results")
     if not dry_run:
         ensure_writable(results, "--results")
-    renamed, quarantined = rename_doubled_seeds(results, dry_run)
+    renamed, quarantined = rename_older_names(results, dry_run)
     return MigrationResult(results, renamed, quarantined, dry_run)

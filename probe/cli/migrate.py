@@ -14,7 +14,8 @@ def migrate(results_dir, dry_run) -> None:
     """Rename results an older probe named differently, so runs find them again.
 
     Records, saved models (and the paths records hold to them) and tune run folders named with their
-    seed twice (...-seed1-seed1) take the one-seed names. Where both names exist the older file is
+    seed twice (...-seed1-seed1) take the one-seed names; names with characters outside
+    A-Z a-z 0-9 _ . + - (which older versions kept where they were letters) take this version's. Where both names exist the older file is
     moved to <results>/quarantine/; nothing is deleted. No other command renames anything: a run that
     finds older names says how many and points here.
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from probe.encoder_spec import EncoderSpec
 from probe.features.mapped import map_npy
+from probe.filenames import safe_name
 from probe.io import sha256_file
 
 FORMAT_VERSION = 1
@@ -87,13 +87,9 @@ def cache_key(spec: EncoderSpec, dataset: str, split: str, input_set: str, conte
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")[:80] or "x"
-
-
 def model_dir(root: Path, spec: EncoderSpec) -> Path:
     """The folder of every entry of one encoder."""
-    return root / _safe(spec.name)
+    return root / safe_name(spec.name)
 
 
 #: an empty file every entry folder holds from its creation on: ``probe cache`` lists and removes only
@@ -105,7 +101,7 @@ class CacheEntry:
     """One cache folder; every method assumes the caller holds the entry's lock for writes."""
 
     def __init__(self, root: Path, spec: EncoderSpec, dataset: str, split: str, input_set: str, key: str):
-        self.dir = model_dir(root, spec) / _safe(dataset) / f"{_safe(split)}.{_safe(input_set)}.{key}"
+        self.dir = model_dir(root, spec) / safe_name(dataset) / f"{safe_name(split)}.{safe_name(input_set)}.{key}"
         self.chunks = self.dir / "chunks"
 
     @property

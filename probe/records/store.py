@@ -2,8 +2,9 @@
 
 :func:`read_record` is the one way in: it migrates a file written under an older schema version
 step by step (:data:`MIGRATIONS`), refuses one it cannot read with a one-line reason, and returns a
-typed record. Paths are ``<results>/records/<kind>/<dataset>/<parts joined by __>.json``, so records
-from several machines can be gathered into one folder without clashes.
+typed record. Paths are ``<results>/records/<kind>/<dataset>/<parts joined by __>.json``, named by
+:func:`probe.filenames.safe_name` as the feature cache is, so records from several machines can be
+gathered into one folder without clashes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
+from probe.filenames import safe_name
 from probe.records.migrations import MIGRATIONS
 
 #: The oldest schema version this probe can still migrate from.
@@ -28,18 +30,14 @@ class Stored:
     record: Any  # probe.records.schema.Record
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
-
-
 def record_path(results_dir: Path, kind: str, dataset: str, *parts: str) -> Path:
-    return results_dir / "records" / kind / _safe(dataset) / ("__".join(_safe(p) for p in parts) + ".json")
+    return results_dir / "records" / kind / safe_name(dataset) / (safe_name(*parts) + ".json")
 
 
 def results_folder(results_dir: Path, area: str, dataset: str, *parts: str) -> Path:
     """``<results>/<area>/<dataset>/<parts joined by __>/``: a result's own folder (saved models, a tune
     run's checkpoint and features), named as its records are."""
-    return results_dir / area / _safe(dataset) / "__".join(_safe(p) for p in parts)
+    return results_dir / area / safe_name(dataset) / safe_name(*parts)
 
 
 def model_folder(results_dir: Path, dataset: str, *parts: str) -> Path:
