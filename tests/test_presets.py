@@ -201,6 +201,9 @@ def test_recipe_is_a_deprecated_alias_of_preset(run_cli, tmp_path):
     assert {c.recipe for c in plan.sweep.configs} == {"sail"} and {c.head for c in plan.sweep.configs} == {"star"}
     with pytest.raises(ProbeError, match="disagree"):
         plan_run("test/tiny-vit", "test/tiny-bert", preset="sail", recipe="freeze-align", dry_run=True)
+    both = run_cli("run", *TINY, "--preset", "sail", "--recipe", "sail-probing", "--dry-run")
+    assert both.returncode == 2 and "Traceback" not in both.stderr, both.stderr
+    assert both.stderr.strip().splitlines()[-1].startswith("error: preset 'sail' and recipe 'sail-probing' disagree")
 
 
 def test_presets_are_listed_with_what_runs(run_cli):

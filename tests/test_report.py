@@ -320,3 +320,32 @@ def test_figures_are_stored_in_256_colours_where_that_is_smaller_and_look_the_sa
     off = np.abs(mine - theirs).max(axis=2)
     assert (off == 0).mean() > 0.9 and off.mean() < 2 and np.percentile(off, 99) <= 24
     assert not plt.get_fignums()  # closed
+
+
+def test_results_the_report_cannot_vouch_for_are_marked_and_counted(run_cli, tmp_path, report_dir):
+    """A record without an identity, and one whose encoder entry changed in the registry since, are
+    marked "not current" with their reason; every other row stays unmarked."""
+    copied = tmp_path / "results"
+    shutil.copytree(report_dir / "results" / "records", copied / "records")
+    files = sorted((copied / "records" / "alignment").rglob("*.json"))
+    ok = [p for p in files if json.loads(p.read_text())["status"] == "ok"]
+    older, moved = ok[0], next(p for p in ok[1:] if json.loads(p.read_text())["vision"]["name"] == "test/tiny-vit")
+    record = json.loads(older.read_text())
+    del record["identity"]
+    older.write_text(json.dumps(record))
+    record = json.loads(moved.read_text())
+    was = record["vision"]["weights"]
+    record["vision"]["weights"] = "an-older-checkpoint"
+    moved.write_text(json.dumps(record))
+    built = run_cli("report", "--results", str(copied), "--out", str(tmp_path / "o"))
+    assert built.returncode == 0, built.stderr
+    assert f"2 of {len(ok)} result(s) cannot be vouched for as current" in built.stderr
+    rows = json.loads((tmp_path / "o" / "leaderboard.json").read_text())["rows"]
+    assert len(rows) == len(ok)
+    doubts = sorted(row["doubt"] for row in rows if row["doubt"])
+    assert doubts == sorted([
+        "written before records held what produced them; `probe run --skip-existing` recomputes it",
+        f"test/tiny-vit changed in the registry since (weights 'an-older-checkpoint' → {was!r}); "
+        "`probe run --skip-existing` recomputes it"])
+    html = (tmp_path / "o" / "leaderboard.html").read_text()
+    assert html.count('<span class="badge doubt" title=') == 2 and "<b>2 result(s) marked" in html

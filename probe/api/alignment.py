@@ -213,5 +213,6 @@ def deprecated_preset_alias(preset: str | None, recipe: str | None) -> str | Non
 
     warnings.warn("recipe= is deprecated; use preset= (same names)", DeprecationWarning, stacklevel=3)
     if preset is not None and preset != recipe:
-        raise ProbeError(f"preset={preset!r} and recipe={recipe!r} disagree; recipe is the old name of preset")
+        raise ProbeError(f"preset {preset!r} and recipe {recipe!r} disagree; recipe (--recipe, recipe=) is the old "
+                         "name of preset (--preset, preset=): give only the preset")
     return recipe

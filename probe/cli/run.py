@@ -102,7 +102,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
     settings: dict[str, Any] = dict(
         dataset=given("dataset") if train else dataset, train=train, evals=evals, heads=given("heads"),
         losses=given("losses"), lrs=given("lrs"), epochs=given("epochs"), batch_size=given("batch_size"),
-        out_dim=given("out_dim"), seed=given("seed"), preset=preset or recipe, config_file=config_file, tasks=tasks,
+        out_dim=given("out_dim"), seed=given("seed"), preset=preset, recipe=recipe, config_file=config_file, tasks=tasks,
         save_models=save_models, results_dir=results_dir, cache_dir=cache_dir, workers=workers,
         extract_batch_size=extract_batch_size, dtype=dtype, decode=decode, device=device,
         registry=obj.registry_paths, allow_download=obj.allow_download)

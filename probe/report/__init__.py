@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from probe.records import keys
 from probe.report.table import COLUMNS, build_table, flat_rows
 
 
-def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.DEFAULT_SELECTION
-                 ) -> dict[str, Path]:
-    """Write leaderboard.html/.csv/.json and plots/*.png under ``out_dir``; returns their paths."""
+def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.DEFAULT_SELECTION,
+                 entries: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write leaderboard.html/.csv/.json and plots/*.png under ``out_dir``; returns their paths.
+    ``entries`` (registry entries by name, read here unless given) tell which results are current."""
     import platform
 
     import jinja2
@@ -35,12 +37,17 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
 
     alignment = iter_records(results_dir, "alignment")
     tuned = iter_records(results_dir, "tune")
-    rows, failures = build_table(results_dir, alignment, allow_empty=bool(tuned))
+    rows, failures = build_table(results_dir, alignment, allow_empty=bool(tuned), entries=entries)
     best_paths = {str(s.path) for s in best_by_pair(alignment, metric=None).values()}
     labels, by_benchmark = benchmark_matrix(alignment)
     for row, rank in zip(by_benchmark, competition_ranks([r["mean"] if r["mean"] is not None else float("-inf")
                                                           for r in by_benchmark]), strict=True):
         row["rank"] = rank
+    doubted = sum(1 for row in rows if row["doubt"])
+    if doubted:
+        logging.getLogger("probe.report").warning(
+            "%d of %d result(s) cannot be vouched for as current (marked on the page; first: %s)", doubted, len(rows),
+            next(row["doubt"] for row in rows if row["doubt"]))
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = build_sections(rows)
     plots_dir = out_dir / "plots"
@@ -71,7 +78,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     html = env.get_template("leaderboard.html.j2").render(
         sections=sections, failures=failures, tune_tables=tune_tables, bench=[b for b in bench if "ours_s" in b],
         benchmark_labels=labels, by_benchmark=by_benchmark,
-        n_rows=len(rows), n_controls=sum(1 for r in rows if r["vision_control"] or r["text_control"]),
+        n_rows=len(rows), n_doubted=doubted, n_controls=sum(1 for r in rows if r["vision_control"] or r["text_control"]),
         n_pairs=len({(r["vision"], r["text"]) for r in rows}),
         any_saturated=any(r["saturated"] for r in rows),
         columns=_chooser_columns(sections), many_corpora=len({s.dataset for s in sections}) > 1,

@@ -43,18 +43,20 @@ def _correlate(correlates: dict, record: Any, model: str, key: str) -> float | N
     return None
 
 
-def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_empty: bool = False
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_empty: bool = False,
+                entries: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(rows, failures)`` from the alignment records (read here unless given). Raises ProbeError
     when there is no alignment record at all, unless ``allow_empty`` (a folder of tune results)."""
     from probe.errors import ProbeError
     from probe.records.store import iter_records
     from probe.records.table import flatten
+    from probe.report.trust import doubt, registry_entries
 
     if alignment is None:
         alignment = iter_records(results_dir, "alignment")
     if not alignment and not allow_empty:
         raise ProbeError(f"no results under {results_dir / 'records'}; run `probe run` (or `probe tune`) first")
+    entries = registry_entries() if entries is None else entries
     correlates = {(s.record.dataset, s.record.model.name): s.record.metrics
                   for s in iter_records(results_dir, "correlates") if s.record.ok}
     similarity: dict[tuple[str, str, str], Any] = {}
@@ -92,6 +94,7 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
             extraction = [f for f in r.cost.extraction_flops.values() if f is not None]
             row["pairs_seen"], row["head_train_flops"] = r.cost.pairs_seen, r.cost.head_train_flops
             row["extraction_flops"] = sum(extraction) if len(extraction) == 2 else None
+        row["doubt"] = doubt(r, entries)
         row["provenance"] = {"versions": r.versions.model_dump(), "created": r.created, "seed": r.seed,
                              "config": r.config.to_dict(),
                              "vision": {"weights": r.vision.weights, "revision": r.vision.revision,
@@ -116,5 +119,6 @@ def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: row.get(k) for k in [*columns, *extra]}
             | {k: row.get("config_values", {}).get(k) for k in settings}
             | {"vision_control": row.get("vision_control"), "text_control": row.get("text_control"),
-               "saturated": "; ".join(f"{k}: {why}" for k, why in row.get("saturated", {}).items()) or None}
+               "saturated": "; ".join(f"{k}: {why}" for k, why in row.get("saturated", {}).items()) or None,
+               "doubt": row.get("doubt")}
             for row in rows]
