@@ -58,6 +58,44 @@ def _report_failures(outcome) -> None:
         click.echo(f"{names}: FAILED: {record.error}", err=True)
 
 
+def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: bool) -> None:
+    """The ranked pairs (and the controls apart), then how well the ranking agreed with probing."""
+    from probe.cli.tables import print_table
+    from probe.records import keys
+
+    key = keys.similarity(metric)
+    shown = next(iter(chosen.probed.values()), {})  # the table shows the first benchmark's scores
+
+    def named(ref) -> str:
+        return ref.name + (" (control)" if ref.control else "")
+
+    def row(rank: str, r) -> list[str]:
+        bounds = r.interval(key)  # none without a bootstrap (--n-boot 0)
+        value = f"{r.metrics[key]:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
+        return [rank, named(r.vision), named(r.text), value,
+                fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))]
+
+    candidates = chosen.candidates
+    rows = [row(str(rank), r) for rank, r in enumerate(candidates[:top], 1)]
+    column = f"probing score ({next(iter(chosen.probed))})" if chosen.probed else "probing score"
+    headers = ["rank", "vision", "text", f"{metric} [95% CI]", "null", column]
+    print_table(headers, rows, title=f"top {min(top, len(candidates))} of {len(candidates)} "
+                                     f"{'pairs' if with_controls else 'real pairs'} by {metric} on "
+                                     f"{chosen.dataset}/{split}")
+    if chosen.references:
+        print_table(headers, [row("-", r) for r in chosen.references],
+                    title=f"{len(chosen.references)} control pair(s), for reference (--with-controls ranks them too)")
+    for label, agreement in chosen.agreements.items():
+        real = "" if label.endswith("(with controls)") else "real "
+        click.echo(f"ranking vs probing score over {agreement['n']} probed {real}"
+                   f"pairs of {label}: Spearman {agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), "
+                   f"Kendall {agreement['kendall']:.3f} (p={agreement['kendall_p']:.2g}); {agreement['top_hits']} "
+                   f"of the top {agreement['top']} selected are among the top {agreement['top']} probed; best "
+                   f"selected {agreement['best_selected']:.3f} vs best probed {agreement['best_probed']:.3f}")
+    if not chosen.agreements:
+        click.echo("no probing records for 3 or more of these pairs yet: run `probe run` to check the ranking")
+
+
 @click.command(context_settings=CONTEXT)
 @click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="How many pairs to select.")
 @click.option("--with-controls", is_flag=True,
@@ -99,8 +137,6 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     from probe.api.common import log_skipped
     from probe.api.selection import plan_selection
     from probe.api.selection import select as select_pairs
-    from probe.cli.tables import print_table
-    from probe.records import keys
 
     settings = dict(vision=vision, text=text, dataset=dataset, split=split, k=k, max_pairs=max_pairs, n_boot=n_boot,
                     results_dir=results_dir, cache_dir=cache_dir, workers=workers, device=device,
@@ -116,37 +152,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     chosen = select_pairs(top=top, metric=metric, with_controls=with_controls, recompute=recompute, head=head,
                           loss=loss, executor=executor, ray_address=ray_address, **settings)
     _report_failures(chosen)
-    key = keys.similarity(metric)
-    shown = next(iter(chosen.probed.values()), {})  # the table shows the first benchmark's scores
-
-    def named(ref) -> str:
-        return ref.name + (" (control)" if ref.control else "")
-
-    def row(rank: str, r) -> list[str]:
-        bounds = r.interval(key)  # none without a bootstrap (--n-boot 0)
-        value = f"{r.metrics[key]:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
-        return [rank, named(r.vision), named(r.text), value,
-                fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))]
-
-    candidates = chosen.candidates
-    rows = [row(str(rank), r) for rank, r in enumerate(candidates[:top], 1)]
-    column = f"probing score ({next(iter(chosen.probed))})" if chosen.probed else "probing score"
-    headers = ["rank", "vision", "text", f"{metric} [95% CI]", "null", column]
-    print_table(headers, rows, title=f"top {min(top, len(candidates))} of {len(candidates)} "
-                                     f"{'pairs' if with_controls else 'real pairs'} by {metric} on "
-                                     f"{chosen.dataset}/{split}")
-    if chosen.references:
-        print_table(headers, [row("-", r) for r in chosen.references],
-                    title=f"{len(chosen.references)} control pair(s), for reference (--with-controls ranks them too)")
-    for label, agreement in chosen.agreements.items():
-        real = "" if label.endswith("(with controls)") else "real "
-        click.echo(f"ranking vs probing score over {agreement['n']} probed {real}"
-                   f"pairs of {label}: Spearman {agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), "
-                   f"Kendall {agreement['kendall']:.3f} (p={agreement['kendall_p']:.2g}); {agreement['top_hits']} "
-                   f"of the top {agreement['top']} selected are among the top {agreement['top']} probed; best "
-                   f"selected {agreement['best_selected']:.3f} vs best probed {agreement['best_probed']:.3f}")
-    if not chosen.agreements:
-        click.echo("no probing records for 3 or more of these pairs yet: run `probe run` to check the ranking")
+    _print_ranking(chosen, metric, top, split, with_controls)
     if chosen.failed:
         raise click.exceptions.Exit(1)
 
