@@ -1,9 +1,10 @@
 """Encoder selection without training (freeze-align): similarity of paired embeddings, ranked.
 
 For every (vision, text) pair, the image features and the features of each image's first caption
-form aligned rows; mutual kNN, CKA, CKNNA and SVCCA of those rows come with bootstrap intervals and
-a shuffled-pairing null. Ranking pairs by one metric predicts which pair aligns best; once probing
-records exist, :func:`rank_agreement` says how well it did.
+(or the mean of its captions) form aligned rows; the metrics of a similarity protocol
+(:mod:`probe.metrics.protocols`: mutual kNN, CKA, unbiased CKA, CKNNA, SVCCA) come with bootstrap
+intervals and a shuffled-pairing null. Ranking pairs by one metric predicts which pair aligns best;
+once probing records exist, :func:`rank_agreement` says how well it did.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from probe.data.splits import SplitPlan
 from probe.encoder_spec import EncoderSpec
 from probe.errors import ProbeError
 from probe.features.options import ExtractOptions
+from probe.metrics.protocols import PROTOCOLS, SimilarityProtocol
 from probe.pipeline.runner import Item
 from probe.records import keys
 
@@ -28,10 +30,52 @@ if TYPE_CHECKING:
 SIMILARITY_METRICS = keys.SIMILARITY_METRICS
 
 
-def check_metric(metric: str) -> str:
+def check_metric(metric: str, protocol: SimilarityProtocol | None = None) -> str:
+    """``metric`` if it is one, and one ``protocol`` computes; else one line naming the valid ones."""
     if metric not in SIMILARITY_METRICS:
         raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(SIMILARITY_METRICS)}")
+    if protocol is not None and metric not in protocol.metrics:
+        raise ProbeError(f"metric {metric!r} is not one the {protocol.name!r} similarity protocol computes; it "
+                         f"computes: {', '.join(protocol.metrics)}")
     return metric
+
+
+def protocol_spec(spec: EncoderSpec, protocol: SimilarityProtocol) -> EncoderSpec:
+    """The entry a protocol encodes with: a vision encoder that gives token sequences pooled the
+    protocol's way where it names one (the width follows: ``cls+mean`` was two tokens wide)."""
+    from dataclasses import replace
+
+    from probe.encoders.families import TOKEN_POOLINGS
+
+    pooling = protocol.vision_pooling
+    if pooling is None or spec.modality != "vision" or spec.pooling not in TOKEN_POOLINGS["vision"]:
+        return spec
+    if spec.pooling == pooling:
+        return spec
+    width = spec.embed_dim // 2 if spec.pooling == "cls+mean" else spec.embed_dim
+    return replace(spec, pooling=pooling, embed_dim=width)
+
+
+def protocol_rows(protocol: SimilarityProtocol, images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray,
+                  max_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image rows, X, Y)``: the compared rows of a protocol, prepared (outliers clipped where it
+    says so; normalisation is the metrics' own). With first captions, an image and its first caption;
+    with mean captions, an image and the mean of its captions' embeddings. Rows with non-finite
+    features are dropped; at most ``max_pairs`` of them are kept (a seeded subsample)."""
+    from probe.metrics.protocols import caption_means, clip_outliers
+
+    if protocol.captions == "first":
+        rows, caption_rows = first_caption_rows(images, texts, caption_image, max_pairs, seed)
+        x, y = images[rows], texts[caption_rows]
+    else:
+        means = caption_means(texts, caption_image, len(images))
+        rows = np.flatnonzero(np.isfinite(images).all(axis=1) & np.isfinite(means).all(axis=1))
+        if len(rows) > max_pairs:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
+        x, y = images[rows], means[rows]
+    if protocol.clip_quantile is not None:
+        x, y = clip_outliers(x, protocol.clip_quantile), clip_outliers(y, protocol.clip_quantile)
+    return rows, np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
 
 
 def first_captions(caption_image: np.ndarray, n_images: int) -> np.ndarray:
@@ -55,10 +99,12 @@ def first_caption_rows(images: np.ndarray, texts: np.ndarray, caption_image: np.
     return rows, first_caption[rows]
 
 
-def selection_plan(dataset: Any, split: str, max_pairs: int, seed: int = 0) -> SplitPlan:
+def selection_plan(dataset: Any, split: str, max_pairs: int, seed: int = 0, all_captions: bool = False
+                   ) -> SplitPlan:
     """The split a selection compares, as a plan of one target. Where it has more images with a
-    caption than ``max_pairs``, the target is a seeded sample of them, each with its first caption only,
-    drawn as :func:`first_caption_rows` draws (the same rows where every feature is finite). So the
+    caption than ``max_pairs``, the target is a seeded sample of them, each with its first caption only
+    (with ``all_captions``, every caption of each), drawn as :func:`first_caption_rows` draws (the same
+    rows where every feature is finite). So the
     encoders encode those pairs, not a corpus of millions: the sample reads its rows from the whole
     split's cache entry where ``probe extract`` or ``probe run`` wrote one, and is otherwise encoded
     alone. The corpus that encoders fitted on captions learn from stays the whole training split."""
@@ -71,7 +117,10 @@ def selection_plan(dataset: Any, split: str, max_pairs: int, seed: int = 0) -> S
     if len(rows) <= max_pairs:
         return plan
     rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
-    sample = data.subset(rows, f"{split}-sample{max_pairs}-seed{seed}", captions=first[rows], encode_whole=False)
+    if all_captions:
+        sample = data.subset(rows, f"{split}-sample{max_pairs}-seed{seed}-all-captions", encode_whole=False)
+    else:
+        sample = data.subset(rows, f"{split}-sample{max_pairs}-seed{seed}", captions=first[rows], encode_whole=False)
     return SplitPlan(fit=plan.fit, targets=(Target(dataset.info.name, sample),))
 
 
@@ -108,13 +157,18 @@ class SimilarityWork:
     n_boot: int = 50
     n_perm: int = 50
     seed: int = 0
+    protocol: SimilarityProtocol = PROTOCOLS["probe"]
     _sides: dict[tuple[str, bytes], Side] = field(default_factory=dict, repr=False)
     _row: str | None = field(default=None, repr=False)
+
+    @property
+    def _needs_neighbours(self) -> bool:
+        return bool({"mutual_knn", "cknna"} & set(self.protocol.metrics))
 
     def __post_init__(self) -> None:
         data = self.plan.scored
         usable = len(np.unique(data.caption_image))
-        if usable <= self.k + 1:
+        if self._needs_neighbours and usable <= self.k + 1:
             raise ProbeError(f"split {data.split!r} has {usable} usable pairs; need more than k + 1 = {self.k + 1} "
                              "(lower --k)")
 
@@ -135,25 +189,27 @@ class SimilarityWork:
         from probe.records.store import record_path
 
         vision, text = item
+        protocol = "" if self.protocol.name == "probe" else f"-{self.protocol.name}"
         return record_path(self.results_dir, "similarity", self.dataset_name, vision.name, text.name,
-                           f"{self.split}-k{self.k}-n{self.max_pairs}-seed{self.seed}")
+                           f"{self.split}-k{self.k}-n{self.max_pairs}-seed{self.seed}{protocol}")
 
     def features(self, spec: EncoderSpec) -> np.ndarray:
         from probe.features.roles import encoder_features
 
-        return encoder_features(spec, self.plan, self.options, roles=("eval",), with_prompts=False).by_role["eval"]
+        return encoder_features(protocol_spec(spec, self.protocol), self.plan, self.options, roles=("eval",),
+                                with_prompts=False).by_role["eval"]
 
     @property
     def config(self) -> dict[str, Any]:
         return {"k": self.k, "max_pairs": self.max_pairs, "n_boot": self.n_boot, "n_perm": self.n_perm,
-                "pairs": "image + first caption"}
+                "pairs": self.protocol.pairs, "protocol": self.protocol.to_dict()}
 
     def identity(self, item: Item, unit: str) -> str:
-        """What produces this pair's record (:mod:`probe.records.identity`): both entries, the
-        settings and the compared rows' data."""
+        """What produces this pair's record (:mod:`probe.records.identity`): both entries as the
+        protocol encodes with them, the settings and protocol, and the compared rows' data."""
         from probe.records.identity import identity_digest
 
-        vision, text = item
+        vision, text = (protocol_spec(spec, self.protocol) for spec in item)
         return identity_digest("similarity", vision=vision.to_dict(), text=text.to_dict(), config=self.config,
                                seed=self.seed, data=self.plan.scored.content_fingerprint, split=self.split)
 
@@ -169,11 +225,13 @@ class SimilarityWork:
         return self._record(item, error=reason)
 
     def _prepared(self, spec: EncoderSpec, x: np.ndarray, rows: np.ndarray, plan: ResamplePlan) -> Side:
+        """One encoder's side on the compared ``rows`` (``x``: its prepared rows), made once per set of rows."""
         from probe.metrics.resampling import side
 
         key = (spec.name, rows.tobytes())
         if key not in self._sides:
-            self._sides[key] = side(x[rows], plan, SIMILARITY_METRICS, k=self.k)
+            self._sides[key] = side(x, plan, self.protocol.metrics, k=self.k, normalize=self.protocol.normalize,
+                                    standardize_svcca=self.protocol.standardize_svcca)
         return self._sides[key]
 
     def run(self, item: Item, features: Sequence[np.ndarray], units: Sequence[str]) -> Iterator[tuple[str, Any]]:
@@ -184,14 +242,15 @@ class SimilarityWork:
             self._sides = {key: value for key, value in self._sides.items() if key[0] != self._row}
             self._row = vision.name
         x_v, x_t = features
-        image_rows, caption_rows = first_caption_rows(x_v, x_t, self.plan.scored.caption_image, self.max_pairs,
-                                                      self.seed)
-        if len(image_rows) <= self.k + 1:
-            raise ProbeError(f"split {self.split!r} has {len(image_rows)} usable pairs for this pair; need more than "
-                             f"k + 1 = {self.k + 1} (lower --k)")
+        image_rows, x, y = protocol_rows(self.protocol, x_v, x_t, self.plan.scored.caption_image, self.max_pairs,
+                                         self.seed)
+        least = self.k + 2 if self._needs_neighbours else 4
+        if len(image_rows) < least:
+            raise ProbeError(f"split {self.split!r} has {len(image_rows)} usable pairs for this pair; need at least "
+                             f"{least}" + (" (k + 2; lower --k)" if self._needs_neighbours else ""))
         plan = resample_plan(len(image_rows), self.n_boot, self.n_perm, self.seed, k=self.k)
-        metrics, intervals, null = similarity_metrics(self._prepared(vision, x_v, image_rows, plan),
-                                                      self._prepared(text, x_t, caption_rows, plan), plan)
+        metrics, intervals, null = similarity_metrics(self._prepared(vision, x, image_rows, plan),
+                                                      self._prepared(text, y, image_rows, plan), plan)
         for unit in units:
             yield unit, self._record(item, n_pairs=len(image_rows), metrics=metrics, intervals=intervals,
                                      interval_level=0.95, null=null)

@@ -170,6 +170,43 @@ def test_coco_from_karpathys_zip_and_the_2014_image_zips(data_root):
     assert data.captions == ["A dog on a couch."] and data.images[0].load().size == (48, 40)
 
 
+def test_coco_val2017_in_cocos_layout_keeps_sails_first_five_captions(data_root, run_cli):
+    """Images by ascending id and captions in file order, as torchvision's CocoCaptions reads them
+    (SAIL evaluation/coco_dataset.py:37); only each image's first five captions are kept (SAIL
+    evaluation/coco_zs_retrieval.py:68,88), the rest counted; `coco:FOLDER` reads every caption."""
+    from probe.data import get_dataset
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.evaluation.preparation import prepare
+
+    source = data_root / "downloads"
+    source.mkdir(parents=True)
+    images = [{"id": 90, "file_name": "000000000090.jpg"}, {"id": 7, "file_name": "000000000007.jpg"},
+              {"id": 12, "file_name": "000000000012.jpg"}]  # 12 has no caption
+    annotations = ([{"image_id": 90, "id": 100 + i, "caption": f"ninety {i} "} for i in range(7)]
+                   + [{"image_id": 7, "id": 200 + i, "caption": f"seven {i}"} for i in range(5)]
+                   + [{"image_id": 5, "id": 300, "caption": "an image the file does not list"}])
+    _zip(source / "annotations_trainval2017.zip", {
+        "annotations/captions_val2017.json": json.dumps({"images": images, "annotations": annotations}).encode(),
+        "annotations/instances_val2017.json": b"{}"})
+    _zip(source / "val2017.zip", {f"val2017/{im['file_name']}": _jpeg(im["id"]) for im in images})
+    before = run_cli("run", "--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--train", "shapes",
+                     "--eval", "coco-val2017", env={"PROBE_DATA": str(data_root)})
+    assert_one_line_error(before, "coco-val2017", "probe data get coco-val2017")
+    where, counts = prepare("coco-val2017", source=source, progress=False)
+    assert counts == {"val2017": 3}
+    data = get_benchmark("coco-val2017").load("val2017")
+    assert [Path(im.path).name for im in data.images] == ["000000000007.jpg", "000000000090.jpg"]
+    assert data.captions == [f"seven {i}" for i in range(5)] + [f"ninety {i}" for i in range(5)]
+    assert data.caption_image.tolist() == [0] * 5 + [1] * 5
+    assert data.dropped == {"images without a caption": 1, "captions beyond the first 5 of an image": 2,
+                            "captions of an image the file does not list": 1}
+    assert data.images[1].load().size == (48, 40)
+    every = get_dataset(f"coco:{where}").load("val2017")
+    assert len(every.captions) == 12 and every.captions[-1] == "ninety 6"
+    assert_one_line_error(run_cli("select", "--dataset", f"coco:{where}", "--split", "val2014"),
+                          "has no split 'val2014'", "val2017")
+
+
 def test_missing_files_and_unsafe_archives_are_one_line(data_root, run_cli, tmp_path):
     env = {"PROBE_DATA": str(data_root)}
     missing = run_cli("data", "get", "flickr30k-karpathy", env=env)

@@ -108,8 +108,8 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     assert "top 1 of 2 real pairs by cka on shapes/train" in before.stdout and "run `probe run`" in before.stdout
     sims = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records" / "similarity").rglob("*.json")]
     assert len(sims) == 2 and sims[0]["n_pairs"] == 300
-    assert set(sims[0]["metrics"]) == {"similarity/mutual_knn", "similarity/cka", "similarity/cknna",
-                                       "similarity/svcca"}
+    assert set(sims[0]["metrics"]) == {"similarity/mutual_knn", "similarity/cka", "similarity/unbiased_cka",
+                                       "similarity/cknna", "similarity/svcca"}
     assert_one_line_error(run_cli("correlate", env=env), "no successful probing records", "probe run")
     ran = run_cli("run", *TINY, "--vision", "baseline/pixels-16", "--epochs", "2", env=env)
     assert ran.returncode == 0, ran.stderr
@@ -142,7 +142,7 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
 def test_select_bad_input(run_cli, tmp_path, shared_cache):
     env = {"PROBE_CACHE_DIR": str(shared_cache), "PROBE_RESULTS_DIR": str(tmp_path / "r")}
     assert_one_line_error(run_cli("select", "--metric", "rsa", *TINY, env=env), "unknown metric 'rsa'",
-                          "mutual_knn, cka, cknna, svcca")
+                          "mutual_knn, cka, unbiased_cka, cknna, svcca")
     assert_one_line_error(run_cli("select", *TINY, "--split", "dev", env=env), "has no split 'dev'")
     assert_one_line_error(run_cli("select", "--vision", "nope*", env=env), "no model matches 'nope*'")
     assert_one_line_error(run_cli("select", *TINY, "--split", "winoground", "--k", "100", env=env),

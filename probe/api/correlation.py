@@ -100,7 +100,8 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
                 values[f"published:{published}"] = getattr(spec, published)
         models[spec.name] = values
     similarity = {(s.record.vision.name, s.record.text.name): s.record.metrics
-                  for s in iter_records(results, "similarity") if s.record.dataset == fitted_on and s.record.ok}
+                  for s in iter_records(results, "similarity")
+                  if s.record.dataset == fitted_on and s.record.ok and s.record.config.protocol_name == "probe"}
     tables, paths = {}, []
     for benchmark, scores in probed.items():
         rows = correlation_table(scores, models, similarity)

@@ -65,49 +65,60 @@ class SelectionResult:
 
 
 def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all", *,
-                   dataset: str = "shapes", split: str = "train", metric: str = "mutual_knn", k: int = 10,
+                   dataset: str = "shapes", split: str = "train", metric: str | None = None, protocol: str = "probe",
+                   k: int = 10,
                    max_pairs: int = 5000, n_boot: int = 50, results_dir: str | Path | None = None,
                    cache_dir: str | Path | None = None, workers: int | None = None, device: str | None = None,
                    executor: str = "local", ray_address: str | None = None, registry: Sequence[str | Path] = (),
                    allow_download: bool = False, progress: bool = True, dry_run: bool = False
                    ) -> tuple[Any, list[tuple[Any, ...]], list[Any]]:
-    """Check every input and make the similarity work: ``(work, pairs, entries skipped)``."""
+    """Check every input and make the similarity work: ``(work, pairs, entries skipped)``. ``protocol``
+    names a similarity protocol (:data:`probe.metrics.protocols.PROTOCOLS`); ``metric`` must be one it
+    computes (its first, when not given)."""
     from probe.api.common import resolve_sides
     from probe.data import get_dataset
     from probe.features.options import ExtractOptions
+    from probe.metrics.protocols import check_protocol
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
     from probe.ranking import SimilarityWork, check_metric, selection_plan
     from probe.workspace import folders
 
-    check_metric(metric)
+    chosen = check_protocol(protocol)
+    check_metric(metric or chosen.metrics[0], chosen)
     check_executor(executor, ray_address)
-    if max_pairs < k + 2:  # CKNNA and mutual kNN need k neighbours besides the point itself
+    if max_pairs < k + 2 and {"mutual_knn", "cknna"} & set(chosen.metrics):  # k neighbours besides the point itself
         raise ProbeError(f"--max-pairs {max_pairs} is too few for --k {k}; give at least k + 2 = {k + 2}")
     ds = get_dataset(dataset)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
     options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=allow_download,
                              progress=progress)
-    work = SimilarityWork(ds.info.name, selection_plan(ds, split, max_pairs), results, options,
-                          k=k, max_pairs=max_pairs, n_boot=n_boot, n_perm=n_boot)
+    if chosen.unlike_source:
+        log.warning("similarity protocol %r: %s", chosen.name, chosen.unlike_source)
+    plan = selection_plan(ds, split, max_pairs, all_captions=chosen.captions == "mean")
+    work = SimilarityWork(ds.info.name, plan, results, options, k=k, max_pairs=max_pairs, n_boot=n_boot,
+                          n_perm=n_boot, protocol=chosen)
     return work, pairs(v_specs, t_specs), skipped
 
 
 def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all", *, top: int = 3,
-           metric: str = "mutual_knn", with_controls: bool = False, recompute: bool = False,
+           metric: str | None = None, with_controls: bool = False, recompute: bool = False,
            head: str | None = None, loss: str | None = None, executor: str = "local",
            ray_address: str | None = None, **settings: Any) -> SelectionResult:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
     Each pair's image features and first-caption features on ``dataset``/``split`` (a seeded sample
-    of ``max_pairs`` images of a larger split) are compared by mutual kNN, CKA, CKNNA and SVCCA with
-    bootstrap intervals and a shuffled-pairing null; pairs are ranked by ``metric``. Control pairs are
+    of ``max_pairs`` images of a larger split) are compared by mutual kNN, CKA, unbiased CKA, CKNNA
+    and SVCCA with bootstrap intervals and a shuffled-pairing null; pairs are ranked by ``metric``
+    (mutual kNN unless given). ``protocol="platonic"`` or ``"freeze-align"`` compares them as those
+    sources did (:mod:`probe.metrics.protocols`; freeze-align ranks by biased CKA on raw rows of
+    all-token means and caption means). Control pairs are
     listed apart unless ``with_controls``. Where probing records exist (of ``head`` / ``loss`` only,
     when given), the result says how well the ranking predicted them. Similarity records that stand
     for this selection are reused unless ``recompute``.
 
-    Other keyword arguments are :func:`plan_selection`'s: ``dataset``, ``split``, ``k``,
+    Other keyword arguments are :func:`plan_selection`'s: ``protocol``, ``dataset``, ``split``, ``k``,
     ``max_pairs``, ``n_boot``, ``results_dir``, ``cache_dir``, ``workers``, ``device``,
     ``registry``, ``allow_download``, ``progress``.
 
@@ -134,6 +145,7 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
         check_loss(loss)
     work, items, skipped = plan_selection(vision, text, metric=metric, executor=executor, ray_address=ray_address,
                                           **settings)
+    metric = metric or work.protocol.metrics[0]
     log_skipped(skipped)
     with executor_for(executor, ray_address, (work.options.cache_dir, work.results_dir)) as runner_executor:
         outcome = PairRunner(skip_existing=not recompute, progress=work.options.progress,
@@ -162,10 +174,13 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
             if agreement is not None:
                 agreements[label] = agreement
     k = work.k
-    path = write_record(record_path(work.results_dir, "selection", work.dataset_name, f"{metric}-{work.split}-k{k}"),
+    protocol = "" if work.protocol.name == "probe" else f"-{work.protocol.name}"
+    path = write_record(record_path(work.results_dir, "selection", work.dataset_name,
+                                    f"{metric}-{work.split}-k{k}{protocol}"),
                         SelectionRecord.new(dataset=work.dataset_name, split=work.split, seed=0,
                                             config={"metric": metric, "top": top, "k": k, "max_pairs": work.max_pairs,
-                                                    "head": head, "loss": loss, "with_controls": with_controls},
+                                                    "head": head, "loss": loss, "with_controls": with_controls,
+                                                    "protocol": work.protocol.name},
                                             ranking=[{"vision": v, "text": t, "value": val} for (v, t), val in
                                                      sorted(predicted.items(), key=lambda kv: -kv[1])],
                                             agreements=agreements))

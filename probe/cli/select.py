@@ -64,7 +64,7 @@ def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: boo
     from probe.records import keys
 
     key = keys.similarity(metric)
-    shown = next(iter(chosen.probed.values()), {})  # the table shows the first benchmark's scores
+    shown: dict = next(iter(chosen.probed.values()), {})  # the table shows the first benchmark's scores
 
     def named(ref) -> str:
         return ref.name + (" (control)" if ref.control else "")
@@ -101,7 +101,14 @@ def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: boo
 @click.option("--with-controls", is_flag=True,
               help="Let control pairs (pixels, random weights, TF-IDF) take ranking slots; by default they are "
                    "listed below the ranking for reference.")
-@click.option("--metric", default="mutual_knn", show_default=True, help="mutual_knn, cka, cknna or svcca.")
+@click.option("--metric", default=None,
+              help="mutual_knn, cka, unbiased_cka, cknna or svcca (one the protocol computes) [default: mutual_knn; "
+                   "cka under --protocol freeze-align].")
+@click.option("--protocol", default="probe", show_default=True,
+              help="How pairs are compared: probe (every metric, L2-normalised rows, first caption), platonic "
+                   "(platonic-rep's outlier clipping and SVCCA), freeze-align (biased CKA on raw rows, all-token "
+                   "means, caption means); records name the protocol and each setting's source is cited in "
+                   "probe/metrics/protocols.py.")
 @click.option("--vision", multiple=True, default=("all",), show_default=True, metavar="PATTERN")
 @click.option("--text", multiple=True, default=("all",), show_default=True, metavar="PATTERN")
 @click.option("--split", default="train", show_default=True, help="Split whose image-caption pairs are compared.")
@@ -117,12 +124,13 @@ def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: boo
 @common
 @executor_options
 @click.pass_obj
-def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, max_pairs, n_boot, recompute, dry_run,
-           dataset, results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
+def select(obj: RunContext, top, with_controls, metric, protocol, vision, text, split, k, max_pairs, n_boot, recompute,
+           dry_run, dataset, results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
-    Each pair's image features and first-caption features are compared (mutual kNN, CKA, CKNNA,
-    SVCCA; 95% bootstrap interval and a shuffled-pairing null); pairs are ranked by --metric. Where
+    Each pair's image features and first-caption features are compared (mutual kNN, CKA, unbiased
+    CKA, CKNNA, SVCCA; 95% bootstrap interval and a shuffled-pairing null); pairs are ranked by
+    --metric. --protocol platonic or freeze-align compares them as those papers' code did. Where
     `probe run` records exist, it also says how well the ranking predicted the probing scores
     (Spearman and Kendall across pairs; whether the selected pairs are the best probed ones).
     A pair that fails is recorded with its reason; the exit code is then 1.
@@ -131,6 +139,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     Examples:
       probe select --top 3
       probe select --top 5 --metric cka --vision 'dinov2/*' --text 'sentence-transformers/*'
+      probe select --protocol freeze-align --dataset coco:~/coco --split val2017
       probe select --dataset karpathy:~/coco/dataset_coco.json --split train --max-pairs 10000
       probe select --vision all --text all -d wds:~/cc3m --dry-run    # what the 5,000 pairs cost to encode
     """
@@ -138,7 +147,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     from probe.api.selection import plan_selection
     from probe.api.selection import select as select_pairs
 
-    settings = dict(vision=vision, text=text, dataset=dataset, split=split, k=k, max_pairs=max_pairs, n_boot=n_boot,
+    settings = dict(vision=vision, text=text, protocol=protocol, dataset=dataset, split=split, k=k, max_pairs=max_pairs, n_boot=n_boot,
                     results_dir=results_dir, cache_dir=cache_dir, workers=workers, device=device,
                     registry=obj.registry_paths, allow_download=obj.allow_download)
     if dry_run:
@@ -152,7 +161,7 @@ def select(obj: RunContext, top, with_controls, metric, vision, text, split, k, 
     chosen = select_pairs(top=top, metric=metric, with_controls=with_controls, recompute=recompute, head=head,
                           loss=loss, executor=executor, ray_address=ray_address, **settings)
     _report_failures(chosen)
-    _print_ranking(chosen, metric, top, split, with_controls)
+    _print_ranking(chosen, chosen.metric, top, split, with_controls)
     if chosen.failed:
         raise click.exceptions.Exit(1)
 

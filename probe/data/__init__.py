@@ -8,7 +8,7 @@ from probe.data.base import DatasetInfo, SplitData
 from probe.errors import ProbeError
 
 BUNDLED = ("shapes", "digits", "shapes-ood")
-LOCAL_KINDS = ("imagefolder", "karpathy", "csv", "jsonl", "wds")
+LOCAL_KINDS = ("imagefolder", "karpathy", "coco", "csv", "jsonl", "wds")
 
 
 class Dataset(Protocol):
@@ -31,7 +31,8 @@ class BundledDataset:
 
 def get_dataset(name: str) -> Dataset:
     """``shapes``, ``digits``, ``shapes-ood``, a built recipe (``tuxpaint``, ``fashion-mnist``, see
-    ``probe data get``), several of those joined by ``+`` (one corpus), or ``imagefolder:PATH`` / ``karpathy:FILE`` / ``csv:FILE`` / ``jsonl:FILE`` / ``wds:PATH``."""
+    ``probe data get``), several of those joined by ``+`` (one corpus), or ``imagefolder:PATH`` /
+    ``karpathy:FILE`` / ``coco:FOLDER`` (COCO's own layout) / ``csv:FILE`` / ``jsonl:FILE`` / ``wds:PATH``."""
     if name in BUNDLED:
         return BundledDataset(name)
     from probe.data.merged import SEPARATOR
@@ -54,6 +55,10 @@ def get_dataset(name: str) -> Dataset:
             return local.ImageFolderDataset(path)
         if kind == "karpathy":
             return local.KarpathyDataset(path)
+        if kind == "coco":
+            from probe.data.coco import CocoCaptionsDataset
+
+            return CocoCaptionsDataset(path)
         if kind in ("csv", "jsonl"):
             return local.TableDataset(path, kind)
         return local.WebDataset(path)

@@ -31,7 +31,7 @@ FAMILY_MODULES = {
     "aim-v1": "probe.encoders.aim_encoder",
 }
 #: Poolings shared by the families that see token sequences (see :mod:`probe.encoders.pooling`).
-TOKEN_POOLINGS = {"vision": ("cls", "mean", "cls+mean"), "text": ("mean", "cls", "last")}
+TOKEN_POOLINGS = {"vision": ("cls", "mean", "cls+mean", "mean_all"), "text": ("mean", "cls", "last")}
 
 
 class LoaderFamily:

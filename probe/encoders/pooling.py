@@ -14,7 +14,8 @@ def pool_vision_tokens(tokens: torch.Tensor, pooling: str | None, prefix_tokens:
     """tokens [N, L, D] with ``prefix_tokens`` leading CLS/register tokens.
 
     ``cls+mean`` concatenates the CLS token with the mean of patch tokens (DINOv2's linear-eval
-    and SAIL's choice); ``mean`` averages patch tokens only.
+    and SAIL's choice); ``mean`` averages patch tokens only; ``mean_all`` averages every token, CLS
+    and registers included (``last_hidden_state.mean(dim=1)``, freeze-align's encoder selection).
     """
     import torch
 
@@ -25,7 +26,9 @@ def pool_vision_tokens(tokens: torch.Tensor, pooling: str | None, prefix_tokens:
         return patches.mean(dim=1)
     if pooling == "cls+mean":
         return torch.cat([tokens[:, 0], patches.mean(dim=1)], dim=-1)
-    raise ProbeError(f"pooling {pooling!r} does not apply to token sequences; use cls, mean or cls+mean")
+    if pooling == "mean_all":
+        return tokens.mean(dim=1)
+    raise ProbeError(f"pooling {pooling!r} does not apply to token sequences; use cls, mean, cls+mean or mean_all")
 
 
 def pool_text_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str | None) -> torch.Tensor:

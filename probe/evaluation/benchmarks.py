@@ -79,6 +79,10 @@ def _reader(entry: Any) -> Any:
         from probe.data.local import KarpathyDataset
 
         return KarpathyDataset(str(path))
+    if entry.reader == "coco":
+        from probe.data.coco import CocoCaptionsDataset
+
+        return CocoCaptionsDataset(str(path), entry.name, entry.captions_per_image)
     if entry.reader == "winoground":
         return published.Winoground(entry.name, path, entry.description)
     if entry.reader == "ulcc":

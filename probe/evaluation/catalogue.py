@@ -20,7 +20,7 @@ from probe.errors import ProbeError
 from probe.tomlfiles import pop_override, read_toml, unknown_key
 
 #: ``bundled`` and ``recipe`` benchmarks are datasets of the same name (a recipe once `probe data get` built it)
-READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "winoground", "clip-wds", "ulcc")
+READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "coco", "winoground", "clip-wds", "ulcc")
 SELF_CONTAINED = ("bundled", "recipe")
 
 
@@ -35,6 +35,8 @@ class BenchmarkEntry:
     classnames: str | tuple[str, ...] = ""
     templates: str | tuple[str, ...] = ""
     get: str = ""
+    #: keep only each image's first N captions (a retrieval protocol's choice, e.g. SAIL's five on COCO)
+    captions_per_image: int | None = None
     source: str = ""
 
     def data_path(self) -> Path:
@@ -88,7 +90,8 @@ def builtin_dir() -> Path:
 
 #: the type each benchmark field takes in a catalogue file ("names": a string or a list of strings)
 _FIELD_TYPES = {"name": "string", "task": "names", "reader": "string", "description": "string", "data": "string",
-                "split": "string", "classnames": "names", "templates": "names", "get": "string"}
+                "split": "string", "classnames": "names", "templates": "names", "get": "string",
+                "captions_per_image": "count"}
 
 
 def _check_types(raw: dict[str, Any]) -> None:
@@ -96,11 +99,14 @@ def _check_types(raw: dict[str, Any]) -> None:
         if key not in raw:
             continue
         value = raw[key]
-        ok = isinstance(value, str) if kind == "string" else (
-            isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)))
+        if kind == "count":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        else:
+            ok = isinstance(value, str) if kind == "string" else (
+                isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)))
         if not ok or (key == "name" and not value.strip()):
             want = "a non-empty string" if key == "name" else "a string" if kind == "string" else \
-                "a string or a list of strings"
+                "a whole number of at least 1" if kind == "count" else "a string or a list of strings"
             raise ValueError(f"{key!r} must be {want}, got {value!r}")
 
 

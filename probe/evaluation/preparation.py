@@ -1,5 +1,5 @@
 """Benchmarks that come as their authors' archives: ``probe data get imagenet1k`` (and coco-karpathy,
-flickr30k-karpathy, winoground) turns the files a user downloaded into the layout the benchmark's
+coco-val2017, flickr30k-karpathy, winoground) turns the files a user downloaded into the layout the benchmark's
 reader takes, in the benchmark's data folder (``$PROBE_DATA/...``, see ``probe benchmarks``).
 
 Unlike the recipes in :mod:`probe.recipes.sources`, nothing is re-encoded or re-split: these
@@ -184,6 +184,27 @@ def prepare_coco(source: Path, target: Path, progress: bool) -> dict[str, int]:
     return counts
 
 
+def prepare_coco2017(source: Path, target: Path, progress: bool) -> dict[str, int]:
+    """COCO's ``val2017.zip`` and ``annotations_trainval2017.zip`` (or its ``captions_val2017.json``) ->
+    ``val2017/`` + ``annotations/captions_val2017.json``, COCO's own layout (:mod:`probe.data.coco`)."""
+    (target / "annotations").mkdir(parents=True, exist_ok=True)
+    captions = target / "annotations" / "captions_val2017.json"
+    annotations = _first(source, "annotations_trainval2017.zip|captions_val2017.json")
+    if annotations.suffix == ".zip":
+        try:
+            with zipfile.ZipFile(annotations) as zf:
+                if "annotations/captions_val2017.json" not in zf.namelist():
+                    raise ProbeError(f"{annotations} holds no annotations/captions_val2017.json "
+                                     "(COCO's annotations_trainval2017.zip does)")
+                captions.write_bytes(zf.read("annotations/captions_val2017.json"))
+        except _ZIP_ERRORS as exc:
+            raise _damaged(annotations, exc) from None
+    elif annotations.resolve() != captions.resolve():
+        shutil.copy2(annotations, captions)
+    archive = _first(source, "val2017.zip")
+    return {"val2017": _unzip(archive, target / "val2017", progress, strip=_zip_prefix(archive, "val2017"))}
+
+
 PUBLISHED: dict[str, Published] = {
     "imagenet1k": Published(
         "imagenet1k", ("ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"),
@@ -193,6 +214,9 @@ PUBLISHED: dict[str, Published] = {
         "coco-karpathy", ("dataset_coco.json|caption_datasets.zip", "train2014.zip", "val2014.zip"),
         "Karpathy's caption_datasets.zip (cs.stanford.edu/people/karpathy/deepimagesent) and train2014.zip, "
         "val2014.zip from https://cocodataset.org/#download", prepare_coco),
+    "coco-val2017": Published(
+        "coco-val2017", ("val2017.zip", "annotations_trainval2017.zip|captions_val2017.json"),
+        "val2017.zip and annotations_trainval2017.zip from https://cocodataset.org/#download", prepare_coco2017),
     "flickr30k-karpathy": Published(
         "flickr30k-karpathy", ("flickr_annotations_30k.csv", "flickr30k-images.zip"),
         "huggingface-cli download nlphuji/flickr30k --repo-type dataset --local-dir SOURCE", prepare_flickr30k,

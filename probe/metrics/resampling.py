@@ -24,6 +24,8 @@ from probe.metrics.similarity import (
     mean_canonical_correlation,
     neighbour_overlap,
     principal_basis,
+    standardized,
+    unbiased_linear_hsic,
 )
 from probe.metrics.vectors import l2_normalize
 
@@ -69,6 +71,7 @@ class _View:
     knn_val: np.ndarray | None = None
     basis: np.ndarray | None = None
     hsic_self: float | None = None
+    unbiased_self: float | None = None
 
 
 @dataclass
@@ -88,8 +91,11 @@ class Side:
     dim: int
 
 
-def side(x: Any, plan: ResamplePlan, metrics: Sequence[str] = tuple(METRICS), k: int = 10, dim: int = 10) -> Side:
-    """Prepare one encoder's features (rows aligned with its partners') for :func:`pair_scores`."""
+def side(x: Any, plan: ResamplePlan, metrics: Sequence[str] = tuple(METRICS), k: int = 10, dim: int = 10,
+         normalize: bool = True, standardize_svcca: bool = False) -> Side:
+    """Prepare one encoder's features (rows aligned with its partners') for :func:`pair_scores`:
+    rows L2-normalised unless ``normalize=False``; with ``standardize_svcca`` each subsample's
+    features are scaled to unit variance before its SVCCA basis (platonic-rep's ``svcca``)."""
     for metric in metrics:
         if metric not in METRICS:
             raise ProbeError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
@@ -100,7 +106,10 @@ def side(x: Any, plan: ResamplePlan, metrics: Sequence[str] = tuple(METRICS), k:
         raise ProbeError(f"CKNNA needs at least 4 rows; got {plan.m}")
     if "svcca" in metrics and not 1 <= dim <= min(x.shape[1], plan.m - 1):
         raise ProbeError(f"svcca dim must be between 1 and {min(x.shape[1], plan.m - 1)}; got {dim}")
-    x = l2_normalize(x)
+    if "unbiased_cka" in metrics and plan.m < 4:
+        raise ProbeError(f"unbiased CKA needs at least 4 rows; got {plan.m}")
+    if normalize:
+        x = l2_normalize(x)
 
     def view(rows: np.ndarray | None) -> _View:
         sub = x if rows is None else x[rows]
@@ -108,9 +117,11 @@ def side(x: Any, plan: ResamplePlan, metrics: Sequence[str] = tuple(METRICS), k:
         if {"mutual_knn", "cknna"} & set(metrics):
             out.knn_idx, out.knn_val = knn(sub, k)
         if "svcca" in metrics:
-            out.basis = principal_basis(sub, dim)
+            out.basis = principal_basis(standardized(sub) if standardize_svcca else sub, dim)
         if "cka" in metrics:
             out.hsic_self = biased_linear_hsic(sub, sub)
+        if "unbiased_cka" in metrics:
+            out.unbiased_self = unbiased_linear_hsic(sub, sub)
         return out
 
     return Side(view(None), [view(rows) for rows in plan.boots], tuple(metrics), k, dim)
@@ -140,6 +151,11 @@ def _pair_value(metric: str, a: _View, b: _View, perm: np.ndarray | None = None)
     rows_b = slice(None) if b.rows is None else b.rows
     if perm is not None:
         rows_b = perm if b.rows is None else b.rows[perm]
+    if metric == "unbiased_cka":
+        assert a.unbiased_self is not None and b.unbiased_self is not None
+        cross, denom = (unbiased_linear_hsic(a.source[rows_a], b.source[rows_b]),
+                        np.sqrt(max(a.unbiased_self, 0.0) * max(b.unbiased_self, 0.0)))
+        return float(cross / denom) if denom > 0 else 0.0
     assert a.hsic_self is not None and b.hsic_self is not None
     cross = biased_linear_hsic(a.source[rows_a], b.source[rows_b])
     denom = np.sqrt(max(a.hsic_self, 0.0) * max(b.hsic_self, 0.0))

@@ -8,6 +8,7 @@ exclude the item itself.
   (O(N d²)) instead of N×N Gram matrices; ``unbiased`` uses Song et al.'s HSIC estimator.
 - ``cknna``: unbiased CKA restricted to pairs that are k-nearest neighbours in both spaces
   (Huh et al. 2024); only the ≤ k entries per row that survive the mask are ever formed.
+- ``unbiased_cka``: linear CKA with the unbiased HSIC estimator.
 - ``svcca``: mean canonical correlation after reducing each side to its top ``dim`` SVD directions.
 
 Nearest neighbours come from one chunked matmul + top-k pass per side, shared by mutual kNN and
@@ -102,39 +103,35 @@ def neighbour_overlap(idx_a: np.ndarray, idx_b: np.ndarray) -> float:
 # --- CKA ------------------------------------------------------------------------------------------
 
 def linear_hsic_terms(x: np.ndarray, y: np.ndarray, unbiased: bool) -> tuple[float, float, float]:
-    """(HSIC(K,L), HSIC(K,K), HSIC(L,L)) for K = x xᵀ, L = y yᵀ, each up to the same constant factor.
+    """(HSIC(K,L), HSIC(K,K), HSIC(L,L)) for K = x xᵀ, L = y yᵀ, each up to the same constant factor,
+    from :func:`biased_linear_hsic` or :func:`unbiased_linear_hsic`."""
+    hsic = unbiased_linear_hsic if unbiased else biased_linear_hsic
+    return hsic(x, y), hsic(x, x), hsic(y, y)
 
-    The biased terms come from :func:`biased_linear_hsic`. For the unbiased ones only the d×d
-    products xᵀy, xᵀx, yᵀy are formed (float32 matmuls, float64 from there on), with Song et al.'s
-    corrections from the Gram diagonals and row sums, so no centred copy of the data is made.
+
+def unbiased_linear_hsic(x: np.ndarray, y: np.ndarray) -> float:
+    """Song et al.'s unbiased HSIC(K, L) for linear kernels K = x xᵀ, L = y yᵀ.
+
+    Only the d×d product xᵀy is formed (float32 matmul, float64 from there on), with the corrections
+    taken from the Gram diagonals and zero-diagonal row sums, so no N×N matrix and no centred copy of
+    the data is made; with fewer rows than features the N×N Grams are cheaper and are used instead.
     """
     import torch
 
-    if not unbiased:
-        return biased_linear_hsic(x, y), biased_linear_hsic(x, x), biased_linear_hsic(y, y)
     n = x.shape[0]
     if n < 4:
         raise ProbeError(f"unbiased CKA needs at least 4 rows; got {n}")
-    dx_, dy_ = x.shape[1], y.shape[1]
-    if n * (dx_ + dy_) < dx_ * dx_ + dy_ * dy_ + dx_ * dy_:  # fewer rows than features: N x N Grams are cheaper
-        xt_, yt_ = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-        with torch.inference_mode():
-            k, l = (xt_ @ xt_.T).double().numpy(), (yt_ @ yt_.T).double().numpy()  # noqa: E741
-        return hsic_gram(k, l, True), hsic_gram(k, k, True), hsic_gram(l, l, True)
     xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
     with torch.inference_mode():
-        xy, xx, yy = (xt.T @ yt).double(), (xt.T @ xt).double(), (yt.T @ yt).double()
-        sx, sy = xt.double().sum(0), yt.double().sum(0)
+        if n * (x.shape[1] + y.shape[1]) < x.shape[1] * y.shape[1]:
+            return hsic_gram((xt @ xt.T).double().numpy(), (yt @ yt.T).double().numpy(), True)
+        frob = float(((xt.T @ yt).double() ** 2).sum())
         dx, dy = (xt * xt).sum(1).double(), (yt * yt).sum(1).double()  # Gram diagonals
-        rx, ry = (xt @ sx.float()).double() - dx, (yt @ sy.float()).double() - dy  # zero-diagonal row sums
-
-        def hsic(frob: torch.Tensor, diag_a, diag_b, row_a, row_b) -> float:
-            trace = float(frob) - float((diag_a * diag_b).sum())
-            sum_a, sum_b = float(row_a.sum()), float(row_b.sum())
-            return (trace + sum_a * sum_b / ((n - 1) * (n - 2)) - 2 * float(row_a @ row_b) / (n - 2)) / (n * (n - 3))
-
-        return (hsic((xy * xy).sum(), dx, dy, rx, ry), hsic((xx * xx).sum(), dx, dx, rx, rx),
-                hsic((yy * yy).sum(), dy, dy, ry, ry))
+        rx = (xt @ xt.double().sum(0).float()).double() - dx  # zero-diagonal row sums
+        ry = (yt @ yt.double().sum(0).float()).double() - dy
+        trace = frob - float((dx * dy).sum())
+        return (trace + float(rx.sum()) * float(ry.sum()) / ((n - 1) * (n - 2))
+                - 2 * float(rx @ ry) / (n - 2)) / (n * (n - 3))
 
 
 def biased_linear_hsic(x: np.ndarray, y: np.ndarray) -> float:
@@ -167,6 +164,11 @@ def hsic_gram(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:  # noqa: E
     # 1' Kt Lt 1 = (Kt' 1) . (Lt 1): no N^3 product
     return float((np.sum(kt * lt.T) + kt.sum() * lt.sum() / ((n - 1) * (n - 2))
                   - 2 * (kt.sum(0) @ lt.sum(1)) / (n - 2)) / (n * (n - 3)))
+
+
+def unbiased_cka(a: Any, b: Any, normalize: bool = True) -> float:
+    """Linear CKA with Song et al.'s unbiased HSIC estimator (platonic-rep's ``unbiased_cka``)."""
+    return cka(a, b, unbiased=True, normalize=normalize)
 
 
 def cka(a: Any, b: Any, kernel: str = "linear", unbiased: bool = False, normalize: bool = True,
@@ -241,13 +243,25 @@ def cknna_from_knn(idx_a, val_a, idx_b, val_b) -> float:
 
 # --- SVCCA ----------------------------------------------------------------------------------------
 
-def svcca(a: Any, b: Any, dim: int = 10, normalize: bool = True) -> float:
+def svcca(a: Any, b: Any, dim: int = 10, normalize: bool = True, standardize: bool = False) -> float:
+    """Mean canonical correlation of the two top-``dim`` principal subspaces; ``standardize`` first
+    scales each feature to unit variance, as platonic-rep's ``svcca`` does (metrics.py:132-135)."""
     a, b = check_pair(a, b)
     if not 1 <= dim <= min(a.shape[1], b.shape[1], a.shape[0] - 1):
         raise ProbeError(f"svcca dim must be between 1 and {min(a.shape[1], b.shape[1], a.shape[0] - 1)}; got {dim}")
     if normalize:
         a, b = l2_normalize(a), l2_normalize(b)
+    if standardize:
+        a, b = standardized(a), standardized(b)
     return mean_canonical_correlation(principal_basis(a, dim), principal_basis(b, dim))
+
+
+def standardized(x: np.ndarray) -> np.ndarray:
+    """Each feature centred and divided by its sample standard deviation (``+ 1e-8``, as
+    platonic-rep: ``act / (torch.std(act, axis=0) + 1e-8)``, Bessel-corrected)."""
+    x64 = x.astype(np.float64)
+    centred = x64 - x64.mean(0)
+    return (centred / (centred.std(0, ddof=1) + 1e-8)).astype(np.float32)
 
 
 def principal_basis(x: np.ndarray, dim: int) -> np.ndarray:
@@ -279,4 +293,5 @@ def mean_canonical_correlation(qa: np.ndarray, qb: np.ndarray) -> float:
 
 
 #: name -> metric function ``(a, b, **kw) -> float``; every name has a key in probe.records.keys
-METRICS: dict[str, Callable[..., float]] = {"mutual_knn": mutual_knn, "cka": cka, "cknna": cknna, "svcca": svcca}
+METRICS: dict[str, Callable[..., float]] = {"mutual_knn": mutual_knn, "cka": cka, "unbiased_cka": unbiased_cka,
+                                            "cknna": cknna, "svcca": svcca}

@@ -21,7 +21,7 @@ TEXT_SCORE = "text/score"
 TEXT_STS = "text/sts"
 TEXT_CLUSTERING = "text/clustering"
 TEXT_CLASSIFICATION = "text/classification"
-SIMILARITY_METRICS = ("mutual_knn", "cka", "cknna", "svcca")
+SIMILARITY_METRICS = ("mutual_knn", "cka", "unbiased_cka", "cknna", "svcca")
 
 
 def retrieval(name: str) -> str:

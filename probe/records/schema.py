@@ -263,6 +263,13 @@ class SimilarityConfig(Strict):
     n_boot: int
     n_perm: int
     pairs: str
+    #: the similarity protocol (:meth:`probe.metrics.protocols.SimilarityProtocol.to_dict`); absent in
+    #: records written before protocols existed, which were probe's own without unbiased CKA
+    protocol: dict[str, Any] | None = None
+
+    @property
+    def protocol_name(self) -> str:
+        return str((self.protocol or {}).get("name", "probe"))
 
 
 class NullStat(Strict):
@@ -309,6 +316,8 @@ class SelectionConfig(Strict):
     loss: str | None
     #: whether control pairs could take ranking slots (absent in records written before it existed)
     with_controls: bool = False
+    #: the similarity protocol ranked under (absent before protocols existed: probe's own)
+    protocol: str = "probe"
 
 
 class RankedPair(Strict):

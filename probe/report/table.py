@@ -24,6 +24,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     (keys.COMPOSITIONAL_GROUP, "Winoground group", ".3f"),
     (keys.VISION_KNN20, "vision kNN@20", ".3f"), (keys.TEXT_SCORE, "text score", ".3f"),
     (keys.similarity("mutual_knn"), "mutual kNN", ".3f"), (keys.similarity("cka"), "CKA", ".3f"),
+    (keys.similarity("unbiased_cka"), "unbiased CKA", ".3f"),
     (keys.similarity("cknna"), "CKNNA", ".3f"), (keys.similarity("svcca"), "SVCCA", ".3f"),
     ("params_m", "params (M)", ".1f"),
     ("pairs_seen", "pairs seen", ",d"), ("head_train_flops", "head FLOPs", ".3g"),
@@ -61,7 +62,7 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
                   for s in iter_records(results_dir, "correlates") if s.record.ok}
     similarity: dict[tuple[str, str, str], Any] = {}
     for s in sorted(iter_records(results_dir, "similarity"), key=lambda s: s.record.split != "train"):
-        if s.record.ok:  # train first
+        if s.record.ok and s.record.config.protocol_name == "probe":  # train first; other protocols apart
             similarity.setdefault((s.record.dataset, s.record.vision.name, s.record.text.name), s.record)
     rows, failures = [], []
     for stored in alignment:
