@@ -119,7 +119,7 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     from probe.align.sweep import AlignmentSweep
     from probe.data import get_dataset
     from probe.data.splits import TASKS, in_domain_plan, transfer_plan
-    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
+    from probe.evaluation.benchmarks import get_benchmarks
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
@@ -138,7 +138,7 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     check_executor(executor, ray_address)
     # every input is checked before any model is resolved or loaded: a typo costs no work
     ds = get_dataset(train or dataset or "shapes")
-    benchmarks = [get_benchmark(name) for name in benchmark_names(evals)] if train else []
+    benchmarks = get_benchmarks(evals) if train else []
     configs = head_configs(preset, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
                            batch_size=batch_size, out_dim=out_dim, seed=seed)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)

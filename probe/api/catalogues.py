@@ -41,8 +41,9 @@ def models(patterns: str | Sequence[str] = (), *, modality: str | None = None, a
 
 def benchmarks(names: str | Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
     """The benchmark catalogue (or the named benchmarks and suites): per benchmark its tasks, how many
-    class names and templates it has, where its data must be, whether it is here and how to get it;
-    then the suites. ``{"benchmarks": [...], "suites": [...]}``."""
+    class names and templates it has, where its data must be, whether it is here and how to get it,
+    its source's main metric, and why probe does not score it where it does not; then the suites, each
+    with its members here, missing, and not scored by probe. ``{"benchmarks": [...], "suites": [...]}``."""
     from probe.api.common import names as as_names
     from probe.errors import ProbeError
     from probe.evaluation.benchmarks import class_names, prompt_templates
@@ -71,11 +72,23 @@ def benchmarks(names: str | Sequence[str] = ()) -> dict[str, list[dict[str, Any]
     rows = []
     for name in chosen:
         entry = catalogue.benchmarks[name]
-        rows.append({"name": name, "task": ", ".join(entry.task), "classes": count(class_names, entry),
-                     "templates": count(prompt_templates, entry), "data": entry.where(),
-                     "present": entry.present(), "get": entry.get, "description": entry.description})
-    suites = [{"suite": s.name, "benchmarks": list(s.benchmarks), "description": s.description}
-              for s in catalogue.suites.values() if not asked or s.name in asked]
+        unsupported = bool(entry.unsupported)
+        rows.append({"name": name, "task": ", ".join(entry.task),
+                     "classes": "-" if unsupported else count(class_names, entry),
+                     "templates": "-" if unsupported else count(prompt_templates, entry), "data": entry.where(),
+                     "present": entry.present() and not unsupported, "get": entry.get,
+                     "main_metric": entry.main_metric or None, "unsupported": entry.unsupported or None,
+                     "description": entry.description})
+    suites = []
+    for suite in catalogue.suites.values():
+        if asked and suite.name not in asked:
+            continue
+        members = [catalogue.benchmarks.get(m) for m in suite.benchmarks]
+        unscored = [m.name for m in members if m is not None and m.unsupported]
+        here = [m.name for m in members if m is not None and not m.unsupported and m.present()]
+        suites.append({"suite": suite.name, "benchmarks": list(suite.benchmarks), "description": suite.description,
+                       "here": here, "unsupported": unscored,
+                       "missing": [m for m in suite.benchmarks if m not in here and m not in unscored]})
     return {"benchmarks": rows, "suites": suites}
 
 

@@ -39,7 +39,7 @@ def evaluate(model: Any, benchmarks: str | Sequence[str], *, results_dir: str | 
     """
     from probe.aligned import AlignedModel
     from probe.api.common import names
-    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
+    from probe.evaluation.benchmarks import get_benchmarks
     from probe.features.extract import new_job
     from probe.features.options import ExtractOptions
     from probe.pipeline.saved import score_saved
@@ -47,7 +47,7 @@ def evaluate(model: Any, benchmarks: str | Sequence[str], *, results_dir: str | 
     from probe.workspace import folders
 
     new_job()
-    chosen = [get_benchmark(name) for name in benchmark_names(names(benchmarks))]
+    chosen = get_benchmarks(names(benchmarks))
     if isinstance(model, (str, Path)):
         source = Path(model).expanduser()
         model = AlignedModel.load(source, device=device, allow_download=allow_download)

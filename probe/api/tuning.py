@@ -49,7 +49,7 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
     from probe.align.config import ProbeConfig, check_head, check_loss
     from probe.data import get_dataset
     from probe.data.splits import TASKS, in_domain_plan, transfer_plan
-    from probe.evaluation.benchmarks import benchmark_names, get_benchmark
+    from probe.evaluation.benchmarks import get_benchmarks
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
@@ -91,7 +91,7 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
     ds = get_dataset(train or dataset or "shapes")
     chosen = set(TASKS)
     if train:
-        plan = transfer_plan(ds, [get_benchmark(n) for n in benchmark_names(evals)], chosen, explicit_tasks=False,
+        plan = transfer_plan(ds, get_benchmarks(evals), chosen, explicit_tasks=False,
                              seed=head_configs[0].seed)
     else:
         plan = in_domain_plan(ds, chosen, explicit_tasks=False)

@@ -184,6 +184,7 @@ def benchmarks(names: tuple[str, ...], as_json: bool) -> None:
     Examples:
       probe benchmarks
       probe benchmarks imagenet1k winoground
+      probe benchmarks datacomp-38        # which members are here, missing, or not scored, and why
       PROBE_DATA=/datasets probe benchmarks --json
     """
     import json
@@ -196,12 +197,20 @@ def benchmarks(names: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"benchmarks": rows, "suites": suites}, indent=2))
         return
+    def here(row: dict) -> str:
+        return "not scored by probe" if row["unsupported"] else "yes" if row["present"] else "no"
+
     print_table(["benchmark", "task", "classes", "templates", "data", "here"],
-                [[r["name"], r["task"], r["classes"], r["templates"], r["data"], "yes" if r["present"] else "no"]
-                 for r in rows], title=f"{len(rows)} benchmark(s)")
+                [[r["name"], r["task"], r["classes"], r["templates"], r["data"], here(r)] for r in rows],
+                title=f"{len(rows)} benchmark(s)")
     if suites:
-        print_table(["suite", "benchmarks", "what"], [[s["suite"], ", ".join(s["benchmarks"]), s["description"]]
-                                                       for s in suites])
+        print_table(["suite", "here", "missing", "not scored by probe", "what"],
+                    [[s["suite"], str(len(s["here"])), str(len(s["missing"])), str(len(s["unsupported"])),
+                      s["description"]] for s in suites])
+    for row in rows:
+        if row["unsupported"] or (names and not row["present"]):
+            click.echo(f"{row['name']}: " + (f"not scored by probe: {row['unsupported']}" if row["unsupported"]
+                                             else f"missing; get it: {row['get']}"))
 
 
 COMMANDS = [datasets, extract, benchmarks, data]

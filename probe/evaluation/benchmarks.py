@@ -17,6 +17,14 @@ from typing import Any
 from probe.errors import ProbeError
 
 
+class DataMissing(ProbeError):
+    """A benchmark whose files are not where its catalogue entry says."""
+
+
+class NotScored(ProbeError):
+    """A benchmark probe does not score, because it cannot score it as its source does."""
+
+
 @dataclass
 class Benchmark:
     """A catalogue entry bound to its reader: a dataset (``info``, ``load``) that declares its tasks."""
@@ -48,6 +56,29 @@ def benchmark_names(names: tuple[str, ...] | list[str]) -> list[str]:
     return Catalogue.load().expand(names)
 
 
+def get_benchmarks(names: tuple[str, ...] | list[str]) -> list[Any]:
+    """The datasets behind ``names`` (suites expanded), or one error naming every one that cannot be
+    scored here and why (data missing, not scored by probe), so a suite's gaps are listed at once,
+    never skipped."""
+    chosen, problems = [], []
+    for name in benchmark_names(names):
+        try:
+            chosen.append(get_benchmark(name))
+        except ProbeError as exc:
+            problems.append((name, exc))
+    if len(problems) == 1:
+        raise problems[0][1]
+    if problems:
+        missing = [name for name, exc in problems if isinstance(exc, DataMissing)]
+        unscored = [name for name, exc in problems if isinstance(exc, NotScored)]
+        other = [str(exc) for _, exc in problems if not isinstance(exc, (DataMissing, NotScored))]
+        parts = ([f"{len(missing)} have no data here ({', '.join(missing)})"] if missing else []) + \
+                ([f"{len(unscored)} are not scored by probe ({', '.join(unscored)})"] if unscored else []) + other
+        raise ProbeError(f"{len(problems)} benchmarks cannot be scored here: {'; '.join(parts)}; `probe benchmarks "
+                         f"{' '.join(names)}` says how to get each and why")
+    return chosen
+
+
 def get_benchmark(name: str) -> Any:
     """The dataset behind benchmark ``name`` (a catalogue entry or ``kind:PATH``)."""
     from probe.data import LOCAL_KINDS, get_dataset
@@ -60,13 +91,15 @@ def get_benchmark(name: str) -> Any:
     if name not in catalogue.benchmarks:
         raise catalogue.unknown(name)
     entry = catalogue.benchmarks[name]
+    if entry.unsupported:
+        raise NotScored(f"benchmark {name!r} is not scored by probe: {entry.unsupported}")
     if entry.reader in ("bundled", "recipe"):
         return Benchmark(entry, get_dataset(name))  # a recipe not built here says how to build it
     if entry.preparing_marker().exists():
         raise ProbeError(f"benchmark {name!r}: the preparation of {entry.data_folder()} did not finish; run "
                          f"`probe data get {name}` again")
     if not entry.present():
-        raise ProbeError(f"benchmark {name!r}: its data is expected at {entry.data_path()} ({entry.get}); put it "
+        raise DataMissing(f"benchmark {name!r}: its data is expected at {entry.data_path()} ({entry.get}); put it "
                          "there or point $PROBE_DATA at the folder holding it")
     return Benchmark(entry, _reader(entry))
 

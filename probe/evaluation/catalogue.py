@@ -21,6 +21,9 @@ from probe.tomlfiles import pop_override, read_toml, unknown_key
 
 #: ``bundled`` and ``recipe`` benchmarks are datasets of the same name (a recipe once `probe data get` built it)
 READERS = ("bundled", "recipe", "imagenet-folder", "karpathy", "coco", "winoground", "clip-wds", "ulcc")
+#: main metrics a benchmark may name: zero-shot top-1, zero-shot mean per-class recall (clip_benchmark's
+#: balanced accuracy), the mean of image-to-text and text-to-image recall@1
+MAIN_METRICS = ("top1", "mean_per_class_recall", "mean_recall@1")
 SELF_CONTAINED = ("bundled", "recipe")
 
 
@@ -37,6 +40,12 @@ class BenchmarkEntry:
     get: str = ""
     #: keep only each image's first N captions (a retrieval protocol's choice, e.g. SAIL's five on COCO)
     captions_per_image: int | None = None
+    #: the score a suite averages for this benchmark, as its source names it (:data:`MAIN_METRICS`)
+    main_metric: str = ""
+    #: why probe cannot score this benchmark as its source does; it is then refused, never approximated
+    unsupported: str = ""
+    #: the Hugging Face dataset repo ``probe data get --allow-download`` fetches its files from
+    hub_repo: str = ""
     source: str = ""
 
     def data_path(self) -> Path:
@@ -91,7 +100,8 @@ def builtin_dir() -> Path:
 #: the type each benchmark field takes in a catalogue file ("names": a string or a list of strings)
 _FIELD_TYPES = {"name": "string", "task": "names", "reader": "string", "description": "string", "data": "string",
                 "split": "string", "classnames": "names", "templates": "names", "get": "string",
-                "captions_per_image": "count"}
+                "captions_per_image": "count", "main_metric": "string", "unsupported": "string",
+                "hub_repo": "string"}
 
 
 def _check_types(raw: dict[str, Any]) -> None:
@@ -149,6 +159,9 @@ def _entry(raw: dict[str, Any], source: str) -> BenchmarkEntry:
         raise ValueError(f"task {bad[0] if bad else tasks!r} is not one of {', '.join(TASKS)}")
     if raw["reader"] not in READERS:
         raise ValueError(f"reader {raw['reader']!r} is not one of {', '.join(READERS)}")
+    if raw.get("main_metric", "top1") not in MAIN_METRICS and not raw.get("unsupported"):  # a source's own name
+        raise ValueError(f"main_metric {raw['main_metric']!r} is not one of {', '.join(MAIN_METRICS)} (or say why "
+                         "probe does not score it: unsupported = \"...\")")
     if raw["reader"] not in SELF_CONTAINED and not raw.get("data"):
         raise ValueError("a benchmark that is not bundled needs 'data' (where its files must be)")
     # ulcc's reader takes its words from the pictures' own dictionaries: it needs templates only

@@ -42,10 +42,10 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
              n_boot: int = 1000, seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]]]:
     """``(metrics, confidence_intervals)`` of ``probe`` (anything with ``embed_images`` and
     ``embed_texts``: a fitted probe or a saved aligned model) on the held-out features."""
-    from probe.metrics.bootstrap import ratio_interval
+    from probe.metrics.bootstrap import per_class_recall_interval, ratio_interval
     from probe.metrics.compositional import winoground_hits
     from probe.metrics.retrieval import KS, metrics_from_ranks, probing_score_ci
-    from probe.metrics.zeroshot import class_embeddings, options_per_image, topk_hits
+    from probe.metrics.zeroshot import class_embeddings, mean_per_class_recall, options_per_image, topk_hits
 
     def interval(num: np.ndarray, den: np.ndarray | None = None) -> list[float]:
         return list(ratio_interval(num, den, n_boot=n_boot, seed=seed))
@@ -81,6 +81,10 @@ def evaluate(probe: Any, test: PairedFeatures, *, zeroshot: Sequence[ZeroShotTas
         for k, hits in topk_hits(images, classes, labels, ks, candidates=task.candidates).items():
             metrics[keys.zeroshot(task.name, k)] = float(hits.mean())
             intervals[keys.zeroshot(task.name, k)] = interval(hits.astype(float))
+            if k == 1:
+                key, kept = keys.zeroshot_per_class_recall(task.name), labels[labels >= 0]
+                metrics[key] = mean_per_class_recall(hits, kept)
+                intervals[key] = list(per_class_recall_interval(hits, kept, n_boot=n_boot, seed=seed))
     if compositional is not None:
         pairs, swap = compositional
         kept, left_out = scoreable_pairs(swap, pairs.images)

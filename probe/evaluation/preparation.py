@@ -249,15 +249,16 @@ def prepare_clip_wds(source: Path, target: Path, progress: bool) -> dict[str, in
 
 def published(name: str) -> Published | None:
     """How benchmark ``name`` is prepared: one of :data:`PUBLISHED`, or a clip_benchmark webdataset set
-    (any catalogue entry read by ``clip-wds``, fetched from the hub's ``clip-benchmark/<folder>``)."""
+    (any catalogue entry read by ``clip-wds``, fetched from the hub's ``clip-benchmark/<folder>`` or
+    the repo the entry names, such as DataComp's ``djghosh/wds_<task>_test``)."""
     if name in PUBLISHED:
         return PUBLISHED[name]
     from probe.evaluation.catalogue import Catalogue
 
     entry = Catalogue.load().benchmarks.get(name)
-    if entry is None or entry.reader != "clip-wds":
+    if entry is None or entry.reader != "clip-wds" or entry.unsupported:
         return None
-    repo = f"clip-benchmark/{Path(entry.data).name}"
+    repo = entry.hub_repo or f"clip-benchmark/{Path(entry.data).name}"
     return Published(name, ("test", "classnames.txt"),
                      f"huggingface-cli download {repo} --repo-type dataset --local-dir SOURCE", prepare_clip_wds,
                      hub_repo=repo)

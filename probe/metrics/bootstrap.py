@@ -31,3 +31,20 @@ def ratio_interval(num: np.ndarray, den: np.ndarray | None = None, *, n_boot: in
     values = np.concatenate(stats)
     alpha = (1 - level) / 2
     return float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha))
+
+
+def per_class_recall_interval(top1_hits: np.ndarray, labels: np.ndarray, *, n_boot: int = 1000,
+                              level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean per-class recall, resampling images within each class (a
+    stratified bootstrap: the score weighs classes equally, so each keeps its size). Resampling the
+    n_c images of class c with replacement makes its recall Binomial(n_c, r_c) / n_c, drawn directly."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    present = counts > 0
+    if not present.any():
+        return float("nan"), float("nan")
+    n = counts[present]
+    recall = np.bincount(labels, weights=np.asarray(top1_hits, dtype=np.float64))[present] / n
+    values = (np.random.default_rng(seed).binomial(n, recall, size=(n_boot, len(n))) / n).mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))

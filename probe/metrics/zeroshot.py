@@ -93,6 +93,18 @@ def topk_hits(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
     return {k: rank < k for k in ks}
 
 
+def mean_per_class_recall(top1_hits: np.ndarray, labels: np.ndarray) -> float:
+    """The mean over the classes present of the share of their images ranked first: clip_benchmark's
+    ``mean_per_class_recall`` (scikit-learn's ``balanced_accuracy_score`` of the top-1 predictions),
+    DataComp's main metric for Caltech-101, FGVC Aircraft, Flowers-102 and Pets. ``top1_hits`` and
+    ``labels`` are per labelled image, in the same order."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    present = counts > 0
+    recall = np.bincount(labels, weights=np.asarray(top1_hits, dtype=np.float64))[present] / counts[present]
+    return float(recall.mean())
+
+
 def topk_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
                   ks: Sequence[int] = (1, 5)) -> dict[int, float]:
     """Accuracy over images with a label >= 0 (unlabelled images, label -1, are left out)."""

@@ -33,6 +33,25 @@ def zeroshot(task: str, k: int) -> str:
     return f"zeroshot/{task}_top{k}"
 
 
+def zeroshot_per_class_recall(task: str) -> str:
+    """``zeroshot/<task>_mean_per_class_recall``: clip_benchmark's balanced top-1 accuracy."""
+    return f"zeroshot/{task}_mean_per_class_recall"
+
+
+def main_score(metrics: dict[str, float], main_metric: str) -> tuple[str, float] | None:
+    """The score a suite averages for a benchmark whose source names its main metric (DataComp's
+    ``tasklist.yml``): ``top1`` (the mean zero-shot top-1 over its tasks), ``mean_per_class_recall``,
+    ``mean_recall@1`` (of image-to-text and text-to-image); ``None`` where the record lacks it."""
+    if main_metric == "mean_recall@1":
+        both = [metrics.get(retrieval(f"{side}_R@1")) for side in ("i2t", "t2i")]
+        return None if None in both else ("retrieval/mean_R@1", (both[0] + both[1]) / 2)  # type: ignore[operator]
+    if main_metric == "mean_per_class_recall":
+        values = [v for k, v in metrics.items() if k.startswith("zeroshot/") and k.endswith("_mean_per_class_recall")]
+        return ("zeroshot/mean_per_class_recall", sum(values) / len(values)) if values else None
+    top1 = [v for k, v in metrics.items() if is_zeroshot_top1(k)]
+    return (ZEROSHOT_MEAN_TOP1, sum(top1) / len(top1)) if top1 else None
+
+
 def is_zeroshot_top1(key: str) -> bool:
     """A per-task zero-shot top-1 key (not the report's mean over tasks)."""
     return key.startswith("zeroshot/") and key.endswith("_top1") and key != ZEROSHOT_MEAN_TOP1

@@ -39,7 +39,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     tuned = iter_records(results_dir, "tune")
     rows, failures = build_table(results_dir, alignment, allow_empty=bool(tuned), entries=entries)
     best_paths = {str(s.path) for s in best_by_pair(alignment, metric=None).values()}
-    labels, by_benchmark = benchmark_matrix(alignment)
+    labels, by_benchmark = benchmark_matrix(alignment, _main_metrics())
     for row, rank in zip(by_benchmark, competition_ranks([r["mean"] if r["mean"] is not None else float("-inf")
                                                           for r in by_benchmark]), strict=True):
         row["rank"] = rank
@@ -90,6 +90,13 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
         handle.write(html)
     return {"html": out_dir / "leaderboard.html", "csv": out_dir / "leaderboard.csv",
             "json": out_dir / "leaderboard.json", **{f"plot:{k}": v for k, v in made.items()}}
+
+
+def _main_metrics() -> dict[str, str]:
+    """Benchmark name -> the main metric its catalogue entry names (DataComp's tasks)."""
+    from probe.evaluation.catalogue import Catalogue
+
+    return {name: entry.main_metric for name, entry in Catalogue.load().benchmarks.items() if entry.main_metric}
 
 
 def _breakable(name: str):

@@ -9,16 +9,25 @@ from typing import Any
 from probe.records import keys
 
 
-def benchmark_matrix(stored: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
+def benchmark_matrix(stored: list[Any], main_metrics: dict[str, str] | None = None
+                     ) -> tuple[list[str], list[dict[str, Any]]]:
     """``(benchmark labels, rows)``; a row holds ``scores[label] = (metric, value, lo, hi)`` and ``mean``
-    over the benchmarks it has (None unless it has every benchmark of the table)."""
+    over the benchmarks it has (None unless it has every benchmark of the table). A benchmark whose
+    catalogue entry names its source's main metric (``main_metrics``, by benchmark name: DataComp's
+    mean per-class recall, say) is shown and averaged by that, without an interval."""
     rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     labels: set[str] = set()
     for item in stored:
         r = item.record
         if r.kind != "alignment" or not r.ok:
             continue
-        found = keys.primary_interval(r.metrics, r.intervals)
+        main = (main_metrics or {}).get(r.benchmark.name)
+        found: tuple[str, float, float | None, float | None] | None
+        if main:
+            scored = keys.main_score(r.metrics, main)
+            found = None if scored is None else (*scored, None, None)
+        else:
+            found = keys.primary_interval(r.metrics, r.intervals)
         if found is None:
             continue
         metric, value, lo, hi = found
