@@ -35,9 +35,9 @@ def test_every_shipped_entry_has_a_family_that_accepts_it():
 
 @pytest.mark.parametrize("body, message", [
     ('name = "a/b"\nloader = "timm"\nweights = "x/y"\npooling = "flatten"\nembed_dim = 8\nimage_size = 8\n'
-     'mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n', "pooling 'flatten' is not one of cls, mean, cls+mean, pooler"),
+     'mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n', "pooling 'flatten' is not one of cls, mean, cls+mean, mean_all, pooler"),
     ('name = "a/b"\nloader = "timm"\nweights = "x/y"\nembed_dim = 8\nimage_size = 8\n'
-     'mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n', "missing field pooling (one of cls, mean, cls+mean, pooler)"),
+     'mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n', "missing field pooling (one of cls, mean, cls+mean, mean_all, pooler)"),
     ('name = "a/b"\nloader = "baseline"\nweights = "pixels"\npooling = "mean"\nembed_dim = 8\nimage_size = 8\n'
      'mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n', "pooling does not apply to 'pixels' entries"),
     ('name = "a/b"\nloader = "baseline"\nweights = "noise"\nembed_dim = 8\nimage_size = 8\n'
