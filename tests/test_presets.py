@@ -141,6 +141,14 @@ def test_run_with_a_recipe_lets_typed_options_win(run_cli, tmp_path, shared_cach
     assert config["beta2"] == 0.99 and config["head_init"] == "xavier" and config["logit_scale_init"] == 20.0
     assert config["epochs"] == 1 and config["batch_size"] == 64  # typed on the command line
     assert path.name.endswith("linear-siglip-sail-probing-epochs1-batch_size64-seed0.json")
+    # the run says which settings it changed from the preset, and the record holds both values
+    assert "preset sail-probing changed as given: " in ran.stderr
+    assert "epochs 1 (the preset's " in ran.stderr and "batch_size 64 (the preset's " in ran.stderr
+    from probe.align.config import preset_values
+
+    preset = preset_values("sail-probing")
+    assert json.loads(path.read_text())["preset_changes"] == {"epochs": [preset["epochs"], 1],
+                                                             "batch_size": [preset["batch_size"], 64]}
     mine = tmp_path / "mine.toml"
     mine.write_text("[values]\nout_dim = 32\nweight_decay = 0.5\n")
     ran = run_cli("run", *TINY, "--config", str(mine), "--epochs", "1", "--results", str(tmp_path / "c"),
@@ -149,6 +157,7 @@ def test_run_with_a_recipe_lets_typed_options_win(run_cli, tmp_path, shared_cach
     (path,) = (tmp_path / "c" / "records" / "alignment").rglob("*.json")
     config = json.loads(path.read_text())["config"]
     assert config["out_dim"] == 32 and config["weight_decay"] == 0.5 and config["recipe"] == ""
+    assert "preset_changes" not in json.loads(path.read_text())  # no preset: nothing changed from one
 
 
 def test_recipe_refusals_are_one_line(run_cli, tmp_path):

@@ -149,6 +149,16 @@ class ProbeConfig:
         saved models and run folders of this configuration are named."""
         return f"{self._tag(with_seed=False)}-seed{self.seed}"
 
+    @property
+    def preset_changes(self) -> dict[str, list[Any]]:
+        """``{setting: [the preset's value, this configuration's]}`` for every setting given that
+        differs from the preset named (a typed option or a config file wins over the preset); empty
+        without a preset. Runs say these in one line, and records hold them beside the config."""
+        if not self.recipe:
+            return {}
+        preset = preset_values(self.recipe)
+        return {k: [v, getattr(self, k)] for k, v in preset.items() if getattr(self, k) != v}
+
     def _tag(self, with_seed: bool) -> str:
         base = ProbeConfig(**preset_values(self.recipe)) if self.recipe else ProbeConfig()
         skipped = ("head", "loss", "recipe") if with_seed else ("head", "loss", "recipe", "seed")

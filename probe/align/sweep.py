@@ -83,7 +83,7 @@ class AlignmentSweep:
         return encoder_features(spec, self.plan, self.options, streamed_roles=("fit",))
 
     def _record(self, item: Item, unit: Unit, features: Sequence[EncoderFeatures] = (), **results: Any):
-        from probe.records.schema import AlignmentRecord, encoder_ref
+        from probe.records.schema import AlignmentRecord, encoder_ref, preset_changes
 
         (vision, text), (config, key) = item, unit
         plan, target = self.plan, self._target(key)
@@ -102,7 +102,7 @@ class AlignmentSweep:
             identity=self.identity(item, unit), dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=plan.names(target),
             seed=config.seed, corpus=self.corpus, benchmark=target.reference(),
             config=config, vision=encoder_ref(vision), text=encoder_ref(text), tasks=sorted(self.tasks),
-            features={"vision": used.get("vision", {}), "text": used.get("text", {})}, **results)
+            features={"vision": used.get("vision", {}), "text": used.get("text", {})}, **results, **preset_changes(config))
 
     @functools.cached_property
     def corpus(self) -> dict[str, Any]:

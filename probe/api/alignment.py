@@ -141,6 +141,7 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     benchmarks = get_benchmarks(evals) if train else []
     configs = head_configs(preset, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
                            batch_size=batch_size, out_dim=out_dim, seed=seed)
+    say_preset_changes(configs)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     require_both(v_specs, t_specs, "run")
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
@@ -196,6 +197,20 @@ def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing
         log.info("%s", outcome.stale_summary())
     return RunResult(planned.results_dir, outcome.written, outcome.failed, outcome.existing, outcome.stale,
                      planned.cache_dir)
+
+
+def say_preset_changes(configs: Sequence[Any]) -> None:
+    """One line per preset a configuration changes: the settings given win over the preset's, and the
+    records hold both values (``preset_changes``), so a run under a paper's name that is not its
+    setup is never silent about it."""
+    changes: dict[str, dict[str, list[Any]]] = {}
+    for config in configs:
+        for name, (was, now) in config.preset_changes.items():
+            changes.setdefault(config.recipe, {}).setdefault(name, [was, []])[1].append(now)
+    for preset, changed in changes.items():
+        log.warning("preset %s changed as given: %s; the records hold both values (preset_changes)", preset,
+                    ", ".join(f"{name} {'/'.join(map(str, dict.fromkeys(now)))} (the preset's {was})"
+                              for name, (was, now) in changed.items()))
 
 
 def _log_plan(planned: RunPlan) -> None:

@@ -44,7 +44,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
     from probe.evaluation.evaluate import dropped_counts, saturated_metrics, score_target
     from probe.features.roles import encoder_features
     from probe.records.identity import pair_identity
-    from probe.records.schema import AlignmentRecord, encoder_ref
+    from probe.records.schema import AlignmentRecord, encoder_ref, preset_changes
     from probe.records.store import read_complete
 
     config, corpus = model.config, model.meta["corpus"]
@@ -82,13 +82,14 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             tcfg = TuneConfig(**model.meta["tune_config"])  # as it ran: resolving it again changes nothing
             identity = pair_identity("tune", model.vision_spec, model.text_spec, config, corpus, target,
                                      fields["protocol"], TASKS, tune=tcfg.resolved(pick_device(options.device)))
-            record: Any = TuneRecord.new(identity=identity, tune={"setting": tcfg.setting, "config": tcfg}, **fields)
+            record: Any = TuneRecord.new(identity=identity, tune={"setting": tcfg.setting, "config": tcfg}, **fields,
+                                         **preset_changes(config))
             path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
                                     f"{tcfg.tag}__{config.run_tag}", target.benchmark)
         else:
             identity = pair_identity("alignment", model.vision_spec, model.text_spec, config, corpus, target,
                                      fields["protocol"], TASKS)
-            record = AlignmentRecord.new(identity=identity, **fields)
+            record = AlignmentRecord.new(identity=identity, **fields, **preset_changes(config))
             path = alignment_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name, config,
                                   target.benchmark)
         out.append(SavedScore(path, record, read_complete(path)))

@@ -227,6 +227,9 @@ class AlignmentRecord(Scored):
     #: metrics that cannot come out lower than perfect on this benchmark (fewer candidates than k, one
     #: class), with the reason; the report flags them
     saturated: dict[str, str] | None = None
+    #: settings given that differ from the preset the config names: ``{setting: [preset's, used]}``
+    #: (the typed option wins over the preset; absent when nothing was changed)
+    preset_changes: dict[str, list[Any]] | None = None
 
 
 class TuneTiming(Strict):
@@ -391,6 +394,12 @@ def provenance() -> dict[str, Any]:
 
     return {"probe": __version__, "git": git_revision(), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+def preset_changes(config: Any) -> dict[str, Any]:
+    """A record's ``preset_changes`` field, as keyword arguments: present only when there are some."""
+    changes = config.preset_changes
+    return {"preset_changes": changes} if changes else {}
 
 
 def encoder_ref(spec: Any) -> EncoderRef:

@@ -273,7 +273,7 @@ class TuneRun:
         return self._record(job, target, error=reason)
 
     def _record(self, job: TuneJob, target: Target, features: tuple[Any, Any] | None = None, **results: Any) -> Any:
-        from probe.records.schema import TuneRecord, encoder_ref
+        from probe.records.schema import TuneRecord, encoder_ref, preset_changes
 
         used = {"vision": features[0].keys, "text": features[1].keys} if features else {"vision": {}, "text": {}}
         if "tune" not in results:  # a failure: which setting failed
@@ -282,7 +282,7 @@ class TuneRun:
             identity=self.identity(job, target), dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=self.plan.names(target),
             seed=job.config.seed, corpus=self.corpus, benchmark=target.reference(), config=job.config,
             vision=encoder_ref(job.vision), text=encoder_ref(job.text), tasks=sorted(self.tasks), features=used,
-            **results)
+            **results, **preset_changes(job.config))
 
     @functools.cached_property
     def corpus(self) -> dict[str, Any]:
