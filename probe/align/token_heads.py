@@ -19,16 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def _modules() -> Any:
-    """torch's nn, imported where a head is built (``import probe`` loads no torch)."""
-    import torch.nn as nn
-
-    return nn
-
-
 def patch_projection(width: int, out_dim: int) -> Any:
     """``Patch_Projection`` (:37-50): ``Linear(x) + Linear(GELU(Linear(x)))``."""
-    nn = _modules()
+    import torch.nn as nn  # here, where a head is built: ``import probe`` loads no torch
 
     class PatchProjection(nn.Module):
         def __init__(self) -> None:
@@ -45,14 +38,14 @@ def patch_projection(width: int, out_dim: int) -> Any:
 def token_projection(width: int, out_dim: int, dropout: float = 0.1) -> Any:
     """The ``'patch'`` projection of every token (:103-110, :128-135, :171-178): LayerNorm, Dropout(0.1),
     :func:`patch_projection`."""
-    nn = _modules()
+    import torch.nn as nn  # here, where a head is built: ``import probe`` loads no torch
     return nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), patch_projection(width, out_dim))
 
 
 def projection_head(width: int, out_dim: int, dropout: float = 0.1) -> Any:
     """``ProjectionHead`` (:14-34), the ``'mlp'`` projection: ``p = Linear(x)``, then
     ``LayerNorm(p + Dropout(Linear(GELU(p))))``."""
-    nn = _modules()
+    import torch.nn as nn  # here, where a head is built: ``import probe`` loads no torch
 
     class ProjectionHead(nn.Module):
         def __init__(self) -> None:
@@ -81,9 +74,8 @@ def freeze_align_projector(vision_width: int, text_width: int, out_dim: int = 10
     CLS token first; ``embed_texts(tokens, mask)`` takes ``[B, L, text_width]`` and the attention mask;
     ``loss(images, texts)`` is their symmetric InfoNCE at the clamped learned temperature (:454-469)."""
     import torch
+    import torch.nn as nn  # here, where a head is built: ``import probe`` loads no torch
     import torch.nn.functional as F  # noqa: N812
-
-    nn = _modules()
 
     class FreezeAlignProjector(nn.Module):
         def __init__(self) -> None:
