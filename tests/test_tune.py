@@ -86,6 +86,48 @@ def test_exactly_the_named_tensors_train(modality, flag):
     assert all(torch.equal(v, _state(other)[k]) for k, v in other_before.items())
 
 
+def test_freezing_the_cls_tokens_holds_exactly_them():
+    """The paper's embedding stage with both CLS tokens held frozen (its abstract's ablation): the
+    vision CLS token does not move, nor the CLS row of the token embeddings, while every other
+    embedding tensor and every other row of that matrix trains."""
+    from probe.unfreezing.config import TuneConfig, from_notation, with_cls_frozen
+
+    vision_parts, text_parts = (with_cls_frozen(p, m) for p, m in zip(from_notation("V_u^f,T_u^f"),
+                                                                       ("vision", "text"), strict=True))
+    assert (vision_parts, text_parts) == ("stages:embeddings,-cls_token", "stages:embeddings,-cls")
+    config = TuneConfig(vision_parts=vision_parts, text_parts=text_parts)
+    assert config.setting == "V[stage:embeddings+-cls_token],T[stage:embeddings+-cls]"
+    data = _train_split()
+    vision, v_module = _side("test/tiny-vit", "patch_embed,cls_token,pos_embed,-cls_token", data)
+    text, t_module = _side("test/tiny-bert", "token_embeddings,position_embeddings,cls,-cls", data)
+    assert "cls_token" not in vision.trainable.names
+    (matrix, rows), = text.trainable.frozen_rows.items()
+    assert rows == (t_module.cls_id,) and matrix in text.trainable.tensors
+    before = [_state(v_module), _state(t_module)]
+    _fit(vision, text, data)
+    v_after, t_after = _state(v_module), _state(t_module)
+    assert torch.equal(v_after["cls_token"], before[0]["cls_token"])
+    assert not torch.equal(v_after["patch_embed.proj.weight"], before[0]["patch_embed.proj.weight"])
+    moved = torch.nonzero((before[1][matrix] != t_after[matrix]).any(dim=1)).flatten().tolist()
+    assert t_module.cls_id not in moved and len(moved) > 1  # the caption tokens' rows trained, not the CLS row
+    from probe.unfreezing.parts import count_trainable
+
+    width = t_after[matrix].shape[1]
+    assert count_trainable(t_module.backbone, text.trainable) == sum(
+        t_after[n].numel() for n in text.trainable.tensors) - width
+
+
+def test_part_exclusions_are_checked(run_cli):
+    from probe.errors import ProbeError
+    from probe.unfreezing.parts import parse_parts
+
+    assert parse_parts("all,-cls", "text").excluded == ("cls",)
+    for bad, fragment in (("all,-blocks", "cannot exclude 'blocks'"), ("-cls", "need parts to exclude them from"),
+                          ("none,-cls", "stands alone"), ("token_embeddings,-wings", "cannot exclude 'wings'")):
+        with pytest.raises(ProbeError, match=fragment):
+            parse_parts(bad, "text")
+
+
 @pytest.mark.parametrize(("vision_parts", "text_parts"), [("patch_embed", "token_embeddings"), ("blocks", "blocks")])
 def test_gradient_checkpointing_recomputes_every_block_and_trains_the_same_weights(vision_parts, text_parts):
     """Embeddings trained behind frozen blocks, and blocks trained behind frozen embeddings (where

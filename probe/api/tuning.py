@@ -36,7 +36,7 @@ class TunePlan:
 def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset: str | None = None,
               train: str | None = None, evals: str | Sequence[str] = (), freeze: str | None = None,
               vision_parts: str | None = None, text_parts: str | None = None, grid: str | None = None,
-              seeds: Sequence[int] = (0,), pooling: str = "cls", head: str = "linear", loss: str = "infonce",
+              freeze_cls: bool = False, seeds: Sequence[int] = (0,), pooling: str = "cls", head: str = "linear", loss: str = "infonce",
               norm: bool = False, lr: float = 1e-3, encoder_lr: float = 1e-5, epochs: int = 10,
               batch_size: int = 128, out_dim: int = 512, checkpoint_every: int = 50, precision: str = "auto",
               grad_checkpointing: bool | None = None, save_models: bool = True,
@@ -53,7 +53,7 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
-    from probe.unfreezing.config import GRIDS, TuneConfig, from_notation
+    from probe.unfreezing.config import GRIDS, TuneConfig, from_notation, with_cls_frozen
     from probe.unfreezing.pair import TuneRun
     from probe.unfreezing.work import TuneWork
     from probe.workspace import folders
@@ -75,6 +75,8 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
         settings = [(vision_parts or "none", text_parts or "none")]
     else:
         settings = [from_notation(freeze or GRIDS["to-freeze"][0])]  # the paper's best setting by default
+    if freeze_cls:
+        settings = [(with_cls_frozen(v, "vision"), with_cls_frozen(t, "text")) for v, t in settings]
     tune_configs = [TuneConfig(vision_parts=v, text_parts=t, encoder_lr=encoder_lr, pooling=pooling,
                                checkpoint_every=checkpoint_every, precision=precision,
                                grad_checkpointing=grad_checkpointing) for v, t in settings]
@@ -117,7 +119,9 @@ def tune(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existin
     The setting is one of: ``freeze`` (the paper's notation, ``"V_u^f,T_u^u"``: input embeddings and
     blocks of each side unfrozen or frozen; the default is the paper's best), ``grid`` (``"to-freeze"``,
     the paper's Table 2, or ``"to-freeze-16"``), or ``vision_parts`` / ``text_parts``
-    (``"cls_token,blocks:2"``). One run per (pair, setting, seed); one record per benchmark under
+    (``"cls_token,blocks:2"``; ``"all,-cls"``: every part but the one named after ``-``).
+    ``freeze_cls`` holds both CLS tokens frozen in each setting (the abstract's ablation: 37.5% to
+    19.4% mean over DataComp's 38 tasks). One run per (pair, setting, seed); one record per benchmark under
     ``records/tune/``; each tuned pair saved like any aligned model. Runs checkpoint as they go, and
     calling again resumes a killed run; ``skip_existing`` keeps records that are there.
 

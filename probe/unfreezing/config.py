@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from probe.errors import ProbeError
-from probe.unfreezing.parts import Selection, notation, parse_parts
+from probe.unfreezing.parts import Selection, excluded_parts, notation, parse_parts
 
 POOLINGS = ("cls", "entry")
 #: what the encoders compute in while training ("auto": bf16 on a GPU that has it, else float32)
@@ -95,9 +95,23 @@ class TuneConfig:
 
 def _selection(text: str, modality: str) -> Selection:
     if text.startswith("stages:"):  # written by from_notation: the paper's embedding / block stages
-        names = [n for n in text.partition(":")[2].split("+") if n]
-        return Selection({f"stage:{n}": None for n in names})
+        head, *rest = text.split(",")
+        names = [n for n in head.partition(":")[2].split("+") if n]
+        return Selection({f"stage:{n}": None for n in names}, excluded_parts(rest, modality, text))
     return parse_parts(text, modality)
+
+
+#: the CLS token of each side as a part: the vision CLS (with register tokens) and the text CLS row
+CLS_PARTS = {"vision": "cls_token", "text": "cls"}
+
+
+def with_cls_frozen(parts: str, modality: str) -> str:
+    """``parts`` with the side's CLS token held frozen (``-cls_token`` / ``-cls``); a frozen side stays
+    frozen. The ablation "To Freeze or Not to Freeze" reports in its abstract: freezing the image and
+    text CLS tokens takes the mean over DataComp's 38 tasks from 37.5% to 19.4%."""
+    if parts == "none":
+        return parts
+    return f"{parts},-{CLS_PARTS[modality]}"
 
 
 def from_notation(text: str) -> tuple[str, str]:

@@ -73,9 +73,12 @@ class Part:
 
 @dataclass(frozen=True)
 class Selection:
-    """The parts one side trains: part name -> last-k blocks (None: all) for ``blocks``, else None."""
+    """The parts one side trains: part name -> last-k blocks (None: all) for ``blocks``, else None;
+    ``excluded``: parts held frozen inside what the others select (``all,-cls``: every part but the
+    CLS token's row)."""
 
     parts: Mapping[str, int | None] = field(default_factory=dict)
+    excluded: tuple[str, ...] = ()
 
     @property
     def frozen(self) -> bool:
@@ -84,7 +87,8 @@ class Selection:
     def describe(self) -> str:
         if not self.parts:
             return "none"
-        return "+".join(f"{n}:{k}" if k is not None else n for n, k in self.parts.items())
+        return "+".join([*(f"{n}:{k}" if k is not None else n for n, k in self.parts.items()),
+                         *(f"-{n}" for n in self.excluded)])
 
 
 def part_map(model: Any, modality: str, cls_row: int | None = None) -> tuple[dict[str, Part], list[str]]:
@@ -133,19 +137,37 @@ def parse_parts(text: str, modality: str) -> Selection:
     """``"patch_embed,cls_token,blocks:2"`` (or ``all``, ``none``) as a :class:`Selection`; the names
     are checked against the encoder later (:func:`resolve`), the syntax here."""
     valid = VISION_PARTS if modality == "vision" else TEXT_PARTS
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    excluded = excluded_parts([i for i in items if i.startswith("-")], modality, text)
+    items = [i for i in items if not i.startswith("-")]
     chosen: dict[str, int | None] = {}
-    for item in [t.strip() for t in text.split(",") if t.strip()]:
+    for item in items:
         if item in ("none", "all"):
-            if len(text.split(",")) > 1:
-                raise ProbeError(f"{modality} parts {text!r}: '{item}' stands alone")
-            return Selection({} if item == "none" else {"all": None})
+            if len(items) > 1 or (item == "none" and excluded):
+                raise ProbeError(f"{modality} parts {text!r}: '{item}' stands alone"
+                                 + (" (or with -PART exclusions)" if item == "all" else ""))
+            return Selection({} if item == "none" else {"all": None}, excluded)
         name, _, last = item.partition(":")
         if name not in valid:
             raise ProbeError(f"unknown {modality} part {name!r}; valid: {', '.join(valid)}, all, none")
         if last and (name != "blocks" or not last.isdigit() or int(last) < 1):
             raise ProbeError(f"{modality} part {item!r}: only blocks takes a count, as blocks:K with K >= 1")
         chosen[name] = int(last) if last else None
-    return Selection(chosen)
+    if excluded and not chosen:
+        raise ProbeError(f"{modality} parts {text!r}: exclusions (-PART) need parts to exclude them from")
+    return Selection(chosen, excluded)
+
+
+def excluded_parts(items: list[str], modality: str, text: str) -> tuple[str, ...]:
+    """The names in ``-PART`` items, checked: a part probe knows for ``modality``, not ``blocks``
+    (its last-k form says which blocks train)."""
+    valid = VISION_PARTS if modality == "vision" else TEXT_PARTS
+    names = tuple(dict.fromkeys(item[1:] for item in items))
+    for name in names:
+        if name not in valid or name == "blocks":
+            raise ProbeError(f"{modality} parts {text!r}: cannot exclude {name!r}; valid: "
+                             f"{', '.join(f'-{v}' for v in valid if v != 'blocks')}")
+    return names
 
 
 _NOTATION = re.compile(r"^([VT])_([uf])\^([uf])$")
@@ -176,7 +198,7 @@ def notation(vision: Selection, text: Selection) -> str | None:
     """The paper's notation of two stage selections (``V_u^f,T_u^u``), None when they are not stages."""
     out = []
     for side, sel in (("V", vision), ("T", text)):
-        if any(not k.startswith("stage:") for k in sel.parts):
+        if any(not k.startswith("stage:") for k in sel.parts) or sel.excluded:
             return None
         out.append(f"{side}_{'u' if 'stage:embeddings' in sel.parts else 'f'}^"
                    f"{'u' if 'stage:blocks' in sel.parts else 'f'}")
@@ -185,10 +207,12 @@ def notation(vision: Selection, text: Selection) -> str | None:
 
 @dataclass(frozen=True)
 class Trainable:
-    """What one side trains, resolved against its encoder: whole tensors, and row-masked tensors."""
+    """What one side trains, resolved against its encoder: whole tensors, row-masked tensors (only
+    the listed rows train), and whole tensors with some rows held frozen (an excluded row part)."""
 
     tensors: tuple[str, ...]
     rows: Mapping[str, tuple[int, ...]]
+    frozen_rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -227,21 +251,41 @@ def resolve(selection: Selection, parts: Mapping[str, Part], encoder_name: str, 
             params = [p for p in params if part.block_of.get(p) in keep]
         tensors.extend(params)
     whole = set(tensors)
-    return Trainable(tuple(dict.fromkeys(tensors)), {p: r for p, r in rows.items() if p not in whole})
+    rows = {p: r for p, r in rows.items() if p not in whole}
+    frozen_rows: dict[str, tuple[int, ...]] = {}
+    for name in selection.excluded:
+        if name not in parts:
+            raise PartError(f"{encoder_name} has no part {name!r} to exclude; its {modality} parts: {', '.join(parts)}")
+        part = parts[name]
+        for param in part.params:
+            if part.rows and param in whole:  # train the tensor, hold these rows
+                frozen_rows[param] = tuple(sorted({*frozen_rows.get(param, ()), *part.rows}))
+            elif part.rows and param in rows:
+                rows[param] = tuple(r for r in rows[param] if r not in part.rows)
+            else:
+                whole.discard(param)
+    tensors = [t for t in tensors if t in whole]
+    return Trainable(tuple(dict.fromkeys(tensors)), {p: r for p, r in rows.items() if r}, frozen_rows)
 
 
 def apply(model: Any, trainable: Trainable) -> list[Any]:
     """Set ``requires_grad`` on exactly the trainable tensors; a row-masked tensor gets a gradient
-    hook that zeroes every other row. Returns the hook handles."""
+    hook that zeroes every other row, a tensor with frozen rows one that zeroes those. Returns the
+    hook handles."""
     import torch
 
     handles = []
     names = set(trainable.names)
     for name, param in model.named_parameters():
         param.requires_grad_(name in names)
-        if name in trainable.rows:
-            mask = torch.zeros(param.shape[0], *([1] * (param.ndim - 1)), dtype=param.dtype, device=param.device)
-            mask[list(trainable.rows[name])] = 1
+        if name in trainable.rows or name in trainable.frozen_rows:
+            shape = (param.shape[0], *([1] * (param.ndim - 1)))
+            if name in trainable.rows:
+                mask = torch.zeros(shape, dtype=param.dtype, device=param.device)
+                mask[list(trainable.rows[name])] = 1
+            else:
+                mask = torch.ones(shape, dtype=param.dtype, device=param.device)
+                mask[list(trainable.frozen_rows[name])] = 0
             handles.append(param.register_hook(lambda grad, mask=mask: grad * mask.to(grad.dtype)))
     return handles
 
@@ -251,4 +295,5 @@ def count_trainable(model: Any, trainable: Trainable) -> int:
     sizes = dict(model.named_parameters())
     total = sum(sizes[n].numel() for n in trainable.tensors)
     total += sum(len(r) * (sizes[n].numel() // sizes[n].shape[0]) for n, r in trainable.rows.items())
+    total -= sum(len(r) * (sizes[n].numel() // sizes[n].shape[0]) for n, r in trainable.frozen_rows.items())
     return total

@@ -209,8 +209,8 @@ def _encoder_groups(tcfg: TuneConfig, *sides: Side) -> list[dict[str, Any]]:
             continue
         exempt = set(getattr(side.module.backbone, "no_weight_decay", set)())  # timm's: tokens, position embeddings
         for name, param in side.tensors().items():
-            (decay if param.ndim > 1 and name not in side.trainable.rows and name not in exempt
-             else no_decay).append(param)
+            masked = name in side.trainable.rows or name in side.trainable.frozen_rows
+            (decay if param.ndim > 1 and not masked and name not in exempt else no_decay).append(param)
     return [group for group in ({"params": decay, "weight_decay": tcfg.encoder_weight_decay, "lr": tcfg.encoder_lr},
                                 {"params": no_decay, "weight_decay": 0.0, "lr": tcfg.encoder_lr}) if group["params"]]
 
