@@ -33,7 +33,7 @@ LINTED = ("probe", "tests", "benchmarks", "examples", "tools", "noxfile.py")
 def tests(session: nox.Session) -> None:
     """Lint, type-check, then run the test suite, in one environment (what CI runs). Options after --
     go to pytest and skip lint and types, e.g. `nox -s tests -- tests/test_api.py -x`."""
-    install_probe(session, "offline-models,dev,browser,ray")
+    install_probe(session, "offline-models,dev,browser,ray,mteb")
     session.run("probe", "install-offline", *DATA_PACKAGES)
     if not session.posargs:
         session.run("ruff", "check", *LINTED)

@@ -102,7 +102,7 @@ VISION_CORRELATES = {"vision kNN@20": keys.VISION_KNN20, "vision kNN@10": keys.V
                      "published ImageNet kNN": "published:imagenet_knn"}
 TEXT_CORRELATES = {"text score (MTEB-style)": keys.TEXT_SCORE, "text STS": keys.TEXT_STS,
                    "text clustering": keys.TEXT_CLUSTERING, "text classification": keys.TEXT_CLASSIFICATION,
-                   "published MTEB avg": "published:mteb_avg"}
+                   "MTEB (tasks run here)": keys.TEXT_MTEB, "published MTEB avg": "published:mteb_avg"}
 
 
 def correlation_table(probed: dict[tuple[str, str], float], models: dict[str, dict[str, Any]],

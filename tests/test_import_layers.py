@@ -30,8 +30,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scoring", ("probe.evaluation",)),
     ("alignment", ("probe.align",)),
     ("unfreezing", ("probe.unfreezing",)),
-    ("jobs", ("probe.pipeline", "probe.correlates", "probe.ranking", "probe.report", "probe.workspace",
-              "probe.aligned")),
+    ("jobs", ("probe.pipeline", "probe.correlates", "probe.mteb_scores", "probe.ranking", "probe.report",
+              "probe.workspace", "probe.aligned")),
     ("API", ("probe.api",)),
     ("command line", ("probe.cli", "probe.__main__")),
 ]

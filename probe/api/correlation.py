@@ -43,10 +43,13 @@ class CorrelationResult:
 def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str | None = None, loss: str | None = None,
               recompute: bool = False, results_dir: str | Path | None = None, cache_dir: str | Path | None = None,
               workers: int | None = None, device: str | None = None, registry: Sequence[str | Path] = (),
-              allow_download: bool = False, progress: bool = True) -> CorrelationResult:
+              allow_download: bool = False, progress: bool = True, mteb_tasks: Sequence[Any] = ()
+              ) -> CorrelationResult:
     """Correlate every probed encoder's unimodal scores on ``dataset`` (and every pair's similarity
     from ``probe select`` records) with the probing scores of heads fitted on ``corpus`` (default:
     ``dataset``), of ``head`` / ``loss`` only when given; one correlation record per benchmark.
+    ``mteb_tasks`` (MTEB task names; the ``mteb`` extra) are run for every probed text encoder, and
+    their mean main score is a correlate beside the registry's published MTEB averages.
 
     Example::
 
@@ -70,6 +73,11 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
         check_head(head)
     if loss is not None:
         check_loss(loss)
+    tasks = []
+    if mteb_tasks:
+        from probe.mteb_scores import mteb_tasks as check_mteb_tasks
+
+        tasks = check_mteb_tasks(list(mteb_tasks))
     results, cache = folders(results_dir, cache_dir)
     ds = get_dataset(dataset)
     fitted_on = get_dataset(corpus).info.name if corpus else ds.info.name
@@ -92,9 +100,20 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
                  "still count)", ds.info.name)
     outcome = PairRunner(skip_existing=not recompute, progress=progress, echo=log.info).run(work, singles(specs))
     models: dict[str, dict[str, float]] = {}
+    failed = list(outcome.failed)
     for spec in specs:
         record = read_complete(work.path((spec,)))
         values = dict(record.metrics) if record is not None else {}
+        if tasks and spec.modality == "text":
+            from probe.mteb_scores import run_mteb
+
+            ran = read_complete(path := run_mteb(spec, tasks, results, device=device, allow_download=allow_download,
+                                                 recompute=recompute))
+            if ran is not None and ran.ok:
+                values |= ran.metrics
+            else:
+                failed.append(path)
+                log.warning("%s: MTEB failed: %s", spec.name, ran.error if ran is not None else "no record")
         for published in ("imagenet_knn", "mteb_avg"):
             if getattr(spec, published) is not None:
                 values[f"published:{published}"] = getattr(spec, published)
@@ -110,7 +129,9 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
         paths.append(write_record(record_path(results, "correlation", fitted_on,
                                               f"{head or 'any'}-{loss or 'any'}-{label}"),
                                   CorrelationRecord.new(dataset=fitted_on, benchmark=benchmark, seed=0,
-                                                        config={"head": head, "loss": loss}, table=rows,
+                                                        config={"head": head, "loss": loss,
+                                                                **({"mteb_tasks": [t.metadata.name for t in tasks]}
+                                                                   if tasks else {})}, table=rows,
                                                         n_pairs=len(scores))))
     return CorrelationResult(ds.info.name, fitted_on, models, tables, {b: len(s) for b, s in probed.items()}, paths,
-                             outcome.failed, outcome.stale)
+                             failed, outcome.stale)

@@ -168,12 +168,15 @@ def select(obj: RunContext, top, with_controls, metric, protocol, vision, text, 
 
 @click.command(context_settings=CONTEXT)
 @click.option("--recompute", is_flag=True, help="Recompute correlates records that exist.")
+@click.option("--mteb-task", "mteb_tasks", multiple=True, metavar="TASK",
+              help="Run this MTEB task for every probed text encoder (repeatable; needs the mteb extra, and a "
+                   "network for the task's data): its main score's mean is a correlate beside the published averages.")
 @click.option("--corpus", default=None, metavar="DATASET",
               help="Compare with the probing records of heads fitted on this corpus [default: --dataset]; the "
                    "unimodal scores need class labels, which a captioned corpus lacks.")
 @common
 @click.pass_obj
-def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_dir, head, loss, workers,
+def correlate(obj: RunContext, recompute, mteb_tasks, corpus, dataset, results_dir, cache_dir, head, loss, workers,
               device) -> None:
     """How well each unimodal score and similarity metric predicts the probing score.
 
@@ -188,6 +191,7 @@ def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_di
     Examples:
       probe run --vision all --text all && probe select && probe correlate
       probe correlate --head star --loss siglip
+      probe correlate --mteb-task STSBenchmark --mteb-task Banking77Classification
       probe correlate --dataset fashion-mnist --corpus tuxpaint+openclipart+emoji
     """
     from probe.api.correlation import correlate as correlate_scores
@@ -195,13 +199,14 @@ def correlate(obj: RunContext, recompute, corpus, dataset, results_dir, cache_di
     from probe.records import keys
 
     found = correlate_scores(dataset=dataset, corpus=corpus, head=head, loss=loss, recompute=recompute,
+                             mteb_tasks=mteb_tasks,
                              results_dir=results_dir, cache_dir=cache_dir, workers=workers, device=device,
                              registry=obj.registry_paths, allow_download=obj.allow_download)
     _report_failures(found)
-    print_table(["encoder", "kNN@20", "linear probe", "k-means NMI", "text score", "STS", "published"],
+    print_table(["encoder", "kNN@20", "linear probe", "k-means NMI", "text score", "STS", "MTEB run", "published"],
                 [[name, fmt(v.get(keys.VISION_KNN20)), fmt(v.get(keys.VISION_LINEAR)),
                   fmt(v.get(keys.VISION_KMEANS_NMI)), fmt(v.get(keys.TEXT_SCORE)), fmt(v.get(keys.TEXT_STS)),
-                  fmt(v.get("published:imagenet_knn", v.get("published:mteb_avg")), 1)]
+                  fmt(v.get(keys.TEXT_MTEB)), fmt(v.get("published:imagenet_knn", v.get("published:mteb_avg")), 1)]
                  for name, v in found.models.items()],
                 title=f"unimodal correlates on {found.dataset}")
     for benchmark, rows in found.tables.items():

@@ -21,6 +21,8 @@ TEXT_SCORE = "text/score"
 TEXT_STS = "text/sts"
 TEXT_CLUSTERING = "text/clustering"
 TEXT_CLASSIFICATION = "text/classification"
+#: the mean main score of the MTEB tasks run for a text encoder (``text/mteb:<task>`` per task)
+TEXT_MTEB = "text/mteb"
 SIMILARITY_METRICS = ("mutual_knn", "cka", "unbiased_cka", "cknna", "svcca")
 
 

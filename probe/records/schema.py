@@ -310,6 +310,22 @@ class CorrelatesRecord(Scored):
     config: CorrelatesConfig
 
 
+class MtebConfig(Strict):
+    #: the MTEB tasks run, and each one's main score (its metadata's ``main_score``)
+    tasks: list[str]
+    main_scores: dict[str, str]
+    mteb_version: str
+
+
+class MtebRecord(Scored):
+    """MTEB tasks run for one text encoder (``probe correlate --mteb-task``): each task's main score
+    (``text/mteb:<task>``) and their mean (``text/mteb``), the text correlate SAIL found predictive."""
+
+    kind: Literal["mteb"] = "mteb"
+    model: EncoderRef
+    config: MtebConfig
+
+
 class SelectionConfig(Strict):
     metric: str
     top: int
@@ -357,6 +373,8 @@ class SelectionRecord(RecordBase):
 class HeadFilter(Strict):
     head: str | None
     loss: str | None
+    #: the MTEB tasks run for the text correlate ``text/mteb`` (absent when none were)
+    mteb_tasks: list[str] | None = None
 
 
 class CorrelationRow(Strict):
@@ -379,7 +397,7 @@ class CorrelationRecord(RecordBase):
 
 
 Record = Annotated[AlignmentRecord | TuneRecord | SimilarityRecord | CorrelatesRecord | SelectionRecord
-                   | CorrelationRecord,
+                   | CorrelationRecord | MtebRecord,
                    Field(discriminator="kind")]
 
 
