@@ -4,4 +4,4 @@ A module of its own so that lower layers can read it without importing the packa
 Raised whenever the record format, a cache key or the command line changes (see CHANGELOG.md).
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

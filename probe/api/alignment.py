@@ -221,7 +221,7 @@ def _log_plan(planned: RunPlan) -> None:
 
 def deprecated_preset_alias(preset: str | None, recipe: str | None) -> str | None:
     """``recipe=`` was the name of ``preset=`` before dataset recipes and training presets were told
-    apart; it still works, with a DeprecationWarning, until 0.4."""
+    apart; it still works, with a DeprecationWarning, until 0.5."""
     if recipe is None:
         return preset
     import warnings
