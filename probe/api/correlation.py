@@ -40,6 +40,30 @@ class CorrelationResult:
         return pd.DataFrame([{"benchmark": benchmark, **row} for benchmark, rows in self.tables.items() for row in rows])
 
 
+def _unimodal_values(spec: Any, record: Any, tasks: list[Any], results: Path, failed: list[Path], *,
+                     device: str | None, allow_download: bool, recompute: bool) -> dict[str, float]:
+    """One encoder's correlates: its correlates record's metrics, the MTEB tasks' scores for a text
+    encoder when ``tasks`` are given (a failure is added to ``failed``), and its registry entry's
+    published averages."""
+    from probe.records.store import read_complete
+
+    values = dict(record.metrics) if record is not None else {}
+    if tasks and spec.modality == "text":
+        from probe.mteb_scores import run_mteb
+
+        path = run_mteb(spec, tasks, results, device=device, allow_download=allow_download, recompute=recompute)
+        ran = read_complete(path)
+        if ran is not None and ran.ok:
+            values |= ran.metrics
+        else:
+            failed.append(path)
+            log.warning("%s: MTEB failed: %s", spec.name, ran.error if ran is not None else "no record")
+    for published in ("imagenet_knn", "mteb_avg"):
+        if getattr(spec, published) is not None:
+            values[f"published:{published}"] = getattr(spec, published)
+    return values
+
+
 def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str | None = None, loss: str | None = None,
               recompute: bool = False, results_dir: str | Path | None = None, cache_dir: str | Path | None = None,
               workers: int | None = None, device: str | None = None, registry: Sequence[str | Path] = (),
@@ -99,25 +123,10 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
         log.info("%s has no captions: text encoders get no unimodal scores here (their published MTEB averages "
                  "still count)", ds.info.name)
     outcome = PairRunner(skip_existing=not recompute, progress=progress, echo=log.info).run(work, singles(specs))
-    models: dict[str, dict[str, float]] = {}
     failed = list(outcome.failed)
-    for spec in specs:
-        record = read_complete(work.path((spec,)))
-        values = dict(record.metrics) if record is not None else {}
-        if tasks and spec.modality == "text":
-            from probe.mteb_scores import run_mteb
-
-            ran = read_complete(path := run_mteb(spec, tasks, results, device=device, allow_download=allow_download,
-                                                 recompute=recompute))
-            if ran is not None and ran.ok:
-                values |= ran.metrics
-            else:
-                failed.append(path)
-                log.warning("%s: MTEB failed: %s", spec.name, ran.error if ran is not None else "no record")
-        for published in ("imagenet_knn", "mteb_avg"):
-            if getattr(spec, published) is not None:
-                values[f"published:{published}"] = getattr(spec, published)
-        models[spec.name] = values
+    models = {spec.name: _unimodal_values(spec, read_complete(work.path((spec,))), tasks, results, failed,
+                                          device=device, allow_download=allow_download, recompute=recompute)
+              for spec in specs}
     similarity = {(s.record.vision.name, s.record.text.name): s.record.metrics
                   for s in iter_records(results, "similarity")
                   if s.record.dataset == fitted_on and s.record.ok and s.record.config.protocol_name == "probe"}
