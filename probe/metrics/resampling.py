@@ -166,16 +166,21 @@ def pair_scores(a: Side, b: Side, plan: ResamplePlan, level: float = 0.95) -> di
     """Every metric both sides were prepared for, with its interval and shuffled-pairing null."""
     if a.k != b.k or a.dim != b.dim:
         raise ProbeError("both sides must be prepared with the same k and dim")
-    out = {}
-    for metric in (m for m in a.metrics if m in b.metrics):
-        value = _pair_value(metric, a.full, b.full)
-        boots = [_pair_value(metric, va, vb) for va, vb in zip(a.boots, b.boots, strict=True)]
-        nulls = [_pair_value(metric, a.full, b.full, perm) for perm in plan.perms]
-        out[metric] = _with_uncertainty(value, boots, nulls, plan, level)
-    return out
+    return {metric: with_uncertainty(*pair_values(a, b, plan, metric), plan, level)
+            for metric in (m for m in a.metrics if m in b.metrics)}
 
 
-def _with_uncertainty(value: float, boots: list[float], nulls: list[float], plan: ResamplePlan,
+def pair_values(a: Side, b: Side, plan: ResamplePlan, metric: str) -> tuple[float, list[float], list[float]]:
+    """``(value, subsample values, shuffled-pairing values)`` of one metric for two prepared sides:
+    what an interval and a null are made of (a layer search takes the maximum of the null values over
+    its layer pairs, shuffle by shuffle)."""
+    value = _pair_value(metric, a.full, b.full)
+    boots = [_pair_value(metric, va, vb) for va, vb in zip(a.boots, b.boots, strict=True)]
+    nulls = [_pair_value(metric, a.full, b.full, perm) for perm in plan.perms]
+    return value, boots, nulls
+
+
+def with_uncertainty(value: float, boots: list[float], nulls: list[float], plan: ResamplePlan,
                       level: float) -> ScoreWithUncertainty:
     alpha = (1 - level) / 2
     low, high = np.nan, np.nan
@@ -215,4 +220,4 @@ def score(metric: str, a: Any, b: Any, n_boot: int = 100, n_perm: int = 100, lev
     value = fn(a, b, **kwargs)
     boots = [fn(a[rows], b[rows], **kwargs) for rows in plan.boots]
     nulls = [fn(a, b[perm], **kwargs) for perm in plan.perms]
-    return _with_uncertainty(value, boots, nulls, plan, level)
+    return with_uncertainty(value, boots, nulls, plan, level)
