@@ -12,7 +12,7 @@ from probe.version import __version__
 _API = {"run": "probe.api.alignment", "RunResult": "probe.api.alignment", "select": "probe.api.selection",
         "SelectionResult": "probe.api.selection", "write_report": "probe.api.reporting",
         "evaluate": "probe.api.evaluation", "models": "probe.api.catalogues", "benchmarks": "probe.api.catalogues", "presets": "probe.api.catalogues",
-        "correlate": "probe.api.correlation", "extract": "probe.api.extraction",
+        "correlate": "probe.api.correlation", "forecast": "probe.api.forecasting", "extract": "probe.api.extraction",
         "tune": "probe.api.tuning", "migrate": "probe.api.migration", "get_data": "probe.api.data",
         "AlignedModel": "probe.aligned",
         "ProbeError": "probe.errors", "load_records": "probe.records.table"}

@@ -219,4 +219,41 @@ def correlate(obj: RunContext, recompute, mteb_tasks, corpus, dataset, results_d
         raise click.exceptions.Exit(1)
 
 
-COMMANDS = [select, correlate]
+@click.command("forecast", context_settings=CONTEXT)
+@click.option("--dataset", "-d", default="shapes", show_default=True,
+              help="The corpus heads were fitted on, whose similarity and probing records are used.")
+@click.option("--head", default=None, help="Only probing records of this head (linear, mlp, star).")
+@click.option("--loss", default=None, help="Only probing records of this loss (infonce, siglip).")
+@click.option("--level", default=0.9, show_default=True, type=float, help="Coverage the intervals aim for.")
+@results_option
+@click.pass_obj
+def forecast_command(obj: RunContext, dataset, head, loss, level, results_dir) -> None:
+    """Forecast each pair's probing score, with an interval, from training-free signals.
+
+    A ridge regression on the recorded signals (similarities from `probe select`, unimodal scores
+    from `probe correlate`, sizes) is fitted to the probing scores recorded. Each probed pair's
+    held-out forecast comes from a model that saw no pair sharing its vision or its text encoder;
+    Spearman's r and the intervals' coverage say how good that is. Pairs not probed yet are forecast
+    by the model fitted on every probed pair.
+
+    \b
+    Examples:
+      probe run --vision all --text all && probe select && probe forecast
+      probe forecast --head linear --loss siglip --level 0.8
+    """
+    from probe.api.forecasting import forecast
+    from probe.cli.tables import print_table
+
+    found = forecast(dataset=dataset, head=head, loss=loss, level=level, results_dir=results_dir,
+                     registry=obj.registry_paths)
+    for benchmark, result in found.forecasts.items():
+        rows = [[v, t, fmt(m), f"{f:.3f} [{lo:.3f}, {hi:.3f}]"] for (v, t), (m, f, lo, hi) in result.held_out.items()]
+        rows += [[v, t, "-", f"{f:.3f} [{lo:.3f}, {hi:.3f}]"] for (v, t), (f, lo, hi) in result.predicted.items()]
+        rows.sort(key=lambda row: -float(row[3].split()[0]))
+        print_table(["vision", "text", "measured", f"forecast [{level:.0%} interval]"], rows,
+                    title=f"{benchmark}: held-out Spearman {result.spearman:.3f} (p={result.spearman_p:.2g}), "
+                          f"coverage {result.coverage:.0%} of {len(result.held_out)} probed pair(s); "
+                          f"{len(result.predicted)} forecast")
+
+
+COMMANDS = [select, correlate, forecast_command]

@@ -396,8 +396,40 @@ class CorrelationRecord(RecordBase):
     n_pairs: int
 
 
+class ForecastRow(Strict):
+    vision: str
+    text: str
+    #: the probing score recorded (None: a pair not probed yet, forecast by the model fitted on all)
+    measured: Score | None
+    forecast: Score
+    low: Score
+    high: Score
+
+
+class ForecastConfig(Strict):
+    head: str | None
+    loss: str | None
+    signals: list[str]
+    level: float
+    validation: str
+
+
+class ForecastRecord(RecordBase):
+    """A forecast of probing scores from training-free signals (``probe forecast``): held-out
+    forecasts of the probed pairs (leave one encoder out) and forecasts of the others, with intervals."""
+
+    kind: Literal["forecast"] = "forecast"
+    benchmark: str
+    config: ForecastConfig
+    #: of held-out forecast against measured (None where the forecasts are all equal)
+    spearman: Score | None
+    spearman_p: Score | None
+    coverage: Score
+    rows: list[ForecastRow]
+
+
 Record = Annotated[AlignmentRecord | TuneRecord | SimilarityRecord | CorrelatesRecord | SelectionRecord
-                   | CorrelationRecord | MtebRecord,
+                   | CorrelationRecord | MtebRecord | ForecastRecord,
                    Field(discriminator="kind")]
 
 
