@@ -124,7 +124,7 @@ def cache_list(patterns: tuple[str, ...], dataset: str | None, states: tuple[str
              "" if e.rows is None else f"{e.rows:,} x {e.dim}", e.dtype or "", human_bytes(e.bytes),
              e.state + (f": {e.detail}" if e.detail else "")) for e in entries]
     print_table(["model", "dataset", "split.set", "rows x dim", "dtype", "size", "state"], rows,
-                title=f"feature cache {folder}", no_wrap=("model", "size"))
+                title=f"feature cache {folder}", prose=("state",), optional=("dtype", "state"))
     click.echo(_summary(entries))
     if any(e.state == "stale" for e in entries):
         click.echo("`probe cache prune` removes the stale entries; nothing reads them again.")

@@ -41,7 +41,7 @@ def datasets(names: tuple[str, ...]) -> None:
         last = loaded[ds.info.splits[-1]]
         labels = ", ".join(f"{k} ({len(v)} classes)" for k, v in last.classes.items())
         rows.append([ds.info.name, "; ".join(sizes), labels or "-", ds.info.protocol])
-    print_table(["dataset", "splits", "labels", "protocol"], rows)
+    print_table(["dataset", "splits", "labels", "protocol"], rows, prose=("splits", "labels", "protocol"))
     if not names:
         _print_recipes(RECIPES, is_built)
         click.echo("Your own data: " + ", ".join(f"{k}:PATH" for k in LOCAL_KINDS) + " (see `probe extract --help`).")
@@ -64,7 +64,7 @@ def _print_recipes(recipes: dict, is_built: Any) -> None:
             state = f"source missing; `{recipe.install}`"
         rows.append([name, recipe.kind, state, recipe.licence.split(" (")[0], recipe.title])
     print_table(["recipe", "kind", "here", "licence", "what"], rows, title="Recipes (real data, built locally)",
-                no_wrap=("recipe",))
+                prose=("here", "licence", "what"), optional=("licence", "kind"))
 
 
 @click.group(context_settings=CONTEXT)
@@ -202,11 +202,11 @@ def benchmarks(names: tuple[str, ...], as_json: bool) -> None:
 
     print_table(["benchmark", "task", "classes", "templates", "data", "here"],
                 [[r["name"], r["task"], r["classes"], r["templates"], r["data"], here(r)] for r in rows],
-                title=f"{len(rows)} benchmark(s)")
+                title=f"{len(rows)} benchmark(s)", prose=("task", "here"), optional=("templates", "classes", "task"))
     if suites:
         print_table(["suite", "here", "missing", "not scored by probe", "what"],
                     [[s["suite"], str(len(s["here"])), str(len(s["missing"])), str(len(s["unsupported"])),
-                      s["description"]] for s in suites])
+                      s["description"]] for s in suites], prose=("what",))
     for row in rows:
         if row["unsupported"] or (names and not row["present"]):
             click.echo(f"{row['name']}: " + (f"not scored by probe: {row['unsupported']}" if row["unsupported"]

@@ -8,9 +8,6 @@ import click
 
 from probe.cli.common import CONTEXT, RunContext, device_option
 
-#: terminal columns from which the table also shows objective and licence
-WIDE_TABLE = 150
-
 
 @click.command(context_settings=CONTEXT)
 @click.argument("patterns", nargs=-1)
@@ -54,27 +51,22 @@ def models(obj: RunContext, patterns: tuple[str, ...], modality: str | None, ava
     rows = [(spec, st) for spec, st in statuses if st.ok or not available]
     from collections import Counter
 
-    from probe.cli.tables import print_table, terminal_width
+    from probe.cli.tables import print_table
 
     # one note per distinct reason, numbered in order of appearance: an unavailable row points at its
     # note instead of repeating it
     kinds = Counter(_reason_kind(st.reason) for _, st in statuses if not st.ok)
     notes = {kind: number for number, kind in enumerate(kinds, start=1)}
 
-    wide = terminal_width() >= WIDE_TABLE
-    headers = ["name", "modality", "loader", "dim", "M params"] + (["objective", "licence"] if wide else []) + [
-        "here"]
     print_table(
-        headers,
-        [[s.name + ("*" if s.runs_code else ""), s.modality, s.loader + (" (control)" if s.is_control else ""), str(s.embed_dim), f"{s.params_m:g}"]
-         + ([s.objective, s.license] if wide else [])
-         + ["yes" if st.ok else f"no [{notes[_reason_kind(st.reason)]}]"] for s, st in rows],
+        ["name", "modality", "loader", "dim", "M params", "objective", "licence", "here"],
+        [[s.name + ("*" if s.runs_code else ""), s.modality, s.loader + (" (control)" if s.is_control else ""),
+          str(s.embed_dim), f"{s.params_m:g}", s.objective, s.license,
+          "yes" if st.ok else f"no [{notes[_reason_kind(st.reason)]}]"] for s, st in rows],
         title=f"{len(rows)} model(s)" + (f" ({sum(kinds.values())} not available here)"
                                          if not available else ""),
-        no_wrap=("name", "modality", "loader", "dim", "M params", "here"),
+        prose=("licence",), optional=("licence", "objective", "M params", "loader"),
     )
-    if not wide:
-        click.echo(f"(objective and licence: a terminal of {WIDE_TABLE}+ columns, or --json)")
     if any(s.runs_code for s, _ in rows):
         click.echo("* runs Python code beyond probe's (the repository's, or the package's it imports); "
                    "from your own registry files only with --trust-remote-code")
@@ -113,7 +105,7 @@ def _check_models(obj: RunContext, specs: list, unavailable: list, device: str |
                       _yes(r.distinct), f"{r.ms_per_input:.1f}" if r.ms_per_input is not None else "-", r.problem]
                      for r in results],
                     title=f"{sum(r.ok for r in results)} of {len(results)} available model(s) pass",
-                    no_wrap=("name",))
+                    prose=("problem",), optional=("ms / input", "distinct", "deterministic", "finite"))
         if unavailable:
             click.echo(f"{len(unavailable)} matching entries are not available here and were not checked "
                        "(`probe models --available` says why)")
@@ -166,7 +158,7 @@ def presets(as_json: bool) -> None:
         return
     print_table(["preset", "runs", "what", "source"],
                 [[r["name"], "no: " + r["unsupported"] if r["unsupported"] else "yes", r["description"], r["source"]]
-                 for r in rows], title="Training presets", no_wrap=("preset",))
+                 for r in rows], title="Training presets", prose=("runs", "what", "source"))
 
 
 COMMANDS = [models, install_offline_cmd, presets]

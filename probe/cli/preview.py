@@ -82,7 +82,7 @@ def echo_features(previews: Sequence[Any], options: Any) -> None:
     click.echo("dry run: no model loaded, nothing computed")
     if rows:
         print_table(["encoder", "modality", "cached", "to encode", "disk", "estimate"], rows,
-                    title=f"features (cache {options.cache})", no_wrap=("encoder",))
+                    title=f"features (cache {options.cache})", prose=("estimate",), optional=("modality", "disk"))
     images = sum(p.to_encode for p in previews if p.spec.modality == "vision")
     texts = sum(p.to_encode for p in previews if p.spec.modality == "text")
     timed = [p.seconds for p in previews if p.to_encode and p.seconds is not None]
@@ -162,7 +162,7 @@ def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing
         rows.append((*cells, state, f"<= {steps:,}", estimate))
     click.echo("dry run: no model loaded, nothing computed")
     print_table(["vision", "text", "setting", "head", "state", "steps", "estimate"], rows,
-                title=f"tune runs ({pairs:,} training pairs)", no_wrap=("vision", "text"))
+                title=f"tune runs ({pairs:,} training pairs)", prose=("state", "estimate"), optional=("head", "steps"))
     line = f"{left} run(s) to train" + (f", {skipped} already there (skipped)" if skip_existing else
                                         f", {again} of them already there (--skip-existing keeps them)" if again else "")
     if changed:

@@ -81,10 +81,11 @@ def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: boo
     headers = ["rank", "vision", "text", f"{metric} [95% CI]", "null", column]
     print_table(headers, rows, title=f"top {min(top, len(candidates))} of {len(candidates)} "
                                      f"{'pairs' if with_controls else 'real pairs'} by {metric} on "
-                                     f"{chosen.dataset}/{split}")
+                                     f"{chosen.dataset}/{split}", optional=("null", column))
     if chosen.references:
         print_table(headers, [row("-", r) for r in chosen.references],
-                    title=f"{len(chosen.references)} control pair(s), for reference (--with-controls ranks them too)")
+                    title=f"{len(chosen.references)} control pair(s), for reference (--with-controls ranks them too)",
+                    optional=("null", column))
     for label, agreement in chosen.agreements.items():
         real = "" if label.endswith("(with controls)") else "real "
         click.echo(f"ranking vs probing score over {agreement['n']} probed {real}"
@@ -208,7 +209,8 @@ def correlate(obj: RunContext, recompute, mteb_tasks, corpus, dataset, results_d
                   fmt(v.get(keys.VISION_KMEANS_NMI)), fmt(v.get(keys.TEXT_SCORE)), fmt(v.get(keys.TEXT_STS)),
                   fmt(v.get(keys.TEXT_MTEB)), fmt(v.get("published:imagenet_knn", v.get("published:mteb_avg")), 1)]
                  for name, v in found.models.items()],
-                title=f"unimodal correlates on {found.dataset}")
+                title=f"unimodal correlates on {found.dataset}",
+                optional=("published", "MTEB run", "STS", "k-means NMI", "linear probe"))
     for benchmark, rows in found.tables.items():
         print_table(["correlate", "over", "n", "Spearman r", "p-value"],
                     [[r["correlate"], r["over"], str(r["n"]), fmt(r["spearman"]),
