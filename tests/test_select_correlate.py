@@ -120,6 +120,9 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     assert "ranking vs probing score over 3 probed pairs of shapes/test (with controls)" in after.stdout
     ranked = run_cli("select", "--top", "2", *TINY, "--vision", "baseline/pixels-16", "--with-controls", env=env)
     assert "top 2 of 3 pairs" in ranked.stdout and "for reference" not in ranked.stdout
+    assert after.stdout.startswith("best real pair by mutual_knn on shapes/train: ")  # the answer comes first
+    assert_one_line_error(run_cli("select", *TINY, "--score-on", "digits/test", env=env),
+                          "--score-on 'digits/test': no probing records", "shapes/test")
     corr = run_cli("correlate", env=env)
     assert corr.returncode == 0, corr.stderr
     assert "vision kNN@20" in corr.stdout and "similarity mutual_knn" in corr.stdout
@@ -234,3 +237,32 @@ def test_selection_encodes_its_sample_not_the_corpus_and_reads_a_cached_corpus(r
 
 def _row(stdout: str, encoder: str) -> str:
     return next(line for line in stdout.splitlines() if line.strip().startswith(encoder + " "))
+
+
+def test_the_verdict_names_the_best_pair_its_ties_and_the_agreement_on_a_transfer_benchmark():
+    """Computed by hand on four pairs: the best (0.30 [0.25, 0.35]) is tied with the two whose upper
+    bounds reach 0.25, not with the one whose bound stops at 0.20; the agreement quoted is the transfer
+    benchmark's, not the in-domain one."""
+    from types import SimpleNamespace
+
+    from probe.api.selection import SelectionResult
+
+    def pair(vision: str, value: float, low: float, high: float):
+        ref = SimpleNamespace(name=vision, control=False)
+        return SimpleNamespace(vision=ref, text=SimpleNamespace(name="t", control=False),
+                               metrics={"similarity/cka": value},
+                               interval=lambda key, b=(low, high): b if key == "similarity/cka" else None)
+
+    ranked = [pair("v1", 0.30, 0.25, 0.35), pair("v2", 0.28, 0.22, 0.34), pair("v3", 0.26, 0.20, 0.25),
+              pair("v4", 0.15, 0.10, 0.20)]
+    agreement = {"n": 4, "spearman": 0.8, "spearman_p": 0.2, "top_hits": 2, "top": 3}
+    result = SelectionResult("cka", 3, "shapes", "train", ranked, [], {"shapes/test": {}, "shapes-ood/test": {}},
+                             {"shapes/test": {**agreement, "spearman": 0.1}, "shapes-ood/test": agreement},
+                             path=None)  # type: ignore[arg-type]
+    assert [r.vision.name for r in result.tied_with_best] == ["v2", "v3"]
+    assert result.default_benchmark == "shapes-ood/test"
+    verdict = result.verdict()
+    assert verdict.startswith("best real pair by cka on shapes/train: v1 x t, 0.300 [0.250, 0.350]; 2 other pair(s) "
+                              "tied with it")
+    assert "Against probing on shapes-ood/test: Spearman 0.800 (p=0.2) over 4 real pairs; 2 of the top 3" in verdict
+    assert "Spearman 0.100" in result.verdict("shapes/test")

@@ -45,6 +45,56 @@ class SelectionResult:
         """The ``top`` pairs chosen, best first."""
         return [(r.vision.name, r.text.name) for r in self.candidates[: self.top]]
 
+    @property
+    def tied_with_best(self) -> list[Any]:
+        """Candidates (best first, the best excluded) whose 95% interval overlaps the best one's: this
+        data does not tell them apart from it. Empty without intervals (``n_boot=0``)."""
+        from probe.records import keys
+
+        if not self.candidates:
+            return []
+        key = keys.similarity(self.metric)
+        best = self.candidates[0].interval(key)
+        if best is None:
+            return []
+        return [r for r in self.candidates[1:] if (bounds := r.interval(key)) is not None and bounds[1] >= best[0]]
+
+    @property
+    def default_benchmark(self) -> str | None:
+        """The benchmark a summary quotes probing scores of: a transfer benchmark (scored on data the
+        heads never saw) where there is one, else the in-domain one."""
+        transfer = [label for label in self.probed if label.split("/")[0] != self.dataset]
+        chosen = transfer or list(self.probed)
+        return chosen[0] if chosen else None
+
+    def verdict(self, benchmark: str | None = None) -> str:
+        """The answer in words one can quote: the best real pair with its interval, how many are tied
+        with it, and how well the ranking agreed with probing on ``benchmark`` (default:
+        :attr:`default_benchmark`)."""
+        from probe.records import keys
+
+        if not self.candidates:
+            return f"no pair could be ranked by {self.metric} on {self.dataset}/{self.split}"
+        key = keys.similarity(self.metric)
+        best = self.candidates[0]
+        bounds = best.interval(key)
+        interval = f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
+        ties = self.tied_with_best
+        kind = "pair" if any(r.vision.control or r.text.control for r in self.candidates) else "real pair"
+        line = (f"best {kind} by {self.metric} on {self.dataset}/{self.split}: {best.vision.name} x {best.text.name}, "
+                f"{best.metrics[key]:.3f}{interval}")
+        line += (f"; {len(ties)} other pair(s) tied with it (95% intervals overlap)" if ties else
+                 "; no other pair's interval reaches it" if bounds else "; no interval (n_boot=0)")
+        label = benchmark or self.default_benchmark
+        agreement = self.agreements.get(label) if label else None
+        if agreement:
+            line += (f". Against probing on {label}: Spearman {agreement['spearman']:.3f} "
+                     f"(p={agreement['spearman_p']:.2g}) over {agreement['n']} real pairs; {agreement['top_hits']} of "
+                     f"the top {agreement['top']} selected are among the top {agreement['top']} probed")
+        else:
+            line += ". No probing records of 3 or more of these pairs yet: run `probe run` to check the ranking"
+        return line
+
     def to_frame(self) -> Any:
         """The ranking (candidates, then references) as a DataFrame: value, interval, null mean and
         the first benchmark's probing score where one exists."""

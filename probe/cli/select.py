@@ -58,13 +58,23 @@ def _report_failures(outcome) -> None:
         click.echo(f"{names}: FAILED: {record.error}", err=True)
 
 
-def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: bool) -> None:
-    """The ranked pairs (and the controls apart), then how well the ranking agreed with probing."""
+def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: str | None) -> None:
+    """The verdict first, then the ranked pairs (ties with the best marked; the controls apart), then
+    how well the ranking agreed with probing on every benchmark."""
     from probe.cli.tables import print_table
     from probe.records import keys
 
+    if score_on is not None and score_on not in chosen.probed:
+        from probe.errors import ProbeError
+
+        raise ProbeError(f"--score-on {score_on!r}: no probing records of these pairs on it; recorded: "
+                         f"{', '.join(chosen.probed) or 'none'}")
+    label = score_on or chosen.default_benchmark
+    click.echo(chosen.verdict(label))
+    metric = chosen.metric
     key = keys.similarity(metric)
-    shown: dict = next(iter(chosen.probed.values()), {})  # the table shows the first benchmark's scores
+    shown: dict = chosen.probed.get(label, {}) if label else {}
+    tied = {id(r) for r in chosen.tied_with_best}
 
     def named(ref) -> str:
         return ref.name + (" (control)" if ref.control else "")
@@ -76,25 +86,25 @@ def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: boo
                 fmt(r.null[key].mean), fmt(shown.get((r.vision.name, r.text.name)))]
 
     candidates = chosen.candidates
-    rows = [row(str(rank), r) for rank, r in enumerate(candidates[:top], 1)]
-    column = f"probing score ({next(iter(chosen.probed))})" if chosen.probed else "probing score"
+    rows = [row(f"{rank}=" if id(r) in tied else str(rank), r) for rank, r in enumerate(candidates[:top], 1)]
+    column = f"probing score ({label})" if label else "probing score"
     headers = ["rank", "vision", "text", f"{metric} [95% CI]", "null", column]
     print_table(headers, rows, title=f"top {min(top, len(candidates))} of {len(candidates)} "
                                      f"{'pairs' if with_controls else 'real pairs'} by {metric} on "
                                      f"{chosen.dataset}/{split}", optional=("null", column))
+    if any(row[0].endswith("=") for row in rows):
+        click.echo("n= : tied with the best (95% intervals overlap): this data does not tell them apart")
     if chosen.references:
         print_table(headers, [row("-", r) for r in chosen.references],
                     title=f"{len(chosen.references)} control pair(s), for reference (--with-controls ranks them too)",
                     optional=("null", column))
-    for label, agreement in chosen.agreements.items():
-        real = "" if label.endswith("(with controls)") else "real "
+    for benchmark, agreement in chosen.agreements.items():
+        real = "" if benchmark.endswith("(with controls)") else "real "
         click.echo(f"ranking vs probing score over {agreement['n']} probed {real}"
-                   f"pairs of {label}: Spearman {agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), "
+                   f"pairs of {benchmark}: Spearman {agreement['spearman']:.3f} (p={agreement['spearman_p']:.2g}), "
                    f"Kendall {agreement['kendall']:.3f} (p={agreement['kendall_p']:.2g}); {agreement['top_hits']} "
                    f"of the top {agreement['top']} selected are among the top {agreement['top']} probed; best "
                    f"selected {agreement['best_selected']:.3f} vs best probed {agreement['best_probed']:.3f}")
-    if not chosen.agreements:
-        click.echo("no probing records for 3 or more of these pairs yet: run `probe run` to check the ranking")
 
 
 @click.command(context_settings=CONTEXT)
@@ -105,6 +115,9 @@ def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: boo
 @click.option("--metric", default=None,
               help="mutual_knn, cka, unbiased_cka, cknna or svcca (one the protocol computes) [default: mutual_knn; "
                    "cka under --protocol freeze-align].")
+@click.option("--score-on", default=None, metavar="BENCHMARK",
+              help="Benchmark whose probing scores the table and the verdict quote (e.g. shapes-ood/test) "
+                   "[default: a transfer benchmark where there is one].")
 @click.option("--protocol", default="probe", show_default=True,
               help="How pairs are compared: probe (every metric, L2-normalised rows, first caption), platonic "
                    "(platonic-rep's outlier clipping and SVCCA), freeze-align (biased CKA on raw rows, all-token "
@@ -125,7 +138,7 @@ def _print_ranking(chosen, metric: str, top: int, split: str, with_controls: boo
 @common
 @executor_options
 @click.pass_obj
-def select(obj: RunContext, top, with_controls, metric, protocol, vision, text, split, k, max_pairs, n_boot, recompute,
+def select(obj: RunContext, top, with_controls, metric, score_on, protocol, vision, text, split, k, max_pairs, n_boot, recompute,
            dry_run, dataset, results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
@@ -162,7 +175,7 @@ def select(obj: RunContext, top, with_controls, metric, protocol, vision, text, 
     chosen = select_pairs(top=top, metric=metric, with_controls=with_controls, recompute=recompute, head=head,
                           loss=loss, executor=executor, ray_address=ray_address, **settings)
     _report_failures(chosen)
-    _print_ranking(chosen, chosen.metric, top, split, with_controls)
+    _print_ranking(chosen, top, split, with_controls, score_on)
     if chosen.failed:
         raise click.exceptions.Exit(1)
 
