@@ -349,3 +349,48 @@ def test_results_the_report_cannot_vouch_for_are_marked_and_counted(run_cli, tmp
         "`probe run --skip-existing` recomputes it"])
     html = (tmp_path / "o" / "leaderboard.html").read_text()
     assert html.count('<span class="badge doubt" title=') == 2 and "<b>2 result(s) marked" in html
+
+
+def test_each_tab_opens_with_the_answer_computed_from_the_records(report_dir):
+    """The in-domain tab's sentence names the best real pair by probing score, counts the real results
+    whose interval reaches its lower bound, and names the best control: recomputed here from the
+    leaderboard's JSON rows."""
+    import html as html_lib
+
+    from probe.records import keys
+
+    page = html_lib.unescape((report_dir / "reports" / "leaderboard.html").read_text())
+    rows = [r for r in json.loads((report_dir / "reports" / "leaderboard.json").read_text())["rows"]
+            if r["benchmark"].startswith("shapes/") and r[keys.PROBING_SCORE] is not None]
+    lo, hi = keys.interval_bounds(keys.PROBING_SCORE)
+    real = [r for r in rows if not (r["vision_control"] or r["text_control"])]
+    best = max(real, key=lambda r: r[keys.PROBING_SCORE])
+    ties = [r for r in real if r is not best and r[hi] >= best[lo]]
+    expected = (f"Best real pair: {best['vision']} × {best['text']} ({best['config']}), "
+                f"{best[keys.PROBING_SCORE]:.3f} [{best[lo]:.3f}, {best[hi]:.3f}]")
+    answers = [line for line in page.splitlines() if line.startswith('<p class="answer">')]
+    assert answers and any(expected in line for line in answers), answers
+    line = next(line for line in answers if expected in line)
+    assert (f"{len(ties)} other real result(s) tied with it" in line) if ties else "no other real result" in line
+    controls = [r for r in rows if r["vision_control"] or r["text_control"]]
+    if controls:
+        control = max(controls, key=lambda r: r[keys.PROBING_SCORE])
+        assert f"Best control: {control['vision']} × {control['text']}" in line
+
+
+def test_the_answer_by_hand():
+    """Five real results of four pairs and one control: the best (0.50 [0.45, 0.55]) ties with the
+    result whose upper bound reaches 0.45; the control is 0.30 below, intervals apart; the agreement is
+    over the four pairs, each at its best result (similarity and score rise together: r = 1)."""
+    from probe.report.answer import answer
+
+    def row(vision, score, knn=None, control=False):
+        return {"vision": vision, "text": "t", "config": "c", "vision_control": control, "text_control": False,
+                "score": ("m", score, score - 0.05, score + 0.05), "similarity/mutual_knn": knn}
+
+    found = answer([row("a", 0.5, 0.3), row("a", 0.4, 0.3), row("b", 0.3, 0.2), row("c", 0.2, 0.1),
+                    row("d", 0.1, 0.05), row("px", 0.2, control=True)])
+    assert found["best"]["vision"] == "a" and [r["score"][1] for r in found["ties"]] == [0.4]
+    assert found["margin"] == pytest.approx(0.3) and "+0.300, intervals apart" in found["sentence"]
+    assert found["agreement"]["n"] == 4 and found["agreement"]["spearman"] == pytest.approx(1.0)
+    assert answer([row("px", 0.2, control=True)]) is None  # no real pair: no answer

@@ -49,7 +49,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
             "%d of %d result(s) cannot be vouched for as current (marked on the page; first: %s)", doubted, len(rows),
             next(row["doubt"] for row in rows if row["doubt"]))
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = build_sections(rows)
+    sections = build_sections(rows, selection_metric)
     plots_dir = out_dir / "plots"
     made: dict[str, Path] = {}
     for section in sections:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.records import keys
+from probe.report.answer import answer
 from probe.report.table import COLUMNS
 
 #: What each primary score means, said above its section's table.
@@ -53,6 +54,8 @@ class Section:
     rows: list[dict[str, Any]]
     columns: list[Column]
     plots: list[Any] = field(default_factory=list)
+    #: the tab's opening answer (:func:`probe.report.answer.answer`), None without a scored real pair
+    answer: dict[str, Any] | None = None
 
     @property
     def meaning(self) -> str:
@@ -76,7 +79,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
 
 
-def build_sections(rows: list[dict[str, Any]]) -> list[Section]:
+def build_sections(rows: list[dict[str, Any]], selection_metric: str = keys.DEFAULT_SELECTION) -> list[Section]:
     """Group the leaderboard rows by (fitted on, scored on); rank each group by its primary score.
 
     Every row gets ``rank`` and ``score`` = ``(metric, value, low, high)``; rows without any primary
@@ -101,5 +104,6 @@ def build_sections(rows: list[dict[str, Any]]) -> list[Section]:
             ident += "-x"
         used.add(ident)
         protocols = sorted({r["protocol"] for r in members})
-        sections.append(Section(ident, dataset, benchmark, " / ".join(protocols), metric, members, columns))
+        sections.append(Section(ident, dataset, benchmark, " / ".join(protocols), metric, members, columns,
+                                answer=answer(members, selection_metric)))
     return sections
