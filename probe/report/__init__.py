@@ -40,8 +40,11 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     rows, failures = build_table(results_dir, alignment, allow_empty=bool(tuned), entries=entries)
     best_paths = {str(s.path) for s in best_by_pair(alignment, metric=None).values()}
     labels, by_benchmark = benchmark_matrix(alignment, _main_metrics())
-    for row, rank in zip(by_benchmark, competition_ranks([r["mean"] if r["mean"] is not None else float("-inf")
-                                                          for r in by_benchmark]), strict=True):
+    real = [r for r in by_benchmark if not (r["vision_control"] or r["text_control"])]
+    for row in by_benchmark:
+        row["rank"] = None  # controls are shown, not ranked
+    for row, rank in zip(real, competition_ranks([r["mean"] if r["mean"] is not None else float("-inf")
+                                                  for r in real]), strict=True):
         row["rank"] = rank
     doubted = sum(1 for row in rows if row["doubt"])
     if doubted:
@@ -78,6 +81,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     html = env.get_template("leaderboard.html.j2").render(
         sections=sections, failures=failures, tune_tables=tune_tables, bench=[b for b in bench if "ours_s" in b],
         benchmark_labels=labels, by_benchmark=by_benchmark,
+        suite_mixes_protocols=len({s["protocol"] for r in by_benchmark for s in r["scores"].values()}) > 1,
         n_rows=len(rows), n_doubted=doubted, n_controls=sum(1 for r in rows if r["vision_control"] or r["text_control"]),
         n_pairs=len({(r["vision"], r["text"]) for r in rows}),
         any_saturated=any(r["saturated"] for r in rows),

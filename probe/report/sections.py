@@ -80,10 +80,11 @@ def _slug(text: str) -> str:
 
 
 def build_sections(rows: list[dict[str, Any]], selection_metric: str = keys.DEFAULT_SELECTION) -> list[Section]:
-    """Group the leaderboard rows by (fitted on, scored on); rank each group by its primary score.
+    """Group the leaderboard rows by (fitted on, scored on); rank each group's real pairs by its
+    primary score (controls are shown in score order but take no rank, so real ranks have no gaps).
 
-    Every row gets ``rank`` and ``score`` = ``(metric, value, low, high)``; rows without any primary
-    score (nothing scored) rank last."""
+    Every row gets ``rank`` (None for a control) and ``score`` = ``(metric, value, low, high)``; rows
+    without any primary score (nothing scored) rank last."""
     scopes: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         row["score"] = keys.primary_interval(row, row.get("intervals"))
@@ -91,8 +92,11 @@ def build_sections(rows: list[dict[str, Any]], selection_metric: str = keys.DEFA
     sections, used = [], set()
     for (dataset, benchmark), members in sorted(scopes.items()):
         members.sort(key=lambda r: -(r["score"][1] if r["score"] else float("-inf")))
-        scored = [r["score"][1] if r["score"] else float("-inf") for r in members]
-        for row, rank in zip(members, competition_ranks(scored), strict=True):
+        real = [r for r in members if not (r["vision_control"] or r["text_control"])]
+        scored = [r["score"][1] if r["score"] else float("-inf") for r in real]
+        for row in members:
+            row["rank"] = None  # a control is a yardstick, shown beside the ranking, not in it
+        for row, rank in zip(real, competition_ranks(scored), strict=True):
             row["rank"] = rank
         metric = next((r["score"][0] for r in members if r["score"]), keys.PROBING_SCORE)
         columns = [Column(key, header, fmt, key in _SHOWN_FIRST) for key, header, fmt in COLUMNS
