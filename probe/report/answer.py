@@ -51,7 +51,8 @@ def answer(rows: list[dict[str, Any]], selection_metric: str = keys.DEFAULT_SELE
     if len(pairs) >= 3:
         rho, p = spearman([x for x, _ in pairs], [y for _, y in pairs])
         agreement = {"n": len(pairs), "spearman": rho, "p": p, "metric": selection_metric.split("/", 1)[1]}
-    sentence = f"Best real pair: {best['vision']} × {best['text']} ({best['config']}), {_value(best)}"
+    config = f" ({best['config']})" if best.get("config") else ""
+    sentence = f"Best real pair: {best['vision']} × {best['text']}{config}, {_value(best)}"
     sentence += (f"; {len(ties)} other real result(s) tied with it (95% intervals overlap)" if ties
                  else "; no other real result's interval reaches it" if best["score"][2] is not None else "")
     if control is not None:
