@@ -101,7 +101,8 @@ def test_every_unit_of_every_pair_gets_one_record(tmp_path):
     assert [names for names, _ in script.ran] == [("v1", "t1"), ("v1", "t2"), ("v1", "t3"),
                                                    ("v2", "t1"), ("v2", "t2"), ("v2", "t3")]
     assert json.loads((tmp_path / "v2__t3__b.json").read_text())["status"] == "ok"
-    assert lines[0] == "v1/t1 a: ok" and len(lines) == 12
+    assert lines[0].startswith("[1/12] v1/t1 a: ok (") and len(lines) == 12  # with how far the run is
+    assert lines[-1].startswith("[12/12] ") and lines[-1].endswith(" in)")
 
 
 def test_only_the_current_pairs_features_stay_in_memory(tmp_path):
@@ -163,3 +164,24 @@ def test_single_encoder_items(tmp_path):
     outcome = PairRunner(progress=False).run(script, singles(V + T))
     assert [names for names, _ in script.ran] == [("v1",), ("v2",), ("t1",), ("t2",), ("t3",)]
     assert script.most_live == 1 and len(outcome.written) == 5
+
+
+def test_every_result_line_says_how_far_the_run_is(run_cli, tmp_path, shared_cache):
+    """In a log (no terminal), each result line carries [k/N], the time so far and, before the last,
+    an estimate of the time left."""
+    import re
+
+    ran = run_cli("run", "--vision", "test/tiny-vit", "--vision", "test/tiny-vit-wide", "--text", "test/tiny-bert",
+                  "--epochs", "1", "--results", str(tmp_path / "r"), env={"PROBE_CACHE_DIR": str(shared_cache)})
+    assert ran.returncode == 0, ran.stderr
+    lines = [line for line in ran.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", line)]
+    assert [line.split("]")[0] for line in lines] == ["[1/2", "[2/2"]
+    assert re.search(r" \(\d+ s in, about \d+ s left\)$", lines[0]) and re.search(r" \(\d+ s in\)$", lines[1])
+    assert "test/tiny-vit x test/tiny-bert" in ran.stdout
+
+
+def test_durations_read_as_a_person_would_say_them():
+    from probe.pipeline.runner import _duration, progress_note
+
+    assert [_duration(s) for s in (4.2, 75, 3725)] == ["4 s", "1 min 15 s", "1 h 2 min"]
+    assert progress_note(0.0, 0, 3).startswith(" (") and "left" in progress_note(0.0, 1, 3)

@@ -204,6 +204,8 @@ class PairRunner:
         return jobs, existing
 
     def run(self, work: PairWork, items: Iterable[Item]) -> RunOutcome:
+        import time
+
         from tqdm.auto import tqdm
 
         from probe.features.extract import new_job
@@ -217,6 +219,7 @@ class PairRunner:
         if stale and self.echo is not None:
             self.echo(outcome.stale_summary() or "")
         total = sum(len(job.units) for job in jobs)
+        started = time.monotonic()
         # a bar on a terminal only (disable=None): captured output and logs stay one line per result
         with tqdm(total=total, desc=work.label, unit=" result", disable=None if self.progress else True,
                   leave=False) as bar:
@@ -226,7 +229,8 @@ class PairRunner:
                 bar.update(1)
                 if self.echo is None:
                     return
-                line = work.describe(item, unit, record)
+                done = len(outcome.written) + len(outcome.failed)
+                line = f"[{done}/{total}] {work.describe(item, unit, record)}{progress_note(started, done, total)}"
                 if bar.disable:
                     self.echo(line)
                 else:
@@ -234,3 +238,21 @@ class PairRunner:
 
             self.executor.execute(jobs, work, sink)
         return outcome
+
+
+def progress_note(started: float, done: int, total: int) -> str:
+    """`` (12 s in, about 1 min left)``: elapsed time, and an estimate from the results so far, on
+    every result line, so a log read later or a redirected run still says how far it is."""
+    import time
+
+    elapsed = time.monotonic() - started
+    left = elapsed / done * (total - done) if done else 0.0
+    return f" ({_duration(elapsed)} in" + (f", about {_duration(left)} left)" if done < total else ")")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
