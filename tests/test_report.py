@@ -402,3 +402,22 @@ def test_the_answer_by_hand():
     assert found["margin"] == pytest.approx(0.3) and "+0.300, intervals apart" in found["sentence"]
     assert found["agreement"]["n"] == 4 and found["agreement"]["spearman"] == pytest.approx(1.0)
     assert answer([row("px", 0.2, control=True)]) is None  # no real pair: no answer
+
+
+def test_the_head_plot_averages_only_pairs_that_have_every_configuration():
+    """Twenty pairs tried with a linear head (mean 0.28) and three strong ones also with a star head:
+    each of the three falls (0.45 -> 0.36), so the paired mean falls, though the star head's unpaired
+    mean (0.36) is above the linear head's over all twenty (0.28)."""
+    from probe.report.plots import paired_means
+
+    def row(vision, config, score):
+        return {"vision": vision, "text": "t", "config": config, "score": ("m", score, None, None),
+                "vision_control": False, "text_control": False}
+
+    rows = [row(f"weak{i}", "linear", 0.26) for i in range(17)]
+    rows += [row(f"strong{i}", "linear", 0.45) for i in range(3)] + [row(f"strong{i}", "star", 0.36) for i in range(3)]
+    unpaired = {c: sum(s := [r["score"][1] for r in rows if r["config"] == c]) / len(s) for c in ("linear", "star")}
+    assert unpaired["star"] > unpaired["linear"]  # the comparison the old plot drew
+    configs, means, n = paired_means(rows)
+    assert configs == ["linear", "star"] and n == 3 and means == pytest.approx([0.45, 0.36])  # paired: it falls
+    assert paired_means([row("a", "linear", 0.1), row("b", "star", 0.2)])[1:] == (None, 0)

@@ -169,13 +169,28 @@ def heatmap(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def paired_means(rows: list[dict[str, Any]]) -> tuple[list[str], list[float] | None, int]:
+    """``(configurations, their means, n)`` over the real pairs that have every configuration: a mean
+    over different pairs per configuration would compare pairs, not configurations (three strong pairs
+    tried with one head would lift that head's mean though every pair fell). ``None`` means when no
+    real pair has them all."""
+    rows = [r for r in rows if r["score"] is not None]
+    configs = sorted({r["config"] for r in rows})
+    scores = {(r["vision"], r["text"], r["config"]): r["score"][1] for r in rows}
+    real = sorted({(r["vision"], r["text"]) for r in rows if not _is_control(r)})
+    complete = [p for p in real if all((*p, c) in scores for c in configs)]
+    if not complete:
+        return configs, None, 0
+    return configs, [float(np.mean([scores[(*p, c)] for p in complete])) for c in configs], len(complete)
+
+
 def heads_losses(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
-    """One line per pair across its head configurations, and their mean in bold; nothing to draw with
-    a single configuration."""
+    """One line per pair across its head configurations, and in bold the mean over the real pairs that
+    have every configuration (:func:`paired_means`); nothing to draw with a single configuration."""
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r["score"] is not None]
-    configs = sorted({r["config"] for r in rows})
+    configs, means, n_complete = paired_means(rows)
     if len(configs) < 2:
         return None
     fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 1.0 * len(configs)), 4.0))
@@ -186,13 +201,16 @@ def heads_losses(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | 
         control = any(_is_control(r) for r in rows if (r["vision"], r["text"]) == (vision, text))
         ax.plot(xs, [scores[(vision, text, configs[i])] for i in xs], marker="o", ms=3, linewidth=0.8,
                 color="#afb8c1" if control else "#0969da", alpha=0.6, linestyle="--" if control else "-")
-    means = [np.mean([s for (_, _, c), s in scores.items() if c == config]) for config in configs]
-    ax.plot(range(len(configs)), means, color="black", linewidth=2.2, marker="s", label="mean over pairs")
+    if means is not None:
+        ax.plot(range(len(configs)), means, color="black", linewidth=2.2, marker="s",
+                label=f"mean over the {n_complete} real pair(s) with every configuration")
     ax.plot([], [], color="#0969da", label="one real pair")
     if any(_is_control(r) for r in rows):
         ax.plot([], [], color="#afb8c1", linestyle="--", label="a pair with a control")
     ax.set_xticks(range(len(configs)), configs, rotation=20, ha="right", fontsize=8)
-    ax.set(ylabel=_score_label(metric), title=f"head configurations, paired by encoder pair ({len(pairs)} pairs)")
+    title = (f"head configurations: {n_complete} of {len(pairs)} pairs have all {len(configs)}" if means is not None
+             else f"head configurations: no real pair has all {len(configs)}, so no mean is drawn")
+    ax.set(ylabel=_score_label(metric), title=title)
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3, axis="y")
