@@ -275,8 +275,13 @@ def test_leaderboard_tabs_sorting_filter_controls_and_phone_width_in_chromium(re
         artefacts.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(artefacts / "leaderboard-1400.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})
-        phone.goto(page_url + "#tab-shapes-test-shapes")
+        phone.goto(page_url + "#show=shapes-test-shapes")
         assert phone.locator("#panel-shapes-test-shapes").is_visible()  # a tab can be linked to
+        assert phone.evaluate("window.scrollY") == 0  # and the page opens at its title, not scrolled to the tab
+        older = browser.new_page(viewport={"width": 390, "height": 844})
+        older.goto(page_url + "#tab-shapes-test-shapes")  # an older link still selects its tab, unscrolled
+        assert older.locator("#panel-shapes-test-shapes").is_visible() and older.evaluate("window.scrollY") == 0
+        older.close()
         # on a phone the page is as wide as the screen: tables scroll inside it, plots shrink to fit
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         pinned = phone.locator("#board-shapes-test-shapes tbody tr.main td.pair").first
