@@ -145,6 +145,9 @@ def test_each_benchmark_has_its_own_ranked_table_holding_the_record_numbers(repo
         assert float(row["alignment/probing_score"]) == record["metrics"]["alignment/probing_score"]
         assert float(row["lr"]) == record["config"]["lr"] and int(row["epochs"]) == 2 and row["seed"] == "0"
         assert json_row["zeroshot/shape_top1"] == record["metrics"]["zeroshot/shape_top1"]
+        for metric, (low, high) in record["intervals"].items():  # every metric's interval, not only the primary's
+            assert (json_row[f"{metric}_lo"], json_row[f"{metric}_hi"]) == (low, high), metric
+            assert float(row[f"{metric}_lo"]) == low
     pixel_row = next(r for r in table["rows"] if r["vision"] == "baseline/pixels-16")
     assert pixel_row["vision_control"] is True
     plots = {p.name for p in (report_dir / "reports" / "plots").iterdir()}

@@ -111,13 +111,18 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
 
 
 def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for CSV / JSON: the table's columns (every metric of the records), every scalar setting of
-    the head configuration (lr, epochs, seed, ...), plus control flags."""
+    """Rows for CSV / JSON: the table's columns (every metric of the records), every metric's 95%
+    interval as ``<metric>_lo`` / ``<metric>_hi`` where its record has one, every scalar setting of the
+    head configuration (lr, epochs, seed, ...), plus control flags."""
     columns = [k for k, _, _ in COLUMNS]
     extra = sorted({k for row in rows for k in row if "/" in k and k not in columns})
+    bounded = sorted({k for row in rows for k in row.get("intervals", {})})
+    interval_columns = [b for k in bounded for b in keys.interval_bounds(k) if b not in columns]
     settings = sorted({k for row in rows for k, v in row.get("config_values", {}).items()
                        if k not in columns and (v is None or isinstance(v, (str, int, float, bool)))})
     return [{k: row.get(k) for k in [*columns, *extra]}
+            | {b: (row.get("intervals", {}).get(k) or (None, None))[i] for k in bounded
+               for i, b in enumerate(keys.interval_bounds(k)) if b in interval_columns}
             | {k: row.get("config_values", {}).get(k) for k in settings}
             | {"vision_control": row.get("vision_control"), "text_control": row.get("text_control"),
                "saturated": "; ".join(f"{k}: {why}" for k, why in row.get("saturated", {}).items()) or None,
