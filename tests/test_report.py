@@ -429,3 +429,19 @@ def test_the_head_plot_averages_only_pairs_that_have_every_configuration():
     configs, means, n = paired_means(rows)
     assert configs == ["linear", "star"] and n == 3 and means == pytest.approx([0.45, 0.36])  # paired: it falls
     assert paired_means([row("a", "linear", 0.1), row("b", "star", 0.2)])[1:] == (None, 0)
+
+
+def test_a_plot_headline_is_over_real_pairs_first_and_labels_the_controls():
+    """Controls far below every real pair make the correlation over everything high while the real
+    pairs alone are anti-correlated: the headline leads with the real pairs."""
+    from probe.report.plots import rank_headline
+
+    def row(vision, sim, score, control=False):
+        return {"vision": vision, "text": "t", "similarity/cka": sim, "score": ("m", score, None, None),
+                "vision_control": control, "text_control": False}
+
+    rows = [row("a", 0.9, 0.50), row("b", 0.8, 0.55), row("c", 0.7, 0.60), row("d", 0.6, 0.65),
+            row("p1", 0.1, 0.05, True), row("p2", 0.2, 0.06, True), row("p3", 0.15, 0.04, True)]
+    line = rank_headline(rows, "similarity/cka", "pair")
+    assert line.startswith("Spearman r = -1.00 (p = 0.083) over 4 real pairs; with the controls: r = ")
+    assert line.endswith("over 7 pairs") and "r = -1.00" not in line.split(";")[1]

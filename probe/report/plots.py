@@ -83,13 +83,36 @@ def _legend(ax, texts: list[str], visions: list[str], colour: Callable, controls
               handletextpad=0.4, borderaxespad=0)
 
 
+def rank_headline(points: list[dict[str, Any]], key: str, unit: str) -> str:
+    """Spearman's r of ``key`` against the score over the real pairs (or real encoders) first, then,
+    labelled, with the controls: controls sit far below real encoders on both axes, so a correlation
+    over everything is mostly theirs."""
+    from probe.metrics.rank import spearman
+
+    def over(rows: list[dict[str, Any]], what: str) -> str:
+        if unit == "pair":
+            xs, ys, n = [r[key] for r in rows], [r["score"][1] for r in rows], f"{len(rows)} {what}pairs"
+        else:
+            xs, ys = distinct_encoder_points(rows, key, unit)
+            n = f"{len(xs)} distinct {what}{unit} encoders (each at its mean over its pairs)"
+        if len(xs) >= 3 and len(set(xs)) > 1:
+            rho, p = spearman(xs, ys)
+            return f"Spearman r = {rho:.2f} (p = {p:.2g}) over {n}"
+        return f"too few distinct values for a rank correlation over {n}"
+
+    real = [r for r in points if not _is_control(r)]
+    line = over(real, "real ")
+    if len(real) < len(points):
+        line += f"; with the controls: {over(points, '').replace('Spearman ', '')}"
+    return line
+
+
 def scatter(rows: list[dict[str, Any]], key: str, label: str, unit: str, metric: str, path: Path) -> Path | None:
     """``key`` against the primary score, one point per pair with its interval (and the similarity
     metric's interval and shuffled-pairing null where ``unit == "pair"``); Spearman's r over distinct
     ``unit`` encoders ("vision" / "text") or over pairs."""
     import matplotlib.pyplot as plt
 
-    from probe.metrics.rank import spearman
 
     points = [r for r in rows if r.get(key) is not None and r["score"] is not None]
     if len(points) < 2:
@@ -114,17 +137,7 @@ def scatter(rows: list[dict[str, Any]], key: str, label: str, unit: str, metric:
         ax.axvline(float(np.mean(nulls)), color="#6e7781", linestyle="--", linewidth=1)
         ax.annotate("shuffled-pairing null", (float(np.mean(nulls)), 1.0), xycoords=("data", "axes fraction"),
                     xytext=(3, -10), textcoords="offset points", fontsize=7, color="#57606a")
-    if unit == "pair":
-        xs, ys, over = [r[key] for r in points], [r["score"][1] for r in points], f"{len(points)} pairs"
-    else:
-        xs, ys = distinct_encoder_points(points, key, unit)
-        over = f"{len(xs)} distinct {unit} encoders (each at its mean over its pairs)"
-    title = f"{label} vs {_score_label(metric).split(' (')[0]}"
-    if len(xs) >= 3 and len(set(xs)) > 1:
-        rho, p = spearman(xs, ys)
-        title += f"\nSpearman r = {rho:.2f} (p = {p:.2g}) over {over}"
-    else:
-        title += f"\n(too few distinct values for a rank correlation: {over})"
+    title = f"{label} vs {_score_label(metric).split(' (')[0]}\n{rank_headline(points, key, unit)}"
     ax.set_title(title, fontsize=9)
     ax.set(xlabel=label, ylabel=_score_label(metric) + ", 95% interval")
     ax.grid(alpha=0.3)
