@@ -9,6 +9,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import assert_one_line_error
 
@@ -445,3 +446,11 @@ def test_a_plot_headline_is_over_real_pairs_first_and_labels_the_controls():
     line = rank_headline(rows, "similarity/cka", "pair")
     assert line.startswith("Spearman r = -1.00 (p = 0.083) over 4 real pairs; with the controls: r = ")
     assert line.endswith("over 7 pairs") and "r = -1.00" not in line.split(";")[1]
+
+
+def test_the_heatmap_colours_span_the_shown_values():
+    from probe.report.plots import colour_range
+
+    grid = np.array([[0.41, 0.45], [np.nan, 0.43]])
+    assert colour_range(grid) == (0.41, 0.45)
+    assert colour_range(np.array([[0.3]])) == (0.3, pytest.approx(0.3 + 1e-9))

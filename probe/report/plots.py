@@ -145,6 +145,13 @@ def scatter(rows: list[dict[str, Any]], key: str, label: str, unit: str, metric:
     return _save(fig, path)
 
 
+def colour_range(grid: np.ndarray) -> tuple[float, float]:
+    """The colour scale of a heatmap: from its lowest to its highest shown value, so pairs close in
+    score are still told apart by colour (a scale from 0 squeezed the real pairs into one band)."""
+    low, high = float(np.nanmin(grid)), float(np.nanmax(grid))
+    return low, max(high, low + 1e-9)
+
+
 def heatmap(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
     """Vision x text grid of each pair's best score; controls' labels grey and italic."""
     import matplotlib.pyplot as plt
@@ -158,13 +165,13 @@ def heatmap(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
     for r in rows:
         grid[visions.index(r["vision"]), texts.index(r["text"])] = r["score"][1]
     fig, ax = plt.subplots(figsize=(2.8 + 0.95 * len(texts), 1.6 + 0.42 * len(visions)))
-    top = max(1e-9, float(np.nanmax(grid)))
-    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=top, aspect="auto")
+    low, top = colour_range(grid)
+    image = ax.imshow(grid, cmap="viridis", vmin=low, vmax=top, aspect="auto")
     for i in range(len(visions)):
         for j in range(len(texts)):
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if grid[i, j] < 0.6 * top else "black")
+                        color="white" if grid[i, j] < low + 0.6 * (top - low) else "black")
     short = short_names([*texts, *visions])
     ax.set_xticks(range(len(texts)), [short[t] for t in texts], rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(visions)), [short[v] for v in visions], fontsize=8)
