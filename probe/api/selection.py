@@ -198,10 +198,9 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
     metric = metric or work.protocol.metrics[0]
     log_skipped(skipped)
     with executor_for(executor, ray_address, (work.options.cache_dir, work.results_dir)) as runner_executor:
-        outcome = PairRunner(skip_existing=not recompute, progress=work.options.progress,
+        # one line per pair as it finishes ([k/N], time so far and left): long selections are not silent
+        outcome = PairRunner(skip_existing=not recompute, progress=work.options.progress, echo=log.info,
                              executor=runner_executor).run(work, items)
-    if outcome.stale:
-        log.info("%s", outcome.stale_summary())
     key = keys.similarity(metric)
     records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]
     ranked = sorted(records, key=lambda r: -r.metrics[key])
