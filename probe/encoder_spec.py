@@ -63,6 +63,14 @@ class EncoderSpec:
     mteb_avg: float | None = None
     notes: str = ""
     source: str = ""
+    #: a hidden layer instead of the output: block (or CNN stage) ``layer``, 1 being the first, pooled
+    #: the entry's way (:mod:`probe.encoders.layers`). None: the entry's own output. See :meth:`at_layer`.
+    layer: int | None = None
+
+    def at_layer(self, layer: int, width: int) -> EncoderSpec:
+        """This entry read at hidden ``layer`` (``width`` wide there): a variant of its own, cached apart
+        and named ``<name>@<layer>``."""
+        return dataclasses.replace(self, layer=layer, embed_dim=width, name=f"{self.name}@{layer}")
 
     @property
     def family(self) -> str:
@@ -103,6 +111,8 @@ class EncoderSpec:
         """Plain data for JSON records and cache keys (``source`` is where it was read, not what)."""
         out = dataclasses.asdict(self)
         out.pop("source")
+        if out["layer"] is None:  # an entry's own output keeps the cache keys it had before layers existed
+            out.pop("layer")
         for key in ("mean", "std"):
             if out[key] is not None:
                 out[key] = list(out[key])

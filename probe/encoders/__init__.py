@@ -28,4 +28,10 @@ def load_encoder(spec: EncoderSpec, device: str | None = None, allow_download: b
     status = check(spec, allowed)
     if not status.ok:
         raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
-    return family_of(spec).load(spec, pick_device(device), allowed)
+    encoder = family_of(spec).load(spec, pick_device(device), allowed)
+    if spec.layer is not None:
+        from probe.encoders.layers import check_layer, encoder_layers
+
+        # one line for an encoder whose hidden layers probe cannot read, or a layer it does not have
+        check_layer(spec, spec.layer, len(encoder_layers(encoder)))
+    return encoder

@@ -137,8 +137,13 @@ class RandomBertEncoder(TextEncoder):
             self.prepare(batch), padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="pt"
         ).to(self.device)
         with torch.inference_mode(), autocast(self.device):
-            hidden = self.model(**tokens).last_hidden_state
-            pooled = pool_text_tokens(hidden, tokens["attention_mask"], self.spec.pooling)
+            if self.spec.layer is not None:
+                from probe.encoders.layers import text_layer_features
+
+                pooled = text_layer_features(self.model, tokens, self.spec.layer, self.spec.pooling)
+            else:
+                hidden = self.model(**tokens).last_hidden_state
+                pooled = pool_text_tokens(hidden, tokens["attention_mask"], self.spec.pooling)
         return self._check_dim(to_numpy(pooled))
 
 

@@ -39,7 +39,12 @@ class TimmVisionEncoder(TorchVisionEncoder):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         import torch
 
-        feats = self.model.forward_features(pixels.contiguous(memory_format=torch.channels_last))
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+        if self.spec.layer is not None:
+            from probe.encoders.layers import timm_layer_features
+
+            return timm_layer_features(self.model, pixels, self.spec.layer, self.spec.pooling, self.prefix_tokens)
+        feats = self.model.forward_features(pixels)
         if self.spec.pooling == "pooler":
             return self.model.forward_head(feats, pre_logits=True)
         if feats.ndim != 3:

@@ -65,6 +65,11 @@ class TransformersTextEncoder(TextEncoder):
             return_tensors="pt",
         ).to(self.device)
         with torch.inference_mode(), autocast(self.device):
+            if self.spec.layer is not None:
+                from probe.encoders.layers import text_layer_features
+
+                return self._check_dim(to_numpy(text_layer_features(self.model, tokens, self.spec.layer,
+                                                                    self.spec.pooling)))
             out = self.model(**tokens)
             if self.spec.pooling == "projection":
                 pooled = out.text_embeds

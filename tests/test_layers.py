@@ -1,0 +1,101 @@
+"""Hidden layers: an entry read at layer k equals a forward pass run by hand to that layer, pooled
+the entry's way; a layer out of range or an encoder without readable layers is one line; an entry's
+own output keeps its cache key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _spec(name: str):
+    from probe.registry import Registry
+
+    return Registry.load().get(name)
+
+
+def _pixels(spec, n: int = 3):
+    torch.manual_seed(0)
+    return torch.rand(n, 3, spec.image_size or 32, spec.image_size or 32)
+
+
+def test_a_vit_layer_is_its_blocks_run_by_hand_and_pooled_the_entrys_way():
+    from probe.encoders import load_encoder
+    from probe.encoders.layers import encoder_layers
+
+    spec = _spec("test/tiny-vit")  # cls+mean pooling, 2 blocks, 32 wide
+    base = load_encoder(spec, device="cpu")
+    assert encoder_layers(base) == [(1, 64), (2, 64)]
+    pixels = _pixels(spec)
+    model = base.model
+    with torch.no_grad():
+        x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(pixels))))
+        for layer, block in enumerate(model.blocks, start=1):
+            x = block(x)
+            by_hand = torch.cat([x[:, 0], x[:, 1:].mean(dim=1)], dim=-1).numpy()
+            encoder = load_encoder(spec.at_layer(layer, 64), device="cpu")
+            np.testing.assert_allclose(encoder.encode(pixels), by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bert_layer_is_its_hidden_state_mean_pooled_under_the_mask():
+    from probe.encoders import load_encoder
+    from probe.encoders.layers import encoder_layers
+
+    spec = _spec("test/tiny-bert")  # mean pooling, 2 layers, 32 wide
+    base = load_encoder(spec, device="cpu")
+    assert encoder_layers(base) == [(1, 32), (2, 32)]
+    texts = ["a red circle", "two small blue squares on a green field"]
+    tokens = base.tokenizer(texts, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt")
+    with torch.no_grad():
+        hidden = base.model(**tokens, output_hidden_states=True).hidden_states
+    mask = tokens["attention_mask"].numpy()[..., None]
+    for layer in (1, 2):
+        by_hand = (hidden[layer].numpy() * mask).sum(1) / mask.sum(1)
+        got = load_encoder(spec.at_layer(layer, 32), device="cpu").encode(texts)
+        np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(load_encoder(spec.at_layer(2, 32), device="cpu").encode(texts), base.encode(texts),
+                               rtol=1e-5, atol=1e-6)  # the last layer is the output: BERT adds no final norm
+
+
+def test_a_cnn_layer_is_its_stage_output_averaged_over_positions():
+    from probe.encoders import load_encoder
+    from probe.encoders.layers import encoder_layers
+
+    spec = _spec("baseline/random-efficientnet-lite0")
+    base = load_encoder(spec, device="cpu")
+    layers = encoder_layers(base)
+    assert [w for _, w in layers] == [info["num_chs"] for info in base.model.feature_info]
+    layer, width = layers[2]
+    captured = {}
+    module = base.model.get_submodule(base.model.feature_info[layer - 1]["module"])
+    module.register_forward_hook(lambda _m, _i, out: captured.setdefault("map", out))
+    pixels = _pixels(spec, 2)
+    with torch.no_grad():
+        base.model.forward_features(pixels.contiguous(memory_format=torch.channels_last))
+    by_hand = captured["map"].mean(dim=(2, 3)).numpy()
+    got = load_encoder(spec.at_layer(layer, width), device="cpu").encode(pixels)
+    np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-5)
+
+
+def test_layers_are_checked_and_an_entrys_own_output_keeps_its_cache_key():
+    from probe.encoders import load_encoder
+    from probe.encoders.layers import chosen_layers
+    from probe.errors import ProbeError
+    from probe.features.cache import spec_fingerprint
+
+    spec = _spec("test/tiny-bert")
+    with pytest.raises(ProbeError, match="layer 5 of test/tiny-bert@5 is out of range: it has layers 1 to 2"):
+        load_encoder(spec.at_layer(5, 32), device="cpu")
+    with pytest.raises(ProbeError, match="gives no hidden layers to read"):
+        load_encoder(_spec("baseline/pixels-16").at_layer(1, 768), device="cpu")
+    available = [(1, 32), (2, 32), (3, 32)]
+    assert chosen_layers(spec, available, "all") == available
+    assert chosen_layers(spec, available, "last:2") == [(2, 32), (3, 32)]
+    assert chosen_layers(spec, available, "3,1,3") == [(3, 32), (1, 32)]
+    for bad, fragment in (("last:4", "has 3 layers"), ("0", "out of range"), ("two", "not all, last:K")):
+        with pytest.raises(ProbeError, match=fragment):
+            chosen_layers(spec, available, bad)
+    assert "layer" not in spec.to_dict()  # cache keys of entries read at their output are unchanged
+    assert spec_fingerprint(spec.at_layer(1, 32)) != spec_fingerprint(spec.at_layer(2, 32)) != spec_fingerprint(spec)
