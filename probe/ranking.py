@@ -62,20 +62,30 @@ def protocol_rows(protocol: SimilarityProtocol, images: np.ndarray, texts: np.nd
     says so; normalisation is the metrics' own). With first captions, an image and its first caption;
     with mean captions, an image and the mean of its captions' embeddings. Rows with non-finite
     features are dropped; at most ``max_pairs`` of them are kept (a seeded subsample)."""
-    from probe.metrics.protocols import caption_means, clip_outliers
+    from probe.metrics.protocols import caption_means
 
     if protocol.captions == "first":
-        rows, caption_rows = first_caption_rows(images, texts, caption_image, max_pairs, seed)
-        x, y = images[rows], texts[caption_rows]
+        rows, _ = first_caption_rows(images, texts, caption_image, max_pairs, seed)
     else:
         means = caption_means(texts, caption_image, len(images))
         rows = np.flatnonzero(np.isfinite(images).all(axis=1) & np.isfinite(means).all(axis=1))
         if len(rows) > max_pairs:
             rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
-        x, y = images[rows], means[rows]
+    return (rows, *rows_features(protocol, images, texts, caption_image, rows))
+
+
+def rows_features(protocol: SimilarityProtocol, images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray,
+                  rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, Y)`` of the image ``rows`` a protocol compares (see :func:`protocol_rows`), prepared its way."""
+    from probe.metrics.protocols import caption_means, clip_outliers
+
+    if protocol.captions == "first":
+        x, y = images[rows], texts[first_captions(caption_image, len(images))[rows]]
+    else:
+        x, y = images[rows], caption_means(texts, caption_image, len(images))[rows]
     if protocol.clip_quantile is not None:
         x, y = clip_outliers(x, protocol.clip_quantile), clip_outliers(y, protocol.clip_quantile)
-    return rows, np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
 
 
 def first_captions(caption_image: np.ndarray, n_images: int) -> np.ndarray:
@@ -158,8 +168,13 @@ class SimilarityWork:
     n_perm: int = 50
     seed: int = 0
     protocol: SimilarityProtocol = PROTOCOLS["probe"]
+    #: with ``layers`` (``all``, ``last:K``, ``2,4``), every named layer of both encoders is compared by
+    #: ``layer_metric`` and the best layer pair judged against a whole search's null (:mod:`probe.metrics.layers`)
+    layers: str | None = None
+    layer_metric: str = "mutual_knn"
     _sides: dict[tuple[str, bytes], Side] = field(default_factory=dict, repr=False)
     _row: str | None = field(default=None, repr=False)
+    _layer_specs: dict[str, list[EncoderSpec]] = field(default_factory=dict, repr=False)
 
     @property
     def _needs_neighbours(self) -> bool:
@@ -190,19 +205,37 @@ class SimilarityWork:
 
         vision, text = item
         protocol = "" if self.protocol.name == "probe" else f"-{self.protocol.name}"
+        layers = f"-layers-{self.layers.replace(':', '')}-{self.layer_metric}" if self.layers else ""
         return record_path(self.results_dir, "similarity", self.dataset_name, vision.name, text.name,
-                           f"{self.split}-k{self.k}-n{self.max_pairs}-seed{self.seed}{protocol}")
+                           f"{self.split}-k{self.k}-n{self.max_pairs}-seed{self.seed}{protocol}{layers}")
 
-    def features(self, spec: EncoderSpec) -> np.ndarray:
+    def layer_specs(self, spec: EncoderSpec) -> list[EncoderSpec]:
+        """``spec`` at each layer ``layers`` names (its model loaded once on the CPU to count them; a
+        layer it does not have, or an encoder without readable layers, is one line)."""
+        from probe.encoders import load_encoder
+        from probe.encoders.layers import chosen_layers, encoder_layers
+
+        assert self.layers is not None
+        if spec.name not in self._layer_specs:
+            available = encoder_layers(load_encoder(spec, device="cpu", allow_download=self.options.allow_download))
+            self._layer_specs[spec.name] = [spec.at_layer(layer, width)
+                                            for layer, width in chosen_layers(spec, available, self.layers)]
+        return self._layer_specs[spec.name]
+
+    def features(self, spec: EncoderSpec) -> Any:
+        """The compared split's features: one array, or with ``layers`` one per layer."""
         from probe.features.roles import encoder_features
 
-        return encoder_features(protocol_spec(spec, self.protocol), self.plan, self.options, roles=("eval",),
-                                with_prompts=False).by_role["eval"]
+        specs = self.layer_specs(protocol_spec(spec, self.protocol)) if self.layers else [protocol_spec(spec, self.protocol)]
+        arrays = [encoder_features(s, self.plan, self.options, roles=("eval",), with_prompts=False).by_role["eval"]
+                  for s in specs]
+        return arrays if self.layers else arrays[0]
 
     @property
     def config(self) -> dict[str, Any]:
+        layers = {"layers": {"which": self.layers, "metric": self.layer_metric}} if self.layers else {}
         return {"k": self.k, "max_pairs": self.max_pairs, "n_boot": self.n_boot, "n_perm": self.n_perm,
-                "pairs": self.protocol.pairs, "protocol": self.protocol.to_dict()}
+                "pairs": self.protocol.pairs, "protocol": self.protocol.to_dict(), **layers}
 
     def identity(self, item: Item, unit: str) -> str:
         """What produces this pair's record (:mod:`probe.records.identity`): both entries as the
@@ -241,6 +274,9 @@ class SimilarityWork:
         if self._row != vision.name:
             self._sides = {key: value for key, value in self._sides.items() if key[0] != self._row}
             self._row = vision.name
+        if self.layers:
+            yield from self._run_layers(item, features, units)
+            return
         x_v, x_t = features
         image_rows, x, y = protocol_rows(self.protocol, x_v, x_t, self.plan.scored.caption_image, self.max_pairs,
                                          self.seed)
@@ -255,12 +291,47 @@ class SimilarityWork:
             yield unit, self._record(item, n_pairs=len(image_rows), metrics=metrics, intervals=intervals,
                                      interval_level=0.95, null=null)
 
+    def _run_layers(self, item: Item, features: Sequence[Any], units: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        """Every (vision layer, text layer) pair by ``layer_metric`` on the same rows; the record's value
+        is the best pair's, its p-value against the best of a search on shuffled pairings."""
+        from probe.metrics.layers import layer_search
+
+        v_layers, t_layers = features
+        owner = self.plan.scored.caption_image
+        # the rows every layer of both sides can use: a row dropped for one layer is dropped for all
+        rows, _, _ = protocol_rows(self.protocol, np.concatenate(v_layers, axis=1), np.concatenate(t_layers, axis=1),
+                                   owner, self.max_pairs, self.seed)
+        least = self.k + 2 if self._needs_neighbours else 4
+        if len(rows) < least:
+            raise ProbeError(f"split {self.split!r} has {len(rows)} pairs usable at every layer; need at least {least}")
+        xs = [rows_features(self.protocol, v, t_layers[0], owner, rows)[0] for v in v_layers]
+        ys = [rows_features(self.protocol, v_layers[0], t, owner, rows)[1] for t in t_layers]
+        found = layer_search(xs, ys, self.layer_metric, k=self.k, n_boot=self.n_boot, n_perm=self.n_perm,
+                             seed=self.seed, normalize=self.protocol.normalize)
+        key = keys.similarity(self.layer_metric)
+        best = found.best_score
+        vision_layers = [s.layer for s in self.layer_specs(item[0])]
+        text_layers = [s.layer for s in self.layer_specs(item[1])]
+        detail = {"metric": self.layer_metric, "vision": vision_layers, "text": text_layers,
+                  "values": found.values.tolist(), "best": [vision_layers[found.best[0]], text_layers[found.best[1]]],
+                  "search_null_mean": found.search_null_mean, "search_p": found.p_value}
+        for unit in units:
+            yield unit, self._record(item, n_pairs=len(rows), metrics={key: best.value},
+                                     intervals={key: [best.ci_low, best.ci_high]}, interval_level=0.95,
+                                     null={key: {"mean": found.search_null_mean, "p_value": found.p_value}},
+                                     layers=detail)
+
     def describe(self, item: Item, unit: str, record: Any) -> str:
         vision, text = item
         if not record.ok:
             return f"{vision.name} x {text.name}: FAILED: {record.error}"
-        return f"{vision.name} x {text.name}: " + ", ".join(
+        line = f"{vision.name} x {text.name}: " + ", ".join(
             f"{key.split('/', 1)[1]} {value:.3f}" for key, value in record.metrics.items())
+        if record.layers:
+            best = record.layers["best"]
+            line += (f" at vision layer {best[0]}, text layer {best[1]} (p = {record.layers['search_p']:.2g} "
+                     "against the best of a search on shuffled pairs)")
+        return line
 
 
 def probing_scores(results_dir: Path, dataset: str, head: str | None = None, loss: str | None = None

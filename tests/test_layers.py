@@ -99,3 +99,27 @@ def test_layers_are_checked_and_an_entrys_own_output_keeps_its_cache_key():
             chosen_layers(spec, available, bad)
     assert "layer" not in spec.to_dict()  # cache keys of entries read at their output are unchanged
     assert spec_fingerprint(spec.at_layer(1, 32)) != spec_fingerprint(spec.at_layer(2, 32)) != spec_fingerprint(spec)
+
+
+def test_select_searches_every_layer_pair_and_refuses_a_layer_an_encoder_lacks(run_cli, tmp_path, shared_cache):
+    import json
+
+    from conftest import assert_one_line_error
+
+    env = {"PROBE_CACHE_DIR": str(shared_cache), "PROBE_RESULTS_DIR": str(tmp_path / "r")}
+    pair = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--n-boot", "9")
+    ran = run_cli("select", *pair, "--layers", "all", env=env)
+    assert ran.returncode == 0, ran.stderr
+    (path,) = (tmp_path / "r" / "records" / "similarity").rglob("*layers-all*.json")
+    record = json.loads(path.read_text())
+    found = record["layers"]
+    assert found["vision"] == [1, 2] and found["text"] == [1, 2] and found["metric"] == "mutual_knn"
+    values = np.array(found["values"])
+    i, j = found["vision"].index(found["best"][0]), found["text"].index(found["best"][1])
+    assert values.shape == (2, 2) and values[i, j] == values.max() == record["metrics"]["similarity/mutual_knn"]
+    assert 0 < found["search_p"] <= 1 and record["null"]["similarity/mutual_knn"]["p_value"] == found["search_p"]
+    assert record["config"]["layers"] == {"which": "all", "metric": "mutual_knn"}
+    assert_one_line_error(run_cli("select", *pair, "--layers", "3", env=env),
+                          "layer 3 of test/tiny-vit is out of range: it has layers 1 to 2")
+    assert_one_line_error(run_cli("select", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert",
+                                  "--layers", "all", env=env), "baseline/pixels-16 gives no hidden layers to read")

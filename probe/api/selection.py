@@ -116,7 +116,7 @@ class SelectionResult:
 
 def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all", *,
                    dataset: str = "shapes", split: str = "train", metric: str | None = None, protocol: str = "probe",
-                   k: int = 10,
+                   layers: str | None = None, k: int = 10,
                    max_pairs: int = 5000, n_boot: int = 50, results_dir: str | Path | None = None,
                    cache_dir: str | Path | None = None, workers: int | None = None, device: str | None = None,
                    executor: str = "local", ray_address: str | None = None, registry: Sequence[str | Path] = (),
@@ -131,7 +131,7 @@ def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str
     from probe.metrics.protocols import check_protocol
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
-    from probe.ranking import SimilarityWork, check_metric, selection_plan
+    from probe.ranking import SimilarityWork, check_metric, protocol_spec, selection_plan
     from probe.workspace import folders
 
     chosen = check_protocol(protocol)
@@ -148,7 +148,10 @@ def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str
         log.warning("similarity protocol %r: %s", chosen.name, chosen.unlike_source)
     plan = selection_plan(ds, split, max_pairs, all_captions=chosen.captions == "mean")
     work = SimilarityWork(ds.info.name, plan, results, options, k=k, max_pairs=max_pairs, n_boot=n_boot,
-                          n_perm=n_boot, protocol=chosen)
+                          n_perm=n_boot, protocol=chosen, layers=layers, layer_metric=metric or chosen.metrics[0])
+    if layers and not dry_run:  # a layer an encoder lacks is bad input, said before any features are made
+        for spec in [*v_specs, *t_specs]:
+            work.layer_specs(protocol_spec(spec, chosen))
     return work, pairs(v_specs, t_specs), skipped
 
 
@@ -167,6 +170,10 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
     listed apart unless ``with_controls``. Where probing records exist (of ``head`` / ``loss`` only,
     when given), the result says how well the ranking predicted them. Similarity records that stand
     for this selection are reused unless ``recompute``.
+
+    ``layers`` (``"all"``, ``"last:K"``, ``"2,4"``) compares every named layer of both encoders by
+    ``metric`` and ranks each pair by its best layer pair, judged against the best a whole search finds
+    on shuffled pairings.
 
     Other keyword arguments are :func:`plan_selection`'s: ``protocol``, ``dataset``, ``split``, ``k``,
     ``max_pairs``, ``n_boot``, ``results_dir``, ``cache_dir``, ``workers``, ``device``,

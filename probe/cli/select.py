@@ -115,6 +115,9 @@ def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: 
 @click.option("--metric", default=None,
               help="mutual_knn, cka, unbiased_cka, cknna or svcca (one the protocol computes) [default: mutual_knn; "
                    "cka under --protocol freeze-align].")
+@click.option("--layers", default=None, metavar="WHICH",
+              help="Compare every layer pair (all, last:K, or a list such as 2,4) by --metric; each pair is ranked "
+                   "by its best layer pair, with a p-value against the best a search finds by chance.")
 @click.option("--score-on", default=None, metavar="BENCHMARK",
               help="Benchmark whose probing scores the table and the verdict quote (e.g. shapes-ood/test) "
                    "[default: a transfer benchmark where there is one].")
@@ -138,7 +141,7 @@ def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: 
 @common
 @executor_options
 @click.pass_obj
-def select(obj: RunContext, top, with_controls, metric, score_on, protocol, vision, text, split, k, max_pairs, n_boot, recompute,
+def select(obj: RunContext, top, with_controls, metric, layers, score_on, protocol, vision, text, split, k, max_pairs, n_boot, recompute,
            dry_run, dataset, results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
@@ -161,7 +164,7 @@ def select(obj: RunContext, top, with_controls, metric, score_on, protocol, visi
     from probe.api.selection import plan_selection
     from probe.api.selection import select as select_pairs
 
-    settings = dict(vision=vision, text=text, protocol=protocol, dataset=dataset, split=split, k=k, max_pairs=max_pairs, n_boot=n_boot,
+    settings = dict(vision=vision, text=text, protocol=protocol, layers=layers, dataset=dataset, split=split, k=k, max_pairs=max_pairs, n_boot=n_boot,
                     results_dir=results_dir, cache_dir=cache_dir, workers=workers, device=device,
                     registry=obj.registry_paths, allow_download=obj.allow_download)
     if dry_run:

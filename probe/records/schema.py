@@ -269,6 +269,8 @@ class SimilarityConfig(Strict):
     #: the similarity protocol (:meth:`probe.metrics.protocols.SimilarityProtocol.to_dict`); absent in
     #: records written before protocols existed, which were probe's own without unbiased CKA
     protocol: dict[str, Any] | None = None
+    #: with a layer search: which layers (``all``, ``last:K``, a list) and the metric searched
+    layers: dict[str, Any] | None = None
 
     @property
     def protocol_name(self) -> str:
@@ -290,6 +292,9 @@ class SimilarityRecord(Scored):
     text: EncoderRef
     n_pairs: int | None = None
     null: dict[str, NullStat] | None = None
+    #: a layer search's every value (``values[i][j]``: vision layer ``vision[i]`` against text layer
+    #: ``text[j]``), the best pair, and its p-value against the best of searches on shuffled pairings
+    layers: dict[str, Any] | None = None
 
 
 class CorrelatesConfig(Strict):
