@@ -119,6 +119,9 @@ def test_select_searches_every_layer_pair_and_refuses_a_layer_an_encoder_lacks(r
     assert values.shape == (2, 2) and values[i, j] == values.max() == record["metrics"]["similarity/mutual_knn"]
     assert 0 < found["search_p"] <= 1 and record["null"]["similarity/mutual_knn"]["p_value"] == found["search_p"]
     assert record["config"]["layers"] == {"which": "all", "metric": "mutual_knn"}
+    from probe.records.store import read_record
+
+    assert not read_record(path).config.is_default  # kept out of the leaderboard, correlations and forecasts
     assert_one_line_error(run_cli("select", *pair, "--layers", "3", env=env),
                           "layer 3 of test/tiny-vit is out of range: it has layers 1 to 2")
     assert_one_line_error(run_cli("select", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert",

@@ -116,7 +116,10 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     after = run_cli("select", "--top", "2", *TINY, "--vision", "baseline/pixels-16", env=env)
     # the pixel control takes no ranking slot: it is listed for reference, and the agreement with the
     # probing scores is given over all three pairs (two real pairs are too few for a rank correlation)
-    assert "top 2 of 2 real pairs" in after.stdout and "1 control pair(s), for reference" in after.stdout
+    assert "top 2 of 2 real pairs" in after.stdout and "1 control pair(s), not ranked; the best: baseline/pixels-16" \
+        in after.stdout
+    listed = run_cli("select", "--top", "2", *TINY, "--vision", "baseline/pixels-16", "--show-controls", env=env)
+    assert "1 control pair(s), for reference" in listed.stdout
     assert "ranking vs probing score over 3 probed pairs of shapes/test (with controls)" in after.stdout
     ranked = run_cli("select", "--top", "2", *TINY, "--vision", "baseline/pixels-16", "--with-controls", env=env)
     assert "top 2 of 3 pairs" in ranked.stdout and "for reference" not in ranked.stdout

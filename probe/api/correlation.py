@@ -129,7 +129,7 @@ def correlate(*, dataset: str = "shapes", corpus: str | None = None, head: str |
               for spec in specs}
     similarity = {(s.record.vision.name, s.record.text.name): s.record.metrics
                   for s in iter_records(results, "similarity")
-                  if s.record.dataset == fitted_on and s.record.ok and s.record.config.protocol_name == "probe"}
+                  if s.record.dataset == fitted_on and s.record.ok and s.record.config.is_default}
     tables, paths = {}, []
     for benchmark, scores in probed.items():
         rows = correlation_table(scores, models, similarity)

@@ -48,7 +48,7 @@ def pair_signals(results: Path, dataset: str, catalogue: Any) -> dict[tuple[str,
     out: dict[tuple[str, str], dict[str, float]] = {}
     for stored in iter_records(results, "similarity"):
         r = stored.record
-        if r.dataset != dataset or not r.ok or r.config.protocol_name != "probe":
+        if r.dataset != dataset or not r.ok or not r.config.is_default:
             continue
         pair = (r.vision.name, r.text.name)
         values = dict(r.metrics)

@@ -58,7 +58,8 @@ def _report_failures(outcome) -> None:
         click.echo(f"{names}: FAILED: {record.error}", err=True)
 
 
-def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: str | None) -> None:
+def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: str | None,
+                   show_controls: bool = False) -> None:
     """The verdict first, then the ranked pairs (ties with the best marked; the controls apart), then
     how well the ranking agreed with probing on every benchmark."""
     from probe.cli.tables import print_table
@@ -94,10 +95,14 @@ def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: 
                                      f"{chosen.dataset}/{split}", optional=("null", column))
     if any(row[0].endswith("=") for row in rows):
         click.echo("n= : tied with the best (95% intervals overlap): this data does not tell them apart")
-    if chosen.references:
+    if chosen.references and show_controls:
         print_table(headers, [row("-", r) for r in chosen.references],
                     title=f"{len(chosen.references)} control pair(s), for reference (--with-controls ranks them too)",
                     optional=("null", column))
+    elif chosen.references:  # the yardstick in one line; the table on request
+        best = chosen.references[0]
+        click.echo(f"{len(chosen.references)} control pair(s), not ranked; the best: {best.vision.name} x "
+                   f"{best.text.name}, {metric} {best.metrics[key]:.3f} (--show-controls lists them)")
     for benchmark, agreement in chosen.agreements.items():
         real = "" if benchmark.endswith("(with controls)") else "real "
         click.echo(f"ranking vs probing score over {agreement['n']} probed {real}"
@@ -115,6 +120,9 @@ def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: 
 @click.option("--metric", default=None,
               help="mutual_knn, cka, unbiased_cka, cknna or svcca (one the protocol computes) [default: mutual_knn; "
                    "cka under --protocol freeze-align].")
+@click.option("--show-controls", is_flag=True,
+              help="List the control pairs (pixels, random weights, TF-IDF) under the ranking; by default one "
+                   "line gives their number and the best.")
 @click.option("--layers", default=None, metavar="WHICH",
               help="Compare every layer pair (all, last:K, or a list such as 2,4) by --metric; each pair is ranked "
                    "by its best layer pair, with a p-value against the best a search finds by chance.")
@@ -141,7 +149,7 @@ def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: 
 @common
 @executor_options
 @click.pass_obj
-def select(obj: RunContext, top, with_controls, metric, layers, score_on, protocol, vision, text, split, k, max_pairs, n_boot, recompute,
+def select(obj: RunContext, top, with_controls, metric, show_controls, layers, score_on, protocol, vision, text, split, k, max_pairs, n_boot, recompute,
            dry_run, dataset, results_dir, cache_dir, head, loss, workers, device, executor, ray_address) -> None:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
@@ -178,7 +186,7 @@ def select(obj: RunContext, top, with_controls, metric, layers, score_on, protoc
     chosen = select_pairs(top=top, metric=metric, with_controls=with_controls, recompute=recompute, head=head,
                           loss=loss, executor=executor, ray_address=ray_address, **settings)
     _report_failures(chosen)
-    _print_ranking(chosen, top, split, with_controls, score_on)
+    _print_ranking(chosen, top, split, with_controls, score_on, show_controls)
     if chosen.failed:
         raise click.exceptions.Exit(1)
 

@@ -276,6 +276,12 @@ class SimilarityConfig(Strict):
     def protocol_name(self) -> str:
         return str((self.protocol or {}).get("name", "probe"))
 
+    @property
+    def is_default(self) -> bool:
+        """probe's own protocol at the encoders' outputs: the records the leaderboard, correlations and
+        forecasts read (another protocol or a layer search measures something else)."""
+        return self.protocol_name == "probe" and self.layers is None
+
 
 class NullStat(Strict):
     mean: float

@@ -62,7 +62,7 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
                   for s in iter_records(results_dir, "correlates") if s.record.ok}
     similarity: dict[tuple[str, str, str], Any] = {}
     for s in sorted(iter_records(results_dir, "similarity"), key=lambda s: s.record.split != "train"):
-        if s.record.ok and s.record.config.protocol_name == "probe":  # train first; other protocols apart
+        if s.record.ok and s.record.config.is_default:  # train first; other protocols and layer searches apart
             similarity.setdefault((s.record.dataset, s.record.vision.name, s.record.text.name), s.record)
     rows, failures = [], []
     for stored in alignment:
