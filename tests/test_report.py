@@ -454,3 +454,14 @@ def test_the_heatmap_colours_span_the_shown_values():
     grid = np.array([[0.41, 0.45], [np.nan, 0.43]])
     assert colour_range(grid) == (0.41, 0.45)
     assert colour_range(np.array([[0.3]])) == (0.3, pytest.approx(0.3 + 1e-9))
+
+
+def test_the_answer_says_chance_where_the_score_fixes_it():
+    from probe.records import keys
+    from probe.report.answer import answer
+
+    row = {"vision": "v", "text": "t", "config": "c", "vision_control": False, "text_control": False,
+           "score": (keys.COMPOSITIONAL_GROUP, 0.12, 0.05, 0.2)}
+    assert "; chance is 0.167" in answer([row])["sentence"]  # Winoground's group score: 1/6 by chance
+    row["score"] = (keys.PROBING_SCORE, 0.12, 0.05, 0.2)
+    assert "chance" not in answer([row])["sentence"]

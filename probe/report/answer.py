@@ -22,6 +22,12 @@ def _value(row: dict[str, Any]) -> str:
     return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
 
 
+#: what a score is by chance, where the score's definition fixes it: Winoground's group score is 1/6
+#: (both captions and both images must be matched; Thrush et al. 2022 give random chance as text 25,
+#: image 25, group 16.67)
+CHANCE = {keys.COMPOSITIONAL_GROUP: 1 / 6}
+
+
 def tied(best: dict[str, Any], row: dict[str, Any]) -> bool:
     """Whether ``row``'s interval overlaps ``best``'s (False where either has none)."""
     low_best, high = best["score"][2], row["score"][3]
@@ -55,6 +61,9 @@ def answer(rows: list[dict[str, Any]], selection_metric: str = keys.DEFAULT_SELE
     sentence = f"Best real pair: {best['vision']} × {best['text']}{config}, {_value(best)}"
     sentence += (f"; {len(ties)} other real result(s) tied with it (95% intervals overlap)" if ties
                  else "; no other real result's interval reaches it" if best["score"][2] is not None else "")
+    chance = CHANCE.get(best["score"][0])
+    if chance is not None:
+        sentence += f"; chance is {chance:.3f}"
     if control is not None:
         apart = "" if tied(best, control) else ", intervals apart"
         sentence += (f". Best control: {control['vision']} × {control['text']}, {_value(control)}: "
