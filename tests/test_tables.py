@@ -58,7 +58,7 @@ def test_listings_keep_every_model_name_and_number_whole(run_cli, width, shared_
     rows = json.loads(run_cli("benchmarks", "--json").stdout)["benchmarks"]
     assert not _whole([r["name"] for r in rows] + [r["data"] for r in rows], benchmarks.stdout.splitlines())
     select = run_cli("select", "--vision", "test/tiny-vit", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert",
-                     "--n-boot", "2", env={**env, "PROBE_RESULTS_DIR": str(shared_cache.parent / f"sel{width}")})
+                     "--show-controls", "--n-boot", "2", env={**env, "PROBE_RESULTS_DIR": str(shared_cache.parent / f"sel{width}")})
     assert select.returncode == 0, select.stderr
     assert not _whole(["test/tiny-vit", "baseline/pixels-16 (control)", "test/tiny-bert"], select.stdout.splitlines())
     cache = run_cli("cache", "list", env=env)
