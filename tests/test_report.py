@@ -134,6 +134,7 @@ def test_each_benchmark_has_its_own_ranked_table_holding_the_record_numbers(repo
         assert any(controls) and scores == sorted(scores, reverse=True)
     assert "control" in html and "features of mine/broken-vit failed" in html  # controls marked; failure with its reason
     assert "it mixes in-domain and\ntransfer scores" in html  # the suite's mean says what it averages
+    assert '<span class="v" title="test/tiny-vit">tiny-vit' in html  # short names, the full one on hover
     assert "cannot miss" not in html  # explained only where a value carries the mark
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
     table = json.loads((report_dir / "reports" / "leaderboard.json").read_text())

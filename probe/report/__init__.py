@@ -30,7 +30,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.records.store import iter_records
     from probe.records.table import best_by_pair
     from probe.report.benchmarks import benchmark_matrix
-    from probe.report.plots import section_plots
+    from probe.report.plots import section_plots, short_names
     from probe.report.sections import build_sections, competition_ranks
     from probe.report.tuning import tune_tables as tune_report_tables
     from probe.version import __version__
@@ -76,6 +76,9 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
         row["provenance_json"] = json.dumps(row["provenance"], indent=1, sort_keys=True, default=str)
     env = jinja2.Environment(loader=jinja2.PackageLoader("probe", "report"), autoescape=True)
     env.globals["format"] = format
+    # a pair's names without their family prefix where that stays unambiguous; the full name on hover,
+    # in the details and in what the filter reads
+    env.globals["short"] = short_names(sorted({r[side] for r in [*rows, *by_benchmark] for side in ("vision", "text")}))
     env.filters["wbr"] = _breakable
     env.filters["datauri"] = lambda path: "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
     html = env.get_template("leaderboard.html.j2").render(

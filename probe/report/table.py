@@ -98,9 +98,10 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
         row["doubt"] = doubt(r, entries)
         row["provenance"] = {"versions": r.versions.model_dump(), "created": r.created, "seed": r.seed,
                              "config": r.config.to_dict(),
-                             "vision": {"weights": r.vision.weights, "revision": r.vision.revision,
-                                        "loader": r.vision.loader},
-                             "text": {"weights": r.text.weights, "revision": r.text.revision, "loader": r.text.loader},
+                             "vision": {"name": r.vision.name, "weights": r.vision.weights,
+                                        "revision": r.vision.revision, "loader": r.vision.loader},
+                             "text": {"name": r.text.name, "weights": r.text.weights, "revision": r.text.revision,
+                                      "loader": r.text.loader},
                              "splits": r.splits, "protocol": r.protocol, "corpus": r.corpus.model_dump(),
                              "benchmark": r.benchmark.model_dump(), "dropped": r.dropped,
                              "record": str(stored.path)}
