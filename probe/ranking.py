@@ -62,30 +62,46 @@ def protocol_rows(protocol: SimilarityProtocol, images: np.ndarray, texts: np.nd
     says so; normalisation is the metrics' own). With first captions, an image and its first caption;
     with mean captions, an image and the mean of its captions' embeddings. Rows with non-finite
     features are dropped; at most ``max_pairs`` of them are kept (a seeded subsample)."""
+    rows = protocol_row_indices(protocol, images, texts, caption_image, max_pairs, seed)
+    return (rows, image_side(protocol, images, rows),
+            text_side(protocol, texts, caption_image, len(images), rows))
+
+
+def protocol_row_indices(protocol: SimilarityProtocol, images: np.ndarray, texts: np.ndarray,
+                         caption_image: np.ndarray, max_pairs: int, seed: int = 0) -> np.ndarray:
+    """The image rows :func:`protocol_rows` compares (finite features, at most ``max_pairs``)."""
     from probe.metrics.protocols import caption_means
 
     if protocol.captions == "first":
-        rows, _ = first_caption_rows(images, texts, caption_image, max_pairs, seed)
-    else:
-        means = caption_means(texts, caption_image, len(images))
-        rows = np.flatnonzero(np.isfinite(images).all(axis=1) & np.isfinite(means).all(axis=1))
-        if len(rows) > max_pairs:
-            rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
-    return (rows, *rows_features(protocol, images, texts, caption_image, rows))
+        return first_caption_rows(images, texts, caption_image, max_pairs, seed)[0]
+    means = caption_means(texts, caption_image, len(images))
+    rows = np.flatnonzero(np.isfinite(images).all(axis=1) & np.isfinite(means).all(axis=1))
+    if len(rows) > max_pairs:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_pairs, replace=False))
+    return rows
 
 
-def rows_features(protocol: SimilarityProtocol, images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray,
-                  rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, Y)`` of the image ``rows`` a protocol compares (see :func:`protocol_rows`), prepared its way."""
-    from probe.metrics.protocols import caption_means, clip_outliers
+def _prepared_rows(protocol: SimilarityProtocol, x: np.ndarray) -> np.ndarray:
+    from probe.metrics.protocols import clip_outliers
+
+    if protocol.clip_quantile is not None:
+        x = clip_outliers(x, protocol.clip_quantile)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def image_side(protocol: SimilarityProtocol, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """X: the image ``rows`` a protocol compares, prepared its way (see :func:`protocol_rows`)."""
+    return _prepared_rows(protocol, images[rows])
+
+
+def text_side(protocol: SimilarityProtocol, texts: np.ndarray, caption_image: np.ndarray, n_images: int,
+              rows: np.ndarray) -> np.ndarray:
+    """Y: the text row of each image in ``rows`` (its first caption, or its captions' mean), prepared."""
+    from probe.metrics.protocols import caption_means
 
     if protocol.captions == "first":
-        x, y = images[rows], texts[first_captions(caption_image, len(images))[rows]]
-    else:
-        x, y = images[rows], caption_means(texts, caption_image, len(images))[rows]
-    if protocol.clip_quantile is not None:
-        x, y = clip_outliers(x, protocol.clip_quantile), clip_outliers(y, protocol.clip_quantile)
-    return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
+        return _prepared_rows(protocol, texts[first_captions(caption_image, n_images)[rows]])
+    return _prepared_rows(protocol, caption_means(texts, caption_image, n_images)[rows])
 
 
 def first_captions(caption_image: np.ndarray, n_images: int) -> np.ndarray:
@@ -280,16 +296,20 @@ class SimilarityWork:
         x_v, x_t = features
         image_rows, x, y = protocol_rows(self.protocol, x_v, x_t, self.plan.scored.caption_image, self.max_pairs,
                                          self.seed)
-        least = self.k + 2 if self._needs_neighbours else 4
-        if len(image_rows) < least:
-            raise ProbeError(f"split {self.split!r} has {len(image_rows)} usable pairs for this pair; need at least "
-                             f"{least}" + (" (k + 2; lower --k)" if self._needs_neighbours else ""))
+        self._check_usable(len(image_rows), "for this pair")
         plan = resample_plan(len(image_rows), self.n_boot, self.n_perm, self.seed, k=self.k)
         metrics, intervals, null = similarity_metrics(self._prepared(vision, x, image_rows, plan),
                                                       self._prepared(text, y, image_rows, plan), plan)
         for unit in units:
             yield unit, self._record(item, n_pairs=len(image_rows), metrics=metrics, intervals=intervals,
                                      interval_level=0.95, null=null)
+
+    def _check_usable(self, n: int, where: str) -> None:
+        """One line when fewer pairs are usable than the metrics need (k + 2 with neighbours, else 4)."""
+        least = self.k + 2 if self._needs_neighbours else 4
+        if n < least:
+            raise ProbeError(f"split {self.split!r} has {n} usable pairs {where}; need at least {least}"
+                             + (" (k + 2; lower --k)" if self._needs_neighbours else ""))
 
     def _run_layers(self, item: Item, features: Sequence[Any], units: Sequence[str]) -> Iterator[tuple[str, Any]]:
         """Every (vision layer, text layer) pair by ``layer_metric`` on the same rows; the record's value
@@ -298,20 +318,20 @@ class SimilarityWork:
 
         v_layers, t_layers = features
         owner = self.plan.scored.caption_image
+        n_images = len(v_layers[0])
         # the rows every layer of both sides can use: a row dropped for one layer is dropped for all
-        rows, _, _ = protocol_rows(self.protocol, np.concatenate(v_layers, axis=1), np.concatenate(t_layers, axis=1),
-                                   owner, self.max_pairs, self.seed)
-        least = self.k + 2 if self._needs_neighbours else 4
-        if len(rows) < least:
-            raise ProbeError(f"split {self.split!r} has {len(rows)} pairs usable at every layer; need at least {least}")
-        xs = [rows_features(self.protocol, v, t_layers[0], owner, rows)[0] for v in v_layers]
-        ys = [rows_features(self.protocol, v_layers[0], t, owner, rows)[1] for t in t_layers]
+        rows = protocol_row_indices(self.protocol, np.concatenate(v_layers, axis=1), np.concatenate(t_layers, axis=1),
+                                    owner, self.max_pairs, self.seed)
+        self._check_usable(len(rows), "at every layer")
+        xs = [image_side(self.protocol, v, rows) for v in v_layers]
+        ys = [text_side(self.protocol, t, owner, n_images, rows) for t in t_layers]
         found = layer_search(xs, ys, self.layer_metric, k=self.k, n_boot=self.n_boot, n_perm=self.n_perm,
                              seed=self.seed, normalize=self.protocol.normalize)
         key = keys.similarity(self.layer_metric)
         best = found.best_score
-        vision_layers = [s.layer for s in self.layer_specs(item[0])]
-        text_layers = [s.layer for s in self.layer_specs(item[1])]
+        # the layers features() read: the entries as the protocol encodes them
+        vision_layers, text_layers = ([s.layer for s in self.layer_specs(protocol_spec(spec, self.protocol))]
+                                      for spec in item)
         detail = {"metric": self.layer_metric, "vision": vision_layers, "text": text_layers,
                   "values": found.values.tolist(), "best": [vision_layers[found.best[0]], text_layers[found.best[1]]],
                   "search_null_mean": found.search_null_mean, "search_p": found.p_value}
