@@ -39,6 +39,8 @@ class SelectionResult:
     #: similarity records that failed (the reason is in each), and those recomputed because stale
     failed: list[Path] = field(default_factory=list)
     stale: list[tuple[Path, str]] = field(default_factory=list)
+    #: the benchmark a summary quotes, when the caller chose one (see :attr:`default_benchmark`)
+    score_on: str | None = None
 
     @property
     def selected(self) -> list[tuple[str, str]]:
@@ -61,8 +63,10 @@ class SelectionResult:
 
     @property
     def default_benchmark(self) -> str | None:
-        """The benchmark a summary quotes probing scores of: a transfer benchmark (scored on data the
-        heads never saw) where there is one, else the in-domain one."""
+        """The benchmark a summary quotes probing scores of: the one asked for (``score_on``), else a
+        transfer benchmark (scored on data the heads never saw) where there is one, else the in-domain one."""
+        if self.score_on is not None:
+            return self.score_on
         transfer = [label for label in self.probed if label.split("/")[0] != self.dataset]
         chosen = transfer or list(self.probed)
         return chosen[0] if chosen else None
@@ -158,7 +162,7 @@ def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str
 def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all", *, top: int = 3,
            metric: str | None = None, with_controls: bool = False, recompute: bool = False,
            head: str | None = None, loss: str | None = None, executor: str = "local",
-           ray_address: str | None = None, **settings: Any) -> SelectionResult:
+           ray_address: str | None = None, score_on: str | None = None, **settings: Any) -> SelectionResult:
     """Rank (vision, text) pairs by embedding similarity on paired data, with no training.
 
     Each pair's image features and first-caption features on ``dataset``/``split`` (a seeded sample
@@ -173,7 +177,8 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
 
     ``layers`` (``"all"``, ``"last:K"``, ``"2,4"``) compares every named layer of both encoders by
     ``metric`` and ranks each pair by its best layer pair, judged against the best a whole search finds
-    on shuffled pairings.
+    on shuffled pairings. ``score_on`` names the benchmark whose probing scores the summary quotes
+    (checked before any pair is encoded).
 
     Other keyword arguments are :func:`plan_selection`'s: ``protocol``, ``dataset``, ``split``, ``k``,
     ``max_pairs``, ``n_boot``, ``results_dir``, ``cache_dir``, ``workers``, ``device``,
@@ -203,6 +208,10 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
     work, items, skipped = plan_selection(vision, text, metric=metric, executor=executor, ray_address=ray_address,
                                           **settings)
     metric = metric or work.protocol.metrics[0]
+    probed = probing_scores(work.results_dir, work.dataset_name, head, loss)
+    if score_on is not None and score_on not in probed:  # said before any pair is encoded
+        raise ProbeError(f"--score-on {score_on!r}: no probing records of these pairs on it; recorded: "
+                         f"{', '.join(probed) or 'none'}")
     log_skipped(skipped)
     with executor_for(executor, ray_address, (work.options.cache_dir, work.results_dir)) as runner_executor:
         # one line per pair as it finishes ([k/N], time so far and left): long selections are not silent
@@ -211,7 +220,6 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
     key = keys.similarity(metric)
     records = [r for r in (read_record(work.path(item, work.split)) for item in items) if r.ok]
     ranked = sorted(records, key=lambda r: -r.metrics[key])
-    probed = probing_scores(work.results_dir, work.dataset_name, head, loss)
 
     def control(r: Any) -> bool:
         return r.vision.control or r.text.control
@@ -241,4 +249,4 @@ def select(vision: str | Sequence[str] = "all", text: str | Sequence[str] = "all
                                                      sorted(predicted.items(), key=lambda kv: -kv[1])],
                                             agreements=agreements))
     return SelectionResult(metric, top, work.dataset_name, work.split, candidates, references, probed, agreements,
-                           path, outcome.failed, outcome.stale)
+                           path, outcome.failed, outcome.stale, score_on)

@@ -58,19 +58,13 @@ def _report_failures(outcome) -> None:
         click.echo(f"{names}: FAILED: {record.error}", err=True)
 
 
-def _print_ranking(chosen, top: int, split: str, with_controls: bool, score_on: str | None,
-                   show_controls: bool = False) -> None:
+def _print_ranking(chosen, top: int, split: str, with_controls: bool, show_controls: bool = False) -> None:
     """The verdict first, then the ranked pairs (ties with the best marked; the controls apart), then
     how well the ranking agreed with probing on every benchmark."""
     from probe.cli.tables import print_table
     from probe.records import keys
 
-    if score_on is not None and score_on not in chosen.probed:
-        from probe.errors import ProbeError
-
-        raise ProbeError(f"--score-on {score_on!r}: no probing records of these pairs on it; recorded: "
-                         f"{', '.join(chosen.probed) or 'none'}")
-    label = score_on or chosen.default_benchmark
+    label = chosen.default_benchmark
     click.echo(chosen.verdict(label))
     metric = chosen.metric
     key = keys.similarity(metric)
@@ -184,9 +178,9 @@ def select(obj: RunContext, top, with_controls, metric, show_controls, layers, s
         echo_selection_preview(work, items, recompute)
         return
     chosen = select_pairs(top=top, metric=metric, with_controls=with_controls, recompute=recompute, head=head,
-                          loss=loss, executor=executor, ray_address=ray_address, **settings)
+                          loss=loss, executor=executor, ray_address=ray_address, score_on=score_on, **settings)
     _report_failures(chosen)
-    _print_ranking(chosen, top, split, with_controls, score_on, show_controls)
+    _print_ranking(chosen, top, split, with_controls, show_controls)
     if chosen.failed:
         raise click.exceptions.Exit(1)
 
