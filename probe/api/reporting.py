@@ -17,15 +17,14 @@ def write_report(results_dir: str | Path | None = None, out_dir: str | Path = "r
     registry (built-in, ``$PROBE_REGISTRY`` and the ``registry`` files) changed since, are marked not
     current (:mod:`probe.report.trust`). Returns the written paths by kind (``html``, ``csv``,
     ``json``, ``plot:<name>``)."""
-    from probe.api.common import load_registry
     from probe.ranking import check_metric
     from probe.records import keys
     from probe.report import build_report
+    from probe.report.trust import registry_entries
     from probe.settings import results_dir as chosen_results_dir
     from probe.workspace import ensure_writable
 
     key = keys.similarity(check_metric(metric))
     out = Path(out_dir).expanduser()
     ensure_writable(out, "--out")
-    entries = {spec.name: spec for spec in load_registry(registry)}
-    return build_report(chosen_results_dir(results_dir), out, key, entries)
+    return build_report(chosen_results_dir(results_dir), out, key, registry_entries(registry))

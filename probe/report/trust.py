@@ -10,7 +10,8 @@ Such rows are marked on the page and counted in one warning, never silently rank
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 #: the fields of a record's encoder reference that decide which network it ran
@@ -40,8 +41,8 @@ def doubt(record: Any, entries: Mapping[str, Any]) -> str | None:
     return None
 
 
-def registry_entries() -> dict[str, Any]:
-    """The registry a run would read now (built-in and ``PROBE_REGISTRY`` files), by name."""
+def registry_entries(extra: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """The registry a run would read now (built-in, ``PROBE_REGISTRY`` and ``extra`` files), by name."""
     from probe.registry import Registry
 
-    return {spec.name: spec for spec in Registry.load()}
+    return {spec.name: spec for spec in Registry.load(tuple(str(p) for p in extra))}
