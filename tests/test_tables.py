@@ -64,3 +64,17 @@ def test_listings_keep_every_model_name_and_number_whole(run_cli, width, shared_
     cache = run_cli("cache", "list", env=env)
     entries = json.loads(run_cli("cache", "list", "--json", env={"PROBE_CACHE_DIR": str(shared_cache)}).stdout)
     assert entries and not _whole(sorted({e["model"] for e in entries}), cache.stdout.splitlines())
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_prose_columns_keep_every_word_whole(run_cli, width):
+    """Several prose columns, one with long unbreakable words (file paths): rich left to itself narrowed
+    such a column below its longest word and cropped the word (`probe presets` lost 'ned.yaml')."""
+    import probe
+
+    shown = run_cli("presets", env={"COLUMNS": str(width)})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    words = {w.strip(",;()") for p in probe.presets() for text in (p["source"], p["description"]) for w in text.split()}
+    assert not _whole(sorted(w for w in words if len(w) > 3), lines)
+    assert all(len(line.rstrip()) <= width for line in lines)

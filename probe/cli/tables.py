@@ -62,17 +62,42 @@ def _print_rich(headers: Sequence[str], rows: Sequence[Sequence[str]], shown: Se
 
     # a rule under the header and no vertical borders: the width goes to the values
     table = Table(title=title or None, title_justify="left", show_lines=False, box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
-    for column in shown:
-        least = _widths(headers, rows, column, prose)
+                  pad_edge=False, collapse_padding=True, show_edge=False)
+    for column, fixed in zip(shown, _column_widths(headers, rows, shown, prose, width), strict=True):
         if column in prose:
-            table.add_column(column, overflow="fold", min_width=least)
+            table.add_column(column, overflow="fold", width=fixed)
         else:
-            table.add_column(column, no_wrap=True, overflow="ignore", min_width=least)
+            table.add_column(column, no_wrap=True, overflow="ignore", width=fixed)
     indices = [list(headers).index(c) for c in shown]
     for row in rows:
         table.add_row(*(row[i] for i in indices))
     Console(width=width, soft_wrap=False).print(table)
+
+
+def _column_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], shown: Sequence[str],
+                   prose: Sequence[str], width: int) -> list[int]:
+    """Each shown column's width, chosen here rather than by rich (which narrows a column below its
+    longest word and then crops that word): every column gets its narrowest (:func:`_widths`), then
+    prose columns share what is left in proportion to their text, never wider than their longest value."""
+    least = [_widths(headers, rows, c, prose) for c in shown]
+    longest = [max([len(c), *(len(row[list(headers).index(c)]) for row in rows)]) for c in shown]
+    spare = width - sum(least) - _GAP * (len(shown) - 1)
+    widths = list(least)
+    wants = {i: longest[i] - least[i] for i, c in enumerate(shown) if c in prose and longest[i] > least[i]}
+    while spare > 0 and wants:
+        total = sum(wants.values())
+        given = 0
+        for i, want in list(wants.items()):
+            share = min(want, max(1, spare * want // total))
+            widths[i] += share
+            given += share
+            wants[i] -= share
+            if not wants[i]:
+                del wants[i]
+            if given >= spare:
+                break
+        spare -= given
+    return widths
 
 
 def _print_entries(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str, width: int) -> None:
