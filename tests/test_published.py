@@ -150,6 +150,43 @@ def test_flickr30k_csv_becomes_karpathy_json(data_root):
     assert get_benchmark("flickr30k-karpathy").load("test").images[0].load().size == (48, 40)
 
 
+@pytest.mark.parametrize(("name", "table", "archive", "header", "row"), [
+    ("datacomp-flickr", "test_1k_flickr.csv", "images_flickr_1k_test.zip", "raw,sentids,split,filename,img_id",
+     '"{raw}","[0, 1]",test,{name},{i}'),
+    ("datacomp-mscoco", "test_5k_mscoco_2014.csv", "images_mscoco_2014_5k_test.zip", "filename,raw,tokens,cocoid",
+     '{name},"{raw}","[]",{i}')])
+def test_datacomps_nlphuji_retrieval_sets_become_karpathy_json(data_root, name, table, archive, header, row):
+    """DataComp scores nlphuji/<task>'s test split (eval_utils/retr_eval.py:38-45): a CSV whose raw column
+    holds each image's captions as a JSON list, and a zip of the images in a folder of the zip's name."""
+    from probe.errors import ProbeError
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.evaluation.catalogue import Catalogue
+    from probe.evaluation.preparation import prepare
+
+    entry = Catalogue.load().benchmarks[name]
+    source = entry.data_folder()
+    source.mkdir(parents=True)
+    images = [("2847514745.jpg", ["A dog runs.", "A brown dog on grass.", "The dog plays."]),
+              ("4689169924.jpg", ["Two people talk.", "Friends chat outside."])]
+    lines = [header] + [row.format(raw=json.dumps(c).replace('"', '""'), name=n, i=i) for i, (n, c) in enumerate(images)]
+    (source / table).write_text("\n".join(lines) + "\n")
+    folder = archive.removesuffix(".zip")
+    _zip(source / archive, {f"{folder}/{n}": _jpeg(i) for i, (n, _) in enumerate(images)})
+    where, counts = prepare(name, progress=False)
+    assert counts == {"images": 2, "test": 2, "captions": 5} and where == entry.data_path()
+    data = get_benchmark(name).load("test")
+    assert data.n_images == 2 and data.captions == images[0][1] + images[1][1]
+    assert data.caption_image.tolist() == [0, 0, 0, 1, 1] and data.images[1].load().size == (48, 40)
+    assert entry.main_metric == "mean_recall@1" and not entry.unsupported
+    # a row that is not the layout's, or an image the zip lacks: one line naming what is wrong
+    (source / table).write_text("\n".join([header, row.format(raw="not json", name="x.jpg", i=0)]) + "\n")
+    with pytest.raises(ProbeError, match=rf"{table}:2: not an nlphuji retrieval row"):
+        prepare(name, progress=False)
+    (source / table).write_text("\n".join(lines + [row.format(raw='[""a""]', name="gone.jpg", i=2)]) + "\n")
+    with pytest.raises(ProbeError, match=r"1 image\(s\) the CSV lists are not in it \(e\.g\. gone\.jpg\)"):
+        prepare(name, progress=False)
+
+
 def test_coco_from_karpathys_zip_and_the_2014_image_zips(data_root):
     from probe.evaluation.benchmarks import get_benchmark
     from probe.evaluation.preparation import prepare

@@ -29,8 +29,7 @@ DATACOMP_38 = {
     "wilds/camelyon17 (333)": "top1", "wilds/fmow (343)": "acc_worst_region",
     "fairness/dollar_street (356)": "acc_top5_wg", "fairness/geode (366)": "acc_wg",
 }
-NOT_SCORED = {"datacomp-flickr", "datacomp-mscoco", "datacomp-winogavil", "datacomp-iwildcam", "datacomp-fmow",
-              "datacomp-dollar-street", "datacomp-geode"}
+NOT_SCORED = {"datacomp-winogavil", "datacomp-iwildcam", "datacomp-fmow", "datacomp-dollar-street", "datacomp-geode"}
 
 
 def _probe_name(task_key: str) -> str:
@@ -103,14 +102,14 @@ def test_suites_say_which_members_are_here_missing_or_not_scored(run_cli, tmp_pa
     assert listed.returncode == 0, listed.stderr
     suite = json.loads(listed.stdout)["suites"][0]
     assert suite["here"] == ["datacomp-cifar10"] and set(suite["unsupported"]) == NOT_SCORED
-    assert len(suite["missing"]) == 30
+    assert len(suite["missing"]) == 32
     shown = run_cli("benchmarks", "datacomp-38", env=env)
     assert "datacomp-geode: not scored by probe: its main metric, worst-region accuracy" in shown.stdout
     assert "datacomp-gtsrb: missing; get it: probe data get datacomp-gtsrb --allow-download" in shown.stdout
     tiny = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--train", "shapes")
     assert_one_line_error(run_cli("run", *tiny, "--eval", "datacomp-38", env=env),
-                          "37 benchmarks cannot be scored here: 30 have no data here (datacomp-caltech101",
-                          "7 are not scored by probe (datacomp-flickr, datacomp-mscoco, datacomp-winogavil",
+                          "37 benchmarks cannot be scored here: 32 have no data here (datacomp-caltech101",
+                          "5 are not scored by probe (datacomp-winogavil, datacomp-iwildcam",
                           "`probe benchmarks datacomp-38` says how to get each and why")
     assert_one_line_error(run_cli("run", *tiny, "--eval", "datacomp-winogavil", env=env),
                           "benchmark 'datacomp-winogavil' is not scored by probe", "Jaccard")

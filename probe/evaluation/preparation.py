@@ -162,6 +162,53 @@ def prepare_flickr30k(source: Path, target: Path, progress: bool) -> dict[str, i
     return {"images": files, "test": sum(1 for im in images if im["split"] == "test")}
 
 
+def _nlphuji_captions(table: Path) -> list[tuple[str, list[str]]]:
+    """``(filename, captions)`` per row of an nlphuji retrieval CSV (columns ``filename`` and ``raw``,
+    the captions as a JSON list), in the file's order: the order Hugging Face datasets serves them."""
+    rows = []
+    with table.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            try:
+                captions = json.loads(row["raw"])
+                name = row["filename"]
+                if not (isinstance(captions, list) and captions and all(isinstance(c, str) and c.strip()
+                                                                       for c in captions)):
+                    raise ValueError("raw is not a list of caption strings")
+                if not name or Path(name).name != name:
+                    raise ValueError(f"filename {name!r} is not a plain file name")
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ProbeError(f"{table}:{number}: not an nlphuji retrieval row ({type(exc).__name__}: {exc}); "
+                                 "expected columns filename and raw (a JSON list of captions)") from None
+            rows.append((name, captions))
+    if not rows:
+        raise ProbeError(f"{table}: no rows")
+    return rows
+
+
+def nlphuji_retrieval(table: str, archive: str, out: str) -> Callable[[Path, Path, bool], dict[str, int]]:
+    """A preparer for one of the nlphuji retrieval sets DataComp scores (``eval_utils/retr_eval.py``
+    loads ``nlphuji/<task>``'s test split): its CSV and image zip -> Karpathy's JSON (every image in
+    split ``test``, captions in the CSV's order) + the images folder, which the Karpathy reader takes."""
+    folder = archive.removesuffix(".zip")
+
+    def prepare(source: Path, target: Path, progress: bool) -> dict[str, int]:
+        rows = _nlphuji_captions(_first(source, table))
+        target.mkdir(parents=True, exist_ok=True)
+        zipped = _first(source, archive)
+        files = _unzip(zipped, target / folder, progress, strip=_zip_prefix(zipped, folder))
+        missing = [name for name, _ in rows if not (target / folder / name).is_file()]
+        if missing:
+            raise ProbeError(f"{zipped}: {len(missing)} image(s) the CSV lists are not in it (e.g. {missing[0]}); "
+                             "download it again")
+        images = [{"filepath": folder, "filename": name, "split": "test", "imgid": i,
+                   "sentences": [{"raw": c, "tokens": c.lower().rstrip(".").split()} for c in captions]}
+                  for i, (name, captions) in enumerate(rows)]
+        write_json(target / out, {"dataset": folder, "images": images})
+        return {"images": files, "test": len(rows), "captions": sum(len(c) for _, c in rows)}
+
+    return prepare
+
+
 def prepare_coco(source: Path, target: Path, progress: bool) -> dict[str, int]:
     """Karpathy's ``caption_datasets.zip`` (or its ``dataset_coco.json``) and COCO's ``train2014.zip``
     and ``val2014.zip`` -> ``dataset_coco.json`` + ``train2014/`` + ``val2014/``."""
@@ -221,6 +268,17 @@ PUBLISHED: dict[str, Published] = {
         "flickr30k-karpathy", ("flickr_annotations_30k.csv", "flickr30k-images.zip"),
         "huggingface-cli download nlphuji/flickr30k --repo-type dataset --local-dir SOURCE", prepare_flickr30k,
         hub_repo="nlphuji/flickr30k"),
+    "datacomp-flickr": Published(
+        "datacomp-flickr", ("test_1k_flickr.csv", "images_flickr_1k_test.zip"),
+        "huggingface-cli download nlphuji/flickr_1k_test_image_text_retrieval --repo-type dataset --local-dir SOURCE",
+        nlphuji_retrieval("test_1k_flickr.csv", "images_flickr_1k_test.zip", "dataset_flickr_1k_test.json"),
+        hub_repo="nlphuji/flickr_1k_test_image_text_retrieval"),
+    "datacomp-mscoco": Published(
+        "datacomp-mscoco", ("test_5k_mscoco_2014.csv", "images_mscoco_2014_5k_test.zip"),
+        "huggingface-cli download nlphuji/mscoco_2014_5k_test_image_text_retrieval --repo-type dataset "
+        "--local-dir SOURCE",
+        nlphuji_retrieval("test_5k_mscoco_2014.csv", "images_mscoco_2014_5k_test.zip", "dataset_mscoco_2014_5k_test.json"),
+        hub_repo="nlphuji/mscoco_2014_5k_test_image_text_retrieval"),
     "winoground": Published(
         "winoground", ("examples.jsonl|data/examples.jsonl", "images.zip|data/images.zip"),
         "accept Winoground's terms at https://huggingface.co/datasets/facebook/winoground, then "
