@@ -18,7 +18,7 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
 
     from probe.align.config import ProbeConfig
     from probe.align.losses import batch_positive_pairs
-    from probe.align.train import fresh_heads, head_groups, make_optimiser, warmup_cosine
+    from probe.align.train import config_schedule, fresh_heads, head_groups, make_optimiser
     from probe.data import get_dataset
     from probe.encoders import load_encoder
     from probe.features.batches import encode_inputs
@@ -61,7 +61,7 @@ def tune_step(vision: str = "baseline/random-vit-s16", parts: str = "patch_embed
     v_head, t_head, loss_fn = fresh_heads(cfg, base_module.dim, text_features.shape[1], "cpu")
     optimiser = make_optimiser(cfg, head_groups(cfg, v_head, t_head, loss_fn) + _encoder_groups(tcfg, base_vision))
     steps = len(pairs) // batch
-    schedule = warmup_cosine(optimiser, cfg.warmup, epochs * steps, round_up=cfg.warmup_round == "ceil")
+    schedule = config_schedule(optimiser, cfg, epochs * steps)
     owner = torch.as_tensor(data.caption_image, dtype=torch.long)
     rng = np.random.default_rng(cfg.seed)
     base_module.eval()

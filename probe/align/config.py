@@ -23,7 +23,7 @@ WARMUP_ROUNDING = ("floor", "ceil")
 #: settings added after records held their identity: at their defaults they are left out of a
 #: configuration's identity, so records written before them still stand for the same fit
 LATER_SETTINGS = ("early_stopping", "decay_all", "siglip_reduction", "max_logit_scale", "mlp_hidden", "star_clamp",
-                  "warmup_round")
+                  "warmup_round", "warmup_steps", "eps")
 
 
 def check_head(kind: str) -> str:
@@ -78,6 +78,11 @@ class ProbeConfig:
     star_clamp: float | None = None
     #: warmup steps = warmup x total steps, rounded down ("floor") or up ("ceil": SAIL's math.ceil)
     warmup_round: str = "floor"
+    #: a fixed number of warmup steps instead of the fraction ``warmup`` (open_clip's ``--warmup``);
+    #: None: the fraction
+    warmup_steps: int | None = None
+    #: AdamW's epsilon (torch's 1e-8; open_clip sets 1e-6 for ViTs)
+    eps: float = 1e-8
     #: the training preset these values started from (``--preset``), named in records and file names
     #: (stored under this name, as records written before presets were called presets have it)
     recipe: str = ""
@@ -99,7 +104,7 @@ class ProbeConfig:
         if self.patience < 1:
             raise ProbeError(f"patience must be >= 1 (epochs without a better validation score before stopping), "
                              f"got {self.patience}")
-        for name in ("lr", "weight_decay", "warmup", "beta1", "beta2", "logit_scale_init", "logit_bias_init"):
+        for name in ("lr", "weight_decay", "warmup", "beta1", "beta2", "logit_scale_init", "logit_bias_init", "eps"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
@@ -110,6 +115,11 @@ class ProbeConfig:
             raise ProbeError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ProbeError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
+                                              or self.warmup_steps < 0):
+            raise ProbeError(f"warmup_steps must be a whole number >= 0 (or unset), got {self.warmup_steps!r}")
+        if not self.eps > 0:
+            raise ProbeError(f"eps must be positive, got {self.eps}")
         if self.logit_scale_init is not None and not self.logit_scale_init > 0:
             raise ProbeError(f"logit_scale_init must be positive, got {self.logit_scale_init}")
         for name in ("beta1", "beta2"):
@@ -174,6 +184,9 @@ def preset_values(name: str, *, to_run: bool = False) -> dict[str, Any]:
     preset = read_preset(str(preset_path(name)))
     if to_run and preset["unsupported"]:
         raise ProbeError(f"preset {name!r} cannot run as its source did: {preset['unsupported']}")
+    if to_run and preset["tune"]:
+        raise ProbeError(f"preset {name!r} trains encoder parts with the heads: run it with probe tune --preset {name} "
+                         "(probe.tune(preset=...))")
     return dict(preset["values"])
 
 
@@ -200,13 +213,13 @@ def _read_preset(path: str, version: tuple[int, int, int] | None) -> dict[str, A
         raise ProbeError(f"{path}: [values]: {unknown}")
     defaults = ProbeConfig().to_dict()
     for name, value in data["values"].items():
-        wanted = _kind_of(defaults[name])
-        if not _is_kind(value, wanted):
+        wanted = kind_of(defaults[name])
+        if not is_kind(value, wanted):
             raise ProbeError(f"{path}: {name} = {value!r} must be {wanted}")
     return data
 
 
-def _kind_of(default: Any) -> str:
+def kind_of(default: Any) -> str:
     """What a setting takes, from its default: a bool, a whole number, a number (int or float; None
     defaults are optional numbers) or text."""
     if isinstance(default, bool):
@@ -218,7 +231,7 @@ def _kind_of(default: Any) -> str:
     return "text"
 
 
-def _is_kind(value: Any, kind: str) -> bool:
+def is_kind(value: Any, kind: str) -> bool:
     if kind == "true or false":
         return isinstance(value, bool)
     if isinstance(value, bool):

@@ -133,7 +133,7 @@ def _make_trainer(probe: AlignmentProbe, v_dim: int, t_dim: int, total_steps: in
     cfg = probe.config
     vision, text, loss = fresh_heads(cfg, v_dim, t_dim, device)
     optimiser = make_optimiser(cfg, head_groups(cfg, vision, text, loss))
-    schedule = warmup_cosine(optimiser, cfg.warmup, total_steps, round_up=cfg.warmup_round == "ceil")
+    schedule = config_schedule(optimiser, cfg, total_steps)
     return _Trainer(probe, vision, text, loss, optimiser, schedule)
 
 
@@ -146,16 +146,28 @@ def make_optimiser(cfg: ProbeConfig, groups: list[dict[str, Any]]) -> Any:
         from timm.optim import Lion
 
         return Lion(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
-def warmup_cosine(optimiser: Any, warmup_fraction: float, total_steps: int, round_up: bool = False) -> Any:
+def config_schedule(optimiser: Any, cfg: ProbeConfig, total_steps: int) -> Any:
+    """The configuration's learning-rate schedule over ``total_steps``: :func:`warmup_cosine` with
+    its warmup fraction and rounding, or its fixed ``warmup_steps``."""
+    return warmup_cosine(optimiser, cfg.warmup, total_steps, round_up=cfg.warmup_round == "ceil",
+                         warmup_steps=cfg.warmup_steps)
+
+
+def warmup_cosine(optimiser: Any, warmup_fraction: float, total_steps: int, round_up: bool = False,
+                  warmup_steps: int | None = None) -> Any:
     """Linear warmup over the first ``warmup_fraction`` of the steps (rounded down, or up with
-    ``round_up`` as SAIL's main.py:263 does), then cosine decay to zero, applied to every group's
-    own learning rate (open_clip's and SAIL's ``cosine_lr``)."""
+    ``round_up`` as SAIL's main.py:263 does), or over ``warmup_steps`` steps where given (open_clip's
+    ``--warmup``), then cosine decay to zero, applied to every group's own learning rate (open_clip's
+    and SAIL's ``cosine_lr``)."""
     import torch
 
-    warmup = math.ceil(warmup_fraction * total_steps) if round_up else int(warmup_fraction * total_steps)
+    if warmup_steps is not None:
+        warmup = warmup_steps
+    else:
+        warmup = math.ceil(warmup_fraction * total_steps) if round_up else int(warmup_fraction * total_steps)
 
     def factor(step: int) -> float:
         if step < warmup:

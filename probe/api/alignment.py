@@ -38,7 +38,11 @@ def head_configs(preset: str | None = None, config_file: str | Path | None = Non
         raise ProbeError(f"unknown head setting {unknown[0]!r}; valid: {', '.join(DEFAULT_SETTINGS)}")
     base = preset_values(preset, to_run=True) if preset else {}
     if config_file:
-        base |= read_preset(str(config_file))["values"]
+        read = read_preset(str(config_file))
+        if read["tune"]:
+            raise ProbeError(f"{config_file}: its [tune] table sets encoder training, which probe run does not do: "
+                             "use it with probe tune --config")
+        base |= read["values"]
     for name, default in DEFAULT_SETTINGS.items():
         if settings.get(name) is not None or name not in base:
             base[name] = settings.get(name) if settings.get(name) is not None else default

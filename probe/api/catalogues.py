@@ -94,8 +94,9 @@ def benchmarks(names: str | Sequence[str] = ()) -> dict[str, list[dict[str, Any]
 
 def presets() -> list[dict[str, Any]]:
     """The shipped training presets (``--preset NAME``): each one's name, what it trains, the source
-    it reproduces, its values, and why it cannot run where probe cannot yet do what its source did
-    (``unsupported``, empty when it runs).
+    it reproduces, its head values and (for ``probe tune``) its encoder values (``tune``), what probe
+    does otherwise than its source (``differences``), and why it cannot run where probe cannot yet do
+    what its source did (``unsupported``, empty when it runs).
 
     Example::
 
@@ -108,5 +109,5 @@ def presets() -> list[dict[str, Any]]:
     rows = []
     for name in names():
         preset = read_preset(str(HERE / f"{name}.toml"))  # cached: the caller gets copies to change freely
-        rows.append({"name": name, **preset, "values": dict(preset["values"])})
+        rows.append({"name": name, **preset, "values": dict(preset["values"]), "tune": dict(preset["tune"])})
     return rows

@@ -36,16 +36,19 @@ class TunePlan:
 def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset: str | None = None,
               train: str | None = None, evals: str | Sequence[str] = (), freeze: str | None = None,
               vision_parts: str | None = None, text_parts: str | None = None, grid: str | None = None,
-              freeze_cls: bool = False, seeds: Sequence[int] = (0,), pooling: str = "cls", head: str = "linear", loss: str = "infonce",
-              norm: bool = False, lr: float = 1e-3, encoder_lr: float = 1e-5, epochs: int = 10,
-              batch_size: int = 128, out_dim: int = 512, checkpoint_every: int = 50, precision: str = "auto",
-              grad_checkpointing: bool | None = None, save_models: bool = True,
+              freeze_cls: bool = False, seeds: Sequence[int] = (0,), pooling: str | None = None,
+              head: str | None = None, loss: str | None = None, norm: bool | None = None, lr: float | None = None,
+              encoder_lr: float | None = None, epochs: int | None = None, batch_size: int | None = None,
+              out_dim: int | None = None, samples_seen: int | None = None, checkpoint_every: int | None = None,
+              precision: str | None = None, grad_checkpointing: bool | None = None, preset: str | None = None,
+              config_file: str | Path | None = None, save_models: bool = True,
               results_dir: str | Path | None = None, cache_dir: str | Path | None = None,
               workers: int | None = None, device: str | None = None, executor: str = "local",
               ray_address: str | None = None, registry: Sequence[str | Path] = (), allow_download: bool = False,
               progress: bool = True, dry_run: bool = False, check_parts: bool = True) -> TunePlan:
     """Check every input and resolve the grid (see :func:`tune`); with ``check_parts`` each encoder
-    whose named parts must exist is loaded once on the CPU to check them (a dry run does not)."""
+    whose named parts must exist is loaded once on the CPU to check them (a dry run does not). A
+    setting left at None takes the preset's, then the config file's value, else probe tune's default."""
     from probe.align.config import ProbeConfig, check_head, check_loss
     from probe.data import get_dataset
     from probe.data.splits import TASKS, in_domain_plan, transfer_plan
@@ -53,7 +56,7 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
     from probe.features.options import ExtractOptions
     from probe.pipeline.ray_executor import check_executor, for_workers
     from probe.pipeline.runner import pairs
-    from probe.unfreezing.config import GRIDS, TuneConfig, from_notation, with_cls_frozen
+    from probe.unfreezing.config import GRIDS, TuneConfig, from_notation, tune_settings, with_cls_frozen
     from probe.unfreezing.pair import TuneRun
     from probe.unfreezing.work import TuneWork
     from probe.workspace import folders
@@ -66,8 +69,13 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
         raise ProbeError(f"give one of --freeze, --grid or --vision-parts/--text-parts, not {' and '.join(given)}")
     if grid is not None and grid not in GRIDS:
         raise ProbeError(f"grid {grid!r} is not one of {', '.join(GRIDS)}")
-    check_head(head)
-    check_loss(loss)
+    resolved = tune_settings(preset, None if config_file is None else str(config_file),
+                             dict(head=head, loss=loss, norm=norm, lr=lr, epochs=epochs, batch_size=batch_size,
+                                  out_dim=out_dim),
+                             dict(encoder_lr=encoder_lr, pooling=pooling, precision=precision, samples_seen=samples_seen,
+                                  checkpoint_every=checkpoint_every, grad_checkpointing=grad_checkpointing))
+    check_head(resolved.head["head"])
+    check_loss(resolved.head["loss"])
     check_executor(executor, ray_address)
     if grid:
         settings = [from_notation(s) for s in GRIDS[grid]]
@@ -77,11 +85,13 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
         settings = [from_notation(freeze or GRIDS["to-freeze"][0])]  # the paper's best setting by default
     if freeze_cls:
         settings = [(with_cls_frozen(v, "vision"), with_cls_frozen(t, "text")) for v, t in settings]
-    tune_configs = [TuneConfig(vision_parts=v, text_parts=t, encoder_lr=encoder_lr, pooling=pooling,
-                               checkpoint_every=checkpoint_every, precision=precision,
-                               grad_checkpointing=grad_checkpointing) for v, t in settings]
-    head_configs = [ProbeConfig(head=head, loss=loss, lr=lr, epochs=epochs, batch_size=batch_size, out_dim=out_dim,
-                                norm=norm, seed=seed) for seed in dict.fromkeys(seeds)]
+    tune_configs = [TuneConfig(vision_parts=v, text_parts=t, **resolved.tune) for v, t in settings]
+    head_configs = [ProbeConfig(**resolved.head, recipe=preset or "", seed=seed) for seed in dict.fromkeys(seeds)]
+    if resolved.changes:
+        log.warning("preset %s changed as given: %s; the records hold what ran", preset,
+                    ", ".join(f"{name} {now} (the preset's {was})" for name, (was, now) in resolved.changes.items()))
+    if resolved.differences:
+        log.warning("preset %s differs from its source: %s", preset, resolved.differences)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     require_both(v_specs, t_specs, "tune")
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
@@ -125,10 +135,17 @@ def tune(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existin
     ``records/tune/``; each tuned pair saved like any aligned model. Runs checkpoint as they go, and
     calling again resumes a killed run; ``skip_existing`` keeps records that are there.
 
+    ``preset`` is a published training regime with encoder settings (``"to-freeze"``: the paper's,
+    DataComp small's schedule through open_clip's optimiser, 12.8M samples seen); ``config_file`` a
+    TOML file of the same form ([values] for the heads, [tune] for the encoders); settings given here
+    win over both, and the records hold what ran. ``samples_seen`` trains for that many pairs instead
+    of ``epochs`` (DataComp's budget).
+
     Other keyword arguments are :func:`plan_tune`'s (``dataset``, ``train``, ``evals``, ``seeds``,
     ``pooling``, ``head``, ``loss``, ``norm``, ``lr``, ``encoder_lr``, ``epochs``, ``batch_size``,
-    ``out_dim``, ``checkpoint_every``, ``precision``, ``grad_checkpointing``, ``save_models``,
-    ``results_dir``, ``cache_dir``, ``workers``, ``device``, ``registry``, ``allow_download``).
+    ``out_dim``, ``samples_seen``, ``checkpoint_every``, ``precision``, ``grad_checkpointing``,
+    ``preset``, ``config_file``, ``save_models``, ``results_dir``, ``cache_dir``, ``workers``,
+    ``device``, ``registry``, ``allow_download``).
 
     Example::
 

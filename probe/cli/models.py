@@ -141,8 +141,9 @@ def install_offline_cmd(bundles: tuple[str, ...]) -> None:
 @click.command(context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records (with every value) instead of a table.")
 def presets(as_json: bool) -> None:
-    """List the training presets (`probe run --preset NAME`): what each trains, the source it reproduces,
-    and why it refuses to run where probe cannot yet do what its source did.
+    """List the training presets (`probe run --preset NAME`, or `probe tune --preset NAME` for those that
+    train encoder parts too): what each trains, the source it reproduces, what probe does otherwise
+    than the source, and why it refuses to run where probe cannot yet do what its source did.
 
     \b
     Examples:
@@ -156,9 +157,14 @@ def presets(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    print_table(["preset", "runs", "what", "source"],
-                [[r["name"], "no: " + r["unsupported"] if r["unsupported"] else "yes", r["description"], r["source"]]
-                 for r in rows], title="Training presets", prose=("runs", "what", "source"))
+    def runs(row: dict) -> str:
+        if row["unsupported"]:
+            return "no: " + row["unsupported"]
+        command = "probe tune" if row["tune"] else "probe run"
+        return f"{command}; differs: {row['differences']}" if row["differences"] else command
+
+    print_table(["preset", "runs", "what", "source"], [[r["name"], runs(r), r["description"], r["source"]] for r in rows],
+                title="Training presets", prose=("runs", "what", "source"))
 
 
 COMMANDS = [models, install_offline_cmd, presets]

@@ -150,7 +150,8 @@ def echo_tune_preview(jobs: Sequence[Any], runner: Any, plan: Any, skip_existing
         state = ("resumes from its checkpoint" if (runner.run_dir(job) / CHECKPOINT).is_file()
                  else "there: would run again" if done
                  else "there, inputs changed: runs again" if outdated else "to run")
-        steps = job.config.epochs * steps_per_epoch(pairs, job.config.batch_size)
+        batch = min(job.config.batch_size, pairs)
+        steps = job.tune.total_steps(steps_per_epoch(pairs, batch), job.config.epochs, batch)
         seconds = per_step.get((job.vision.name, job.text.name, job.tune.setting))
         left += 1
         if seconds is None:

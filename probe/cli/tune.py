@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from probe.cli.common import (
@@ -62,6 +64,14 @@ from probe.cli.common import (
 @click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
               help="Recompute block activations in the backward pass (less memory, ~1/3 more compute) "
                    "[default: on a GPU].")
+@click.option("--samples-seen", default=None, type=click.IntRange(min=2), metavar="N",
+              help="Train for N pairs (N / batch optimiser steps, the corpus drawn again as it runs out) instead of "
+                   "--epochs: DataComp's budget.")
+@click.option("--preset", default=None, metavar="NAME",
+              help="A published regime with encoder settings (to-freeze: the paper's, DataComp small through open_clip); "
+                   "options given here win and the records hold what ran. `probe presets` lists them.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), metavar="FILE.toml",
+              help="Settings from a file: [values] for the heads, [tune] for the encoders; options given here win.")
 @click.option("--list-parts", is_flag=True, help="List each encoder's parts and their sizes, then stop.")
 @click.option("--skip-existing", is_flag=True, help="Keep tune records that exist; a run trains only for those missing.")
 @click.option("--dry-run", is_flag=True,
@@ -77,7 +87,7 @@ from probe.cli.common import (
 @click.pass_context
 def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_parts, grid, freeze_cls, seeds, pooling,
          head, loss, norm, lr, encoder_lr, epochs, batch_size, out_dim, checkpoint_every, precision, grad_checkpointing,
-         list_parts, skip_existing, dry_run, save_models, results_dir, cache_dir, workers, device, executor, ray_address) -> None:
+         samples_seen, preset, config_file, list_parts, skip_existing, dry_run, save_models, results_dir, cache_dir, workers, device, executor, ray_address) -> None:
     """Align a pair with chosen parts of each encoder trained end to end (To Freeze or Not to Freeze).
 
     Heads and the chosen parts train together with CLIP's loss on the CLS tokens by default; a side
@@ -93,6 +103,7 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
       probe tune --vision V --text T --text-parts token_embeddings --vision-parts none --seed 0 --seed 1
       probe tune --vision V --text T --grid to-freeze --seed 0 --seed 1 --seed 2 --train tuxpaint --eval ulcc
       probe tune --vision V --text T --grid to-freeze --dry-run     # the runs, their steps and time
+      probe tune --vision V --text T --preset to-freeze --train cc3m --eval datacomp-38   # the paper's regime
     """
     from click.core import ParameterSource
 
@@ -108,11 +119,16 @@ def tune(ctx, vision, text, dataset, train, evals, freeze, vision_parts, text_pa
         echo_skipped(v_skipped + t_skipped)
         _list_parts([*v_specs, *t_specs], ExtractOptions(device=device, allow_download=obj.allow_download))
         return
+    def given(name: str) -> Any:  # an option left at its default gives way to the preset and the file
+        return ctx.params[name] if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT else None
+
     in_domain = train is None or ctx.get_parameter_source("dataset") is not ParameterSource.DEFAULT
     settings = dict(dataset=dataset if in_domain else None, train=train, evals=evals, freeze=freeze,
                     vision_parts=vision_parts, text_parts=text_parts, grid=grid, freeze_cls=freeze_cls, seeds=seeds,
-                    pooling=pooling, head=head, loss=loss, norm=norm, lr=lr, encoder_lr=encoder_lr, epochs=epochs,
-                    batch_size=batch_size, out_dim=out_dim, checkpoint_every=checkpoint_every, precision=precision,
+                    pooling=given("pooling"), head=given("head"), loss=given("loss"), norm=given("norm"), lr=given("lr"),
+                    encoder_lr=given("encoder_lr"), epochs=given("epochs"), batch_size=given("batch_size"),
+                    out_dim=given("out_dim"), checkpoint_every=given("checkpoint_every"), precision=given("precision"),
+                    samples_seen=samples_seen, preset=preset, config_file=config_file,
                     grad_checkpointing=grad_checkpointing, save_models=save_models, results_dir=results_dir,
                     cache_dir=cache_dir, workers=workers, device=device, registry=obj.registry_paths,
                     allow_download=obj.allow_download)

@@ -83,7 +83,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             identity = pair_identity("tune", model.vision_spec, model.text_spec, config, corpus, target,
                                      fields["protocol"], TASKS, tune=tcfg.resolved(pick_device(options.device)))
             record: Any = TuneRecord.new(identity=identity, tune={"setting": tcfg.setting, "config": tcfg}, **fields,
-                                         **preset_changes(config))
+                                         **preset_changes(config, tcfg))
             path = tune_record_path(results_dir, corpus["name"], model.vision_spec.name, model.text_spec.name,
                                     f"{tcfg.tag}__{config.run_tag}", target.benchmark)
         else:

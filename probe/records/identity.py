@@ -31,7 +31,7 @@ def pair_identity(kind: str, vision: Any, text: Any, config: Any, corpus: dict[s
     what ``probe run`` / ``probe tune`` and ``probe eval`` of their saved models all compute. The
     scored benchmark (a :class:`~probe.data.splits.Target`) enters by what it holds and, where it is
     scored zero-shot, by its prompts as encoded."""
-    extra: dict[str, Any] = {"tune": tune.to_dict()} if tune is not None else {}
+    extra: dict[str, Any] = {"tune": tune.identity_dict()} if tune is not None else {}
     prompts = target.prompts_fingerprint()
     if prompts is not None:
         extra["prompts"] = prompts

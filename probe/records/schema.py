@@ -457,9 +457,12 @@ def provenance() -> dict[str, Any]:
             "torch": torch.__version__, "numpy": numpy.__version__}
 
 
-def preset_changes(config: Any) -> dict[str, Any]:
-    """A record's ``preset_changes`` field, as keyword arguments: present only when there are some."""
-    changes = config.preset_changes
+def preset_changes(config: Any, tune: Any = None) -> dict[str, Any]:
+    """A record's ``preset_changes`` field, as keyword arguments: present only when there are some.
+    ``tune``: a tune run's encoder settings, compared with its preset's [tune] table too."""
+    changes = dict(config.preset_changes)
+    if tune is not None:
+        changes |= tune.preset_changes(config.recipe)
     return {"preset_changes": changes} if changes else {}
 
 

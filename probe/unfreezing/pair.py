@@ -282,7 +282,7 @@ class TuneRun:
             identity=self.identity(job, target), dataset=self.dataset_name, protocol=target.protocol(self.dataset_name), splits=self.plan.names(target),
             seed=job.config.seed, corpus=self.corpus, benchmark=target.reference(), config=job.config,
             vision=encoder_ref(job.vision), text=encoder_ref(job.text), tasks=sorted(self.tasks), features=used,
-            **results, **preset_changes(job.config))
+            **results, **preset_changes(job.config, job.tune))
 
     @functools.cached_property
     def corpus(self) -> dict[str, Any]:

@@ -111,11 +111,11 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
 
     from probe.align.train import (
         AlignmentProbe,
+        config_schedule,
         fresh_heads,
         head_groups,
         make_optimiser,
         steps_per_epoch,
-        warmup_cosine,
     )
     from probe.unfreezing.modules import checkpoint_blocks
 
@@ -124,12 +124,13 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     tcfg = tcfg.resolved(device)
     batch_size = min(cfg.batch_size, len(pairs))
     per_epoch = steps_per_epoch(len(pairs), batch_size)
-    total_steps = cfg.epochs * per_epoch
+    total_steps = tcfg.total_steps(per_epoch, cfg.epochs, batch_size)
+    epochs = math.ceil(total_steps / per_epoch)  # with samples_seen, the last pass over the corpus is cut short
     dims = [side.module.dim if side.trains else side.features.shape[1] for side in (vision, text)]
     v_head, t_head, loss_fn = fresh_heads(cfg, dims[0], dims[1], device)
     groups = head_groups(cfg, v_head, t_head, loss_fn) + _encoder_groups(tcfg, vision, text)
     optimiser = make_optimiser(cfg, groups)
-    schedule = warmup_cosine(optimiser, cfg.warmup, total_steps, round_up=cfg.warmup_round == "ceil")
+    schedule = config_schedule(optimiser, cfg, total_steps)
     for side in (vision, text):
         if side.trains:
             side.module.to(device).eval()
@@ -158,12 +159,13 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     bar = tqdm(total=total_steps, initial=state.global_step, desc="tuning", unit=" step", leave=False,
                disable=None if progress else True)
     try:
-        for epoch in range(cfg.epochs):
+        for epoch in range(epochs):
             order = pairs[rng.permutation(len(pairs))]  # drawn for every epoch, so a resumed run draws the same
             if epoch < state.epoch or state.done:
                 continue
-            images = _image_batches(vision, caption_image, order, batch_size, per_epoch, state.step, workers)
-            for step in range(state.step, per_epoch):
+            steps = min(per_epoch, total_steps - epoch * per_epoch)
+            images = _image_batches(vision, caption_image, order, batch_size, steps, state.step, workers)
+            for step in range(state.step, steps):
                 rows = order[step * batch_size:(step + 1) * batch_size]
                 img_rows = owner[torch.as_tensor(rows, device=device)]
                 loss = _step(vision, text, frozen, img_rows, rows, images, (v_head, t_head, loss_fn), optimiser,
@@ -193,15 +195,16 @@ def tune_fit(vision: Side, text: Side, caption_image: np.ndarray, pairs: np.ndar
     t_head.eval()
     scored = [h for h in state.history if "val_probing_score" in h]
     best_epoch = int(max(scored, key=lambda h: h["val_probing_score"])["epoch"]) if scored else len(state.history)
-    steps = len(state.history) * per_epoch
+    steps = min(len(state.history) * per_epoch, total_steps)
     return TuneResult(embedder(), state.history, best_epoch, steps, steps * batch_size, state.flops_per_step,
                       round(time.perf_counter() - started, 3), resumed_at, error)
 
 
 def _encoder_groups(tcfg: TuneConfig, *sides: Side) -> list[dict[str, Any]]:
     """Optimiser groups of the trainable encoder tensors, at the encoders' learning rate: weight decay
-    on matrices; none on vectors, on what the model exempts (timm: CLS token, position embeddings) and
-    on row-masked tensors (decay would move their frozen rows)."""
+    on matrices; none on vectors, on what the model exempts (timm: CLS token, position embeddings) or,
+    under ``decay_rule = "open_clip"``, on what open_clip's rule exempts; never on row-masked tensors
+    (decay would move their frozen rows)."""
     decay: list[Any] = []
     no_decay: list[Any] = []
     for side in sides:
@@ -210,9 +213,18 @@ def _encoder_groups(tcfg: TuneConfig, *sides: Side) -> list[dict[str, Any]]:
         exempt = set(getattr(side.module.backbone, "no_weight_decay", set)())  # timm's: tokens, position embeddings
         for name, param in side.tensors().items():
             masked = name in side.trainable.rows or name in side.trainable.frozen_rows
-            (decay if param.ndim > 1 and not masked and name not in exempt else no_decay).append(param)
+            if tcfg.decay_rule == "open_clip":
+                spared = open_clip_spares(name, param.ndim)
+            else:
+                spared = param.ndim <= 1 or name in exempt
+            (no_decay if spared or masked else decay).append(param)
     return [group for group in ({"params": decay, "weight_decay": tcfg.encoder_weight_decay, "lr": tcfg.encoder_lr},
                                 {"params": no_decay, "weight_decay": 0.0, "lr": tcfg.encoder_lr}) if group["params"]]
+
+
+def open_clip_spares(name: str, ndim: int) -> bool:
+    """open_clip's weight-decay exemption (v2.16.1 src/training/main.py:292), as DataComp trained with it."""
+    return ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
 
 
 def _image_batches(vision: Side, caption_image: np.ndarray, order: np.ndarray, batch_size: int, steps: int,

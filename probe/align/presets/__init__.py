@@ -32,18 +32,21 @@ def preset_path(name: str) -> Path:
 
 
 def read_preset_file(path: str | Path) -> dict[str, Any]:
-    """``{"description", "source", "values", "unsupported"}`` of a preset file, as written (values not
-    yet checked). ``unsupported`` says why probe cannot yet train what the source trained: such a
-    preset refuses to run rather than run something else under the source's name."""
+    """``{"description", "source", "values", "tune", "unsupported", "differences"}`` of a preset file, as
+    written (values not yet checked). ``values`` are head settings; ``tune`` (a preset for
+    ``probe tune``) the encoders' side. ``unsupported`` says why probe cannot yet train what the source
+    trained: such a preset refuses to run rather than run something else under the source's name.
+    ``differences`` names what probe does otherwise than the source where that changes no setting
+    (the arithmetic's precision, how the corpus is drawn): said when the preset runs."""
     data = read_toml(path, "preset")
-    unknown = unknown_key(data, ("description", "source", "values", "unsupported"), "top-level key")
+    texts = ("description", "source", "unsupported", "differences")
+    unknown = unknown_key(data, (*texts, "values", "tune"), "top-level key")
     if unknown:
         raise ProbeError(f"{path}: {unknown} (settings go in the [values] table)")
-    for key in ("description", "source", "unsupported"):
+    for key in texts:
         if not isinstance(data.get(key, ""), str):
             raise ProbeError(f"{path}: {key!r} must be text, got {data[key]!r}")
-    values = data.get("values", {})
-    if not isinstance(values, dict):
-        raise ProbeError(f"{path}: 'values' must be a table ([values]) of settings")
-    return {"description": data.get("description", ""), "source": data.get("source", ""), "values": values,
-            "unsupported": data.get("unsupported", "")}
+    for key in ("values", "tune"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ProbeError(f"{path}: {key!r} must be a table ([{key}]) of settings")
+    return {**{key: data.get(key, "") for key in texts}, "values": data.get("values", {}), "tune": data.get("tune", {})}
