@@ -66,11 +66,21 @@ class EncoderSpec:
     #: a hidden layer instead of the output: block (or CNN stage) ``layer``, 1 being the first, pooled
     #: the entry's way (:mod:`probe.encoders.layers`). None: the entry's own output. See :meth:`at_layer`.
     layer: int | None = None
+    #: a token-sequence variant (:meth:`as_tokens`): every output token kept, in this many slots; None:
+    #: the entry's pooled output
+    tokens: int | None = None
 
     def at_layer(self, layer: int, width: int) -> EncoderSpec:
         """This entry read at hidden ``layer`` (``width`` wide there): a variant of its own, cached apart
         and named ``<name>@<layer>``."""
         return dataclasses.replace(self, layer=layer, embed_dim=width, name=f"{self.name}@{layer}")
+
+    def as_tokens(self, slots: int, width: int) -> EncoderSpec:
+        """This entry's output tokens unpooled (``width`` wide, at most ``slots`` of them): a variant of its
+        own, cached apart and named ``<name>#tokens``, whose rows are :func:`probe.encoders.pooling.token_rows`
+        (the count of real tokens, then the tokens padded with zeros), ``1 + slots x width`` wide."""
+        return dataclasses.replace(self, tokens=slots, pooling="tokens", embed_dim=1 + slots * width,
+                                   name=f"{self.name}#tokens")
 
     @property
     def family(self) -> str:
@@ -111,8 +121,9 @@ class EncoderSpec:
         """Plain data for JSON records and cache keys (``source`` is where it was read, not what)."""
         out = dataclasses.asdict(self)
         out.pop("source")
-        if out["layer"] is None:  # an entry's own output keeps the cache keys it had before layers existed
-            out.pop("layer")
+        for later in ("layer", "tokens"):  # an entry's own output keeps the cache keys it had before these
+            if out[later] is None:
+                out.pop(later)
         for key in ("mean", "std"):
             if out[key] is not None:
                 out[key] = list(out[key])

@@ -89,12 +89,15 @@ def preset_start(name: str) -> int:
     return (HERE / f"{name}.toml").read_text().splitlines().index("[values]")
 
 
-def test_a_preset_probe_cannot_reproduce_refuses_to_run(run_cli):
+def test_a_preset_probe_cannot_reproduce_refuses_to_run(run_cli, tmp_path):
     from probe.align.presets import HERE
 
-    assert read_preset(str(HERE / "freeze-align.toml"))["unsupported"]
-    assert_one_line_error(run_cli("run", *TINY, "--preset", "freeze-align", "--dry-run"),
-                          "preset 'freeze-align' cannot run as its source did", "token")
+    mine = tmp_path / "paper.toml"  # a preset file that says what probe cannot do of its source
+    mine.write_text('description = "d"\nunsupported = "its heads read audio"\n[values]\nhead = "mlp"\n')
+    assert read_preset(str(mine))["unsupported"]
+    assert_one_line_error(run_cli("run", *TINY, "--preset", str(mine), "--dry-run"),
+                          f"preset '{mine}' cannot run as its source did", "audio")
+    assert not any(read_preset(str(path))["unsupported"] for path in HERE.glob("*.toml"))  # every shipped one runs
 
 
 def test_settings_added_later_leave_older_identities_alone():
@@ -221,8 +224,8 @@ def test_presets_are_listed_with_what_runs(run_cli):
     rows = {r["name"]: r for r in probe.presets()}
     assert {"sail", "sail-probing", "freeze-align"} <= set(rows)
     assert rows["sail"]["values"] == SAIL and not rows["sail"]["unsupported"]
-    assert "token" in rows["freeze-align"]["unsupported"]
+    assert not rows["freeze-align"]["unsupported"] and rows["freeze-align"]["values"]["head"] == "freeze-align"
     listed = json.loads(run_cli("presets", "--json").stdout)
     assert [r["name"] for r in listed] == sorted(rows)
     table = run_cli("presets").stdout
-    assert "sail-probing" in table and "no: freeze-align trains token-level" in table
+    assert "sail-probing" in table and "probe tune; differs: open_clip computed in fp16" in table

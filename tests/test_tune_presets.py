@@ -162,7 +162,10 @@ def test_tune_presets_refuse_what_they_cannot_be_and_records_hold_what_changed(r
                           "preset 'to-freeze' trains encoder parts", "probe tune --preset to-freeze")
     assert_one_line_error(run_cli("tune", *TINY, "--preset", "sail", "--dry-run"),
                           "preset 'sail' fits heads on frozen features", "probe run --preset sail")
-    assert_one_line_error(run_cli("tune", *TINY, "--preset", "freeze-align", "--dry-run"), "cannot run as its source did")
+    assert_one_line_error(run_cli("tune", *TINY, "--preset", "freeze-align", "--dry-run"),
+                          "preset 'freeze-align' fits heads on frozen features")
+    assert_one_line_error(run_cli("tune", *TINY, "--head", "freeze-align", "--dry-run"),
+                          "head 'freeze-align' reads every token of frozen encoders")
     for table, fragment in (("samples_seen = 'many'", "samples_seen = 'many' must be a whole number"),
                             ("encoder_lrr = 1e-4", "encoder_lrr"), ("decay_rule = 'timm'", "unknown decay_rule 'timm'")):
         config = tmp_path / "mine.toml"

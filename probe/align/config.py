@@ -13,7 +13,11 @@ from typing import Any, ClassVar
 
 from probe.errors import ProbeError
 
-HEADS = ("linear", "mlp", "star")
+#: heads on each encoder's pooled output, and heads that read every output token (freeze-align's
+#: projectors, :mod:`probe.align.token_heads`, fed from token-row cache entries)
+POOLED_HEADS = ("linear", "mlp", "star")
+TOKEN_HEADS = ("freeze-align",)
+HEADS = (*POOLED_HEADS, *TOKEN_HEADS)
 LOSSES = ("infonce", "siglip")
 HEAD_INITS = ("torch", "xavier")
 OPTIMIZERS = ("adamw", "lion")

@@ -56,6 +56,7 @@ class AlignmentSweep:
     label: str = "alignment"
     _warned: set[str] = field(default_factory=set)  # benchmarks whose saturated metrics were announced
     _fitted: dict[str, Any] = field(default_factory=dict)  # corpus-fitted text encoders, by entry name
+    _warned_unsaved: bool = False
 
     def units(self, item: Item) -> Sequence[Unit]:
         return [(config, target.key) for config in self.configs for target in self.plan.targets]
@@ -77,10 +78,26 @@ class AlignmentSweep:
         return pair_identity("alignment", vision, text, config, self.corpus, target,
                              target.protocol(self.dataset_name), self.tasks)
 
+    @property
+    def token_heads(self) -> bool:
+        """Whether the heads read every output token (then every configuration does: :func:`check_heads_mix`)."""
+        from probe.align.config import TOKEN_HEADS
+
+        return any(config.head in TOKEN_HEADS for config in self.configs)
+
+    def feature_spec(self, spec: EncoderSpec) -> EncoderSpec:
+        """The cache entry the heads read of ``spec``: its pooled output, or its token rows for token heads."""
+        if not self.token_heads:
+            return spec
+        from probe.align.token_heads import TEXT_TOKENS
+        from probe.encoders.tokens import token_spec
+
+        return token_spec(spec, TEXT_TOKENS)
+
     def features(self, spec: EncoderSpec) -> EncoderFeatures:
         from probe.features.roles import encoder_features
 
-        return encoder_features(spec, self.plan, self.options, streamed_roles=("fit",))
+        return encoder_features(self.feature_spec(spec), self.plan, self.options, streamed_roles=("fit",))
 
     def _record(self, item: Item, unit: Unit, features: Sequence[EncoderFeatures] = (), **results: Any):
         from probe.records.schema import AlignmentRecord, encoder_ref, preset_changes
@@ -114,6 +131,7 @@ class AlignmentSweep:
 
     def run(self, item: Item, features: Sequence[EncoderFeatures], units: Sequence[Unit]
             ) -> Iterator[tuple[Unit, Any]]:
+        from probe.align.token_heads import FreezeAlignProbe, token_width_of
         from probe.align.train import AlignmentProbe, fit_grid
         from probe.encoders.base import pick_device
         from probe.evaluation.evaluate import saturated_metrics, score_target
@@ -128,7 +146,9 @@ class AlignmentSweep:
         configs = list(dict.fromkeys(config for config, _ in units))
         device = pick_device(self.options.device)  # heads train where the encoders ran
         start = time.perf_counter()
-        probes = [AlignmentProbe(c) for c in configs]
+        widths = (token_width_of(self.feature_spec(item[0])), token_width_of(self.feature_spec(item[1]))) \
+            if self.token_heads else (0, 0)
+        probes: list[Any] = [FreezeAlignProbe(c, widths) if self.token_heads else AlignmentProbe(c) for c in configs]
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max(c.epochs for c in configs), desc=f"fitting {item[0].name} x {item[1].name}",
@@ -140,14 +160,23 @@ class AlignmentSweep:
 
         try:
             with bar:
-                fit_grid(probes, paired("fit", plan.fit), paired("val", plan.val) if plan.val is not None else None,
-                         device=device, progress=progress)
+                val = paired("val", plan.val) if plan.val is not None else None
+                if self.token_heads:
+                    for probe in probes:
+                        probe.fit(paired("fit", plan.fit), val, device=device, progress=progress)
+                else:
+                    fit_grid(probes, paired("fit", plan.fit), val, device=device, progress=progress)
         except ProbeError as exc:
             for unit in units:
                 yield unit, self.failure(item, unit, str(exc), features)
             return
         fit_seconds = time.perf_counter() - start
-        saved = {id(p): self._save(item, p, vf, tf) for p in probes if not p.error_ and self.save_models}
+        if self.save_models and self.token_heads and not self._warned_unsaved:
+            self._warned_unsaved = True
+            log.warning("models with token heads (freeze-align's projectors) are not saved yet: their records have "
+                        "no saved_model")
+        saved = {id(p): self._save(item, p, vf, tf) for p in probes
+                 if not p.error_ and self.save_models and not self.token_heads}
         for probe in probes:
             for unit in [u for u in units if u[0] == probe.config]:
                 if probe.error_:

@@ -16,7 +16,10 @@ encoders, not a pooled feature: see ``docs/token-features.md`` for how probe fee
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from probe.errors import ProbeError
 
 
 def patch_projection(width: int, out_dim: int) -> Any:
@@ -106,3 +109,170 @@ def freeze_align_projector(vision_width: int, text_width: int, out_dim: int = 10
             return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2  # :462-469
 
     return FreezeAlignProjector()
+
+
+#: text tokens freeze-align feeds its projectors: padding to the longest, truncation at 77
+#: (train/PretrainHydra.py:101)
+TEXT_TOKENS = 77
+#: its warmup: every 100 iterations of the first epoch (PretrainHydra.py:75, 170-171) the scheduler steps
+#: once, for ``warmup_epochs`` steps (:76, :198; configs-v2/dinov2-arl-wds-combined.yaml:39 warmup_epochs 10)
+WARMUP_EVERY, WARMUP_STEPS = 100, 10
+#: the warmup's start and the cosine's floor (dinov2-arl-wds-combined.yaml:39 warmup_lr, min_lr 1e-5)
+WARMUP_LR = MIN_LR = 1e-5
+
+
+def freeze_align_lr(epoch: int, iteration: int, base_lr: float, epochs: int) -> float:
+    """The learning rate of iteration ``iteration`` of epoch ``epoch`` as freeze-align's training sets it:
+    its CosineLRScheduler (train/scheduler/cosine_lr.py:80-111, warmup_prefix on, one cycle of ``epochs``)
+    stepped to ``t = i // 100`` after iterations 0, 100 ... 1,000 of epoch 0 (PretrainHydra.py:170-171)
+    and to ``t = epoch + 10`` at the start of every later epoch (:329-330); it starts at the warmup's
+    start (cosine_lr.py:76)."""
+    if epoch == 0:
+        t = 0 if iteration == 0 else min((iteration - 1) // WARMUP_EVERY, WARMUP_STEPS)
+    else:
+        t = epoch + WARMUP_STEPS
+    if t < WARMUP_STEPS:
+        return WARMUP_LR + t * (base_lr - WARMUP_LR) / WARMUP_STEPS
+    t -= WARMUP_STEPS
+    if t // epochs >= 1:  # past its one cycle (cycle_limit 1): the floor
+        return MIN_LR
+    return MIN_LR + 0.5 * (base_lr - MIN_LR) * (1 + math.cos(math.pi * t / epochs))
+
+
+def freeze_align_groups(module: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """freeze-align's AdamW groups (train/optim/optim_factory.py:26-38, 42-50): no decay on 1-d tensors and
+    biases; the 0-d temperature is decayed."""
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for name, param in module.named_parameters():
+        (no_decay if param.ndim == 1 or name.endswith(".bias") else decay).append(param)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def token_width_of(spec: Any) -> int:
+    """The token width of a token variant (:meth:`~probe.encoder_spec.EncoderSpec.as_tokens`)."""
+    return (spec.embed_dim - 1) // spec.tokens
+
+
+class FreezeAlignProbe:
+    """freeze-align's projectors fitted on cached token rows (:mod:`probe.encoders.tokens`): the
+    interface of :class:`~probe.align.train.AlignmentProbe` (``fit``, ``embed_images``, ``embed_texts``,
+    ``history_`` ...), so runs score and record it like any head."""
+
+    error_: str | None = None
+    flops_per_step_: float | None = None
+
+    def __init__(self, config: Any, widths: tuple[int, int]):
+        self.config = config
+        self.widths = widths
+        self.history_: list[dict[str, float]] = []
+        self.best_epoch_ = 0
+        self.steps_ = 0
+        self.pairs_seen_ = 0
+        self.projector_: Any = None
+
+    def fit(self, train: Any, val: Any = None, device: str = "cpu", progress: Any = None) -> FreezeAlignProbe:
+        """Train as freeze-align does: AdamW over its groups, its learning-rate schedule, every epoch
+        (``early_stopping`` keeps the best validation epoch instead)."""
+        import copy
+
+        import numpy as np
+        import torch
+
+        from probe.features.paired import is_streamed
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        self.projector_ = projector = freeze_align_projector(*self.widths, out_dim=cfg.out_dim).to(device)
+        optimiser = torch.optim.AdamW(freeze_align_groups(projector, cfg.weight_decay), lr=WARMUP_LR,
+                                      betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+        pairs = train.usable_pairs()
+        if len(pairs) < 2:
+            raise ProbeError(f"need at least 2 usable training pairs, got {len(pairs)}")
+        batch = min(cfg.batch_size, len(pairs))
+        per_epoch = len(pairs) // batch
+        rng = np.random.default_rng(cfg.seed)
+
+        def rows(x: Any, index: np.ndarray) -> Any:
+            taken = x.take(index) if is_streamed(x) else x[index]
+            return torch.as_tensor(np.asarray(taken, dtype=np.float32), device=device)
+
+        best, best_state, bad = -math.inf, None, 0
+        for epoch in range(cfg.epochs):
+            projector.train()
+            order = pairs[rng.permutation(len(pairs))]
+            losses = []
+            for step in range(per_epoch):
+                for group in optimiser.param_groups:
+                    group["lr"] = freeze_align_lr(epoch, step, cfg.lr, cfg.epochs)
+                captions = order[step * batch:(step + 1) * batch]
+                images = self._image_embeddings(rows(train.images, train.caption_image[captions]))
+                texts = self._text_embeddings(rows(train.texts, captions))
+                loss = projector.loss(images, texts)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                losses.append(loss.detach())
+            self.steps_ += per_epoch
+            entry = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()) if losses else float("nan")}
+            if not math.isfinite(entry["loss"]):
+                self.error_ = f"loss became {entry['loss']} in epoch {epoch + 1}"
+                self.history_.append(entry)
+                break
+            if val is not None:
+                from probe.evaluation.held_out import rank_held_out
+                from probe.metrics.retrieval import metrics_from_ranks
+
+                ranked = rank_held_out(self, val)
+                entry["val_probing_score"] = score = metrics_from_ranks(ranked.i2t, ranked.t2i)["probing_score"]
+                if cfg.early_stopping:
+                    if score > best:
+                        best, best_state, bad, self.best_epoch_ = score, copy.deepcopy(projector.state_dict()), 0, epoch + 1
+                    else:
+                        bad += 1
+            self.history_.append(entry)
+            if progress is not None:
+                progress(epoch + 1, cfg.epochs, f"loss {entry['loss']:.3f}")
+            if cfg.early_stopping and val is not None and bad >= cfg.patience:
+                break
+        if best_state is not None:
+            projector.load_state_dict(best_state)
+        else:
+            self.best_epoch_ = len(self.history_)
+        projector.eval()
+        self.pairs_seen_ = self.steps_ * batch
+        return self
+
+    def _image_embeddings(self, rows: Any) -> Any:
+        from probe.encoders.pooling import split_token_rows
+
+        tokens, _ = split_token_rows(rows, self.widths[0])
+        return self.projector_.embed_images(tokens)
+
+    def _text_embeddings(self, rows: Any) -> Any:
+        from probe.encoders.pooling import split_token_rows
+
+        tokens, mask = split_token_rows(rows, self.widths[1])
+        return self.projector_.embed_texts(tokens, mask)
+
+    def _embed(self, embed: Any, x: Any, chunk: int = 256) -> Any:
+        import numpy as np
+        import torch
+
+        device = next(self.projector_.parameters()).device
+        self.projector_.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(x), chunk):
+                part = torch.as_tensor(np.asarray(x[start:start + chunk], dtype=np.float32), device=device)
+                out.append(embed(part).float().cpu().numpy())
+        width = self.config.out_dim
+        return np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
+
+    def embed_images(self, x: Any) -> Any:
+        """L2-normalised aligned image embeddings of token rows."""
+        return self._embed(self._image_embeddings, x)
+
+    def embed_texts(self, x: Any) -> Any:
+        """L2-normalised aligned text embeddings of token rows."""
+        return self._embed(self._text_embeddings, x)

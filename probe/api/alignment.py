@@ -148,6 +148,7 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     say_preset_changes(configs)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     require_both(v_specs, t_specs, "run")
+    check_token_heads(configs, [*v_specs, *t_specs])
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
     chosen = set(tasks or TASKS)
     if train:
@@ -201,6 +202,23 @@ def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing
         log.info("%s", outcome.stale_summary())
     return RunResult(planned.results_dir, outcome.written, outcome.failed, outcome.existing, outcome.stale,
                      planned.cache_dir)
+
+
+def check_token_heads(configs: Sequence[Any], specs: Sequence[Any]) -> None:
+    """Heads that read every token (freeze-align's) are fed token rows and pooled heads pooled features,
+    so one run takes one kind; and every encoder of a token-head run must give tokens (one line, before
+    any model loads)."""
+    from probe.align.config import TOKEN_HEADS
+    from probe.align.token_heads import TEXT_TOKENS
+    from probe.encoders.tokens import token_spec
+
+    kinds = {config.head in TOKEN_HEADS for config in configs}
+    if len(kinds) > 1:
+        raise ProbeError(f"heads {', '.join(sorted({c.head for c in configs}))} mix token heads ({', '.join(TOKEN_HEADS)}) "
+                         "with pooled ones: run them apart")
+    if kinds == {True}:
+        for spec in specs:
+            token_spec(spec, TEXT_TOKENS)
 
 
 def say_preset_changes(configs: Sequence[Any]) -> None:

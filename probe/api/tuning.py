@@ -75,6 +75,11 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
                              dict(encoder_lr=encoder_lr, pooling=pooling, precision=precision, samples_seen=samples_seen,
                                   checkpoint_every=checkpoint_every, grad_checkpointing=grad_checkpointing))
     check_head(resolved.head["head"])
+    from probe.align.config import TOKEN_HEADS
+
+    if resolved.head["head"] in TOKEN_HEADS:
+        raise ProbeError(f"head {resolved.head['head']!r} reads every token of frozen encoders; probe tune trains pooled "
+                         "heads with encoder parts: run it with probe run")
     check_loss(resolved.head["loss"])
     check_executor(executor, ray_address)
     if grid:

@@ -16,7 +16,8 @@ def echo_preview(sweep: Any, items: Sequence[Any], options: Any, skip_existing: 
 
     stale: list[Any] = []
     jobs, existing = _pending(sweep, items, skip_existing, stale)
-    echo_features(plan_previews(needed_encoders(jobs), sweep.plan, options), options)
+    specs = [sweep.feature_spec(spec) for spec in needed_encoders(jobs)]  # token heads read token entries
+    echo_features(plan_previews(specs, sweep.plan, options), options)
     if jobs:
         echo_fits(preview_fits(jobs, len(sweep.plan.fit.captions), sweep.results_dir, pick_device(options.device)),
                   _kind(options), early_stopping=any(c.early_stopping for c in sweep.configs))

@@ -134,9 +134,15 @@ class RandomBertEncoder(TextEncoder):
         import torch
 
         tokens = self.tokenizer(
-            self.prepare(batch), padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="pt"
+            self.prepare(batch), padding=True, truncation=True,
+            max_length=min(self.spec.max_length, self.spec.tokens or self.spec.max_length), return_tensors="pt"
         ).to(self.device)
         with torch.inference_mode(), autocast(self.device):
+            if self.spec.pooling == "tokens":
+                from probe.encoders.pooling import token_rows
+
+                hidden = self.model(**tokens).last_hidden_state
+                return self._check_dim(to_numpy(token_rows(hidden, tokens["attention_mask"], int(self.spec.tokens or 0))))
             if self.spec.layer is not None:
                 from probe.encoders.layers import text_layer_features
 

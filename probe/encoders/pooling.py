@@ -47,3 +47,33 @@ def pool_text_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str | No
         last = mask.sum(1) - 1
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     raise ProbeError(f"pooling {pooling!r} does not apply to token sequences; use mean, cls or last")
+
+
+def token_rows(hidden: torch.Tensor, mask: torch.Tensor | None, slots: int) -> torch.Tensor:
+    """Rows ``[N, 1 + slots x D]`` of token sequences ``hidden [N, L, D]``: each row the count of its
+    real tokens (the attention mask's, or all L), then its tokens, padding and the tokens beyond
+    ``slots`` left out, the rest zeros. What token heads (freeze-align's projectors) read back from the
+    feature cache; :func:`split_token_rows` undoes it."""
+    import torch
+
+    n, length, width = hidden.shape
+    if mask is None:
+        mask = torch.ones(n, length, dtype=torch.long, device=hidden.device)
+    keep = min(length, slots)
+    counts = mask[:, :keep].sum(1)
+    left_padded = bool(mask[:, -1].all()) and not bool(mask[:, 0].all())
+    if left_padded:
+        raise ProbeError("token rows need right-padded sequences; this tokenizer pads on the left")
+    tokens = torch.zeros(n, slots, width, dtype=hidden.dtype, device=hidden.device)
+    tokens[:, :keep] = hidden[:, :keep] * mask[:, :keep].unsqueeze(-1).to(hidden.dtype)
+    return torch.cat([counts.to(hidden.dtype).unsqueeze(1), tokens.reshape(n, slots * width)], dim=1)
+
+
+def split_token_rows(rows: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tokens [N, slots, width], mask [N, slots])`` of :func:`token_rows`' rows."""
+    import torch
+
+    counts = rows[:, 0].round().long()
+    tokens = rows[:, 1:].reshape(rows.shape[0], -1, width)
+    mask = (torch.arange(tokens.shape[1], device=rows.device)[None, :] < counts[:, None]).long()
+    return tokens, mask

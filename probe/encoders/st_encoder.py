@@ -57,6 +57,8 @@ class SentenceTransformerEncoder(TextEncoder):
             )
         if spec.max_length < model.max_seq_length:
             model.max_seq_length = spec.max_length
+        if spec.tokens is not None and spec.tokens < model.max_seq_length:
+            model.max_seq_length = spec.tokens
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         prepared = super().prepare(texts)
@@ -68,6 +70,8 @@ class SentenceTransformerEncoder(TextEncoder):
     def encode(self, batch: Sequence[str]) -> np.ndarray:
         import numpy as np
 
+        if self.spec.pooling == "tokens":
+            return self._check_dim(self._token_rows(batch))
         out = self.model.encode(
             self.prepare(batch),
             batch_size=max(1, len(batch)),
@@ -76,6 +80,20 @@ class SentenceTransformerEncoder(TextEncoder):
             show_progress_bar=False,
         )
         return self._check_dim(np.asarray(out, dtype=np.float32))
+
+    def _token_rows(self, batch: Sequence[str]) -> np.ndarray:
+        """The model's first module's token embeddings (the transformer's last hidden state, before the
+        pipeline's pooling and normalisation) as :func:`~probe.encoders.pooling.token_rows`."""
+        import torch
+
+        from probe.encoders.base import to_numpy
+        from probe.encoders.pooling import token_rows
+
+        features = self.model.tokenize(self.prepare(batch))
+        features = {k: v.to(self.model.device) for k, v in features.items()}
+        with torch.inference_mode():
+            out = self.model[0](features)
+        return to_numpy(token_rows(out["token_embeddings"], out["attention_mask"], int(self.spec.tokens or 0)))
 
 
 def load_sentence_transformer(spec: EncoderSpec, device: str, path: str | None = None,

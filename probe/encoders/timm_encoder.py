@@ -51,6 +51,13 @@ class TimmVisionEncoder(TorchVisionEncoder):
             raise ProbeError(
                 f"model {self.spec.name!r} returns feature maps, not tokens; use pooling = \"pooler\""
             )
+        if self.spec.pooling == "tokens":
+            from probe.encoders.pooling import token_rows
+
+            if feats.shape[1] != self.spec.tokens:
+                raise ProbeError(f"model {self.spec.name!r} gives {feats.shape[1]} tokens at this image size, not the "
+                                 f"{self.spec.tokens} its entry implies (prefix_tokens + (image_size / patch)^2); fix the entry")
+            return token_rows(feats, None, feats.shape[1])
         return pool_vision_tokens(feats, self.spec.pooling, self.prefix_tokens)
 
 

@@ -61,7 +61,7 @@ class TransformersTextEncoder(TextEncoder):
             self.prepare(batch),
             padding=True,
             truncation=True,
-            max_length=self.spec.max_length,
+            max_length=min(self.spec.max_length, self.spec.tokens or self.spec.max_length),
             return_tensors="pt",
         ).to(self.device)
         with torch.inference_mode(), autocast(self.device):
@@ -75,6 +75,10 @@ class TransformersTextEncoder(TextEncoder):
                 pooled = out.text_embeds
             elif self.spec.pooling == "pooler":
                 pooled = out.pooler_output
+            elif self.spec.pooling == "tokens":
+                from probe.encoders.pooling import token_rows
+
+                pooled = token_rows(out.last_hidden_state, tokens["attention_mask"], int(self.spec.tokens or 0))
             else:
                 pooled = pool_text_tokens(out.last_hidden_state, tokens["attention_mask"], self.spec.pooling)
         return self._check_dim(to_numpy(pooled))
