@@ -83,8 +83,13 @@ class AlignedModel:
                 raise ProbeError(f"{where}: key {side!r} is {spec.name!r}, a {spec.modality} encoder")
         dims = meta["dims"]
         torch.manual_seed(0)  # every weight is overwritten below; the seed only keeps construction quiet
-        vision_head, text_head = heads_for(config, dims["vision"], dims["text"])
-        heads = {"vision": vision_head, "text": text_head, "loss": loss_for(config)}
+        if meta.get("token_slots") is not None:  # token heads: freeze-align's projectors on token rows
+            from probe.align.token_heads import saved_token_heads
+
+            heads = saved_token_heads(config, dims, meta["token_slots"])
+        else:
+            vision_head, text_head = heads_for(config, dims["vision"], dims["text"])
+            heads = {"vision": vision_head, "text": text_head, "loss": loss_for(config)}
         check_head_shapes(state, heads, heads_path)
         for part, module in heads.items():
             prefix = f"{part}."
@@ -166,13 +171,22 @@ class AlignedModel:
     embed_texts = embed_text_features
 
     # --- end to end ---------------------------------------------------------------------------------
+    def feature_spec(self, modality: str) -> EncoderSpec:
+        """The entry whose features the heads read: the encoder's own, or its token rows for token heads."""
+        spec = self.vision_spec if modality == "vision" else self.text_spec
+        slots = self.meta.get("token_slots")
+        if slots is None:
+            return spec
+        width = (self.meta["dims"][modality] - 1) // slots[modality]
+        return spec.as_tokens(slots[modality], width)
+
     def encoder(self, modality: str) -> Any:
         """The vision or text encoder, loaded on first use."""
         from probe.encoders import load_encoder
         from probe.encoders.families import family_of
 
         if modality not in self._encoders:
-            spec = self.vision_spec if modality == "vision" else self.text_spec
+            spec = self.feature_spec(modality)
             encoder: Any = load_encoder(spec, device=self.device, allow_download=self.allow_download)
             tuned = (self.meta.get("tuned") or {}).get(modality)
             if tuned is not None and tuned.get("pooling") is not None:

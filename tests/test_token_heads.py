@@ -236,7 +236,7 @@ def test_probe_run_with_the_freeze_align_preset_trains_its_projectors_on_cached_
     ran = run_cli("run", *tiny, "--preset", "freeze-align", "--epochs", "2", "--batch-size", "64", "--out-dim", "16",
                   "--results", str(tmp_path), env=env)
     assert ran.returncode == 0, ran.stderr
-    assert "not saved yet" in ran.stderr
+    assert "preset freeze-align differs from its source: freeze-align trains on augmented 256-px" in ran.stderr
     (path,) = (tmp_path / "records" / "alignment").rglob("*.json")
     record = json.loads(path.read_text())
     assert record["config"]["head"] == "freeze-align" and record["config"]["recipe"] == "freeze-align"
@@ -245,8 +245,31 @@ def test_probe_run_with_the_freeze_align_preset_trains_its_projectors_on_cached_
         (entry,) = (shared_cache / model / "shapes").glob(f"*{record['features'][side]['fit']}*")
         width = np.load(entry / "features.npy", mmap_mode="r").shape[1]
         assert width == {"vision": 1 + 17 * 32, "text": 1 + 32 * 32}[side]
-    assert record["training"]["steps"] == 2 * (1500 // 64) and "saved_model" not in record
+    assert record["training"]["steps"] == 2 * (1500 // 64)
     assert 0 <= record["metrics"]["alignment/probing_score"] <= 1
+    # the projectors are kept: probe eval scores them again to the run's numbers, and the model encodes raw
+    # images and texts through each encoder's token rows as the cache holds them
+    again = run_cli("eval", "--model", str(tmp_path / record["saved_model"]), "--eval", "shapes", "--results",
+                    str(tmp_path), env=env)
+    assert again.returncode == 0 and "equal to the record of the run that fitted it" in again.stdout, again.stderr
+    from probe.aligned import AlignedModel
+    from probe.data import get_dataset
+    from probe.features import ExtractOptions, split_features
+
+    model = AlignedModel.load(tmp_path / record["saved_model"], device="cpu")
+    test = get_dataset("shapes").load("test")
+    options = ExtractOptions(cache_dir=shared_cache, progress=False)
+    cached = split_features(model.feature_spec("vision"), test, options).features[:4]
+    np.testing.assert_allclose(model.encode_image([image.load() for image in test.images[:4]]),
+                               model.embed_image_features(cached), atol=1e-4)
+    cached = split_features(model.feature_spec("text"), test, options).features[:5]
+    np.testing.assert_allclose(model.encode_text(test.captions[:5]), model.embed_text_features(cached), atol=1e-4)
+    meta_path = tmp_path / record["saved_model"] / "aligned.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["token_slots"] == {"vision": 17, "text": 32} and meta["vision"]["name"] == "test/tiny-vit"
+    meta_path.write_text(json.dumps({**meta, "dims": {**meta["dims"], "text": 1000}}))
+    with pytest.raises(Exception, match=r"key 'dims.text' is 1000, not 1 \+ 32 token slots"):
+        AlignedModel.load(tmp_path / record["saved_model"])
     assert_one_line_error(run_cli("run", *tiny, "--head", "freeze-align", "--head", "linear", "--dry-run", env=env),
                           "mix token heads (freeze-align) with pooled ones")
     assert_one_line_error(run_cli("run", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert", "--preset",

@@ -21,7 +21,7 @@ HEADS_FILE, CONFIG_FILE, ENCODERS_FILE = "heads.safetensors", "aligned.json", "e
 
 def save_aligned(folder: Path, probe: Any, vision: EncoderSpec, text: EncoderSpec, dims: tuple[int, int],
                  corpus: dict[str, Any], fitted_text: Any = None, tuned: dict[str, dict[str, Any]] | None = None,
-                 tune_config: dict[str, Any] | None = None) -> Path:
+                 tune_config: dict[str, Any] | None = None, token_slots: dict[str, int] | None = None) -> Path:
     """Write a fitted probe's heads and everything needed to rebuild the pair; atomic per file,
     ``aligned.json`` last, so a folder with that file is complete. ``fitted_text`` is a text encoder
     fitted on the corpus (TF-IDF): its state is saved too, so ``encode_text`` works on new texts.
@@ -50,6 +50,8 @@ def save_aligned(folder: Path, probe: Any, vision: EncoderSpec, text: EncoderSpe
         extra = {"tuned": {side: {k: (sorted(v) if k == "tensors" else v) for k, v in info.items()}
                            for side, info in tuned.items()},
                  "encoders_sha256": sha256_file(folder / ENCODERS_FILE), "tune_config": tune_config}
+    if token_slots is not None:  # token heads read rows of this many tokens (probe.encoders.tokens)
+        extra["token_slots"] = token_slots
     write_json(folder / CONFIG_FILE, {**extra,
         "format_version": FORMAT_VERSION, "probe_version": __version__, "config": probe.config.to_dict(),
         "vision": vision.to_dict(), "text": text.to_dict(), "dims": {"vision": dims[0], "text": dims[1]},

@@ -47,6 +47,11 @@ class TunedSide(_Strict):
     tensors: list[str] = Field(default_factory=list)
 
 
+class TokenSlots(_Strict):
+    vision: int = Field(gt=0)
+    text: int = Field(gt=0)
+
+
 class AlignedMeta(_Strict):
     """``aligned.json``: a dict of these keys and no others."""
 
@@ -62,6 +67,8 @@ class AlignedMeta(_Strict):
     tuned: dict[str, TunedSide] | None = None
     encoders_sha256: str | None = None
     tune_config: dict[str, Any] | None = None
+    #: token heads (freeze-align's): how many token slots each side's rows hold
+    token_slots: TokenSlots | None = None
 
 
 def check_meta(raw: Any, where: Path) -> dict[str, Any]:
@@ -89,6 +96,16 @@ def check_meta(raw: Any, where: Path) -> dict[str, Any]:
     if meta.tuned is not None and sorted(set(meta.tuned) - {"vision", "text"}):
         raise ProbeError(f"{where}: key 'tuned' holds {sorted(set(meta.tuned) - {'vision', 'text'})[0]!r}; "
                          "expected vision and/or text")
+    from probe.align.config import TOKEN_HEADS
+
+    token_head = meta.config.get("head") in TOKEN_HEADS
+    if token_head != (meta.token_slots is not None):
+        raise ProbeError(f"{where}: key 'token_slots' comes with a token head ({', '.join(TOKEN_HEADS)}) and only then")
+    if meta.token_slots is not None:
+        for side in ("vision", "text"):
+            dim, slots = getattr(meta.dims, side), getattr(meta.token_slots, side)
+            if (dim - 1) % slots:
+                raise ProbeError(f"{where}: key 'dims.{side}' is {dim}, not 1 + {slots} token slots x a width")
     return raw
 
 

@@ -56,7 +56,6 @@ class AlignmentSweep:
     label: str = "alignment"
     _warned: set[str] = field(default_factory=set)  # benchmarks whose saturated metrics were announced
     _fitted: dict[str, Any] = field(default_factory=dict)  # corpus-fitted text encoders, by entry name
-    _warned_unsaved: bool = False
 
     def units(self, item: Item) -> Sequence[Unit]:
         return [(config, target.key) for config in self.configs for target in self.plan.targets]
@@ -171,12 +170,7 @@ class AlignmentSweep:
                 yield unit, self.failure(item, unit, str(exc), features)
             return
         fit_seconds = time.perf_counter() - start
-        if self.save_models and self.token_heads and not self._warned_unsaved:
-            self._warned_unsaved = True
-            log.warning("models with token heads (freeze-align's projectors) are not saved yet: their records have "
-                        "no saved_model")
-        saved = {id(p): self._save(item, p, vf, tf) for p in probes
-                 if not p.error_ and self.save_models and not self.token_heads}
+        saved = {id(p): self._save(item, p, vf, tf) for p in probes if not p.error_ and self.save_models}
         for probe in probes:
             for unit in [u for u in units if u[0] == probe.config]:
                 if probe.error_:
@@ -218,8 +212,10 @@ class AlignmentSweep:
         vision, text = item
         folder = model_folder(self.results_dir, self.dataset_name, vision.name, text.name,
                               probe.config.run_tag)
+        slots = {"vision": int(self.feature_spec(vision).tokens or 0), "text": int(self.feature_spec(text).tokens or 0)} \
+            if self.token_heads else None
         save_aligned(folder, probe, vision, text, (vf.by_role["fit"].shape[1], tf.by_role["fit"].shape[1]),
-                     self.corpus, fitted_text=self._fitted_text(text))
+                     self.corpus, fitted_text=self._fitted_text(text), token_slots=slots)
         return model_ref(self.results_dir, folder)
 
     def _fitted_text(self, spec: EncoderSpec) -> Any:

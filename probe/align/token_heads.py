@@ -149,6 +149,48 @@ def freeze_align_groups(module: Any, weight_decay: float) -> list[dict[str, Any]
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
+def token_heads(projector: Any) -> dict[str, Any]:
+    """The projector as the three parts a saved aligned model holds (``vision``, ``text``, ``loss``), each
+    sharing the projector's own tensors: the vision and text heads map token rows to unnormalised
+    embeddings, the loss part holds the temperature."""
+    import torch.nn as nn  # here, where a head is built: ``import probe`` loads no torch
+
+    from probe.encoders.pooling import split_token_rows
+
+    class ImageSide(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.local_vision_proj, self.cls_vision_proj = projector.local_vision_proj, projector.cls_vision_proj
+
+        def forward(self, rows):
+            tokens, _ = split_token_rows(rows, self.local_vision_proj[0].normalized_shape[0])
+            return self.local_vision_proj(tokens)[:, 1:, :].mean(dim=1) + self.cls_vision_proj(tokens[:, 0, :])
+
+    class TextSide(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.local_text_proj, self.text_proj = projector.local_text_proj, projector.text_proj
+
+        def forward(self, rows):
+            tokens, mask = split_token_rows(rows, self.local_text_proj[0].normalized_shape[0])
+            weights = mask.unsqueeze(-1).to(tokens.dtype)
+            return self.text_proj((self.local_text_proj(tokens) * weights).sum(dim=1) / weights.sum(dim=1))
+
+    class Temperature(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.temp = projector.temp
+
+    return {"vision": ImageSide(), "text": TextSide(), "loss": Temperature()}
+
+
+def saved_token_heads(config: Any, dims: dict[str, int], slots: dict[str, int]) -> dict[str, Any]:
+    """:func:`token_heads` of a fresh projector for a saved model: token widths from its row widths
+    (``dims``: ``1 + slots x width``) and slots."""
+    widths = [(dims[side] - 1) // slots[side] for side in ("vision", "text")]
+    return token_heads(freeze_align_projector(widths[0], widths[1], out_dim=config.out_dim))
+
+
 def token_width_of(spec: Any) -> int:
     """The token width of a token variant (:meth:`~probe.encoder_spec.EncoderSpec.as_tokens`)."""
     return (spec.embed_dim - 1) // spec.tokens
@@ -241,6 +283,8 @@ class FreezeAlignProbe:
             self.best_epoch_ = len(self.history_)
         projector.eval()
         self.pairs_seen_ = self.steps_ * batch
+        heads = token_heads(projector)  # what a saved model holds
+        self.vision_head_, self.text_head_, self.loss_ = heads["vision"], heads["text"], heads["loss"]
         return self
 
     def _image_embeddings(self, rows: Any) -> Any:

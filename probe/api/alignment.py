@@ -145,10 +145,11 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     benchmarks = get_benchmarks(evals) if train else []
     configs = head_configs(preset, config_file, heads=heads, losses=losses, lrs=lrs, epochs=epochs,
                            batch_size=batch_size, out_dim=out_dim, seed=seed)
-    say_preset_changes(configs)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     require_both(v_specs, t_specs, "run")
     check_token_heads(configs, [*v_specs, *t_specs])
+    say_preset_changes(configs)
+    say_differences(preset)
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
     chosen = set(tasks or TASKS)
     if train:
@@ -219,6 +220,18 @@ def check_token_heads(configs: Sequence[Any], specs: Sequence[Any]) -> None:
     if kinds == {True}:
         for spec in specs:
             token_spec(spec, TEXT_TOKENS)
+
+
+def say_differences(preset: str | None) -> None:
+    """One line saying what probe does otherwise than a preset's source (its ``differences``), if anything."""
+    if not preset:
+        return
+    from probe.align.config import read_preset
+    from probe.align.presets import preset_path
+
+    differences = read_preset(str(preset_path(preset)))["differences"]
+    if differences:
+        log.warning("preset %s differs from its source: %s", preset, differences)
 
 
 def say_preset_changes(configs: Sequence[Any]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe.api.alignment import RunResult
+from probe.api.alignment import RunResult, say_differences
 from probe.api.common import check_protocol, log_skipped, names, require_both, resolve_sides
 from probe.errors import ProbeError
 
@@ -92,11 +92,6 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
         settings = [(with_cls_frozen(v, "vision"), with_cls_frozen(t, "text")) for v, t in settings]
     tune_configs = [TuneConfig(vision_parts=v, text_parts=t, **resolved.tune) for v, t in settings]
     head_configs = [ProbeConfig(**resolved.head, recipe=preset or "", seed=seed) for seed in dict.fromkeys(seeds)]
-    if resolved.changes:
-        log.warning("preset %s changed as given: %s; the records hold what ran", preset,
-                    ", ".join(f"{name} {now} (the preset's {was})" for name, (was, now) in resolved.changes.items()))
-    if resolved.differences:
-        log.warning("preset %s differs from its source: %s", preset, resolved.differences)
     v_specs, t_specs, skipped = resolve_sides(vision, text, registry, allow_download)
     require_both(v_specs, t_specs, "tune")
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
@@ -122,6 +117,10 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
                  every - feasible, ", ".join(sorted(untrainable)), next(iter(untrainable.values())))
     if not feasible:
         raise ProbeError("no tune run is left: every one would train an entry that cannot train")
+    if resolved.changes:
+        log.warning("preset %s changed as given: %s; the records hold what ran", preset,
+                    ", ".join(f"{name} {now} (the preset's {was})" for name, (was, now) in resolved.changes.items()))
+    say_differences(preset)
     summary = f"{feasible} tune run(s) x {len(plan.targets)} benchmark(s) on {ds.info.name}"
     return TunePlan(work, items, results, cache, options, skipped, summary)
 

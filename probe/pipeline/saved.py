@@ -60,8 +60,8 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             tf = encoder_features(model.encoder("text").spec, plan, options, roles=roles,
                                   load=lambda: model.encoder("text"))
         else:
-            vf = encoder_features(model.vision_spec, plan, options, roles=roles)
-            tf = encoder_features(model.text_spec, plan, options, roles=roles, **saved_text_fit(model))
+            vf = encoder_features(model.feature_spec("vision"), plan, options, roles=roles)
+            tf = encoder_features(model.feature_spec("text"), plan, options, roles=roles, **saved_text_fit(model))
         metrics, intervals = score_target(model, target, vf, tf, seed=seed)
         extra: dict[str, Any] = {"saturated": saturated} if (saturated := saturated_metrics(target, metrics)) else {}
         if dropped := dropped_counts({r: d for r, d in plan.roles().items() if r in roles}, vf):

@@ -183,7 +183,6 @@ class TuneSettings:
     head: dict[str, Any]
     tune: dict[str, Any]
     changes: dict[str, list[Any]]
-    differences: str = ""
 
 
 def tune_settings(preset: str | None, config_file: str | None, head_given: dict[str, Any],
@@ -196,7 +195,6 @@ def tune_settings(preset: str | None, config_file: str | None, head_given: dict[
 
     head: dict[str, Any] = {}
     tune: dict[str, Any] = {}
-    differences = ""
     if preset:
         read = read_preset(str(preset_path(preset)))
         if read["unsupported"]:
@@ -205,7 +203,6 @@ def tune_settings(preset: str | None, config_file: str | None, head_given: dict[
             raise ProbeError(f"preset {preset!r} fits heads on frozen features, as its source did: run it with "
                              f"probe run --preset {preset}; probe tune takes presets with a [tune] table")
         head, tune = preset_values(preset), _tune_table(read["tune"], str(preset_path(preset)))
-        differences = read["differences"]
     preset_head, preset_tune = dict(head), dict(tune)
     if config_file:
         read = read_preset(str(config_file))
@@ -218,7 +215,7 @@ def tune_settings(preset: str | None, config_file: str | None, head_given: dict[
             head.setdefault(name, default)
     changes = {k: [v, head[k]] for k, v in preset_head.items() if head.get(k) != v}
     changes |= {k: [v, tune[k]] for k, v in preset_tune.items() if tune.get(k) != v}
-    return TuneSettings(head, tune, changes, differences)
+    return TuneSettings(head, tune, changes)
 
 
 def _tune_table(values: dict[str, Any], path: str) -> dict[str, Any]:
