@@ -187,6 +187,31 @@ def test_datacomps_nlphuji_retrieval_sets_become_karpathy_json(data_root, name, 
         prepare(name, progress=False)
 
 
+def test_clip_benchmarks_retrieval_webdatasets_are_read_as_its_writer_writes_them(data_root):
+    """Shards written by clip_benchmark's own convert_retrieval_dataset (webdataset_builder.py:207-265):
+    dataset_type.txt says retrieval, each sample an image and <key>.txt, its captions one per line."""
+    from PIL import Image
+
+    from clip_benchmark.webdataset_builder import convert_retrieval_dataset
+    from probe.errors import ProbeError
+    from probe.evaluation.benchmarks import get_benchmark
+    from probe.evaluation.preparation import prepare
+
+    folder = data_root / "wds_flickr30k"
+    pairs = [(Image.new("RGB", (20 + i, 16), (40 * i, 0, 0)), [f"picture {i} caption {j}" for j in range(1 + i % 3)])
+             for i in range(5)]
+    convert_retrieval_dataset(pairs, "test", str(folder), image_format="png", verbose=False)
+    where, counts = prepare("flickr30k-wds", progress=False)
+    assert counts == {"test shards": 1, "retrieval": 1}
+    data = get_benchmark("flickr30k-wds").load("test")
+    assert data.n_images == 5 and data.captions == [c for _, captions in pairs for c in captions]
+    assert data.caption_image.tolist() == [i for i, (_, captions) in enumerate(pairs) for _ in captions]
+    assert [image.load().size for image in data.images] == [(20 + i, 16) for i in range(5)]
+    (folder / "dataset_type.txt").write_text("classification\n")
+    with pytest.raises(ProbeError, match="dataset_type.txt says 'classification'; a retrieval benchmark's says"):
+        get_benchmark("flickr30k-wds").load("test")
+
+
 def test_coco_from_karpathys_zip_and_the_2014_image_zips(data_root):
     from probe.evaluation.benchmarks import get_benchmark
     from probe.evaluation.preparation import prepare

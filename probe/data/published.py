@@ -5,7 +5,9 @@
 - Winoground as published: ``examples.jsonl`` (``caption_0``, ``caption_1``, ``image_0``,
   ``image_1``) and ``images/<name>.png``.
 - clip_benchmark's webdataset layout: ``<split>/*.tar`` shards of ``<key>.<image ext>`` +
-  ``<key>.cls`` (class index), with ``classnames.txt`` and ``zeroshot_classification_templates.txt``.
+  ``<key>.cls`` (class index), with ``classnames.txt`` and ``zeroshot_classification_templates.txt``;
+  or, where ``dataset_type.txt`` says ``retrieval``, ``<key>.txt`` holding the image's captions one per
+  line (clip_benchmark 1.6.2 datasets/builder.py:762-782, webdataset_builder.py:232-255).
 """
 
 from __future__ import annotations
@@ -165,6 +167,72 @@ class ClipWebDataset(_Classification):
         if labels and max(labels) >= len(self.classnames):
             raise ProbeError(f"{self.root}: class index {max(labels)} but only {len(self.classnames)} class names")
         return self._split(split, images, labels)
+
+
+class ClipRetrievalWebDataset:
+    """clip_benchmark's webdataset layout for zero-shot retrieval: each sample an image and ``<key>.txt``,
+    its captions one per line (builder.py:778-781 ``str.splitlines``). Samples are taken in shard and key
+    order; an image without captions, or captions without an image, is counted in the split's dropped."""
+
+    def __init__(self, name: str, path: Path, split: str, description: str):
+        self.root = _folder(path, name)
+        kind = retrieval_type(self.root)
+        if kind != "retrieval":
+            raise ProbeError(f"{self.root / DATASET_TYPE} says {kind!r}; a retrieval benchmark's says 'retrieval'")
+        self.split = split
+        self.info = DatasetInfo(name, (split,), description, description)
+
+    def load(self, split: str) -> SplitData:
+        if split != self.split:
+            raise ProbeError(f"dataset {self.info.name!r} has no split {split!r}; valid: {self.split}")
+        shards = sorted((self.root / split).glob("*.tar"), key=lambda p: (len(p.stem), p.stem))  # 0, 1, ... 10
+        if not shards:
+            raise ProbeError(f"no .tar shards in {self.root / split}")
+        images: list[TarImage] = []
+        captions: list[str] = []
+        owner: list[int] = []
+        dropped = {"images without captions": 0, "captions without an image": 0}
+        for shard in shards:
+            samples: dict[str, dict] = {}
+            try:
+                with tarfile.open(shard) as tar:
+                    for member in tar.getmembers():
+                        key, _, ext = member.name.rpartition(".")
+                        if "." + ext.lower() in IMAGE_SUFFIXES:
+                            samples.setdefault(key, {})["image"] = member
+                        elif ext == "txt":
+                            samples.setdefault(key, {})["txt"] = tar.extractfile(member).read()  # type: ignore[union-attr]
+            except tarfile.TarError as exc:
+                raise ProbeError(f"{shard}: unreadable tar shard: {exc}") from None
+            for key, sample in sorted(samples.items()):
+                try:
+                    texts = [t.strip() for t in sample.get("txt", b"").decode("utf-8").splitlines() if t.strip()]
+                except UnicodeDecodeError as exc:
+                    raise ProbeError(f"{shard}:{key}.txt: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+                if "image" not in sample:
+                    dropped["captions without an image"] += bool(texts)
+                    continue
+                if not texts:
+                    dropped["images without captions"] += 1
+                    continue
+                member = sample["image"]
+                owner.extend([len(images)] * len(texts))
+                captions.extend(texts)
+                images.append(TarImage(str(shard), member.name, member.offset_data, member.size))
+        if not images:
+            raise ProbeError(f"{self.root / split}: no image with captions (<key>.<image> + <key>.txt)")
+        return SplitData(self.info.name, split, images, captions, np.array(owner, dtype=np.int64),
+                         protocol=self.info.protocol, dropped={k: v for k, v in dropped.items() if v})
+
+
+#: clip_benchmark's file naming a webdataset set's task (builder.py:762-767: classification when absent)
+DATASET_TYPE = "dataset_type.txt"
+
+
+def retrieval_type(root: Path) -> str:
+    """What ``dataset_type.txt`` says (clip_benchmark reads it stripped and lower-cased), else classification."""
+    file = root / DATASET_TYPE
+    return file.read_text(encoding="utf-8").strip().lower() if file.is_file() else "classification"
 
 
 class Ulcc:

@@ -120,6 +120,8 @@ def _reader(entry: Any) -> Any:
         return published.Winoground(entry.name, path, entry.description)
     if entry.reader == "ulcc":
         return published.Ulcc(entry.name, path, prompt_templates(entry), entry.description)
+    if entry.reader == "clip-wds" and "retrieval" in entry.task:
+        return published.ClipRetrievalWebDataset(entry.name, path, entry.split, entry.description)
     classnames, templates = class_names(entry), prompt_templates(entry)
     if entry.reader == "imagenet-folder":
         return published.ImageNetFolder(entry.name, path, "val", classnames, templates, entry.description)

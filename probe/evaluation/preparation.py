@@ -302,7 +302,9 @@ def prepare_clip_wds(source: Path, target: Path, progress: bool) -> dict[str, in
     shards = sorted((target / "test").glob("*.tar"))
     if not shards:
         raise ProbeError(f"{target / 'test'} holds no .tar shards (clip_benchmark's layout: test/0.tar ...)")
-    return {"test shards": len(shards)}
+    from probe.data.published import retrieval_type
+
+    return {"test shards": len(shards), **({"retrieval": 1} if retrieval_type(target) == "retrieval" else {})}
 
 
 def published(name: str) -> Published | None:
@@ -317,7 +319,8 @@ def published(name: str) -> Published | None:
     if entry is None or entry.reader != "clip-wds" or entry.unsupported:
         return None
     repo = entry.hub_repo or f"clip-benchmark/{Path(entry.data).name}"
-    return Published(name, ("test", "classnames.txt"),
+    metadata = "dataset_type.txt" if "retrieval" in entry.task else "classnames.txt"
+    return Published(name, ("test", metadata),
                      f"huggingface-cli download {repo} --repo-type dataset --local-dir SOURCE", prepare_clip_wds,
                      hub_repo=repo)
 
