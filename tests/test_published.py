@@ -190,9 +190,9 @@ def test_datacomps_nlphuji_retrieval_sets_become_karpathy_json(data_root, name, 
 def test_clip_benchmarks_retrieval_webdatasets_are_read_as_its_writer_writes_them(data_root):
     """Shards written by clip_benchmark's own convert_retrieval_dataset (webdataset_builder.py:207-265):
     dataset_type.txt says retrieval, each sample an image and <key>.txt, its captions one per line."""
+    from clip_benchmark.webdataset_builder import convert_retrieval_dataset
     from PIL import Image
 
-    from clip_benchmark.webdataset_builder import convert_retrieval_dataset
     from probe.errors import ProbeError
     from probe.evaluation.benchmarks import get_benchmark
     from probe.evaluation.preparation import prepare
