@@ -85,3 +85,14 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def human_bytes(n: float) -> str:
+    """``1.3 MB``: a size in decimal units, as the cache listing and dry runs print it."""
+    if n < 1000:
+        return f"{n:,.0f} B"
+    for unit in ("KB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:,.1f} {unit}"
+    return f"{n / 1000:,.1f} GB"

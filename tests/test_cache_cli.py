@@ -74,7 +74,7 @@ def test_prune_removes_stale_entries_and_runs_still_read_the_rest(run_cli, tmp_p
     dry = run_cli("cache", "prune", "--cache-dir", str(cache), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would remove 2 stale entries" in dry.stdout and older.is_dir() and other_key.is_dir()
-    from probe.cli.cache import human_bytes
+    from probe.io import human_bytes
 
     pruned = run_cli("cache", "prune", "--cache-dir", str(cache))
     assert pruned.returncode == 0, pruned.stderr

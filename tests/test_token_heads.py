@@ -274,3 +274,19 @@ def test_probe_run_with_the_freeze_align_preset_trains_its_projectors_on_cached_
                           "mix token heads (freeze-align) with pooled ones")
     assert_one_line_error(run_cli("run", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert", "--preset",
                                   "freeze-align", "--dry-run", env=env), "baseline/pixels-16 gives no output tokens")
+
+
+def test_a_token_run_whose_entries_would_not_fit_the_disk_is_refused_before_encoding(tmp_path, monkeypatch):
+    """shapes' token entries of the tiny pair are about 13 MB; a disk with 1 MB free refuses the run, saying both."""
+    import shutil
+    from collections import namedtuple
+
+    from probe.api.alignment import plan_run
+    from probe.errors import ProbeError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(ProbeError, match=r"need 1[0-9]\.\d MB and .* has 1\.0 MB free"):
+        plan_run("test/tiny-vit", "test/tiny-bert", preset="freeze-align", results_dir=tmp_path / "r",
+                 cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("features.npy"))

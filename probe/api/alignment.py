@@ -161,6 +161,8 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     options = ExtractOptions(cache_dir=cache, workers=workers, batch_size=extract_batch_size, dtype=dtype,
                              device=device, allow_download=allow_download, decode=decode, progress=progress)
     sweep = AlignmentSweep(ds.info.name, plan, configs, chosen, results, options, save_models=save_models)
+    if sweep.token_heads and not dry_run:
+        check_token_space(sweep, [*v_specs, *t_specs], cache)
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     summary = (f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}")
@@ -220,6 +222,23 @@ def check_token_heads(configs: Sequence[Any], specs: Sequence[Any]) -> None:
     if kinds == {True}:
         for spec in specs:
             token_spec(spec, TEXT_TOKENS)
+
+
+def check_token_space(sweep: Any, specs: Sequence[Any], cache: Path) -> None:
+    """Token entries are hundreds of times their pooled rows (docs/token-features.md): a run whose token
+    entries would not fit the cache's disk is refused before any encoding, with both sizes."""
+    import shutil
+
+    from probe.io import human_bytes
+    from probe.pipeline.preview import plan_previews
+
+    need = sum(p.bytes_to_write for p in plan_previews([sweep.feature_spec(s) for s in specs], sweep.plan,
+                                                        sweep.options))
+    free = shutil.disk_usage(cache).free
+    if need > free:
+        raise ProbeError(f"the token entries this run would cache need {human_bytes(need)} and {cache} has "
+                         f"{human_bytes(free)} free: free space, point --cache-dir at a larger disk, or train on a "
+                         "smaller corpus")
 
 
 def say_differences(preset: str | None) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from probe.cli.common import CONTEXT, cache_option, results_option
+from probe.io import human_bytes
 
 #: entry states, as :data:`probe.features.inventory.STATES` names them (not imported: it pulls in numpy,
 #: and `probe --help` stays light)
@@ -75,16 +76,6 @@ def _check_names(entries: list[Any], patterns: tuple[str, ...], dataset: str | N
         if not matching(entries, (pattern,)):
             raise ProbeError(f"no entry of a model matching {pattern!r} in the cache at {folder}; "
                              + valid({e.model for e in entries}, pattern))
-
-
-def human_bytes(n: float) -> str:
-    if n < 1000:
-        return f"{n:,.0f} B"
-    for unit in ("KB", "MB"):
-        n /= 1000
-        if n < 1000:
-            return f"{n:,.1f} {unit}"
-    return f"{n / 1000:,.1f} GB"
 
 
 def _entries(n: int, kind: str = "") -> str:

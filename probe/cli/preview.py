@@ -63,8 +63,8 @@ def _pending(work: Any, items: Sequence[Any], skip_existing: bool,
 def echo_features(previews: Sequence[Any], options: Any) -> None:
     """Per encoder the feature sets cached and the inputs still to encode, their disk and a time
     estimate where a rate is known, then the totals; loads no model and changes no file."""
-    from probe.cli.cache import human_bytes
     from probe.cli.tables import print_table
+    from probe.io import human_bytes
     from probe.pipeline.preview import duration
 
     rows = []
