@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,27 @@ class EncoderSpec:
     #: a token-sequence variant (:meth:`as_tokens`): every output token kept, in this many slots; None:
     #: the entry's pooled output
     tokens: int | None = None
+    #: several hidden layers read from one forward pass, their pooled features side by side (what
+    #: :mod:`probe.features.layers` computes each layer's entry from); empty: one layer or the output
+    layers: tuple[int, ...] = ()
 
     def at_layer(self, layer: int, width: int) -> EncoderSpec:
         """This entry read at hidden ``layer`` (``width`` wide there): a variant of its own, cached apart
         and named ``<name>@<layer>``."""
         return dataclasses.replace(self, layer=layer, embed_dim=width, name=f"{self.name}@{layer}")
+
+    def at_layers(self, layers: Sequence[int], widths: Sequence[int]) -> EncoderSpec:
+        """This entry read at several hidden ``layers`` in one forward pass, each ``widths[i]`` wide: rows of
+        the layers' pooled features side by side, named ``<name>@<a>+<b>+...``."""
+        ordered = sorted(zip(layers, widths, strict=True))
+        return dataclasses.replace(self, layer=None, layers=tuple(k for k, _ in ordered),
+                                   embed_dim=sum(w for _, w in ordered),
+                                   name=f"{self.name}@{'+'.join(str(k) for k, _ in ordered)}")
+
+    @property
+    def read_layers(self) -> tuple[int, ...]:
+        """The hidden layers this variant reads (empty: the entry's output)."""
+        return self.layers or ((self.layer,) if self.layer is not None else ())
 
     def as_tokens(self, slots: int, width: int) -> EncoderSpec:
         """This entry's output tokens unpooled (``width`` wide, at most ``slots`` of them): a variant of its
@@ -121,9 +138,11 @@ class EncoderSpec:
         """Plain data for JSON records and cache keys (``source`` is where it was read, not what)."""
         out = dataclasses.asdict(self)
         out.pop("source")
-        for later in ("layer", "tokens"):  # an entry's own output keeps the cache keys it had before these
-            if out[later] is None:
+        for later in ("layer", "tokens", "layers"):  # an entry's own output keeps the cache keys it had before these
+            if out[later] in (None, ()):
                 out.pop(later)
+        if "layers" in out:
+            out["layers"] = list(out["layers"])
         for key in ("mean", "std"):
             if out[key] is not None:
                 out[key] = list(out[key])

@@ -228,14 +228,11 @@ class SimilarityWork:
     def layer_specs(self, spec: EncoderSpec) -> list[EncoderSpec]:
         """``spec`` at each layer ``layers`` names (its model loaded once on the CPU to count them; a
         layer it does not have, or an encoder without readable layers, is one line)."""
-        from probe.encoders import load_encoder
-        from probe.encoders.layers import chosen_layers, encoder_layers
+        from probe.encoders.layers import layer_variants
 
         assert self.layers is not None
         if spec.name not in self._layer_specs:
-            available = encoder_layers(load_encoder(spec, device="cpu", allow_download=self.options.allow_download))
-            self._layer_specs[spec.name] = [spec.at_layer(layer, width)
-                                            for layer, width in chosen_layers(spec, available, self.layers)]
+            self._layer_specs[spec.name] = layer_variants(spec, self.layers, self.options.allow_download)
         return self._layer_specs[spec.name]
 
     def features(self, spec: EncoderSpec) -> Any:
@@ -243,6 +240,10 @@ class SimilarityWork:
         from probe.features.roles import encoder_features
 
         specs = self.layer_specs(protocol_spec(spec, self.protocol)) if self.layers else [protocol_spec(spec, self.protocol)]
+        if self.layers:  # every layer this search reads, from one forward pass
+            from probe.features.layers import prefetch_layers
+
+            prefetch_layers(specs, self.plan, self.options, roles=("eval",))
         arrays = [encoder_features(s, self.plan, self.options, roles=("eval",), with_prompts=False).by_role["eval"]
                   for s in specs]
         return arrays if self.layers else arrays[0]

@@ -126,3 +126,61 @@ def test_select_searches_every_layer_pair_and_refuses_a_layer_an_encoder_lacks(r
                           "layer 3 of test/tiny-vit is out of range: it has layers 1 to 2")
     assert_one_line_error(run_cli("select", "--vision", "baseline/pixels-16", "--text", "test/tiny-bert",
                                   "--layers", "all", env=env), "baseline/pixels-16 gives no hidden layers to read")
+
+
+@pytest.mark.parametrize("name", ["test/tiny-vit", "test/tiny-bert"])
+def test_every_layer_comes_from_one_forward_pass_and_equals_its_own_extraction(name, tmp_path, monkeypatch):
+    """extract_layers reads the layers a cache lacks in one pass (a hook counts the model's forward calls:
+    one per batch, not one per batch and layer) and writes each layer's own entry, equal to what that
+    layer's own extraction writes into another cache; a layer already cached is not computed again."""
+    import probe.encoders
+    from probe.data import get_dataset
+    from probe.encoders.layers import encoder_layers
+    from probe.features import ExtractOptions, split_features
+    from probe.features.layers import extract_layers
+    from probe.features.options import extraction_batch_size
+    from probe.registry import Registry
+
+    spec = Registry.load().get(name)
+    data = get_dataset("shapes").load("val")
+    layers = [spec.at_layer(k, w) for k, w in encoder_layers(probe.encoders.load_encoder(spec, device="cpu"))]
+    assert len(layers) == 2
+    calls = []
+    real = probe.encoders.load_encoder
+
+    def counted(*args, **kwargs):
+        encoder = real(*args, **kwargs)
+        model = encoder.model  # the network's first module runs once per forward pass, however it is driven
+        first = getattr(model, "patch_embed", None) or getattr(model, "embeddings", None)
+        first.register_forward_hook(lambda *_: calls.append(1))
+        return encoder
+
+    monkeypatch.setattr(probe.encoders, "load_encoder", counted)
+    options = ExtractOptions(cache_dir=tmp_path / "together", progress=False, workers=0)
+    assert extract_layers(layers, data, options) == layers
+    n = data.n_images if spec.modality == "vision" else len(data.captions)
+    assert len(calls) == -(-n // extraction_batch_size(spec, options))  # one call per batch, both layers in it
+    assert extract_layers(layers, data, options) == [] and len(calls) == -(-n // extraction_batch_size(spec, options))
+    apart = ExtractOptions(cache_dir=tmp_path / "apart", progress=False, workers=0)
+    for layer in layers:
+        together = split_features(layer, data, options)
+        assert together.meta["extraction"]["pass"] == f"{spec.name}@1+2" and together.meta["model"] == layer.name
+        alone = split_features(layer, data, apart)
+        np.testing.assert_allclose(np.asarray(together.features), np.asarray(alone.features), atol=1e-6)
+        assert together.path.name == alone.path.name  # the same key: the layer's own
+    assert not list((tmp_path / "together").rglob("*1+2*"))  # the wide entry is gone, folders and all
+
+
+def test_probe_extract_reads_hidden_layers_and_says_what_it_cannot(run_cli, tmp_path):
+    from conftest import assert_one_line_error
+
+    cache = str(tmp_path / "cache")
+    ran = run_cli("extract", "-m", "test/tiny-vit", "-m", "test/tiny-bert", "-d", "shapes", "--split", "val",
+                  "--layers", "all", "--cache-dir", cache)
+    assert ran.returncode == 0, ran.stderr
+    listed = [line.split()[0] for line in ran.stdout.splitlines() if line.strip()]
+    assert sorted(listed) == ["test/tiny-bert@1", "test/tiny-bert@2", "test/tiny-vit@1", "test/tiny-vit@2"]
+    assert_one_line_error(run_cli("extract", "-m", "test/tiny-vit", "-d", "shapes", "--layers", "5", "--cache-dir", cache),
+                          "layer 5 of test/tiny-vit is out of range: it has layers 1 to 2")
+    assert_one_line_error(run_cli("extract", "-m", "baseline/pixels-16", "-d", "shapes", "--layers", "all",
+                                  "--cache-dir", cache), "baseline/pixels-16 gives no hidden layers to read")

@@ -4,7 +4,7 @@ every pair then reads (resumable; on this machine or on Ray)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class ExtractionPlan:
     splits: dict[str, Any]
     fit: Any
     options: Any
+    #: with ``layers``: each model's layer variants, by model name (read together, one pass per split)
+    layer_specs: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def plan_extraction(models: str | Sequence[str], *, dataset: str = "shapes", splits: Sequence[str] = (),
@@ -40,8 +42,10 @@ def plan_extraction(models: str | Sequence[str], *, dataset: str = "shapes", spl
                     decode: str = "workers", on_bad_image: str = "skip", results_dir: str | Path | None = None,
                     cache_dir: str | Path | None = None, device: str | None = None, executor: str = "local",
                     ray_address: str | None = None, registry: Sequence[str | Path] = (),
-                    allow_download: bool = False, progress: bool = True, dry_run: bool = False) -> ExtractionPlan:
-    """Check every input, resolve the models (each must load here) and load the splits; no encoder runs."""
+                    allow_download: bool = False, progress: bool = True, dry_run: bool = False,
+                    layers: str | None = None) -> ExtractionPlan:
+    """Check every input, resolve the models (each must load here) and load the splits; no encoder runs
+    (with ``layers``, each model is loaded once on the CPU to count its layers)."""
     from probe.api.common import load_registry, names
     from probe.data import get_dataset
     from probe.data.splits import load_split
@@ -66,7 +70,15 @@ def plan_extraction(models: str | Sequence[str], *, dataset: str = "shapes", spl
     options = ExtractOptions(cache_dir=folders(results_dir, cache_dir, dry_run)[1], batch_size=batch_size,
                              workers=workers, dtype=dtype, on_bad_image=on_bad_image, device=device,
                              allow_download=allow_download, decode=decode, progress=progress)
-    return ExtractionPlan(specs, unavailable, loaded, fit, options)
+    layer_specs: dict[str, list[Any]] = {}
+    if layers is not None:
+        from probe.encoders.layers import layer_variants
+        from probe.errors import ProbeError
+
+        if executor != "local":
+            raise ProbeError("--layers extracts on this machine (one forward pass for every layer); drop --executor ray")
+        layer_specs = {spec.name: layer_variants(spec, layers, allow_download) for spec in specs}
+    return ExtractionPlan(specs, unavailable, loaded, fit, options, layer_specs)
 
 
 def extract(models: str | Sequence[str], *, executor: str = "local", ray_address: str | None = None,
@@ -74,6 +86,9 @@ def extract(models: str | Sequence[str], *, executor: str = "local", ray_address
     """Extract (or find in the cache) the features of every model in ``models`` (names or shell
     patterns) on each split of ``dataset`` (``splits``: all by default); returns one
     :class:`Extracted` per entry, and calls ``on_entry`` with each as it is done.
+
+    ``layers`` (``"all"``, ``"last:K"``, ``"2,4"``) extracts each model at those hidden layers instead of
+    its output, every layer of a split from one forward pass, each cached under its own key.
 
     Other keyword arguments are :func:`plan_extraction`'s: ``dataset``, ``splits``, ``batch_size``,
     ``workers``, ``dtype``, ``decode``, ``on_bad_image``, ``results_dir``, ``cache_dir``,
@@ -102,7 +117,11 @@ def extract(models: str | Sequence[str], *, executor: str = "local", ray_address
         if on_ray:
             chosen.connect()
         for split, data in planned.splits.items():
-            for spec in planned.specs:
+            for spec in [s for base in planned.specs for s in planned.layer_specs.get(base.name, [base])]:
+                if spec.layer is not None:  # every layer of this model from one pass over the split
+                    from probe.features.layers import extract_layers
+
+                    extract_layers(planned.layer_specs[spec.name.rpartition("@")[0]], data, options)
                 stats = ExtractionStats()
                 if on_ray:
                     from probe.pipeline.ray_extract import ray_split_features

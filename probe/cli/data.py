@@ -115,6 +115,9 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
 @decode_option
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Skip (and list in meta.json) or fail on a missing or corrupt image.")
+@click.option("--layers", default=None, metavar="WHICH",
+              help="Hidden layers instead of the output (all, last:K, or a list such as 2,4): every layer of a split "
+                   "from one forward pass, each cached under its own key (what `probe select --layers` reads).")
 @results_option
 @cache_option
 @device_option("cpu, cuda, cuda:1 ... [default: cuda if present].")
@@ -123,7 +126,7 @@ def data_get(obj: RunContext, names: tuple[str, ...], source: str | None, force:
               help="Say per model what is cached and what would be encoded (inputs, disk, a time estimate where "
                    "an earlier extraction left its rate) and stop: no model is loaded, nothing is computed.")
 @click.pass_obj
-def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, decode, on_bad_image,
+def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dtype, decode, on_bad_image, layers,
             results_dir, cache_dir, device, executor, ray_address, dry_run) -> None:
     """Extract features for models on a dataset into the cache (resumable; reused by every pair).
 
@@ -134,6 +137,7 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
       probe extract -m dinov2/vit-b14 -d imagefolder:~/data/pets --workers 8
       probe extract -m all -d wds:/shared/cc3m --executor ray --ray-address head:6379
       probe extract -m 'dinov2/*' -d wds:/shared/cc3m --dry-run      # cached, to encode, disk, time
+      probe extract -m test/tiny-vit -d shapes --split val --layers all   # every block, one pass
     """
     from probe.api.common import log_skipped
     from probe.api.extraction import extract as extract_features
@@ -141,7 +145,7 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
 
     settings = dict(dataset=dataset, splits=splits, batch_size=batch_size, workers=workers, dtype=dtype, decode=decode,
                     on_bad_image=on_bad_image, results_dir=results_dir, cache_dir=cache_dir, device=device,
-                    registry=obj.registry_paths, allow_download=obj.allow_download)
+                    registry=obj.registry_paths, allow_download=obj.allow_download, layers=layers)
     if dry_run:
         from probe.cli.preview import echo_features
         from probe.features.roles import FeatureRequest
@@ -150,8 +154,8 @@ def extract(obj: RunContext, patterns, dataset, splits, batch_size, workers, dty
         planned = plan_extraction(patterns, executor=executor, ray_address=ray_address, dry_run=True, **settings)
         log_skipped(planned.skipped)
         requests = [FeatureRequest(split, data) for split, data in planned.splits.items()]
-        echo_features(preview_encoders(planned.specs, lambda spec: requests, planned.fit, planned.options),
-                      planned.options)
+        specs = [s for base in planned.specs for s in planned.layer_specs.get(base.name, [base])]
+        echo_features(preview_encoders(specs, lambda spec: requests, planned.fit, planned.options), planned.options)
         return
 
     def said(entry) -> None:

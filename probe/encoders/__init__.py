@@ -29,9 +29,11 @@ def load_encoder(spec: EncoderSpec, device: str | None = None, allow_download: b
     if not status.ok:
         raise UnavailableError(f"model {spec.name!r} cannot be loaded here: {status.reason}")
     encoder = family_of(spec).load(spec, pick_device(device), allowed)
-    if spec.layer is not None:
+    if spec.read_layers:
         from probe.encoders.layers import check_layer, encoder_layers
 
         # one line for an encoder whose hidden layers probe cannot read, or a layer it does not have
-        check_layer(spec, spec.layer, len(encoder_layers(encoder)))
+        count = len(encoder_layers(encoder))
+        for layer in spec.read_layers:
+            check_layer(spec, layer, count)
     return encoder

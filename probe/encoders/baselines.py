@@ -143,10 +143,10 @@ class RandomBertEncoder(TextEncoder):
 
                 hidden = self.model(**tokens).last_hidden_state
                 return self._check_dim(to_numpy(token_rows(hidden, tokens["attention_mask"], int(self.spec.tokens or 0))))
-            if self.spec.layer is not None:
+            if self.spec.read_layers:
                 from probe.encoders.layers import text_layer_features
 
-                pooled = text_layer_features(self.model, tokens, self.spec.layer, self.spec.pooling)
+                pooled = text_layer_features(self.model, tokens, self.spec.read_layers, self.spec.pooling)
             else:
                 hidden = self.model(**tokens).last_hidden_state
                 pooled = pool_text_tokens(hidden, tokens["attention_mask"], self.spec.pooling)

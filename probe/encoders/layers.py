@@ -9,6 +9,7 @@ without blocks, sentence-transformers pipelines for now).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from probe.encoders.pooling import pool_text_tokens, pool_vision_tokens
@@ -45,31 +46,37 @@ def timm_layer_width(model: Any, layer: int, pooling: str | None) -> int:
     return int(model.feature_info[layer - 1]["num_chs"])
 
 
-def timm_layer_features(model: Any, pixels: torch.Tensor, layer: int, pooling: str | None,
+def timm_layer_features(model: Any, pixels: torch.Tensor, layers: Sequence[int], pooling: str | None,
                         prefix_tokens: int) -> torch.Tensor:
-    """Block ``layer`` (1-based) of a timm ViT as tokens pooled the entry's way, or stage ``layer`` of a
-    CNN averaged over its positions (as timm's global pool does)."""
+    """Blocks ``layers`` (1-based, ascending) of a timm ViT, each as tokens pooled the entry's way, or
+    stages of a CNN averaged over their positions (as timm's global pool does): all from one forward
+    pass, side by side."""
     import torch
 
+    indices = [layer - 1 for layer in layers]
     if hasattr(model, "num_prefix_tokens") and getattr(model, "blocks", None) is not None:
-        (patches, prefix), = model.forward_intermediates(pixels, indices=[layer - 1], output_fmt="NLC",
-                                                         intermediates_only=True, return_prefix_tokens=True,
-                                                         norm=False)
-        tokens = torch.cat([prefix, patches], dim=1) if prefix is not None else patches
         if pooling == "pooler":
             raise ProbeError("a ViT's hidden layer has no pooler; read it with pooling cls, mean or cls+mean")
-        return pool_vision_tokens(tokens, pooling, prefix.shape[1] if prefix is not None else 0)
-    (feature_map,) = model.forward_intermediates(pixels, indices=[layer - 1], intermediates_only=True)
-    return feature_map.mean(dim=(2, 3))
+        pooled = []
+        for patches, prefix in model.forward_intermediates(pixels, indices=indices, output_fmt="NLC",
+                                                          intermediates_only=True, return_prefix_tokens=True,
+                                                          norm=False):
+            tokens = torch.cat([prefix, patches], dim=1) if prefix is not None else patches
+            pooled.append(pool_vision_tokens(tokens, pooling, prefix.shape[1] if prefix is not None else 0))
+        return torch.cat(pooled, dim=-1)
+    maps = model.forward_intermediates(pixels, indices=indices, intermediates_only=True)
+    return torch.cat([feature_map.mean(dim=(2, 3)) for feature_map in maps], dim=-1)
 
 
-def text_layer_features(model: Any, tokens: Any, layer: int, pooling: str | None) -> torch.Tensor:
-    """Hidden state ``layer`` of a transformers text model (the output of block ``layer``), pooled under
-    the attention mask as the entry pools its output."""
+def text_layer_features(model: Any, tokens: Any, layers: Sequence[int], pooling: str | None) -> torch.Tensor:
+    """Hidden states ``layers`` of a transformers text model (the outputs of those blocks) from one forward
+    pass, each pooled under the attention mask as the entry pools its output, side by side."""
+    import torch
+
     if pooling not in ("mean", "cls", "last"):
         raise ProbeError(f"a hidden layer is pooled from its tokens; pooling {pooling!r} reads the output only")
     hidden = model(**tokens, output_hidden_states=True).hidden_states
-    return pool_text_tokens(hidden[layer], tokens["attention_mask"], pooling)
+    return torch.cat([pool_text_tokens(hidden[layer], tokens["attention_mask"], pooling) for layer in layers], dim=-1)
 
 
 def text_layer_count(model: Any) -> int:
@@ -111,3 +118,12 @@ def chosen_layers(spec: Any, available: list[tuple[int, int]], which: str) -> li
     for layer in wanted:
         check_layer(spec, layer, count)
     return [available[k - 1] for k in dict.fromkeys(wanted)]
+
+
+def layer_variants(spec: Any, which: str, allow_download: bool | None = None) -> list[Any]:
+    """``spec`` at each layer ``which`` names (``all``, ``last:K``, ``2,4``): its model is loaded once on the
+    CPU to count and measure its layers; an encoder without readable layers, or a layer it lacks, is one line."""
+    from probe.encoders import load_encoder
+
+    available = encoder_layers(load_encoder(spec, device="cpu", allow_download=allow_download))
+    return [spec.at_layer(layer, width) for layer, width in chosen_layers(spec, available, which)]

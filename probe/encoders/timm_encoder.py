@@ -40,10 +40,10 @@ class TimmVisionEncoder(TorchVisionEncoder):
         import torch
 
         pixels = pixels.contiguous(memory_format=torch.channels_last)
-        if self.spec.layer is not None:
+        if self.spec.read_layers:
             from probe.encoders.layers import timm_layer_features
 
-            return timm_layer_features(self.model, pixels, self.spec.layer, self.spec.pooling, self.prefix_tokens)
+            return timm_layer_features(self.model, pixels, self.spec.read_layers, self.spec.pooling, self.prefix_tokens)
         feats = self.model.forward_features(pixels)
         if self.spec.pooling == "pooler":
             return self.model.forward_head(feats, pre_logits=True)

@@ -45,7 +45,7 @@ def token_spec(spec: EncoderSpec, text_slots: int) -> EncoderSpec:
     """``spec``'s token variant: every token of a vision entry, or a text entry's first ``text_slots``
     (its ``max_length`` if shorter)."""
     random_network = spec.loader == "baseline" and spec.weights == "random-init"  # a control of the same kinds
-    if not (random_network or spec.loader in TOKEN_FAMILIES.get(spec.modality, ())) or spec.layer is not None or \
+    if not (random_network or spec.loader in TOKEN_FAMILIES.get(spec.modality, ())) or bool(spec.read_layers) or \
             spec.pooling in ("pooler", "projection"):
         raise ProbeError(f"{spec.name} gives no output tokens to a token head (loader {spec.loader}, pooling "
                          f"{spec.pooling}); token heads take {', '.join(TOKEN_FAMILIES['vision'])} vision entries and "

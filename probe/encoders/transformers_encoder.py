@@ -65,10 +65,10 @@ class TransformersTextEncoder(TextEncoder):
             return_tensors="pt",
         ).to(self.device)
         with torch.inference_mode(), autocast(self.device):
-            if self.spec.layer is not None:
+            if self.spec.read_layers:
                 from probe.encoders.layers import text_layer_features
 
-                return self._check_dim(to_numpy(text_layer_features(self.model, tokens, self.spec.layer,
+                return self._check_dim(to_numpy(text_layer_features(self.model, tokens, self.spec.read_layers,
                                                                     self.spec.pooling)))
             out = self.model(**tokens)
             if self.spec.pooling == "projection":
