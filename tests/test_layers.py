@@ -184,3 +184,30 @@ def test_probe_extract_reads_hidden_layers_and_says_what_it_cannot(run_cli, tmp_
                           "layer 5 of test/tiny-vit is out of range: it has layers 1 to 2")
     assert_one_line_error(run_cli("extract", "-m", "baseline/pixels-16", "-d", "shapes", "--layers", "all",
                                   "--cache-dir", cache), "baseline/pixels-16 gives no hidden layers to read")
+
+
+def test_heads_align_a_chosen_layer_or_the_pair_a_layer_search_found(run_cli, tmp_path, shared_cache):
+    import json
+
+    from conftest import assert_one_line_error
+
+    tiny = ("--vision", "test/tiny-vit", "--text", "test/tiny-bert", "--results", str(tmp_path))
+    env = {"PROBE_CACHE_DIR": str(shared_cache)}
+    assert_one_line_error(run_cli("run", *tiny, "--layer", "best", env=env),
+                          "--layer best needs a layer search of test/tiny-vit x test/tiny-bert on shapes")
+    assert_one_line_error(run_cli("run", *tiny, "--layer", "7", env=env), "layer 7 of test/tiny-vit is out of range")
+    assert_one_line_error(run_cli("run", *tiny, "--layer", "first", "--dry-run", env=env),
+                          "--vision-layer 'first' is not a block number (1 or more), last or best")
+    searched = run_cli("select", *tiny, "--layers", "all", "--n-boot", "20", env=env)
+    assert searched.returncode == 0, searched.stderr
+    (search,) = (tmp_path / "records" / "similarity").rglob("*.json")
+    best = json.loads(search.read_text())["layers"]["best"]
+    ran = run_cli("run", *tiny, "--layer", "best", "--epochs", "1", env=env)
+    assert ran.returncode == 0, ran.stderr
+    ran = run_cli("run", *tiny, "--vision-layer", "last", "--epochs", "1", env=env)
+    assert ran.returncode == 0, ran.stderr
+    records = {(r["vision"]["name"], r["text"]["name"]): r for r in
+               (json.loads(p.read_text()) for p in (tmp_path / "records" / "alignment").rglob("*.json"))}
+    assert set(records) == {(f"test/tiny-vit@{best[0]}", f"test/tiny-bert@{best[1]}"), ("test/tiny-vit@2", "test/tiny-bert")}
+    layered = records[("test/tiny-vit@2", "test/tiny-bert")]
+    assert layered["vision"]["layer"] == 2 and layered["text"].get("layer") is None

@@ -116,11 +116,14 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
              extract_batch_size: int | None = None, dtype: str = "auto", decode: str = "workers",
              device: str | None = None, executor: str = "local", ray_address: str | None = None,
              registry: Sequence[str | Path] = (), allow_download: bool = False, progress: bool = True,
-             dry_run: bool = False) -> RunPlan:
-    """Check every input and resolve the run (see :func:`run` for the arguments); loads no model.
+             dry_run: bool = False, vision_layer: str | int | None = None,
+             text_layer: str | int | None = None) -> RunPlan:
+    """Check every input and resolve the run (see :func:`run` for the arguments); loads no model (a side
+    aligned at a hidden layer loads its encoder once on the CPU to count its layers).
     ``recipe`` is the deprecated name of ``preset``."""
     from probe.align.config import check_head, check_loss
     from probe.align.sweep import AlignmentSweep
+    from probe.api.layer_choice import check_layer_choice
     from probe.data import get_dataset
     from probe.data.splits import TASKS, in_domain_plan, transfer_plan
     from probe.evaluation.benchmarks import get_benchmarks
@@ -140,6 +143,8 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
         if task not in TASKS:
             raise ProbeError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     check_executor(executor, ray_address)
+    vision_layer = check_layer_choice(vision_layer, "--vision-layer")
+    text_layer = check_layer_choice(text_layer, "--text-layer")
     # every input is checked before any model is resolved or loaded: a typo costs no work
     ds = get_dataset(train or dataset or "shapes")
     benchmarks = get_benchmarks(evals) if train else []
@@ -166,7 +171,15 @@ def plan_run(vision: str | Sequence[str], text: str | Sequence[str], *, dataset:
     n = len(v_specs) * len(t_specs) * len(configs) * len(plan.targets)
     summary = (f"{len(v_specs)} vision x {len(t_specs)} text models x {len(configs)} head config(s)"
                + (f" x {len(plan.targets)} benchmarks" if train else "") + f" = {n} result(s) {where}")
-    return RunPlan(sweep, pairs(v_specs, t_specs), results, cache, options, skipped, summary)
+    items = pairs(v_specs, t_specs)
+    if vision_layer or text_layer:
+        from probe.api.layer_choice import layered_pairs
+
+        if sweep.token_heads:
+            raise ProbeError("token heads read each encoder's output tokens; --vision-layer / --text-layer choose "
+                             "pooled hidden layers: use one or the other")
+        items = layered_pairs(items, vision_layer, text_layer, ds.info.name, results, allow_download)
+    return RunPlan(sweep, items, results, cache, options, skipped, summary)
 
 
 def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing: bool = False,
@@ -179,7 +192,10 @@ def run(vision: str | Sequence[str], text: str | Sequence[str], *, skip_existing
     val split and scored on its test split; zero-shot transfer (``train`` with ``evals``), they are
     fitted on the corpus and scored on each benchmark. ``heads``, ``losses`` and ``lrs`` make a grid
     fitted in one pass; ``preset`` (a published training setup, e.g. ``"sail"``) and ``config_file`` give head settings that
-    explicit arguments override. ``skip_existing`` keeps records that still stand for the run (same
+    explicit arguments override. ``vision_layer`` / ``text_layer`` align a side at a hidden layer: a
+    block number, ``"last"`` or ``"best"`` (the layer pair a recorded ``select(layers=...)`` search of
+    the pair on the corpus found most similar); such a side is an encoder variant ``<name>@<layer>``
+    with records of its own. ``skip_existing`` keeps records that still stand for the run (same
     identity) and recomputes the rest. ``echo`` receives one line per finished result.
 
     Other keyword arguments are :func:`plan_run`'s: ``dataset``, ``train``, ``evals``, ``epochs``,

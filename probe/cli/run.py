@@ -48,6 +48,11 @@ from probe.cli.common import (
               deprecated="Use --preset (same names): dataset recipes are `probe data get`'s.")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), metavar="FILE.toml",
               help="Head settings from a file ([values] table, as the presets); options given here win.")
+@click.option("--layer", "layer", default=None, metavar="K|last|best",
+              help="Align both sides at a hidden layer: block K, the last block, or the pair a recorded "
+                   "`probe select --layers` search of the pair on the corpus found most similar.")
+@click.option("--vision-layer", default=None, metavar="K|last|best", help="The vision side's layer (overrides --layer).")
+@click.option("--text-layer", default=None, metavar="K|last|best", help="The text side's layer (overrides --layer).")
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="retrieval, zeroshot, compositional (repeatable) [default: all the dataset supports].")
 @click.option("--skip-existing", is_flag=True, help="Skip pairs whose successful record exists (resume a sweep).")
@@ -69,7 +74,7 @@ from probe.cli.common import (
 @executor_options
 @click.pass_context
 def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, batch_size, out_dim, seed, preset,
-        recipe, config_file, tasks, skip_existing, dry_run, save_models,
+        recipe, config_file, layer, vision_layer, text_layer, tasks, skip_existing, dry_run, save_models,
         results_dir, cache_dir, workers, extract_batch_size, dtype, decode, device, executor, ray_address) -> None:
     """Fit alignment heads on every (vision, text) pair and score them; one JSON record per result.
 
@@ -89,6 +94,7 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
       probe run --vision all --text all --skip-existing      # resume an interrupted sweep
       probe run --vision all --text all --train wds:~/cc3m --eval coco-karpathy --dry-run   # what it would cost
       probe run --train shapes --eval shapes-ood --vision all --text all   # zero-shot transfer
+      probe run --vision V --text T --layer best   # at the layer pair `probe select --layers all` found
     """
     from click.core import ParameterSource
 
@@ -105,7 +111,8 @@ def run(ctx, vision, text, dataset, train, evals, heads, losses, lrs, epochs, ba
         out_dim=given("out_dim"), seed=given("seed"), preset=preset, recipe=recipe, config_file=config_file, tasks=tasks,
         save_models=save_models, results_dir=results_dir, cache_dir=cache_dir, workers=workers,
         extract_batch_size=extract_batch_size, dtype=dtype, decode=decode, device=device,
-        registry=obj.registry_paths, allow_download=obj.allow_download)
+        registry=obj.registry_paths, allow_download=obj.allow_download,
+        vision_layer=vision_layer or layer, text_layer=text_layer or layer)
     if dry_run:
         from probe.api.alignment import _log_plan
         from probe.cli.preview import echo_preview

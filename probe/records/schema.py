@@ -59,6 +59,8 @@ class EncoderRef(Strict):
     embed_dim: int
     control: bool
     published: dict[str, float] = Field(default_factory=dict)
+    #: the hidden layer the encoder was read at (``<entry>@<layer>``); absent: its output
+    layer: int | None = None
 
 
 class RecordBase(Strict):
@@ -472,4 +474,5 @@ def encoder_ref(spec: Any) -> EncoderRef:
                  if getattr(spec, k) is not None}
     return EncoderRef(name=spec.name, loader=spec.loader, weights=spec.weights, revision=spec.revision,
                       objective=spec.objective, params_m=spec.params_m, embed_dim=spec.embed_dim,
-                      control=spec.is_control, published=published)
+                      control=spec.is_control, published=published,
+                      **({"layer": spec.layer} if spec.layer is not None else {}))

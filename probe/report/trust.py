@@ -23,10 +23,12 @@ UNVERIFIED = "written before records held what produced them; `probe run --skip-
 def changed_entry(ref: Any, entries: Mapping[str, Any]) -> str | None:
     """How the registry entry ``ref`` was recorded from differs now (``None`` when it is the same,
     or when the registry read has no entry of that name: a user's file not given here)."""
-    spec = entries.get(ref.name)
+    layered = getattr(ref, "layer", None) is not None  # <entry>@<layer>: the entry read at a hidden layer
+    spec = entries.get(ref.name.rpartition("@")[0] if layered else ref.name)
     if spec is None:
         return None
-    changed = [f"{field} {getattr(ref, field)!r} → {getattr(spec, field)!r}" for field in _COMPARED
+    compared = [f for f in _COMPARED if not (layered and f == "embed_dim")]  # a layer has its own width
+    changed = [f"{field} {getattr(ref, field)!r} → {getattr(spec, field)!r}" for field in compared
                if getattr(ref, field) != getattr(spec, field)]
     return f"{ref.name} changed in the registry since ({', '.join(changed)})" if changed else None
 
