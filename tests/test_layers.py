@@ -211,3 +211,11 @@ def test_heads_align_a_chosen_layer_or_the_pair_a_layer_search_found(run_cli, tm
     assert set(records) == {(f"test/tiny-vit@{best[0]}", f"test/tiny-bert@{best[1]}"), ("test/tiny-vit@2", "test/tiny-bert")}
     layered = records[("test/tiny-vit@2", "test/tiny-bert")]
     assert layered["vision"]["layer"] == 2 and layered["text"].get("layer") is None
+    # the report draws the search: one heatmap per pair, the best pair and its p-value in the caption
+    built = run_cli("report", "--results", str(tmp_path), "--out", str(tmp_path / "o"), env=env)
+    assert built.returncode == 0, built.stderr
+    (shown,) = json.loads((tmp_path / "o" / "leaderboard.json").read_text())["layer_searches"]
+    assert shown["best"] == best and shown["vision"] == "test/tiny-vit" and 0 < shown["p_value"] <= 1
+    html = (tmp_path / "o" / "leaderboard.html").read_text()
+    assert f"at vision layer {best[0]}, text layer {best[1]}; search null" in html
+    assert 'alt="layer search of test/tiny-vit x test/tiny-bert on shapes/train"' in html

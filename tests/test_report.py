@@ -466,3 +466,33 @@ def test_the_answer_says_chance_where_the_score_fixes_it():
     assert "; chance is 0.167" in answer([row])["sentence"]  # Winoground's group score: 1/6 by chance
     row["score"] = (keys.PROBING_SCORE, 0.12, 0.05, 0.2)
     assert "chance" not in answer([row])["sentence"]
+
+
+def test_a_pairs_forecast_and_every_measured_interval_are_shown_beside_the_score(run_cli, tmp_path, report_dir):
+    """A forecast record (probe forecast) puts each pair's forecast with its interval in the pair's rows of
+    that benchmark, in the page, the CSV and the JSON; a cell with a measured interval shows it."""
+    from probe.records.schema import ForecastRecord
+    from probe.records.store import record_path, write_record
+
+    copied = tmp_path / "results"
+    shutil.copytree(report_dir / "results" / "records", copied / "records")
+    ok = [r for r in records(report_dir) if r["status"] == "ok" and r["benchmark"]["name"] == "shapes-ood"]
+    pair = (ok[0]["vision"]["name"], ok[0]["text"]["name"])
+    label = f"shapes-ood/{ok[0]['benchmark']['split']}"
+    row = {"vision": pair[0], "text": pair[1], "measured": 0.5, "forecast": 0.4321, "low": 0.3, "high": 0.55}
+    write_record(record_path(copied, "forecast", "shapes", "any-any-x"),
+                 ForecastRecord.new(dataset="shapes", benchmark=label, seed=0, config={
+                     "head": None, "loss": None, "signals": ["similarity/mutual_knn"], "level": 0.9,
+                     "validation": "leave one encoder out"}, spearman=None, spearman_p=None, coverage=0.9, rows=[row]))
+    built = run_cli("report", "--results", str(copied), "--out", str(tmp_path / "o"))
+    assert built.returncode == 0, built.stderr
+    rows = json.loads((tmp_path / "o" / "leaderboard.json").read_text())["rows"]
+    shown = [r for r in rows if r["benchmark"] == label and (r["vision"], r["text"]) == pair]
+    others = [r for r in rows if r not in shown]
+    assert shown and all(r["forecast/probing_score"] == 0.4321 and r["forecast/probing_score_lo"] == 0.3
+                         and r["forecast/probing_score_hi"] == 0.55 for r in shown)
+    assert all(r["forecast/probing_score"] is None for r in others)
+    html = (tmp_path / "o" / "leaderboard.html").read_text()
+    assert "0.432 <span class=\"ci\">[0.30, 0.55]</span>" in html
+    i2t = ok[0]["intervals"]["retrieval/i2t_R@1"]  # a column other than the score draws its interval too
+    assert f"{ok[0]['metrics']['retrieval/i2t_R@1']:.3f} <span class=\"ci\">[{i2t[0]:.2f}, {i2t[1]:.2f}]</span>" in html

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 PROBING_SCORE = "alignment/probing_score"
+#: a pair's probing score forecast from training-free signals (``probe forecast``), shown beside the measured
+FORECAST = "forecast/probing_score"
 #: Mean of the zero-shot top-1 accuracies over a record's label tasks (a report column).
 ZEROSHOT_MEAN_TOP1 = "zeroshot/top1"
 COMPOSITIONAL_GROUP = "compositional/group"

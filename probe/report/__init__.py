@@ -61,6 +61,12 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
         for plot in section.plots:
             made[f"{section.id}:{plot.title}"] = plot.all
     tune_tables = tune_report_tables(tuned, plots_dir)
+    from probe.report.layers import layer_searches
+
+    searches = layer_searches(iter_records(results_dir, "similarity"), plots_dir)
+    for search in searches:
+        if search.plot is not None:
+            made[f"layers:{search.vision} x {search.text}"] = search.plot
     for tune_table in tune_tables:
         if tune_table.plot is not None:
             made[f"tune:{tune_table.vision} x {tune_table.text}"] = tune_table.plot
@@ -70,7 +76,9 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     write_json(out_dir / "leaderboard.json", {"rows": table, "failures": failures,
                                               "by_benchmark": {"benchmarks": labels, "rows": by_benchmark},
                                               "tune": [{k: v for k, v in vars(t).items() if k != "plot"}
-                                                       for t in tune_tables]})
+                                                       for t in tune_tables],
+                                              "layer_searches": [{k: v for k, v in vars(s).items() if k != "plot"}
+                                                                 for s in searches]})
     bench = _bench_cases(out_dir / "bench.json")
     for row in rows:
         row["provenance_json"] = json.dumps(row["provenance"], indent=1, sort_keys=True, default=str)
@@ -82,7 +90,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     env.filters["wbr"] = _breakable
     env.filters["datauri"] = lambda path: "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
     html = env.get_template("leaderboard.html.j2").render(
-        sections=sections, failures=failures, tune_tables=tune_tables, bench=[b for b in bench if "ours_s" in b],
+        sections=sections, failures=failures, tune_tables=tune_tables, layer_searches=searches, bench=[b for b in bench if "ours_s" in b],
         benchmark_labels=labels, by_benchmark=by_benchmark,
         suite_mixes_protocols=len({s["protocol"] for r in by_benchmark for s in r["scores"].values()}) > 1,
         n_rows=len(rows), n_doubted=doubted, n_controls=sum(1 for r in rows if r["vision_control"] or r["text_control"]),

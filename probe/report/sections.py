@@ -28,7 +28,7 @@ _IN_HEADING = ("dataset", "benchmark", "protocol")
 _SHOWN_FIRST = {"config", keys.PROBING_SCORE, keys.ZEROSHOT_MEAN_TOP1,
                 keys.retrieval("i2t_R@1"), keys.retrieval("i2t_R@10"), keys.retrieval("t2i_R@10"),
                 keys.COMPOSITIONAL_GROUP, keys.VISION_KNN20, keys.TEXT_SCORE, keys.similarity("mutual_knn"),
-                keys.similarity("cka"), "params_m"}
+                keys.similarity("cka"), "params_m", keys.FORECAST}
 
 
 @dataclass

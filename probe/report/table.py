@@ -16,6 +16,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     (keys.PROBING_SCORE, "probing score", ".3f"),
     (keys.interval_bounds(keys.PROBING_SCORE)[0], "CI low", ".3f"),
     (keys.interval_bounds(keys.PROBING_SCORE)[1], "CI high", ".3f"),
+    (keys.FORECAST, "forecast", ".3f"),
     (keys.ZEROSHOT_MEAN_TOP1, "zero-shot top-1", ".3f"),
     (keys.retrieval("i2t_R@1"), "I→T R@1", ".3f"), (keys.retrieval("i2t_R@5"), "I→T R@5", ".3f"),
     (keys.retrieval("i2t_R@10"), "I→T R@10", ".3f"),
@@ -32,6 +33,20 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 #: Columns of a flattened record the page keeps (the rest stay in the record file).
 _KEPT = ("vision", "text", "head", "loss", "dataset", "benchmark", "protocol", "vision_control", "text_control")
+
+
+def _forecasts(results_dir: Path) -> dict[tuple[str, str], dict[tuple[str, str], tuple[float, float, float]]]:
+    """Per (corpus, benchmark label) the newest forecast's ``(forecast, low, high)`` of each pair."""
+    from probe.records.store import iter_records
+
+    newest: dict[tuple[str, str], Any] = {}
+    for stored in iter_records(results_dir, "forecast"):
+        record = stored.record
+        key = (record.dataset, record.benchmark)
+        if record.ok and (key not in newest or record.created > newest[key].created):
+            newest[key] = record
+    return {key: {(row.vision, row.text): (row.forecast, row.low, row.high) for row in record.rows}
+            for key, record in newest.items()}
 
 
 def _correlate(correlates: dict, record: Any, model: str, key: str) -> float | None:
@@ -64,6 +79,7 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
     for s in sorted(iter_records(results_dir, "similarity"), key=lambda s: s.record.split != "train"):
         if s.record.ok and s.record.config.is_default:  # train first; other protocols and layer searches apart
             similarity.setdefault((s.record.dataset, s.record.vision.name, s.record.text.name), s.record)
+    forecasts = _forecasts(results_dir)
     rows, failures = [], []
     for stored in alignment:
         r, flat = stored.record, flatten(stored)
@@ -86,6 +102,12 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
             row |= sim.metrics
             row["similarity_intervals"] = {key: tuple(bounds) for key, bounds in (sim.intervals or {}).items()}
             row["similarity_null"] = {key: stat.mean for key, stat in (sim.null or {}).items()}
+        forecast = forecasts.get((r.dataset, row["benchmark"]), {}).get((r.vision.name, r.text.name))
+        if forecast is not None:  # the pair's forecast from training-free signals (probe forecast), beside the measured
+            row[keys.FORECAST] = forecast[0]
+            row["intervals"][keys.FORECAST] = forecast[1:]
+        # every cell's 95% interval where one was measured: the record's metrics, the similarity, the forecast
+        row["cell_intervals"] = {**row["intervals"], **row.get("similarity_intervals", {})}
         row["saturated"] = dict(r.saturated or {})
         top1_keys = [key for key in r.metrics if keys.is_zeroshot_top1(key)]
         if top1_keys and all(key in row["saturated"] for key in top1_keys):
