@@ -3,8 +3,9 @@
 A layer is read from the same forward pass's intermediate outputs (timm's ``forward_intermediates``,
 transformers' ``output_hidden_states``) and pooled as the entry pools its output, so layer ``L`` (the
 last block) differs from the entry's own output only by the final norm the entry applies after it.
-An entry whose family gives no access to hidden layers says so (ONNX graphs, word vectors, controls
-without blocks, sentence-transformers pipelines for now).
+Sentence-transformers pipelines are read through their transformer module, pooled by the pipeline's
+pooling mode. An entry whose family gives no access to hidden layers says so (ONNX graphs, word
+vectors, controls without blocks).
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ def encoder_layers(encoder: Any) -> list[tuple[int, int]]:
             raise no_layers(spec, f"its {spec.loader} loader reads the output only")
         count = timm_layer_count(model)
         return [(k, timm_layer_width(model, k, spec.pooling)) for k in range(1, count + 1)]
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "num_hidden_layers") or not hasattr(encoder, "tokenizer"):
+    hidden = getattr(encoder, "hidden_model", None)  # a sentence-transformers pipeline's transformer
+    config = getattr(hidden if hidden is not None else model, "config", None)
+    if config is None or not hasattr(config, "num_hidden_layers") or not (hidden is not None
+                                                                           or hasattr(encoder, "tokenizer")):
         raise no_layers(spec, f"its {spec.loader} loader reads the output only")
     width = int(config.hidden_size)
     return [(k, width) for k in range(1, int(config.num_hidden_layers) + 1)]

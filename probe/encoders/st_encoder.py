@@ -72,6 +72,8 @@ class SentenceTransformerEncoder(TextEncoder):
 
         if self.spec.pooling == "tokens":
             return self._check_dim(self._token_rows(batch))
+        if self.spec.read_layers:
+            return self._check_dim(self._layer_rows(batch))
         out = self.model.encode(
             self.prepare(batch),
             batch_size=max(1, len(batch)),
@@ -81,6 +83,32 @@ class SentenceTransformerEncoder(TextEncoder):
         )
         return self._check_dim(np.asarray(out, dtype=np.float32))
 
+    def _preprocess(self, texts: list[str]) -> dict[str, Any]:
+        """The pipeline's own tokenisation (``preprocess``; ``tokenize`` before sentence-transformers 6)."""
+        preprocess = getattr(self.model, "preprocess", None)
+        return preprocess(texts) if preprocess is not None else self.model.tokenize(texts)
+
+    @property
+    def hidden_model(self) -> Any:
+        """The pipeline's transformer (its first module's model), whose hidden states are its layers."""
+        return self.model[0].auto_model
+
+    def _layer_rows(self, batch: Sequence[str]) -> np.ndarray:
+        """Hidden layers of the pipeline's transformer, pooled by the pipeline's own pooling mode (a
+        Normalize module after the pooling is not applied: a layer is pooled, as the output is before it)."""
+        import torch
+
+        from probe.encoders.base import to_numpy
+        from probe.encoders.layers import text_layer_features
+
+        features = self._preprocess(self.prepare(batch))
+        tokens = {k: v.to(self.model.device) for k, v in features.items()
+                  if k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.inference_mode():
+            pooled = text_layer_features(self.hidden_model, tokens, self.spec.read_layers,
+                                         self.spec.pooling or model_pooling(self.model))
+        return to_numpy(pooled)
+
     def _token_rows(self, batch: Sequence[str]) -> np.ndarray:
         """The model's first module's token embeddings (the transformer's last hidden state, before the
         pipeline's pooling and normalisation) as :func:`~probe.encoders.pooling.token_rows`."""
@@ -89,7 +117,7 @@ class SentenceTransformerEncoder(TextEncoder):
         from probe.encoders.base import to_numpy
         from probe.encoders.pooling import token_rows
 
-        features = self.model.tokenize(self.prepare(batch))
+        features = self._preprocess(self.prepare(batch))
         features = {k: v.to(self.model.device) for k, v in features.items()}
         with torch.inference_mode():
             out = self.model[0](features)
