@@ -11,6 +11,7 @@ from benchmarks.model_cases import (
     cpu_batch,
     extraction,
     jpeg_decode,
+    layers,
     shard_extraction,
     training,
 )
@@ -22,4 +23,5 @@ CASES: dict[str, Callable[[], dict | list[dict]]] = {
     "extraction": extraction, "training": training, "cpu_batch": cpu_batch,
     "shard_extraction": shard_extraction, "out_of_core_training": out_of_core_training,
     "sweep_memory": sweep_memory, "ray_overhead": ray_overhead, "tune_step": tune_step,
-    "channels_last": channels_last, "jpeg_decode": jpeg_decode, "tune_memory": tune_memory}
+    "channels_last": channels_last, "jpeg_decode": jpeg_decode, "tune_memory": tune_memory,
+    "layers": layers}

@@ -497,3 +497,50 @@ def shard_extraction(models: tuple[str, ...] | None = None, n_shards: int | None
             if on_gpu:
                 torch.cuda.empty_cache()
     return out
+
+
+def layers(model: str = "baseline/random-vit-s16", split: str = "val", workers: int = 2) -> dict:
+    """`--layers all` on the demo's images: every block read in one forward pass and split into each
+    layer's entry, against each layer read by its own pass (the baseline), and against one layer (the
+    price of asking for all). Equal answers: each layer's entry equals the one its own pass writes."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from probe.data import get_dataset
+    from probe.encoders import load_encoder
+    from probe.encoders.layers import encoder_layers
+    from probe.features import ExtractOptions, split_features
+    from probe.features.layers import extract_layers
+    from probe.registry import Registry
+
+    spec = Registry.load().get(model)
+    data = get_dataset("shapes").load(split)
+    variants = [spec.at_layer(k, w) for k, w in encoder_layers(load_encoder(spec, device="cpu"))]
+
+    def disk(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.rglob("features.npy"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        together, apart, one = (ExtractOptions(cache_dir=Path(tmp) / name, workers=workers, progress=False)
+                                for name in ("together", "apart", "one"))
+        start = time.perf_counter()
+        extract_layers(variants, data, together)
+        ours = time.perf_counter() - start
+        start = time.perf_counter()
+        for variant in variants:
+            split_features(variant, data, apart)
+        base = time.perf_counter() - start
+        start = time.perf_counter()
+        split_features(variants[-1], data, one)
+        single = time.perf_counter() - start
+        agree = all(np.allclose(np.asarray(split_features(v, data, together).features),
+                                np.asarray(split_features(v, data, apart).features), atol=1e-5) for v in variants)
+        bytes_all, bytes_one = disk(Path(tmp) / "together"), disk(Path(tmp) / "one")
+    n = data.n_images
+    return {"case": f"layers[{model},{len(variants)} layers,{n} images]", "ours_s": ours, "baseline_s": base,
+            "ratio": base / ours, "agree": bool(agree),
+            "note": f"all {len(variants)} layers in one pass {ours:.1f} s vs one pass per layer {base:.1f} s; "
+                    f"{ours / single:.2f}x the time and {bytes_all / bytes_one:.0f}x the disk of one layer "
+                    f"({bytes_all / 1e6:.1f} MB vs {bytes_one / 1e6:.2f} MB)"}
