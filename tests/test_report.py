@@ -293,6 +293,17 @@ def test_leaderboard_tabs_sorting_filter_controls_and_phone_width_in_chromium(re
         before = pinned.bounding_box()["x"]
         phone.locator("#panel-shapes-test-shapes .scroll").evaluate("s => { s.scrollLeft = 400; }")
         assert pinned.bounding_box()["x"] == before  # the pair column stays in view while the table scrolls
+        # each tab opens with its answer at a phone's width too, and a plot shrunk to fit opens full size on a tap
+        answer = phone.locator("#panel-shapes-test-shapes .answer")
+        assert answer.is_visible() and answer.inner_text().startswith("Best real pair:")
+        plot = phone.locator("#panel-shapes-test-shapes .plots img").first
+        natural = plot.evaluate("i => i.naturalWidth")
+        assert plot.bounding_box()["width"] < natural  # shrunk: its 7-8 pt type is ~4 px here
+        plot.click()
+        assert abs(plot.bounding_box()["width"] - natural) <= 2  # full size, type as drawn
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # scrolling inside its figure
+        phone.screenshot(path=str(artefacts / "leaderboard-390-plot.png"))
+        plot.click()
         phone.screenshot(path=str(artefacts / "leaderboard-390.png"), full_page=True)
         browser.close()
     assert (artefacts / "leaderboard-1400.png").stat().st_size > 10_000
@@ -462,10 +473,41 @@ def test_the_answer_says_chance_where_the_score_fixes_it():
     from probe.report.answer import answer
 
     row = {"vision": "v", "text": "t", "config": "c", "vision_control": False, "text_control": False,
-           "score": (keys.COMPOSITIONAL_GROUP, 0.12, 0.05, 0.2)}
+           "score": (keys.COMPOSITIONAL_GROUP, 0.12, 0.05, 0.2), "chance": {keys.COMPOSITIONAL_GROUP: 1 / 6}}
     assert "; chance is 0.167" in answer([row])["sentence"]  # Winoground's group score: 1/6 by chance
+    row["score"] = (keys.ZEROSHOT_MEAN_TOP1, 0.3, 0.2, 0.4)  # the mean top-1's chance: its tasks' mean
+    row["chance"] = {keys.zeroshot("shape", 1): 1 / 7, keys.zeroshot("colour", 1): 1 / 5, keys.zeroshot("shape", 5): 5 / 7}
+    assert f"; chance is {(1 / 7 + 1 / 5) / 2:.3f}" in answer([row])["sentence"]
     row["score"] = (keys.PROBING_SCORE, 0.12, 0.05, 0.2)
     assert "chance" not in answer([row])["sentence"]
+
+
+def test_chance_levels_are_a_random_rankings_expected_scores():
+    """Zero-shot top-k by chance is min(k, options) / options per image (a random ranking), averaged; with
+    multiple-choice options each image's own count; mean per-class recall averages classes; Winoground's
+    are Thrush et al.'s 25 / 25 / 16.67."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from probe.evaluation.evaluate import chance_levels
+    from probe.records import keys
+
+    labels = np.array([0, 1, 2, 2, 2, 3, 4, 5, 6, -1])  # seven classes, one unlabelled image
+    options = np.zeros((10, 7), dtype=bool)
+    options[:, :4] = True  # four options an image, except two images with six
+    options[[0, 1], :6] = True
+    data = SimpleNamespace(labels={"shape": labels, "four_way": labels}, classes={"shape": list("abcdefg"),
+                           "four_way": list("abcdefg")}, candidates={"four_way": options})
+    swap = SimpleNamespace(swap_pairs=np.array([[0, 1]]))
+    found = chance_levels(SimpleNamespace(eval=data, label_tasks=("shape", "four_way"), compositional=swap))
+    assert found[keys.zeroshot("shape", 1)] == pytest.approx(1 / 7) and found[keys.zeroshot("shape", 5)] == pytest.approx(5 / 7)
+    per_image = np.array([1 / 6, 1 / 6, 1 / 4, 1 / 4, 1 / 4, 1 / 4, 1 / 4, 1 / 4, 1 / 4])  # the nine labelled images
+    assert found[keys.zeroshot("four_way", 1)] == pytest.approx(per_image.mean())
+    assert keys.zeroshot("four_way", 5) not in found  # fewer than six options somewhere: no top-5
+    by_class = [1 / 6, 1 / 6, 1 / 4, 1 / 4, 1 / 4, 1 / 4, 1 / 4]  # class 2's three images are each 1/4
+    assert found[keys.zeroshot_per_class_recall("four_way")] == pytest.approx(np.mean(by_class))
+    assert found[keys.compositional("group")] == pytest.approx(1 / 6) and found[keys.compositional("text")] == 0.25
 
 
 def test_a_pairs_forecast_and_every_measured_interval_are_shown_beside_the_score(run_cli, tmp_path, report_dir):

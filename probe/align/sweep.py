@@ -133,7 +133,7 @@ class AlignmentSweep:
         from probe.align.token_heads import FreezeAlignProbe, token_width_of
         from probe.align.train import AlignmentProbe, fit_grid
         from probe.encoders.base import pick_device
-        from probe.evaluation.evaluate import saturated_metrics, score_target
+        from probe.evaluation.evaluate import chance_field, saturated_metrics, score_target
         from probe.features.paired import PairedFeatures
 
         vf, tf = features
@@ -187,6 +187,7 @@ class AlignmentSweep:
                                 "report flag them", target.benchmark, len(saturated), key, why)
                 yield unit, self._record(
                     item, unit, features, metrics=metrics, intervals=intervals, interval_level=0.95,
+                    **chance_field(target),
                     **({"saturated": saturated} if saturated else {}),
                     training={"device": device, "epochs_run": len(probe.history_), "best_epoch": probe.best_epoch_,
                               "steps": probe.steps_, "history": probe.history_},

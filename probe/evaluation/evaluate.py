@@ -146,6 +146,44 @@ def score_target(embedder: Any, target: Target, vision: EncoderFeatures, text: E
                     retrieval=target.retrieval, seed=seed)
 
 
+#: Winoground's scores by chance (Thrush et al. 2022, Table 1 "Random chance": text 25.00, image 25.00,
+#: group 16.67): each of the pair's two comparisons is a coin flip, and the group score needs all four
+COMPOSITIONAL_CHANCE = {"text": 0.25, "image": 0.25, "group": 1 / 6}
+
+
+def chance_levels(target: Target) -> dict[str, float]:
+    """What each zero-shot and compositional metric of ``target`` scores by chance (a random ranking of
+    each image's options): top-k, min(k, options) / options averaged over the labelled images; mean
+    per-class recall, each class's mean of 1 / options averaged over the classes; Winoground's scores,
+    :data:`COMPOSITIONAL_CHANCE`. Retrieval has none here: its recalls depend on the gallery."""
+    from probe.metrics.zeroshot import options_per_image
+
+    out: dict[str, float] = {}
+    data = target.eval
+    for task in target.label_tasks:
+        labels, n_classes = np.asarray(data.labels[task]), len(data.classes[task])
+        candidates = data.candidates.get(task)
+        keep = labels >= 0
+        if not keep.any():
+            continue
+        options = (np.full(int(keep.sum()), n_classes) if candidates is None
+                   else np.asarray(candidates)[keep].sum(axis=1)).astype(float)
+        for k in ((1, 5) if options_per_image(n_classes, candidates) > 5 else (1,)):
+            out[keys.zeroshot(task, k)] = float(np.mean(np.minimum(k, options) / options))
+        kept = labels[keep]
+        out[keys.zeroshot_per_class_recall(task)] = float(np.mean([np.mean(1 / options[kept == c])
+                                                                   for c in np.unique(kept)]))
+    if target.compositional is not None and target.compositional.swap_pairs is not None:
+        out |= {keys.compositional(name): value for name, value in COMPOSITIONAL_CHANCE.items()}
+    return out
+
+
+def chance_field(target: Target) -> dict[str, Any]:
+    """A record's ``chance`` field as keyword arguments: present only where some metric has a chance level."""
+    found = chance_levels(target)
+    return {"chance": found} if found else {}
+
+
 def saturated_metrics(target: Target, metrics: dict[str, float]) -> dict[str, str]:
     """Metrics of ``target`` that cannot come out lower than perfect, with the reason.
 

@@ -41,7 +41,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
     from probe.align.sweep import alignment_path
     from probe.data.splits import TASKS, SplitPlan, make_target
     from probe.encoders.base import pick_device
-    from probe.evaluation.evaluate import dropped_counts, saturated_metrics, score_target
+    from probe.evaluation.evaluate import chance_field, dropped_counts, saturated_metrics, score_target
     from probe.features.roles import encoder_features
     from probe.records.identity import pair_identity
     from probe.records.schema import AlignmentRecord, encoder_ref, preset_changes
@@ -73,6 +73,7 @@ def score_saved(model: Any, model_path: str, benchmarks: list[Any], results_dir:
             benchmark=target.reference(),
             seed=config.seed, config=config, vision=encoder_ref(model.vision_spec), text=encoder_ref(model.text_spec),
             tasks=sorted(TASKS), features={"vision": vf.keys, "text": tf.keys}, metrics=metrics, intervals=intervals,
+            **chance_field(target),
             interval_level=0.95, saved_model=model_path, **extra)
         if model.tuned:  # a tuned pair's record sits where `probe tune` writes it, never over a head fit's
             from probe.records.schema import TuneRecord

@@ -121,6 +121,8 @@ class Scored(RecordBase):
     metrics: dict[str, Score] | None = None
     intervals: dict[str, tuple[Score, Score]] | None = None
     interval_level: float | None = None
+    #: what a metric scores by chance, where its definition fixes that (zero-shot 1 / options, Winoground)
+    chance: dict[str, Score] | None = None
 
     @model_validator(mode="after")
     def _results_match_status(self):

@@ -22,10 +22,15 @@ def _value(row: dict[str, Any]) -> str:
     return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
 
 
-#: what a score is by chance, where the score's definition fixes it: Winoground's group score is 1/6
-#: (both captions and both images must be matched; Thrush et al. 2022 give random chance as text 25,
-#: image 25, group 16.67)
-CHANCE = {keys.COMPOSITIONAL_GROUP: 1 / 6}
+def chance_of(row: dict[str, Any], metric: str) -> float | None:
+    """What ``metric`` scores by chance in ``row``'s record (its ``chance`` field: zero-shot 1 / options,
+    Winoground's 1/6 group score); the mean zero-shot top-1's is the mean of its tasks'. None where the
+    metric has none (retrieval) or the record predates the field."""
+    chance = row.get("chance") or {}
+    if metric == keys.ZEROSHOT_MEAN_TOP1:
+        tasks = [value for key, value in chance.items() if keys.is_zeroshot_top1(key)]
+        return sum(tasks) / len(tasks) if tasks else None
+    return chance.get(metric)
 
 
 def tied(best: dict[str, Any], row: dict[str, Any]) -> bool:
@@ -61,7 +66,7 @@ def answer(rows: list[dict[str, Any]], selection_metric: str = keys.DEFAULT_SELE
     sentence = f"Best real pair: {best['vision']} × {best['text']}{config}, {_value(best)}"
     sentence += (f"; {len(ties)} other real result(s) tied with it (95% intervals overlap)" if ties
                  else "; no other real result's interval reaches it" if best["score"][2] is not None else "")
-    chance = CHANCE.get(best["score"][0])
+    chance = chance_of(best, best["score"][0])
     if chance is not None:
         sentence += f"; chance is {chance:.3f}"
     if control is not None:
@@ -72,4 +77,4 @@ def answer(rows: list[dict[str, Any]], selection_metric: str = keys.DEFAULT_SELE
         sentence += (f". Training-free ranking ({agreement['metric']}) against this score over "
                      f"{agreement['n']} real pairs: Spearman {agreement['spearman']:.2f} (p={agreement['p']:.2g})")
     return {"best": best, "ties": ties, "control": control, "margin": margin, "agreement": agreement,
-            "sentence": sentence + "."}
+            "chance": chance, "sentence": sentence + "."}

@@ -107,7 +107,17 @@ def rank_headline(points: list[dict[str, Any]], key: str, unit: str) -> str:
     return line
 
 
-def scatter(rows: list[dict[str, Any]], key: str, label: str, unit: str, metric: str, path: Path) -> Path | None:
+def chance_line(ax: Any, chance: float | None) -> None:
+    """A dashed horizontal line at the score's chance level, labelled, where the score has one."""
+    if chance is None:
+        return
+    ax.axhline(chance, color="#cf222e", linestyle=":", linewidth=1)
+    ax.annotate(f"chance {chance:.3f}", (0.0, chance), xycoords=("axes fraction", "data"), xytext=(3, 3),
+                textcoords="offset points", fontsize=7, color="#cf222e")
+
+
+def scatter(rows: list[dict[str, Any]], key: str, label: str, unit: str, metric: str, path: Path,
+            chance: float | None = None) -> Path | None:
     """``key`` against the primary score, one point per pair with its interval (and the similarity
     metric's interval and shuffled-pairing null where ``unit == "pair"``); Spearman's r over distinct
     ``unit`` encoders ("vision" / "text") or over pairs."""
@@ -137,6 +147,7 @@ def scatter(rows: list[dict[str, Any]], key: str, label: str, unit: str, metric:
         ax.axvline(float(np.mean(nulls)), color="#6e7781", linestyle="--", linewidth=1)
         ax.annotate("shuffled-pairing null", (float(np.mean(nulls)), 1.0), xycoords=("data", "axes fraction"),
                     xytext=(3, -10), textcoords="offset points", fontsize=7, color="#57606a")
+    chance_line(ax, chance)
     title = f"{label} vs {_score_label(metric).split(' (')[0]}\n{rank_headline(points, key, unit)}"
     ax.set_title(title, fontsize=9)
     ax.set(xlabel=label, ylabel=_score_label(metric) + ", 95% interval")
@@ -204,7 +215,7 @@ def paired_means(rows: list[dict[str, Any]]) -> tuple[list[str], list[float] | N
     return configs, [float(np.mean([scores[(*p, c)] for p in complete])) for c in configs], len(complete)
 
 
-def heads_losses(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+def heads_losses(rows: list[dict[str, Any]], metric: str, path: Path, chance: float | None = None) -> Path | None:
     """One line per pair across its head configurations, and in bold the mean over the real pairs that
     have every configuration (:func:`paired_means`); nothing to draw with a single configuration."""
     import matplotlib.pyplot as plt
@@ -224,6 +235,7 @@ def heads_losses(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | 
     if means is not None:
         ax.plot(range(len(configs)), means, color="black", linewidth=2.2, marker="s",
                 label=f"mean over the {n_complete} real pair(s) with every configuration")
+    chance_line(ax, chance)
     ax.plot([], [], color="#0969da", label="one real pair")
     if any(_is_control(r) for r in rows):
         ax.plot([], [], color="#afb8c1", linestyle="--", label="a pair with a control")
@@ -266,8 +278,13 @@ def save_figure(fig: Any, path: Path, **savefig: Any) -> Path:
 
 def section_plots(rows: list[dict[str, Any]], best: list[dict[str, Any]], metric: str, out_dir: Path,
                   stem: str, selection_metric: str = keys.DEFAULT_SELECTION) -> list[Plot]:
-    """Every figure one section's rows support. ``best`` holds each pair's best configuration."""
+    """Every figure one section's rows support. ``best`` holds each pair's best configuration. Plots with
+    the score on an axis draw its chance level where the records state one."""
     import matplotlib
+
+    from probe.report.answer import chance_of
+
+    chance = next((c for c in (chance_of(r, metric) for r in rows) if c is not None), None)
 
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -275,12 +292,12 @@ def section_plots(rows: list[dict[str, Any]], best: list[dict[str, Any]], metric
         ("Score per vision x text pair", "heatmap", lambda a, b, p: heatmap(b, metric, p)),
         ("Selection metric vs score", "selection",
          lambda a, b, p: scatter(b, selection_metric, f"{selection_metric.split('/')[-1]} (probe select)", "pair",
-                                 metric, p)),
+                                 metric, p, chance)),
         ("Vision kNN accuracy vs score", "knn",
-         lambda a, b, p: scatter(b, keys.VISION_KNN20, "vision kNN@20 accuracy", "vision", metric, p)),
+         lambda a, b, p: scatter(b, keys.VISION_KNN20, "vision kNN@20 accuracy", "vision", metric, p, chance)),
         ("MTEB-style text score vs score", "text-score",
-         lambda a, b, p: scatter(b, keys.TEXT_SCORE, "MTEB-style text score", "text", metric, p)),
-        ("Head configurations", "heads", lambda a, b, p: heads_losses(a, metric, p)),
+         lambda a, b, p: scatter(b, keys.TEXT_SCORE, "MTEB-style text score", "text", metric, p, chance)),
+        ("Head configurations", "heads", lambda a, b, p: heads_losses(a, metric, p, chance)),
     ]
     has_controls = any(_is_control(r) for r in rows)
     real_rows, real_best = [r for r in rows if not _is_control(r)], [r for r in best if not _is_control(r)]

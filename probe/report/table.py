@@ -108,6 +108,7 @@ def build_table(results_dir: Path, alignment: list[Any] | None = None, allow_emp
             row["intervals"][keys.FORECAST] = forecast[1:]
         # every cell's 95% interval where one was measured: the record's metrics, the similarity, the forecast
         row["cell_intervals"] = {**row["intervals"], **row.get("similarity_intervals", {})}
+        row["chance"] = dict(r.chance or {})
         row["saturated"] = dict(r.saturated or {})
         top1_keys = [key for key in r.metrics if keys.is_zeroshot_top1(key)]
         if top1_keys and all(key in row["saturated"] for key in top1_keys):

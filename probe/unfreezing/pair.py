@@ -233,7 +233,7 @@ class TuneRun:
 
     def _scored(self, job: TuneJob, target: Target, result: Any, vision: _Prepared, text: _Prepared, vf: Any,
                 tf: Any, saved: str | None, device: str, eval_s: float) -> Any:
-        from probe.evaluation.evaluate import saturated_metrics, score_target
+        from probe.evaluation.evaluate import chance_field, saturated_metrics, score_target
         from probe.flops import scaled
 
         metrics, intervals = score_target(result.probe, target, vf, tf, seed=job.config.seed)
@@ -247,7 +247,7 @@ class TuneRun:
                 "trainable_params": {"vision": vision.n_trainable, "text": text.n_trainable, "heads": heads},
                 "samples_seen": result.pairs_seen, "steps": result.steps, "resumed_at_step": result.resumed_at}
         return self._record(
-            job, target, (vf, tf), metrics=metrics, intervals=intervals, interval_level=0.95,
+            job, target, (vf, tf), metrics=metrics, intervals=intervals, interval_level=0.95, **chance_field(target),
             **({"saturated": saturated} if saturated else {}),
             training={"device": device, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
                       "steps": result.steps, "history": result.history},
