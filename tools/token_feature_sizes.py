@@ -1,7 +1,7 @@
 """What feeding token-level heads (freeze-align's projectors) costs: disk per item, memory-mapped read
 speed, and a head step on this machine, against pooled features and a linear head.
 
-    python tools/token_feature_sizes.py            # prints a Markdown table for docs/token-features.md
+    python tools/token_feature_sizes.py            # prints a Markdown table for docs/explanation/token-features.md
 
 Token counts come from the architectures themselves (timm, random weights: nothing is downloaded);
 caption lengths from the bundled shapes captions under a BERT WordPiece tokenizer shipped in a package.

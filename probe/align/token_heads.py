@@ -11,7 +11,7 @@ choices are those of ``train/configs-v2/dinov2-arl-wds-combined.yaml:60-67`` (pa
 mean, mlp, patch).
 
 Because the projection is not linear and comes before pooling, these heads need every token of both
-encoders, not a pooled feature: see ``docs/token-features.md`` for how probe feeds them.
+encoders, not a pooled feature: see ``docs/explanation/token-features.md`` for how probe feeds them.
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ def check_token_heads(configs: Sequence[Any], specs: Sequence[Any]) -> None:
 
 
 def check_token_space(sweep: Any, specs: Sequence[Any], cache: Path) -> None:
-    """Token entries are hundreds of times their pooled rows (docs/token-features.md): a run whose token
+    """Token entries are hundreds of times their pooled rows (docs/explanation/token-features.md): a run whose token
     entries would not fit the cache's disk is refused before any encoding, with both sizes."""
     import shutil
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -147,3 +148,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def __getattr__(name: str) -> Any:
+    """``probe.cli.full_cli``: the command group with every command registered (they are registered on
+    first use so that ``probe --help`` stays fast); the documentation's command reference reads it."""
+    if name == "full_cli":
+        _register_commands()
+        return cli
+    raise AttributeError(f"module 'probe.cli' has no attribute {name!r}")

@@ -98,14 +98,14 @@ def builtin_dir() -> Path:
 
 
 #: the type each benchmark field takes in a catalogue file ("names": a string or a list of strings)
-_FIELD_TYPES = {"name": "string", "task": "names", "reader": "string", "description": "string", "data": "string",
+FIELD_TYPES = {"name": "string", "task": "names", "reader": "string", "description": "string", "data": "string",
                 "split": "string", "classnames": "names", "templates": "names", "get": "string",
                 "captions_per_image": "count", "main_metric": "string", "unsupported": "string",
                 "hub_repo": "string"}
 
 
 def _check_types(raw: dict[str, Any]) -> None:
-    for key, kind in _FIELD_TYPES.items():
+    for key, kind in FIELD_TYPES.items():
         if key not in raw:
             continue
         value = raw[key]
