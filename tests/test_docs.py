@@ -52,3 +52,15 @@ def test_the_sites_strict_build_fails_on_a_broken_link(tmp_path, broken):
     assert (built.returncode != 0) == broken, built.stderr
     if broken:
         assert "missing.md" in built.stderr
+
+
+def test_every_commands_help_ends_with_examples_and_its_documentation_page(run_cli):
+    from probe.cli import DOC_PAGES, full_cli
+
+    commands = [(name, []) for name in full_cli.commands]
+    commands += [(name, [sub]) for name, group in full_cli.commands.items() for sub in getattr(group, "commands", {})]
+    for name, sub in commands:
+        shown = run_cli(name, *sub, "--help", env={"COLUMNS": "100"})
+        assert shown.returncode == 0 and "Example" in shown.stdout, (name, sub)
+        assert f"More: docs/{DOC_PAGES[name]}" in shown.stdout or sub, (name, shown.stdout[-300:])
+        assert (ROOT / "docs" / DOC_PAGES[name]).is_file()

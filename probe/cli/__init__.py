@@ -77,13 +77,28 @@ def cli(ctx: click.Context, registry_paths: tuple[str, ...], allow_download: boo
     ctx.obj = RunContext(registry_paths, allow_download=allowed)
 
 
+#: each command's page in the documentation (``docs/``; ``nox -s docs`` builds the site), named at the
+#: end of its --help
+DOC_PAGES = {"models": "reference/registry.md", "install-offline": "index.md", "presets": "guide/alignment-probing.md",
+             "data": "guide/real-data.md", "datasets": "guide/real-data.md", "extract": "guide/scale.md",
+             "benchmarks": "reference/benchmarks.md", "run": "guide/alignment-probing.md",
+             "select": "guide/choosing-a-pair.md", "correlate": "guide/choosing-a-pair.md",
+             "forecast": "guide/choosing-a-pair.md", "tune": "guide/partial-unfreezing.md",
+             "eval": "guide/saved-models.md", "export": "guide/saved-models.md", "report": "guide/leaderboard.md",
+             "cache": "explanation/architecture.md", "migrate": "guide/first-steps.md"}
+
+
 def _register_commands() -> None:
-    """Attach every command module's commands (each imports only click and light modules)."""
+    """Attach every command module's commands (each imports only click and light modules); each --help
+    ends with the page of the documentation that explains it."""
     from probe.cli import aligned, cache, data, migrate, models, report, run, select, tune
 
     for module in (models, data, run, select, tune, aligned, report, cache, migrate):
         for command in module.COMMANDS:
             if command.name not in cli.commands:
+                page = DOC_PAGES.get(str(command.name))
+                if page and not command.epilog:
+                    command.epilog = f"More: docs/{page} (the documentation site: nox -s docs)"
                 cli.add_command(command)
 
 

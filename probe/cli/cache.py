@@ -104,7 +104,13 @@ def _summary(entries: list[Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 def cache_list(patterns: tuple[str, ...], dataset: str | None, states: tuple[str, ...], results_dir: str | None,
                cache_dir: str | None, as_json: bool) -> None:
-    """List the cache entries of models matching shell-style PATTERNS (default: all)."""
+    """List the cache entries of models matching shell-style PATTERNS (default: all).
+
+    \b
+    Examples:
+      probe cache list
+      probe cache list 'efficientnet/*' --dataset shapes --state stale
+    """
     folder, entries = _selection(patterns, dataset, states, results_dir, cache_dir)
     if as_json:
         click.echo(json.dumps([{**vars(e), "path": str(e.path)} for e in entries], indent=2))
@@ -135,6 +141,11 @@ def cache_prune(patterns: tuple[str, ...], dataset: str | None, states: tuple[st
     """Remove cache entries of models matching shell-style PATTERNS (default: all); stale ones by default.
 
     An entry an extraction is writing (its lock held) is left alone and counted.
+
+    \b
+    Examples:
+      probe cache prune --dry-run            # what would go, and how much it frees
+      probe cache prune --state partial 'dinov2/*'
     """
     from probe.features.inventory import prune
 

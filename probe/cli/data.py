@@ -69,7 +69,13 @@ def _print_recipes(recipes: dict, is_built: Any) -> None:
 
 @click.group(context_settings=CONTEXT)
 def data() -> None:
-    """Build real datasets from local sources (`probe data get NAME`)."""
+    """Build real datasets from local sources, and prepare published benchmarks from their authors' files.
+
+    \b
+    Examples:
+      probe data get tuxpaint openclipart emoji fashion-mnist
+      probe --allow-download data get winoground
+    """
 
 
 @data.command("get", context_settings=CONTEXT)
