@@ -228,7 +228,7 @@ class SimilarityWork:
     def layer_specs(self, spec: EncoderSpec) -> list[EncoderSpec]:
         """``spec`` at each layer ``layers`` names (its model loaded once on the CPU to count them; a
         layer it does not have, or an encoder without readable layers, is one line)."""
-        from probe.encoders.layers import layer_variants
+        from probe.features.layers import layer_variants
 
         assert self.layers is not None
         if spec.name not in self._layer_specs:

@@ -72,8 +72,8 @@ def plan_extraction(models: str | Sequence[str], *, dataset: str = "shapes", spl
                              allow_download=allow_download, decode=decode, progress=progress)
     layer_specs: dict[str, list[Any]] = {}
     if layers is not None:
-        from probe.encoders.layers import layer_variants
         from probe.errors import ProbeError
+        from probe.features.layers import layer_variants
 
         if executor != "local":
             raise ProbeError("--layers extracts on this machine (one forward pass for every layer); drop --executor ray")

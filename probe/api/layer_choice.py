@@ -33,7 +33,7 @@ def layered_pairs(items: Sequence[tuple[Any, ...]], vision: str | None, text: st
                   results_dir: Path, allow_download: bool | None) -> list[tuple[Any, ...]]:
     """``items`` with each side at its chosen layer (None: the entry's output). ``best`` reads the newest
     layer search of that pair on ``dataset`` in ``results_dir``; a pair without one is one line."""
-    from probe.encoders.layers import layer_variants
+    from probe.features.layers import layer_variants
 
     if vision is None and text is None:
         return list(items)

@@ -122,11 +122,3 @@ def chosen_layers(spec: Any, available: list[tuple[int, int]], which: str) -> li
         check_layer(spec, layer, count)
     return [available[k - 1] for k in dict.fromkeys(wanted)]
 
-
-def layer_variants(spec: Any, which: str, allow_download: bool | None = None) -> list[Any]:
-    """``spec`` at each layer ``which`` names (``all``, ``last:K``, ``2,4``): its model is loaded once on the
-    CPU to count and measure its layers; an encoder without readable layers, or a layer it lacks, is one line."""
-    from probe.encoders import load_encoder
-
-    available = encoder_layers(load_encoder(spec, device="cpu", allow_download=allow_download))
-    return [spec.at_layer(layer, width) for layer, width in chosen_layers(spec, available, which)]

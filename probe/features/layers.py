@@ -98,3 +98,13 @@ def _write_layer_entry(wide: Any, spec: EncoderSpec, columns: slice, data: Any, 
                           for file in ("features.npy", "index.npy")}}
         meta["extraction"] = {**(wide.meta.get("extraction") or {}), "pass": wide.meta["model"]}
         write_json(entry.meta_path, meta)
+
+
+def layer_variants(spec: Any, which: str, allow_download: bool | None = None) -> list[Any]:
+    """``spec`` at each layer ``which`` names (``all``, ``last:K``, ``2,4``): its model is loaded once on the
+    CPU to count and measure its layers; an encoder without readable layers, or a layer it lacks, is one line."""
+    from probe.encoders import load_encoder
+    from probe.encoders.layers import chosen_layers, encoder_layers
+
+    available = encoder_layers(load_encoder(spec, device="cpu", allow_download=allow_download))
+    return [spec.at_layer(layer, width) for layer, width in chosen_layers(spec, available, which)]
