@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -291,7 +292,7 @@ def test_leaderboard_tabs_sorting_filter_controls_and_phone_width_in_chromium(re
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         pinned = phone.locator("#board-shapes-test-shapes tbody tr.main td.pair").first
         before = pinned.bounding_box()["x"]
-        phone.locator("#panel-shapes-test-shapes .scroll").evaluate("s => { s.scrollLeft = 400; }")
+        phone.locator("#panel-shapes-test-shapes .scroll").first.evaluate("s => { s.scrollLeft = 400; }")
         assert pinned.bounding_box()["x"] == before  # the pair column stays in view while the table scrolls
         # each tab opens with its answer at a phone's width too, and a plot shrunk to fit opens full size on a tap
         answer = phone.locator("#panel-shapes-test-shapes .answer")
@@ -538,3 +539,26 @@ def test_a_pairs_forecast_and_every_measured_interval_are_shown_beside_the_score
     assert "0.432 <span class=\"ci\">[0.30, 0.55]</span>" in html
     i2t = ok[0]["intervals"]["retrieval/i2t_R@1"]  # a column other than the score draws its interval too
     assert f"{ok[0]['metrics']['retrieval/i2t_R@1']:.3f} <span class=\"ci\">[{i2t[0]:.2f}, {i2t[1]:.2f}]</span>" in html
+
+
+def test_the_grid_of_best_scores_carries_each_cells_interval_on_hover(report_dir):
+    """The HTML grid beside the plots: one cell per pair, its value the pair's best score, its title the
+    pair, the configuration and the 95% interval the record holds (the PNG heatmap cannot carry them)."""
+    import html as html_lib
+
+    page = (report_dir / "reports" / "leaderboard.html").read_text()
+    rows = json.loads((report_dir / "reports" / "leaderboard.json").read_text())["rows"]
+    cells = re.findall(r'<td style="background: (#[0-9a-f]{6}); color: #[0-9a-f]{6}" title="([^"]+)" data-v="([^"]+)"'
+                       r' data-lo="([^"]+)" data-hi="([^"]+)">', page)
+    assert cells
+    for _background, title, value, low, high in cells:
+        title = html_lib.unescape(title)
+        pair, _, rest = title.partition(" (")
+        vision, text = pair.split(" × ")
+        config = rest.partition("): ")[0]
+        match = [r for r in rows if (r["vision"], r["text"], r["config"]) == (vision, text, config)
+                 and r["alignment/probing_score"] == pytest.approx(float(value))]
+        assert match, title
+        assert float(low) == pytest.approx(match[0]["alignment/probing_score_lo"])
+        assert float(high) == pytest.approx(match[0]["alignment/probing_score_hi"])
+        assert f"{float(value):.3f} [{float(low):.3f}, {float(high):.3f}]" in title

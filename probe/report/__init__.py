@@ -30,6 +30,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     from probe.records.store import iter_records
     from probe.records.table import best_by_pair
     from probe.report.benchmarks import benchmark_matrix
+    from probe.report.heat import heat_grid
     from probe.report.plots import section_plots, short_names
     from probe.report.sections import build_sections, competition_ranks
     from probe.report.tuning import tune_tables as tune_report_tables
@@ -58,6 +59,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     for section in sections:
         best = [row for row in section.rows if row["provenance"]["record"] in best_paths]
         section.plots = section_plots(section.rows, best, section.metric, plots_dir, section.id, selection_metric)
+        section.heat = heat_grid(best)
         for plot in section.plots:
             made[f"{section.id}:{plot.title}"] = plot.all
     tune_tables = tune_report_tables(tuned, plots_dir)

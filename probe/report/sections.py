@@ -57,6 +57,8 @@ class Section:
     plots: list[Any] = field(default_factory=list)
     #: the tab's opening answer (:func:`probe.report.answer.answer`), None without a scored real pair
     answer: dict[str, Any] | None = None
+    #: each pair's best score as an HTML grid with intervals on hover (:mod:`probe.report.heat`)
+    heat: Any = None
 
     @property
     def meaning(self) -> str:
