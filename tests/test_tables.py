@@ -78,3 +78,23 @@ def test_prose_columns_keep_every_word_whole(run_cli, width):
     words = {w.strip(",;()") for p in probe.presets() for text in (p["source"], p["description"]) for w in text.split()}
     assert not _whole(sorted(w for w in words if len(w) > 3), lines)
     assert all(len(line.rstrip()) <= width for line in lines)
+
+
+def test_log_lines_go_through_the_progress_bars_writer_and_bar_labels_stay_short(monkeypatch):
+    """A line logged while a bar is drawn is written by tqdm.write (above the bar, not into it); a long
+    label is cut in the middle to 32 characters so the bar's counts and ETA fit a 100-column line."""
+    import logging
+
+    from tqdm import tqdm
+
+    from probe.cli import _log_to_stderr
+    from probe.features.batches import bar_label
+
+    written = []
+    monkeypatch.setattr(tqdm, "write", classmethod(lambda cls, s, file=None, **kw: written.append(s)))
+    _log_to_stderr()
+    logging.getLogger("probe").warning("a line while a bar runs")
+    assert written == ["a line while a bar runs"]
+    label = bar_label("sentence-transformers/paraphrase-multilingual-mpnet-base-v2 shapes/train")
+    assert len(label) == 32 and label.endswith("shapes/train") and label.startswith("sentence")
+    assert bar_label("tiny shapes/val") == "tiny shapes/val"

@@ -150,7 +150,9 @@ class AlignmentSweep:
         probes: list[Any] = [FreezeAlignProbe(c, widths) if self.token_heads else AlignmentProbe(c) for c in configs]
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max(c.epochs for c in configs), desc=f"fitting {item[0].name} x {item[1].name}",
+        from probe.features.batches import bar_label
+
+        bar = tqdm(total=max(c.epochs for c in configs), desc=bar_label(f"fitting {item[0].name} x {item[1].name}"),
                    unit=" epoch", leave=False, disable=None if self.options.progress else True)
 
         def progress(epoch: int, epochs: int, status: str) -> None:  # the epoch bar: where the fit is

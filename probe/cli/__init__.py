@@ -109,7 +109,8 @@ def _log_to_stderr() -> None:
 
     class StderrHandler(logging.StreamHandler):
         """Writes to whatever ``sys.stderr`` is when a line is logged (a caller may swap it), instead
-        of the stream that was current when the handler was made."""
+        of the stream that was current when the handler was made; through tqdm's writer, so a line
+        logged while a progress bar is drawn goes above the bar instead of into it."""
 
         @property
         def stream(self):
@@ -118,6 +119,14 @@ def _log_to_stderr() -> None:
         @stream.setter
         def stream(self, value) -> None:
             pass
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                from tqdm import tqdm
+
+                tqdm.write(self.format(record), file=sys.stderr)
+            except Exception:  # noqa: BLE001 - logging must never raise (logging.Handler.handleError's rule)
+                self.handleError(record)
 
     logger = logging.getLogger("probe")
     if not logger.handlers:

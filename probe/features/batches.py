@@ -151,3 +151,9 @@ def encode_inputs(encoder: Any, inputs: Sequence[Any], batch_size: int, workers:
     for _, ids, feats, _bad in chunk_iter(encoder, inputs, [0], [range(n)], batch_size, workers, SilentBar()):
         out[np.asarray(ids, dtype=np.int64)] = feats
     return out
+
+
+def bar_label(text: str, width: int = 32) -> str:
+    """A progress bar's label cut to ``width`` characters (its middle elided), so the bar, its counts and
+    its ETA still fit a 100-column terminal line."""
+    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width - width // 2):]

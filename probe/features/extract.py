@@ -18,7 +18,7 @@ from probe.data.base import text_fingerprint
 from probe.encoder_spec import EncoderSpec
 from probe.encoders.preprocess import JPEG_DECODER, JPEG_DECODER_CUDA
 from probe.errors import ProbeError
-from probe.features.batches import describe_input, image_chunks, text_chunks
+from probe.features.batches import bar_label, describe_input, image_chunks, text_chunks
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
 from probe.features.fitted import FitTexts, SavedFit
 from probe.features.options import ExtractOptions, resolved_workers, storage_dtype
@@ -228,7 +228,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         # Bars only on a terminal (tqdm's disable=None): logs and captured stderr stay one clean
         # line per message; `with` clears the bar even when a chunk fails.
         with tqdm(total=n, initial=n - sum(len(ranges[c]) for c in missing), unit=" " + input_set,
-                  desc=f"{spec.name} {dataset}/{split}", disable=None if options.progress else True, leave=False) as bar:
+                  desc=bar_label(f"{spec.name} {dataset}/{split}"), disable=None if options.progress else True, leave=False) as bar:
             for chunk in compute_chunks(entry, spec, inputs, missing, ranges, by_shard, encoder, options, dtype, bar):
                 done[chunk] = _covered(entry.read_chunk(chunk, ranges[chunk], spec.embed_dim))
                 stats.computed_chunks += 1
