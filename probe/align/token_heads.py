@@ -66,6 +66,19 @@ def projection_head(width: int, out_dim: int, dropout: float = 0.1) -> Any:
     return ProjectionHead()
 
 
+def image_embedding(local_proj: Any, cls_proj: Any, tokens: Any) -> Any:
+    """The unnormalised image embedding (:402, :407-415): every token after the CLS token projected and
+    averaged, plus the CLS token projected by its own weights (both weights 1.0, vision_proj Identity)."""
+    return local_proj(tokens)[:, 1:, :].mean(dim=1) + cls_proj(tokens[:, 0, :])
+
+
+def text_embedding(local_proj: Any, head: Any, tokens: Any, mask: Any) -> Any:
+    """The unnormalised text embedding (:388-394): every token projected, averaged under the attention
+    mask, then the ProjectionHead."""
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return head((local_proj(tokens) * weights).sum(dim=1) / weights.sum(dim=1))
+
+
 #: freeze-align's temperature: its start (dinov2-arl-wds-combined.yaml:35) and clamp (:340-341)
 TEMPERATURE_INIT = 0.07
 TEMPERATURE_RANGE = (0.001, 0.5)
@@ -92,14 +105,10 @@ def freeze_align_projector(vision_width: int, text_width: int, out_dim: int = 10
             self.temp = nn.Parameter(torch.ones([]) * TEMPERATURE_INIT)  # :185
 
         def embed_images(self, tokens):
-            local = self.local_vision_proj(tokens)[:, 1:, :].mean(dim=1)  # :402, :407-408 (every token after CLS)
-            cls = self.cls_vision_proj(tokens[:, 0, :])  # :401, :412
-            return F.normalize(local + cls, dim=-1)  # :413-415 (both weights 1.0, vision_proj Identity)
+            return F.normalize(image_embedding(self.local_vision_proj, self.cls_vision_proj, tokens), dim=-1)
 
         def embed_texts(self, tokens, mask):
-            weights = mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (self.local_text_proj(tokens) * weights).sum(dim=1) / weights.sum(dim=1)  # :388-392
-            return F.normalize(self.text_proj(pooled), dim=-1)  # :394-395
+            return F.normalize(text_embedding(self.local_text_proj, self.text_proj, tokens, mask), dim=-1)  # :395
 
         def loss(self, images, texts):
             with torch.no_grad():
@@ -164,7 +173,7 @@ def token_heads(projector: Any) -> dict[str, Any]:
 
         def forward(self, rows):
             tokens, _ = split_token_rows(rows, self.local_vision_proj[0].normalized_shape[0])
-            return self.local_vision_proj(tokens)[:, 1:, :].mean(dim=1) + self.cls_vision_proj(tokens[:, 0, :])
+            return image_embedding(self.local_vision_proj, self.cls_vision_proj, tokens)
 
     class TextSide(nn.Module):
         def __init__(self) -> None:
@@ -173,8 +182,7 @@ def token_heads(projector: Any) -> dict[str, Any]:
 
         def forward(self, rows):
             tokens, mask = split_token_rows(rows, self.local_text_proj[0].normalized_shape[0])
-            weights = mask.unsqueeze(-1).to(tokens.dtype)
-            return self.text_proj((self.local_text_proj(tokens) * weights).sum(dim=1) / weights.sum(dim=1))
+            return text_embedding(self.local_text_proj, self.text_proj, tokens, mask)
 
     class Temperature(nn.Module):
         def __init__(self) -> None:
@@ -217,15 +225,20 @@ class FreezeAlignProbe:
         """Train as freeze-align does: AdamW over its groups, its learning-rate schedule, every epoch
         (``early_stopping`` keeps the best validation epoch instead)."""
         import copy
+        from types import SimpleNamespace
 
         import numpy as np
         import torch
+        import torch.nn.functional as F  # noqa: N812
 
+        from probe.align.train import early_stopping_step
         from probe.features.paired import is_streamed
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
         self.projector_ = projector = freeze_align_projector(*self.widths, out_dim=cfg.out_dim).to(device)
+        heads = token_heads(projector)  # token rows -> embeddings; what a saved model holds
+        self.vision_head_, self.text_head_, self.loss_ = heads["vision"], heads["text"], heads["loss"]
         optimiser = torch.optim.AdamW(freeze_align_groups(projector, cfg.weight_decay), lr=WARMUP_LR,
                                       betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
         pairs = train.usable_pairs()
@@ -239,7 +252,7 @@ class FreezeAlignProbe:
             taken = x.take(index) if is_streamed(x) else x[index]
             return torch.as_tensor(np.asarray(taken, dtype=np.float32), device=device)
 
-        best, best_state, bad = -math.inf, None, 0
+        state = SimpleNamespace(best_score=-math.inf, best_state=None, bad_epochs=0, done=False)
         for epoch in range(cfg.epochs):
             projector.train()
             order = pairs[rng.permutation(len(pairs))]
@@ -248,8 +261,8 @@ class FreezeAlignProbe:
                 for group in optimiser.param_groups:
                     group["lr"] = freeze_align_lr(epoch, step, cfg.lr, cfg.epochs)
                 captions = order[step * batch:(step + 1) * batch]
-                images = self._image_embeddings(rows(train.images, train.caption_image[captions]))
-                texts = self._text_embeddings(rows(train.texts, captions))
+                images = F.normalize(self.vision_head_(rows(train.images, train.caption_image[captions])), dim=-1)
+                texts = F.normalize(self.text_head_(rows(train.texts, captions)), dim=-1)
                 loss = projector.loss(images, texts)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -267,41 +280,30 @@ class FreezeAlignProbe:
 
                 ranked = rank_held_out(self, val)
                 entry["val_probing_score"] = score = metrics_from_ranks(ranked.i2t, ranked.t2i)["probing_score"]
-                if cfg.early_stopping:
-                    if score > best:
-                        best, best_state, bad, self.best_epoch_ = score, copy.deepcopy(projector.state_dict()), 0, epoch + 1
-                    else:
-                        bad += 1
+
+                def snapshot(epoch: int = epoch) -> dict:
+                    self.best_epoch_ = epoch + 1
+                    return copy.deepcopy(projector.state_dict())
+
+                early_stopping_step(state, score, cfg, snapshot)
             self.history_.append(entry)
             if progress is not None:
                 progress(epoch + 1, cfg.epochs, f"loss {entry['loss']:.3f}")
-            if cfg.early_stopping and val is not None and bad >= cfg.patience:
+            if state.done:
                 break
-        if best_state is not None:
-            projector.load_state_dict(best_state)
+        if state.best_state is not None:
+            projector.load_state_dict(state.best_state)
         else:
             self.best_epoch_ = len(self.history_)
         projector.eval()
         self.pairs_seen_ = self.steps_ * batch
-        heads = token_heads(projector)  # what a saved model holds
-        self.vision_head_, self.text_head_, self.loss_ = heads["vision"], heads["text"], heads["loss"]
         return self
 
-    def _image_embeddings(self, rows: Any) -> Any:
-        from probe.encoders.pooling import split_token_rows
-
-        tokens, _ = split_token_rows(rows, self.widths[0])
-        return self.projector_.embed_images(tokens)
-
-    def _text_embeddings(self, rows: Any) -> Any:
-        from probe.encoders.pooling import split_token_rows
-
-        tokens, mask = split_token_rows(rows, self.widths[1])
-        return self.projector_.embed_texts(tokens, mask)
-
-    def _embed(self, embed: Any, x: Any, chunk: int = 256) -> Any:
+    def _embed(self, head: Any, x: Any, chunk: int = 256) -> Any:
+        """L2-normalised embeddings of token rows ``x`` by ``head``, a chunk of rows at a time."""
         import numpy as np
         import torch
+        import torch.nn.functional as F  # noqa: N812
 
         device = next(self.projector_.parameters()).device
         self.projector_.eval()
@@ -309,14 +311,14 @@ class FreezeAlignProbe:
         with torch.inference_mode():
             for start in range(0, len(x), chunk):
                 part = torch.as_tensor(np.asarray(x[start:start + chunk], dtype=np.float32), device=device)
-                out.append(embed(part).float().cpu().numpy())
+                out.append(F.normalize(head(part), dim=-1).float().cpu().numpy())
         width = self.config.out_dim
         return np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
 
     def embed_images(self, x: Any) -> Any:
         """L2-normalised aligned image embeddings of token rows."""
-        return self._embed(self._image_embeddings, x)
+        return self._embed(self.vision_head_, x)
 
     def embed_texts(self, x: Any) -> Any:
         """L2-normalised aligned text embeddings of token rows."""
-        return self._embed(self._text_embeddings, x)
+        return self._embed(self.text_head_, x)
