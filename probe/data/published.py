@@ -139,6 +139,23 @@ def _class_index(raw: bytes, where: str) -> int:
     return int(text)
 
 
+def shard_samples(shard: Path, payload: str) -> dict[str, dict]:
+    """A clip_benchmark shard's samples by key: ``{"image": tar member}`` and ``{payload: its bytes}``
+    (``cls`` for a class index, ``txt`` for captions), where the shard has them."""
+    samples: dict[str, dict] = {}
+    try:
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, ext = member.name.rpartition(".")
+                if "." + ext.lower() in IMAGE_SUFFIXES:
+                    samples.setdefault(key, {})["image"] = member
+                elif ext == payload:
+                    samples.setdefault(key, {})[payload] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    except tarfile.TarError as exc:
+        raise ProbeError(f"{shard}: unreadable tar shard: {exc}") from None
+    return samples
+
+
 class ClipWebDataset(_Classification):
     """clip_benchmark's webdataset layout for zero-shot classification."""
 
@@ -148,18 +165,7 @@ class ClipWebDataset(_Classification):
             raise ProbeError(f"no .tar shards in {self.root / split}")
         images, labels = [], []
         for shard in shards:
-            samples: dict[str, dict] = {}
-            try:
-                with tarfile.open(shard) as tar:
-                    for member in tar.getmembers():
-                        key, _, ext = member.name.rpartition(".")
-                        if "." + ext.lower() in IMAGE_SUFFIXES:
-                            samples.setdefault(key, {})["image"] = member
-                        elif ext == "cls":
-                            samples.setdefault(key, {})["cls"] = tar.extractfile(member).read()  # type: ignore[union-attr]
-            except tarfile.TarError as exc:
-                raise ProbeError(f"{shard}: unreadable tar shard: {exc}") from None
-            for key, sample in sorted(samples.items()):
+            for key, sample in sorted(shard_samples(shard, "cls").items()):
                 if "image" in sample and "cls" in sample:
                     member = sample["image"]
                     images.append(TarImage(str(shard), member.name, member.offset_data, member.size))
@@ -193,18 +199,7 @@ class ClipRetrievalWebDataset:
         owner: list[int] = []
         dropped = {"images without captions": 0, "captions without an image": 0}
         for shard in shards:
-            samples: dict[str, dict] = {}
-            try:
-                with tarfile.open(shard) as tar:
-                    for member in tar.getmembers():
-                        key, _, ext = member.name.rpartition(".")
-                        if "." + ext.lower() in IMAGE_SUFFIXES:
-                            samples.setdefault(key, {})["image"] = member
-                        elif ext == "txt":
-                            samples.setdefault(key, {})["txt"] = tar.extractfile(member).read()  # type: ignore[union-attr]
-            except tarfile.TarError as exc:
-                raise ProbeError(f"{shard}: unreadable tar shard: {exc}") from None
-            for key, sample in sorted(samples.items()):
+            for key, sample in sorted(shard_samples(shard, "txt").items()):
                 try:
                     texts = [t.strip() for t in sample.get("txt", b"").decode("utf-8").splitlines() if t.strip()]
                 except UnicodeDecodeError as exc:
