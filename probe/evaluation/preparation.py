@@ -185,10 +185,11 @@ def _nlphuji_captions(table: Path) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def nlphuji_retrieval(table: str, archive: str, out: str) -> Callable[[Path, Path, bool], dict[str, int]]:
-    """A preparer for one of the nlphuji retrieval sets DataComp scores (``eval_utils/retr_eval.py``
-    loads ``nlphuji/<task>``'s test split): its CSV and image zip -> Karpathy's JSON (every image in
-    split ``test``, captions in the CSV's order) + the images folder, which the Karpathy reader takes."""
+def nlphuji_retrieval(name: str, repo: str, table: str, archive: str, out: str) -> Published:
+    """One of the nlphuji retrieval sets DataComp scores (``eval_utils/retr_eval.py`` loads
+    ``nlphuji/<task>``'s test split), prepared from the hub repository ``repo``'s CSV ``table`` and image
+    zip ``archive`` into Karpathy's JSON ``out`` (every image in split ``test``, captions in the CSV's
+    order) + the images folder, which the Karpathy reader takes."""
     folder = archive.removesuffix(".zip")
 
     def prepare(source: Path, target: Path, progress: bool) -> dict[str, int]:
@@ -206,7 +207,8 @@ def nlphuji_retrieval(table: str, archive: str, out: str) -> Callable[[Path, Pat
         write_json(target / out, {"dataset": folder, "images": images})
         return {"images": files, "test": len(rows), "captions": sum(len(c) for _, c in rows)}
 
-    return prepare
+    return Published(name, (table, archive),
+                     f"huggingface-cli download {repo} --repo-type dataset --local-dir SOURCE", prepare, hub_repo=repo)
 
 
 def prepare_coco(source: Path, target: Path, progress: bool) -> dict[str, int]:
@@ -268,17 +270,12 @@ PUBLISHED: dict[str, Published] = {
         "flickr30k-karpathy", ("flickr_annotations_30k.csv", "flickr30k-images.zip"),
         "huggingface-cli download nlphuji/flickr30k --repo-type dataset --local-dir SOURCE", prepare_flickr30k,
         hub_repo="nlphuji/flickr30k"),
-    "datacomp-flickr": Published(
-        "datacomp-flickr", ("test_1k_flickr.csv", "images_flickr_1k_test.zip"),
-        "huggingface-cli download nlphuji/flickr_1k_test_image_text_retrieval --repo-type dataset --local-dir SOURCE",
-        nlphuji_retrieval("test_1k_flickr.csv", "images_flickr_1k_test.zip", "dataset_flickr_1k_test.json"),
-        hub_repo="nlphuji/flickr_1k_test_image_text_retrieval"),
-    "datacomp-mscoco": Published(
-        "datacomp-mscoco", ("test_5k_mscoco_2014.csv", "images_mscoco_2014_5k_test.zip"),
-        "huggingface-cli download nlphuji/mscoco_2014_5k_test_image_text_retrieval --repo-type dataset "
-        "--local-dir SOURCE",
-        nlphuji_retrieval("test_5k_mscoco_2014.csv", "images_mscoco_2014_5k_test.zip", "dataset_mscoco_2014_5k_test.json"),
-        hub_repo="nlphuji/mscoco_2014_5k_test_image_text_retrieval"),
+    "datacomp-flickr": nlphuji_retrieval(
+        "datacomp-flickr", "nlphuji/flickr_1k_test_image_text_retrieval", "test_1k_flickr.csv",
+        "images_flickr_1k_test.zip", "dataset_flickr_1k_test.json"),
+    "datacomp-mscoco": nlphuji_retrieval(
+        "datacomp-mscoco", "nlphuji/mscoco_2014_5k_test_image_text_retrieval", "test_5k_mscoco_2014.csv",
+        "images_mscoco_2014_5k_test.zip", "dataset_mscoco_2014_5k_test.json"),
     "winoground": Published(
         "winoground", ("examples.jsonl|data/examples.jsonl", "images.zip|data/images.zip"),
         "accept Winoground's terms at https://huggingface.co/datasets/facebook/winoground, then "
