@@ -269,13 +269,17 @@ def say_differences(preset: str | None) -> None:
         log.warning("preset %s differs from its source: %s", preset, differences)
 
 
-def say_preset_changes(configs: Sequence[Any]) -> None:
+def say_preset_changes(configs: Sequence[Any], tune_configs: Sequence[Any] = ()) -> None:
     """One line per preset a configuration changes: the settings given win over the preset's, and the
     records hold both values (``preset_changes``), so a run under a paper's name that is not its
-    setup is never silent about it."""
+    setup is never silent about it. ``tune_configs``: a tune grid's encoder settings, compared with the
+    preset's [tune] table too."""
     changes: dict[str, dict[str, list[Any]]] = {}
     for config in configs:
-        for name, (was, now) in config.preset_changes.items():
+        found = dict(config.preset_changes)
+        for tune in tune_configs:
+            found |= tune.preset_changes(config.recipe)
+        for name, (was, now) in found.items():
             changes.setdefault(config.recipe, {}).setdefault(name, [was, []])[1].append(now)
     for preset, changed in changes.items():
         log.warning("preset %s changed as given: %s; the records hold both values (preset_changes)", preset,

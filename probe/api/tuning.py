@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe.api.alignment import RunResult, say_differences
+from probe.api.alignment import RunResult, say_differences, say_preset_changes
 from probe.api.common import check_protocol, log_skipped, names, require_both, resolve_sides
 from probe.errors import ProbeError
 
@@ -117,9 +117,7 @@ def plan_tune(vision: str | Sequence[str], text: str | Sequence[str], *, dataset
                  every - feasible, ", ".join(sorted(untrainable)), next(iter(untrainable.values())))
     if not feasible:
         raise ProbeError("no tune run is left: every one would train an entry that cannot train")
-    if resolved.changes:
-        log.warning("preset %s changed as given: %s; the records hold what ran", preset,
-                    ", ".join(f"{name} {now} (the preset's {was})" for name, (was, now) in resolved.changes.items()))
+    say_preset_changes(head_configs, tune_configs)
     say_differences(preset)
     summary = f"{feasible} tune run(s) x {len(plan.targets)} benchmark(s) on {ds.info.name}"
     return TunePlan(work, items, results, cache, options, skipped, summary)

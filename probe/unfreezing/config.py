@@ -178,11 +178,11 @@ TUNE_TABLE_SETTINGS = ("encoder_lr", "encoder_weight_decay", "pooling", "precisi
 @dataclass(frozen=True)
 class TuneSettings:
     """Head and encoder settings of a tune grid after the preset, the config file and the caller's own
-    (each later one winning); ``changes`` says what the caller or the file changed of the preset."""
+    (each later one winning); what they changed of the preset, the configurations say
+    (``ProbeConfig.preset_changes``, ``TuneConfig.preset_changes``)."""
 
     head: dict[str, Any]
     tune: dict[str, Any]
-    changes: dict[str, list[Any]]
 
 
 def tune_settings(preset: str | None, config_file: str | None, head_given: dict[str, Any],
@@ -203,7 +203,6 @@ def tune_settings(preset: str | None, config_file: str | None, head_given: dict[
             raise ProbeError(f"preset {preset!r} fits heads on frozen features, as its source did: run it with "
                              f"probe run --preset {preset}; probe tune takes presets with a [tune] table")
         head, tune = preset_values(preset), _tune_table(read["tune"], str(preset_path(preset)))
-    preset_head, preset_tune = dict(head), dict(tune)
     if config_file:
         read = read_preset(str(config_file))
         head |= read["values"]
@@ -213,9 +212,7 @@ def tune_settings(preset: str | None, config_file: str | None, head_given: dict[
     for name, default in TUNE_HEAD_DEFAULTS.items():
         if name != "epochs" or tune.get("samples_seen") is None:  # a samples budget leaves epochs unused
             head.setdefault(name, default)
-    changes = {k: [v, head[k]] for k, v in preset_head.items() if head.get(k) != v}
-    changes |= {k: [v, tune[k]] for k, v in preset_tune.items() if tune.get(k) != v}
-    return TuneSettings(head, tune, changes)
+    return TuneSettings(head, tune)
 
 
 def _tune_table(values: dict[str, Any], path: str) -> dict[str, Any]:
