@@ -95,6 +95,8 @@ def model_dir(root: Path, spec: EncoderSpec) -> Path:
 #: an empty file every entry folder holds from its creation on: ``probe cache`` lists and removes only
 #: folders that carry it (or a finished entry's ``meta.json`` naming the folder's key), never a user's
 ENTRY_MARKER = ".probe-entry"
+#: the files a finished entry holds beside its meta.json, which states their size and checksum
+ENTRY_FILES = ("features.npy", "index.npy")
 
 
 class CacheEntry:
@@ -121,7 +123,7 @@ class CacheEntry:
             return None
         try:
             meta = json.loads(self.meta_path.read_text())
-            files = {name: self.dir / name for name in ("features.npy", "index.npy")}
+            files = {name: self.dir / name for name in ENTRY_FILES}
             for name, path in files.items():
                 if path.stat().st_size != meta["files"][name]["bytes"]:
                     raise ValueError(f"{name} has the wrong size")
@@ -146,12 +148,17 @@ class CacheEntry:
         Reads no features and repairs nothing (a dry run changes no file); :meth:`read` checks more."""
         try:
             files = json.loads(self.meta_path.read_text())["files"]
-            return all((self.dir / name).stat().st_size == files[name]["bytes"] for name in ("features.npy", "index.npy"))
+            return all((self.dir / name).stat().st_size == files[name]["bytes"] for name in ENTRY_FILES)
         except (OSError, ValueError, KeyError, TypeError):
             return False
 
+    def file_records(self) -> dict[str, dict[str, Any]]:
+        """What meta.json's ``files`` holds: each written file's size and sha256, which :meth:`read` checks."""
+        return {name: {"bytes": (self.dir / name).stat().st_size, "sha256": sha256_file(self.dir / name)}
+                for name in ENTRY_FILES}
+
     def discard_final(self) -> None:
-        for name in ("meta.json", "features.npy", "index.npy"):
+        for name in ("meta.json", *ENTRY_FILES):
             (self.dir / name).unlink(missing_ok=True)
 
     def chunk_path(self, chunk: int) -> Path:

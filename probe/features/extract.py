@@ -22,7 +22,7 @@ from probe.features.batches import bar_label, describe_input, image_chunks, text
 from probe.features.cache import FORMAT_VERSION, CacheEntry, ExtractionStats, FeatureSet, cache_key, log
 from probe.features.fitted import FitTexts, SavedFit
 from probe.features.options import ExtractOptions, resolved_workers, storage_dtype
-from probe.io import sha256_file, write_json, write_npy, write_npy_parts, write_npz
+from probe.io import write_json, write_npy, write_npy_parts, write_npz
 from probe.version import __version__
 
 
@@ -273,8 +273,7 @@ def _extract_locked(entry: CacheEntry, spec: EncoderSpec, dataset: str, split: s
         "extraction": _how_extracted(spec, options, measured),
         "rate": _rate(parts),
         "flops_per_input": _flops_per_input(measured, parts),
-        "files": {name: {"bytes": (entry.dir / name).stat().st_size, "sha256": sha256_file(entry.dir / name)}
-                  for name in ("features.npy", "index.npy")},
+        "files": entry.file_records(),
     }
     write_json(entry.meta_path, meta)
     shutil.rmtree(entry.chunks, ignore_errors=True)

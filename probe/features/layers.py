@@ -71,7 +71,7 @@ def _write_layer_entry(wide: Any, spec: EncoderSpec, columns: slice, data: Any, 
     provenance, under ``spec``'s own key (written last, so a half-written entry is never read)."""
     from probe.features import split_inputs
     from probe.features.extract import entry_for
-    from probe.io import sha256_file, write_json, write_npy, write_npy_parts
+    from probe.io import write_json, write_npy, write_npy_parts
 
     _, content, name, fit_texts = split_inputs(spec, data)
     entry, key, dtype = entry_for(spec, data.dataset, data.split, name, content, options, fit_texts)
@@ -93,9 +93,7 @@ def _write_layer_entry(wide: Any, spec: EncoderSpec, columns: slice, data: Any, 
         write_npy_parts(entry.dir / "features.npy", blocks(), (n, spec.embed_dim), dtype)
         write_npy(entry.dir / "index.npy", np.asarray(wide.index))
         meta = {**wide.meta, "key": key, "model": spec.name, "spec": spec.to_dict(), "dtype": dtype,
-                "shape": [n, spec.embed_dim], "zero_rows": zero_rows,
-                "files": {file: {"bytes": (entry.dir / file).stat().st_size, "sha256": sha256_file(entry.dir / file)}
-                          for file in ("features.npy", "index.npy")}}
+                "shape": [n, spec.embed_dim], "zero_rows": zero_rows, "files": entry.file_records()}
         meta["extraction"] = {**(wide.meta.get("extraction") or {}), "pass": wide.meta["model"]}
         write_json(entry.meta_path, meta)
 
