@@ -117,11 +117,12 @@ def extract(models: str | Sequence[str], *, executor: str = "local", ray_address
         if on_ray:
             chosen.connect()
         for split, data in planned.splits.items():
-            for spec in [s for base in planned.specs for s in planned.layer_specs.get(base.name, [base])]:
-                if spec.layer is not None:  # every layer of this model from one pass over the split
-                    from probe.features.layers import extract_layers
+            if planned.layer_specs:  # every layer of each model from one pass over the split
+                from probe.features.layers import extract_layers
 
-                    extract_layers(planned.layer_specs[spec.name.rpartition("@")[0]], data, options)
+                for layers in planned.layer_specs.values():
+                    extract_layers(layers, data, options)
+            for spec in [s for base in planned.specs for s in planned.layer_specs.get(base.name, [base])]:
                 stats = ExtractionStats()
                 if on_ray:
                     from probe.pipeline.ray_extract import ray_split_features
