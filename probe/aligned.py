@@ -177,8 +177,9 @@ class AlignedModel:
         slots = self.meta.get("token_slots")
         if slots is None:
             return spec
-        width = (self.meta["dims"][modality] - 1) // slots[modality]
-        return spec.as_tokens(slots[modality], width)
+        from probe.encoders.tokens import width_of_rows
+
+        return spec.as_tokens(slots[modality], width_of_rows(self.meta["dims"][modality], slots[modality]))
 
     def encoder(self, modality: str) -> Any:
         """The vision or text encoder, loaded on first use."""

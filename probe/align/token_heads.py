@@ -195,13 +195,17 @@ def token_heads(projector: Any) -> dict[str, Any]:
 def saved_token_heads(config: Any, dims: dict[str, int], slots: dict[str, int]) -> dict[str, Any]:
     """:func:`token_heads` of a fresh projector for a saved model: token widths from its row widths
     (``dims``: ``1 + slots x width``) and slots."""
-    widths = [(dims[side] - 1) // slots[side] for side in ("vision", "text")]
+    from probe.encoders.tokens import width_of_rows
+
+    widths = [width_of_rows(dims[side], slots[side]) for side in ("vision", "text")]
     return token_heads(freeze_align_projector(widths[0], widths[1], out_dim=config.out_dim))
 
 
 def token_width_of(spec: Any) -> int:
     """The token width of a token variant (:meth:`~probe.encoder_spec.EncoderSpec.as_tokens`)."""
-    return (spec.embed_dim - 1) // spec.tokens
+    from probe.encoders.tokens import width_of_rows
+
+    return width_of_rows(spec.embed_dim, spec.tokens)
 
 
 class FreezeAlignProbe:

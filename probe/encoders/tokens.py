@@ -25,6 +25,12 @@ def token_width(spec: EncoderSpec) -> int:
     return spec.embed_dim // 2 if spec.pooling == "cls+mean" else spec.embed_dim
 
 
+def width_of_rows(row_width: int, slots: int) -> int:
+    """The token width of token rows ``row_width`` wide holding ``slots`` tokens (rows are
+    ``1 + slots x width``: the count, then the tokens; :meth:`~probe.encoder_spec.EncoderSpec.as_tokens`)."""
+    return (row_width - 1) // slots
+
+
 def vision_token_count(spec: EncoderSpec) -> int:
     """Prefix tokens (CLS, registers) plus patches of a timm ViT at the entry's image size; the patch size
     from ``arch_kwargs`` or the architecture's name (``..._patch14_...``)."""
