@@ -33,31 +33,34 @@ def layered_pairs(items: Sequence[tuple[Any, ...]], vision: str | None, text: st
                   results_dir: Path, allow_download: bool | None) -> list[tuple[Any, ...]]:
     """``items`` with each side at its chosen layer (None: the entry's output). ``best`` reads the newest
     layer search of that pair on ``dataset`` in ``results_dir``; a pair without one is one line."""
-    from probe.features.layers import layer_variants
+    from probe.features.layers import layer_variants, readable_layers
+    from probe.records.store import iter_records
 
     if vision is None and text is None:
         return list(items)
+    searches = [s.record for s in iter_records(results_dir, "similarity")  # read once for every pair
+                if s.record.ok and s.record.layers and s.record.dataset == dataset] if "best" in (vision, text) else []
+    layers: dict[str, list[tuple[int, int]]] = {}  # each encoder loaded once to count its layers
     out: list[tuple[Any, ...]] = []
     for v, t in items:
-        best = _searched_best(v.name, t.name, dataset, results_dir) if "best" in (vision, text) else None
+        best = _searched_best(searches, v.name, t.name, dataset, results_dir) if "best" in (vision, text) else None
         sides = []
         for spec, which, index in ((v, vision, 0), (t, text, 1)):
             if which is None:
                 sides.append(spec)
                 continue
             layer = str(best[index]) if which == "best" and best is not None else "last:1" if which == "last" else which
-            sides.append(layer_variants(spec, layer, allow_download)[0])
+            if spec.name not in layers:
+                layers[spec.name] = readable_layers(spec, allow_download)
+            sides.append(layer_variants(spec, layer, available=layers[spec.name])[0])
         out.append((sides[0], sides[1]))
     return out
 
 
-def _searched_best(vision: str, text: str, dataset: str, results_dir: Path) -> tuple[int, int]:
-    """The best (vision layer, text layer) of the newest successful layer search of this pair on ``dataset``."""
-    from probe.records.store import iter_records
-
-    found = [s.record for s in iter_records(results_dir, "similarity")
-             if s.record.ok and s.record.layers and s.record.dataset == dataset
-             and s.record.vision.name == vision and s.record.text.name == text]
+def _searched_best(searches: list[Any], vision: str, text: str, dataset: str, results_dir: Path) -> tuple[int, int]:
+    """The best (vision layer, text layer) of the newest of ``searches`` (successful layer searches on
+    ``dataset``) that compared this pair."""
+    found = [r for r in searches if r.vision.name == vision and r.text.name == text]
     if not found:
         raise ProbeError(f"--layer best needs a layer search of {vision} x {text} on {dataset}: run probe select "
                          f"--layers all --dataset {dataset} --results {results_dir} first")

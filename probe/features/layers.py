@@ -98,11 +98,20 @@ def _write_layer_entry(wide: Any, spec: EncoderSpec, columns: slice, data: Any, 
         write_json(entry.meta_path, meta)
 
 
-def layer_variants(spec: Any, which: str, allow_download: bool | None = None) -> list[Any]:
-    """``spec`` at each layer ``which`` names (``all``, ``last:K``, ``2,4``): its model is loaded once on the
-    CPU to count and measure its layers; an encoder without readable layers, or a layer it lacks, is one line."""
+def readable_layers(spec: Any, allow_download: bool | None = None) -> list[tuple[int, int]]:
+    """``(layer, width)`` of every hidden layer of ``spec``: its model is loaded once on the CPU to count
+    and measure them; an encoder without readable layers is one line."""
     from probe.encoders import load_encoder
-    from probe.encoders.layers import chosen_layers, encoder_layers
+    from probe.encoders.layers import encoder_layers
 
-    available = encoder_layers(load_encoder(spec, device="cpu", allow_download=allow_download))
+    return encoder_layers(load_encoder(spec, device="cpu", allow_download=allow_download))
+
+
+def layer_variants(spec: Any, which: str, allow_download: bool | None = None,
+                   available: list[tuple[int, int]] | None = None) -> list[Any]:
+    """``spec`` at each layer ``which`` names (``all``, ``last:K``, ``2,4``) among ``available`` (default:
+    :func:`readable_layers`); a layer it lacks is one line."""
+    from probe.encoders.layers import chosen_layers
+
+    available = readable_layers(spec, allow_download) if available is None else available
     return [spec.at_layer(layer, width) for layer, width in chosen_layers(spec, available, which)]
