@@ -221,19 +221,23 @@ def test_heads_align_a_chosen_layer_or_the_pair_a_layer_search_found(run_cli, tm
     assert 'alt="layer search of test/tiny-vit x test/tiny-bert on shapes/train"' in html
 
 
-def test_a_sentence_transformers_layer_is_its_transformers_hidden_state_pooled_the_pipelines_way():
-    """all-MiniLM-L6-v2 (shipped on PyPI): each layer is the pipeline's transformer run by hand with
-    hidden states, mean-pooled under the mask; the last layer, normalised as the pipeline's Normalize
-    module does, is the pipeline's output."""
+@pytest.mark.parametrize(("name", "depth", "width"), [
+    ("sentence-transformers/all-minilm-l6-v2.pypi", 6, 384),
+    ("sentence-transformers/all-mpnet-base-v2.pypi", 12, 768),
+])
+def test_a_sentence_transformers_layer_is_its_transformers_hidden_state_pooled_the_pipelines_way(name, depth, width):
+    """all-MiniLM-L6-v2 and all-mpnet-base-v2 (shipped on PyPI): each layer is the pipeline's
+    transformer run by hand with hidden states, mean-pooled under the mask; the last layer, normalised
+    as the pipeline's Normalize module does, is the pipeline's output."""
     from probe.encoders import load_encoder
     from probe.encoders.layers import encoder_layers
 
-    spec = _spec("sentence-transformers/all-minilm-l6-v2.pypi")
+    spec = _spec(name)
     try:
         base = load_encoder(spec, device="cpu")
-    except Exception as exc:  # the package is installed by the test session
-        pytest.skip(f"all-MiniLM-L6-v2 is not installed here: {exc}")
-    assert encoder_layers(base) == [(k, 384) for k in range(1, 7)]
+    except Exception as exc:  # the packages are installed by the test session (`probe install-offline`)
+        pytest.skip(f"{name} is not installed here: {exc}")
+    assert encoder_layers(base) == [(k, width) for k in range(1, depth + 1)]
     texts = ["a red circle", "two small blue squares on a green field"]
     from transformers import AutoModel, AutoTokenizer
 
@@ -245,9 +249,9 @@ def test_a_sentence_transformers_layer_is_its_transformers_hidden_state_pooled_t
     with torch.no_grad():
         hidden = model(**tokens, output_hidden_states=True).hidden_states
     mask = tokens["attention_mask"].numpy()[..., None]
-    for layer in (1, 6):
+    for layer in (1, depth // 2, depth):
         by_hand = (hidden[layer].numpy() * mask).sum(1) / mask.sum(1)
-        got = load_encoder(spec.at_layer(layer, 384), device="cpu").encode(texts)
+        got = load_encoder(spec.at_layer(layer, width), device="cpu").encode(texts)
         np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-5)
-    last = load_encoder(spec.at_layer(6, 384), device="cpu").encode(texts)
+    last = load_encoder(spec.at_layer(depth, width), device="cpu").encode(texts)
     np.testing.assert_allclose(last / np.linalg.norm(last, axis=1, keepdims=True), base.encode(texts), atol=1e-5)
