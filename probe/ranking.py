@@ -9,6 +9,7 @@ once probing records exist, :func:`rank_agreement` says how well it did.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,6 +295,7 @@ class SimilarityWork:
         if self.layers:
             yield from self._run_layers(item, features, units)
             return
+        started = time.perf_counter()
         x_v, x_t = features
         image_rows, x, y = protocol_rows(self.protocol, x_v, x_t, self.plan.scored.caption_image, self.max_pairs,
                                          self.seed)
@@ -301,9 +303,10 @@ class SimilarityWork:
         plan = resample_plan(len(image_rows), self.n_boot, self.n_perm, self.seed, k=self.k)
         metrics, intervals, null = similarity_metrics(self._prepared(vision, x, image_rows, plan),
                                                       self._prepared(text, y, image_rows, plan), plan)
+        timing = {"similarity_s": round(time.perf_counter() - started, 3)}
         for unit in units:
             yield unit, self._record(item, n_pairs=len(image_rows), metrics=metrics, intervals=intervals,
-                                     interval_level=0.95, null=null)
+                                     interval_level=0.95, null=null, timing=timing)
 
     def _check_usable(self, n: int, where: str) -> None:
         """One line when fewer pairs are usable than the metrics need (k + 2 with neighbours, else 4)."""
@@ -317,6 +320,7 @@ class SimilarityWork:
         is the best pair's, its p-value against the best of a search on shuffled pairings."""
         from probe.metrics.layers import layer_search
 
+        started = time.perf_counter()
         v_layers, t_layers = features
         owner = self.plan.scored.caption_image
         n_images = len(v_layers[0])
@@ -340,7 +344,7 @@ class SimilarityWork:
             yield unit, self._record(item, n_pairs=len(rows), metrics={key: best.value},
                                      intervals={key: [best.ci_low, best.ci_high]}, interval_level=0.95,
                                      null={key: {"mean": found.search_null_mean, "p_value": found.p_value}},
-                                     layers=detail)
+                                     layers=detail, timing={"similarity_s": round(time.perf_counter() - started, 3)})
 
     def describe(self, item: Item, unit: str, record: Any) -> str:
         vision, text = item

@@ -118,6 +118,7 @@ def test_select_searches_every_layer_pair_and_refuses_a_layer_an_encoder_lacks(r
     i, j = found["vision"].index(found["best"][0]), found["text"].index(found["best"][1])
     assert values.shape == (2, 2) and values[i, j] == values.max() == record["metrics"]["similarity/mutual_knn"]
     assert 0 < found["search_p"] <= 1 and record["null"]["similarity/mutual_knn"]["p_value"] == found["search_p"]
+    assert record["timing"]["similarity_s"] > 0
     assert record["config"]["layers"] == {"which": "all", "metric": "mutual_knn"}
     from probe.records.store import read_record
 

@@ -108,6 +108,7 @@ def test_select_and_correlate_cli(run_cli, tmp_path, shared_cache):
     assert "top 1 of 2 real pairs by cka on shapes/train" in before.stdout and "run `probe run`" in before.stdout
     sims = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records" / "similarity").rglob("*.json")]
     assert len(sims) == 2 and sims[0]["n_pairs"] == 300
+    assert all(0 < s["timing"]["similarity_s"] < 600 for s in sims)  # what the training-free route cost
     assert set(sims[0]["metrics"]) == {"similarity/mutual_knn", "similarity/cka", "similarity/unbiased_cka",
                                        "similarity/cknna", "similarity/svcca"}
     assert_one_line_error(run_cli("correlate", env=env), "no successful probing records", "probe run")

@@ -292,6 +292,12 @@ class NullStat(Strict):
     p_value: float
 
 
+class SimilarityTiming(Strict):
+    #: wall seconds of this pair's metrics, bootstrap and null (features read from the cache; an
+    #: encoder's side, prepared once and reused with every partner, is counted where it was made)
+    similarity_s: float
+
+
 class SimilarityRecord(Scored):
     """Training-free similarity of one pair's paired embeddings (``probe select``)."""
 
@@ -305,6 +311,7 @@ class SimilarityRecord(Scored):
     #: a layer search's every value (``values[i][j]``: vision layer ``vision[i]`` against text layer
     #: ``text[j]``), the best pair, and its p-value against the best of searches on shuffled pairings
     layers: dict[str, Any] | None = None
+    timing: SimilarityTiming | None = None
 
 
 class CorrelatesConfig(Strict):
