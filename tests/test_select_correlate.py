@@ -11,8 +11,29 @@ from conftest import assert_one_line_error
 
 from probe.metrics.knn import weighted_knn_accuracy, weighted_knn_predict
 from probe.metrics.quality import text_quality, vision_quality
-from probe.metrics.rank import spearman
+from probe.metrics.rank import _resampled_spearman, spearman, spearman_difference_interval, spearman_interval
 from probe.ranking import first_caption_rows, rank_agreement
+
+
+def test_spearman_intervals_are_scipys_spearman_on_each_resample_of_the_pairs():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=12)
+    x = y + rng.normal(size=12)
+    values = _resampled_spearman([x], y, n_boot=200, seed=5)[0]
+    rows = np.random.default_rng(5).integers(0, 12, size=(200, 12))  # the same resamples, drawn again
+    by_scipy = np.array([spearmanr(x[r], y[r]).statistic for r in rows])
+    np.testing.assert_allclose(values, by_scipy, atol=1e-12, equal_nan=True)
+    low, high = spearman_interval(x, y, n_boot=200, seed=5)
+    finite = by_scipy[np.isfinite(by_scipy)]
+    assert (low, high) == pytest.approx((np.percentile(finite, 2.5), np.percentile(finite, 97.5)))
+    assert low < spearmanr(x, y).statistic < high
+    assert spearman_interval(y, 2 * y + 1) == (1.0, 1.0)  # every resample keeps the perfect order
+    # a paired difference: the true ranking against noise is better, a ranking against itself is 0
+    observed, low, high = spearman_difference_interval(y, rng.normal(size=12), y)
+    assert observed > 0 and low > 0
+    assert spearman_difference_interval(x, x, y) == (0.0, 0.0, 0.0)
 
 
 def test_weighted_knn_equals_scikit_learn_with_the_same_weights():
