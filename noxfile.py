@@ -101,8 +101,17 @@ def study(session: nox.Session) -> None:
     session.run("probe", "run", "--vision", "all", "--text", "all", "--train", STUDY_CORPUS,
                 *[arg for b in STUDY_EVALS for arg in ("--eval", b)], "--skip-existing", *results)
     session.run("probe", "select", "--top", "3", "--dataset", STUDY_CORPUS, "--max-pairs", "2000", *results)
+    # the encoders with readable layers here: a layer search per pair, then heads on its best layers
+    layered = ("--vision", "efficientnet/*", "--text", "sentence-transformers/all-m*")
+    session.run("probe", "select", *layered, "--layers", "last:3", "--dataset", STUDY_CORPUS, "--max-pairs", "2000",
+                *results)
+    session.run("probe", "run", *layered, "--layer", "best", "--train", STUDY_CORPUS,
+                *[arg for b in STUDY_EVALS for arg in ("--eval", b)], "--skip-existing", *results)
     session.run("probe", "correlate", "--dataset", "fashion-mnist", "--corpus", STUDY_CORPUS, *results)  # kNN needs labels
+    session.run("probe", "forecast", "--dataset", STUDY_CORPUS, *results)
     session.run("probe", "report", *results, "--out", "reports/study")
+    with open("reports/study/findings.md", "w") as out:  # the tables docs/results/study.md quotes
+        session.run("python", "tools/study_findings.py", "results/study", "--dataset", STUDY_CORPUS, stdout=out)
 
 
 def _install_study_sources(session: nox.Session, shutil) -> None:
