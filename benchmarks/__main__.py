@@ -8,12 +8,13 @@ gigabytes of kNN distances made it measurably slower).
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 from benchmarks import cases
+from benchmarks.stamp import stamp
+from probe.report.bench import stamp_line
 
 ONE_CASE = "--json-case"
 
@@ -35,6 +36,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"error: unknown case {unknown[0]!r}; valid: {', '.join(cases.CASES)}", file=sys.stderr)
         return 2
+    stamped = stamp(argv)
+    print(f"measuring {stamp_line(stamped)}", flush=True)
     results = []
     for name in chosen:
         for result in run_isolated(name):
@@ -43,7 +46,7 @@ def main(argv: list[str]) -> int:
                   f"ratio {result['ratio']:.2f}x  agree={result['agree']}  ({result['note']})", flush=True)
     out = Path("reports") / "bench.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "cases": results}, indent=2))
+    out.write_text(json.dumps({"machine": stamped["platform"], "stamp": stamped, "cases": results}, indent=2))
     print(f"wrote {out}")
     return 0 if all(r["agree"] for r in results) else 1
 

@@ -181,11 +181,15 @@ def test_report_without_results_or_with_a_future_schema(run_cli, tmp_path, repor
         odd = run_cli("report", "--results", str(future), "--out", str(tmp_path / "o"))
         assert odd.returncode == 0 and "Traceback" not in odd.stderr, odd.stderr
         assert "bench.json left out of the leaderboard" in odd.stderr
-    good = {"cases": [{"case": "similarity", "ours_s": 0.5, "baseline_s": 2.0, "ratio": 4.0, "agree": True, "note": ""}]}
+    good = {"cases": [{"case": "similarity", "ours_s": 0.5, "baseline_s": 2.0, "ratio": 4.0, "agree": True, "note": ""}],
+            "stamp": {"commit": "0123456789abcdef", "date": "2026-12-07", "cpu": "AMD EPYC", "cores": 2, "gpu": None,
+                      "command": "python -m benchmarks similarity"}}
     (tmp_path / "o" / "bench.json").write_text(json.dumps(good))
     shown = run_cli("report", "--results", str(future), "--out", str(tmp_path / "o"))
     assert shown.returncode == 0 and "bench.json" not in shown.stderr
-    assert "4.00x" in (tmp_path / "o" / "leaderboard.html").read_text()
+    page = (tmp_path / "o" / "leaderboard.html").read_text()
+    assert "4.00x" in page  # and where and how the figures were measured
+    assert "Measured at 0123456789ab on 2026-12-07, AMD EPYC (2 cores): python -m benchmarks similarity" in page
 
 
 def _browser():

@@ -81,7 +81,9 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
                                                        for t in tune_tables],
                                               "layer_searches": [{k: v for k, v in vars(s).items() if k != "plot"}
                                                                  for s in searches]})
-    bench = _bench_cases(out_dir / "bench.json")
+    from probe.report.bench import bench_cases
+
+    bench, bench_stamp = bench_cases(out_dir / "bench.json")
     for row in rows:
         row["provenance_json"] = json.dumps(row["provenance"], indent=1, sort_keys=True, default=str)
     env = jinja2.Environment(loader=jinja2.PackageLoader("probe", "report"), autoescape=True)
@@ -92,7 +94,7 @@ def build_report(results_dir: Path, out_dir: Path, selection_metric: str = keys.
     env.filters["wbr"] = _breakable
     env.filters["datauri"] = lambda path: "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
     html = env.get_template("leaderboard.html.j2").render(
-        sections=sections, failures=failures, tune_tables=tune_tables, layer_searches=searches, bench=[b for b in bench if "ours_s" in b],
+        sections=sections, failures=failures, tune_tables=tune_tables, layer_searches=searches, bench=[b for b in bench if "ours_s" in b], bench_stamp=bench_stamp,
         benchmark_labels=labels, by_benchmark=by_benchmark,
         suite_mixes_protocols=len({s["protocol"] for r in by_benchmark for s in r["scores"].values()}) > 1,
         n_rows=len(rows), n_doubted=doubted, n_controls=sum(1 for r in rows if r["vision_control"] or r["text_control"]),
@@ -134,33 +136,3 @@ def _chooser_columns(sections) -> list:
 
 
 __all__ = ["COLUMNS", "build_report", "build_table", "flat_rows"]
-
-
-def _bench_cases(path: Path) -> list[dict[str, Any]]:
-    """The speed cases ``python -m benchmarks`` left in the report folder: ``{"cases": [...]}`` whose
-    shown cases carry numbers ``ours_s``, ``baseline_s`` and ``ratio``. A file of another shape is
-    named in one warning and left out of the page; the leaderboard is still written."""
-    import logging
-    import math
-
-    if not path.exists():
-        return []
-
-    def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    try:
-        cases = json.loads(path.read_text(encoding="utf-8"))["cases"]
-        if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
-            raise TypeError("'cases' is not a list of objects")
-        bad = next((c for c in cases if "ours_s" in c and not all(number(c.get(k)) for k in
-                                                                  ("ours_s", "baseline_s", "ratio"))), None)
-        if bad is not None:
-            raise TypeError(f"case {bad.get('case', '?')!r} lacks a number among ours_s, baseline_s, ratio")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        logging.getLogger("probe.report").warning("%s left out of the leaderboard: expected {\"cases\": [{\"case\", "
-                                                  "\"ours_s\", \"baseline_s\", \"ratio\", ...}]} (%s: %s)", path,
-                                                  type(exc).__name__, exc)
-        return []
-    return cases
-
