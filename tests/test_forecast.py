@@ -60,6 +60,28 @@ def test_the_forecast_recovers_a_planted_relation_and_forecasts_unprobed_pairs()
     assert found.signals == ("noise", "similarity/cka", "vision/knn20")
 
 
+def test_a_signal_outside_the_fitted_range_is_clipped_not_extrapolated():
+    """One vision encoder unlike the others (a size signal of 0 where the rest have 6-8, as the pixel
+    control has): its held-out pairs are forecast within the scores measured, not far beyond them."""
+    scores, signals = _grid(5, 6)
+    for (vision, _), values in signals.items():
+        values["vision/log10_params"] = 0.0 if vision == "v0" else 6.0 + 0.4 * int(vision[1:])
+        scores[(vision, _)] += 0.0 if vision == "v0" else 0.2 * int(vision[1:])  # size helps, among the others
+    found = forecast(scores, signals)
+    low, high = min(scores.values()), max(scores.values())
+    span = high - low
+    for pair, (_, value, _, _) in found.held_out.items():
+        assert low - span < value < high + span, (pair, value)
+    # unclipped, the same ridge model puts v0's pairs far outside (what the clip prevents)
+    from probe.metrics.forecast import _matrix, _model
+
+    names = list(found.signals)
+    train = training_pairs(("v0", "t0"), list(scores))
+    model = _model().fit(_matrix(train, signals, names), [scores[p] for p in train])
+    unclipped = float(model.predict(_matrix([("v0", "t0")], signals, names))[0])
+    assert not low - span < unclipped < high + span
+
+
 def test_coverage_is_measured_on_held_out_pairs_and_near_the_level():
     """Over 20 noisy grids the held-out intervals (each from the other pairs' residuals) cover about
     90% of measured scores: at least 80% on average, and not all of them every time."""
