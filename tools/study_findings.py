@@ -36,6 +36,12 @@ def _rho(x: list[float], y: list[float]) -> str:
     return f"{rho:+.2f} [{low:+.2f}, {high:+.2f}] (p = {p:.2g})"
 
 
+def _r(x: list[float], y: list[float]) -> str:
+    from probe.metrics.rank import spearman
+
+    return f"{spearman(x, y)[0]:+.2f}" if len(x) >= 3 else "n/a"
+
+
 def _difference(a: list[float], b: list[float], y: list[float]) -> str:
     from probe.metrics.rank import spearman_difference_interval
 
@@ -44,6 +50,21 @@ def _difference(a: list[float], b: list[float], y: list[float]) -> str:
     observed, low, high = spearman_difference_interval(a, b, y)
     verdict = "better" if low > 0 else "worse" if high < 0 else "not told apart"
     return f"{observed:+.2f} [{low:+.2f}, {high:+.2f}]: {verdict}"
+
+
+def _mean_gain(gains: list[float]) -> str:
+    """The mean of paired differences with a 95% percentile bootstrap interval over the pairs (scipy)."""
+    if not gains:
+        return "not run"
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    mean = float(np.mean(gains))
+    if len(gains) < 2 or len(set(gains)) < 2:
+        return f"{mean:+.3f} (no interval)"
+    ci = bootstrap((np.asarray(gains),), np.mean, n_resamples=2000, method="percentile",
+                   random_state=np.random.default_rng(0)).confidence_interval
+    return f"{mean:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]; higher in {sum(g > 0 for g in gains)} of {len(gains)}"
 
 
 def read(results: Path, dataset: str) -> dict[str, Any]:
@@ -58,7 +79,7 @@ def read(results: Path, dataset: str) -> dict[str, Any]:
     extraction: dict[str, float] = {}
     for stored in iter_records(results, "alignment"):
         r = stored.record
-        if r.dataset != dataset or not r.ok:
+        if r.dataset != dataset or not r.ok or "@" in r.vision.name + r.text.name:  # a layer's heads: apart
             continue
         controls |= {ref.name for ref in (r.vision, r.text) if ref.control}
         if r.timing is not None:
@@ -74,6 +95,7 @@ def read(results: Path, dataset: str) -> dict[str, Any]:
     plain: dict[Pair, float] = {}
     searched: dict[Pair, dict[str, Any]] = {}
     similarity_s = search_s = 0.0
+    sampled = 0
     for stored in iter_records(results, "similarity"):
         r = stored.record
         if r.dataset != dataset or not r.ok:
@@ -83,6 +105,7 @@ def read(results: Path, dataset: str) -> dict[str, Any]:
         if r.config.is_default:
             plain[pair] = r.metrics["similarity/mutual_knn"]
             similarity_s += seconds
+            sampled = max(sampled, r.n_pairs or 0)
         elif r.layers is not None and r.layers.get("metric") == "mutual_knn":
             searched[pair] = {"value": r.metrics["similarity/mutual_knn"], "best": r.layers["best"],
                               "p": r.layers["search_p"]}
@@ -98,14 +121,14 @@ def read(results: Path, dataset: str) -> dict[str, Any]:
             if row.measured is not None:
                 forecasts[r.benchmark][(row.vision, row.text)] = (row.measured, row.forecast, row.low, row.high)
     return {"probed": probing_scores(results, dataset), "controls": controls, "plain": plain, "searched": searched,
-            "forecasts": forecasts, "coverage": coverage, "similarity_s": similarity_s, "search_s": search_s,
+            "forecasts": forecasts, "coverage": coverage, "similarity_s": similarity_s, "search_s": search_s, "sampled": sampled,
             "fit_s": fit_s, "eval_s": eval_s, "n_fits": len(fits), "n_scored": n_scored, "head_flops": head_flops, "extraction": extraction}
 
 
 def agreement_table(found: dict[str, Any]) -> list[str]:
     """Per benchmark: plain selection, the held-out forecast, and the forecast's gain over selection."""
     lines = ["| benchmark | real pairs | selection (mutual kNN) | forecast (held out) | forecast − selection | "
-             "forecast coverage |", "|---|---|---|---|---|---|"]
+             "forecast coverage | all pairs, controls included: selection / forecast |", "|---|---|---|---|---|---|---|"]
     for benchmark, scores in found["probed"].items():
         pairs = sorted(p for p in scores if _real(p, found["controls"]) and p in found["plain"])
         y = [scores[p] for p in pairs]
@@ -114,9 +137,13 @@ def agreement_table(found: dict[str, Any]) -> list[str]:
         both = [p for p in pairs if p in held]
         f = [held[p][1] for p in both]
         covered = sum(held[p][2] <= held[p][0] <= held[p][3] for p in both)
+        every = sorted(p for p in scores if "@" not in p[0] + p[1] and p in found["plain"] and p in held)
+        with_controls = (f"{_r([found['plain'][p] for p in every], [scores[p] for p in every])} / "
+                         f"{_r([held[p][1] for p in every], [scores[p] for p in every])} ({len(every)})")
         lines.append(f"| {benchmark} | {len(pairs)} | {_rho(x, y)} | {_rho(f, [scores[p] for p in both])} | "
                      f"{_difference(f, [found['plain'][p] for p in both], [scores[p] for p in both])} | "
-                     f"{covered} of {len(both)} (all pairs: {found['coverage'].get(benchmark, math.nan):.2f}) |")
+                     f"{covered} of {len(both)} (all pairs: {found['coverage'].get(benchmark, math.nan):.2f}) | "
+                     f"{with_controls} |")
     return lines
 
 
@@ -136,8 +163,7 @@ def layer_table(found: dict[str, Any]) -> list[str]:
             at_layers = scores.get((f"{vision}@{bv}", f"{text}@{bt}"))
             if at_layers is not None:
                 gains.append(at_layers - scores[(vision, text)])
-        aligned = (f"{sum(gains) / len(gains):+.3f} mean; higher in {sum(g > 0 for g in gains)} of {len(gains)}"
-                   if gains else "not run")
+        aligned = _mean_gain(gains)
         lines.append(f"| {benchmark} | {len(pairs)} | {_rho(outputs, y)} | {_rho(best, y)} | "
                      f"{_difference(best, outputs, y)} | {aligned} |")
     return lines
@@ -152,7 +178,8 @@ def cost_lines(found: dict[str, Any]) -> list[str]:
         f"- Probing: {found['n_fits']} fits took {found['fit_s'] / 60:.1f} min and {found['head_flops'] / 1e12:.1f} "
         f"TFLOP of head training; scoring their {found['n_scored']} results {found['eval_s'] / 60:.1f} min.",
         f"- Both read the same cached features: {shared / 1e12:.0f} TFLOP of encoder forward passes over the "
-        f"training corpus ({len(found['extraction'])} encoders, once each).",
+        f"training corpus ({len(found['extraction'])} encoders, once each); selection reads its "
+        f"{found['sampled']:,}-pair sample of them.",
     ]
 
 
