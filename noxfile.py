@@ -89,8 +89,9 @@ STUDY_EVALS = (*STUDY_BENCHMARKS, "ulcc")  # ulcc is read where its package inst
 @nox.session(python=PYTHON)
 def study(session: nox.Session) -> None:
     """The real-data study: heads fitted on the captioned sets' train splits (Tux Paint, Openclipart,
-    emoji), scored on each one's test split and zero-shot on Fashion-MNIST; every available encoder and
-    control; selection, correlates and leaderboard in results/study and reports/study."""
+    emoji), scored on each one's test split and zero-shot on Fashion-MNIST and ulcc; every available
+    encoder and control; selection, a layer search and heads on its layers, correlates, the forecast,
+    the leaderboard (reports/study) and the findings' tables (reports/study/findings.md)."""
     import shutil
 
     install_probe(session, "offline-models")
