@@ -139,8 +139,13 @@ def test_select_under_each_protocol_names_it_and_refuses_typos(run_cli, tmp_path
     platonic = run_cli("select", *tiny, "--protocol", "platonic", env=env)
     assert platonic.returncode == 0, platonic.stderr
     assert "one layer per encoder" in platonic.stderr  # what it does unlike its source, said
-    records = {json.loads(p.read_text())["config"]["protocol"]["name"]: json.loads(p.read_text())
-               for p in (tmp_path / "r" / "records" / "similarity").rglob("*.json")}
+    assert "--layers all searches every layer pair" in platonic.stderr
+    searched = run_cli("select", *tiny, "--protocol", "platonic", "--layers", "all", env=env)
+    assert searched.returncode == 0, searched.stderr  # a layer search as platonic-rep's: only what still differs
+    assert "one layer per encoder" not in searched.stderr and "clipping bound is each layer's own" in searched.stderr
+    found = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records" / "similarity").rglob("*.json")]
+    assert sum("layers" in r["config"] for r in found) == 1
+    records = {r["config"]["protocol"]["name"]: r for r in found if "layers" not in r["config"]}
     assert set(records) == {"freeze-align", "platonic"}
     assert set(records["freeze-align"]["metrics"]) == {"similarity/cka"}
     assert records["freeze-align"]["config"]["pairs"] == "image + mean of its captions"

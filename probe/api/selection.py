@@ -148,8 +148,9 @@ def plan_selection(vision: str | Sequence[str] = "all", text: str | Sequence[str
     results, cache = for_workers(executor, *folders(results_dir, cache_dir, dry_run))
     options = ExtractOptions(cache_dir=cache, workers=workers, device=device, allow_download=allow_download,
                              progress=progress)
-    if chosen.unlike_source:
-        log.warning("similarity protocol %r: %s", chosen.name, chosen.unlike_source)
+    unlike = chosen.unlike(layers)
+    if unlike:
+        log.warning("similarity protocol %r: %s", chosen.name, unlike)
     plan = selection_plan(ds, split, max_pairs, all_captions=chosen.captions == "mean")
     work = SimilarityWork(ds.info.name, plan, results, options, k=k, max_pairs=max_pairs, n_boot=n_boot,
                           n_perm=n_boot, protocol=chosen, layers=layers, layer_metric=metric or chosen.metrics[0])

@@ -45,13 +45,21 @@ class SimilarityProtocol:
     sources: tuple[tuple[str, str], ...] = ()
     #: what probe does that the source did not, said in every run and record (None: nothing)
     unlike_source: str | None = None
+    #: what probe does that the source did not when it compares one layer per encoder (no ``--layers``)
+    unlike_source_one_layer: str | None = None
+
+    def unlike(self, layers: str | None) -> str | None:
+        """What this run does that the source did not: with ``layers`` (a layer search) or without."""
+        parts = [self.unlike_source_one_layer if not layers else None, self.unlike_source]
+        said = [part for part in parts if part]
+        return "; ".join(said) if said else None
 
     def to_dict(self) -> dict[str, Any]:
         """What a similarity record holds of its protocol (and so its identity)."""
         return {"name": self.name, "metrics": list(self.metrics), "normalize": self.normalize,
                 "clip_quantile": self.clip_quantile, "standardize_svcca": self.standardize_svcca,
                 "captions": self.captions, "vision_pooling": self.vision_pooling,
-                "unlike_source": self.unlike_source}
+                "unlike_source": self.unlike_source, "unlike_source_one_layer": self.unlike_source_one_layer}
 
     @property
     def pairs(self) -> str:
@@ -81,10 +89,12 @@ PROTOCOLS: dict[str, SimilarityProtocol] = {
             ("cknna unbiased", f"{PLATONIC} metrics.py:180 (unbiased=True)"),
             ("svcca on standardised features, 10 dimensions", f"{PLATONIC} metrics.py:129-135"),
         ),
-        unlike_source="one layer per encoder (the registry entry's output), where platonic-rep scores every layer "
-                      "pair and keeps the best (measure_alignment.py:53-69) and takes the clipping bound over all "
-                      "layers of a row together (metrics.py:336); SVCCA's subspace is the exact top-10 SVD, where "
-                      "platonic-rep takes torch.svd_lowrank's randomised estimate of it (metrics.py:141-142)"),
+        unlike_source_one_layer="one layer per encoder (the registry entry's output), where platonic-rep scores "
+                                "every layer pair and keeps the best (measure_alignment.py:53-69); --layers all "
+                                "searches every layer pair",
+        unlike_source="the clipping bound is each layer's own, where platonic-rep takes it over all layers of a row "
+                      "together (metrics.py:336); SVCCA's subspace is the exact top-10 SVD, where platonic-rep takes "
+                      "torch.svd_lowrank's randomised estimate of it (metrics.py:141-142)"),
     "freeze-align": SimilarityProtocol(
         "freeze-align", "freeze-align: biased linear CKA on raw rows, vision = mean over all tokens, text = "
                         "mean of each image's captions",
