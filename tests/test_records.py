@@ -115,6 +115,29 @@ def test_older_schemas_are_migrated_step_by_step_and_others_refused(tmp_path, mo
         read_record(write(tmp_path, alignment("shapes", "v", "t", 0.25, schema_version="1"), "text"))
 
 
+def test_schema_5_only_adds_fields_so_schema_4_records_keep_their_identity(tmp_path, monkeypatch):
+    """A v4 record (no ``chance``, no ``layer``) is read as v5, and the digest a run gives the same
+    inputs is still the v4 one, so `--skip-existing` keeps reusing it; a probe that reads only v4
+    refuses a v5 record in one line and leaves it where it is (not quarantined as damaged)."""
+    import hashlib
+
+    from probe.records import schema
+    from probe.records.identity import identity_digest
+
+    v4 = alignment("shapes", "v", "t", 0.25, schema_version=4, identity="0123456789abcdef0123")
+    record = read_record(write(tmp_path, v4, "v4"))
+    assert record.schema_version == 5 and record.identity == "0123456789abcdef0123" and record.chance is None
+    by_hand = hashlib.sha256(json.dumps({"kind": "alignment", "schema_version": 4, "x": 1}, sort_keys=True)
+                             .encode()).hexdigest()[:20]  # the v4 digest rule, written out
+    assert identity_digest("alignment", x=1) == by_hand
+    newer = write(tmp_path, alignment("shapes", "v", "t2", 0.3, chance={}), "v5")
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
+    with pytest.raises(ProbeError, match=r"schema_version 5; this probe reads 1 to 4 \(upgrade probe"):
+        read_record(newer)
+    assert len(iter_records(tmp_path, "alignment")) == 1 and newer.exists()
+    assert not (tmp_path / "quarantine").exists()
+
+
 #: A version-1 alignment record as probe 0.1.0 wrote it (trimmed history; the layout is exact).
 V1_ALIGNMENT = {
     "schema_version": 1, "kind": "alignment", "status": "ok", "error": None, "created": "2026-11-29T19:42:11+00:00",

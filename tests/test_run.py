@@ -38,7 +38,7 @@ def test_run_writes_one_reproducible_record_per_pair(run_cli, tmp_path, cache):
     for name, record in a.items():
         strip = {k: v for k, v in record.items() if k not in VOLATILE}
         assert strip == {k: v for k, v in b[name].items() if k not in VOLATILE}
-        assert record["schema_version"] == 4 and record["status"] == "ok" and record["seed"] == 0
+        assert record["schema_version"] == 5 and record["status"] == "ok" and record["seed"] == 0
         assert record["protocol"] == "in-domain" and record["benchmark"]["name"] == "shapes"
         assert record["corpus"]["n_images"] == 300 and record["corpus"]["n_captions"] == 1500
         assert record["config"]["head"] == "linear" and record["config"]["epochs"] == 2

@@ -50,4 +50,15 @@ def _v3_to_v4(record: dict[str, Any]) -> dict[str, Any]:
     return dict(record)
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(record: dict[str, Any]) -> dict[str, Any]:
+    """v5 adds optional fields: a scored record's ``chance`` (what each metric scores by chance), an
+    encoder reference's ``layer`` (``<entry>@<layer>``), a similarity record's ``timing``. A v4 record
+    did not say, so they stay absent (unknown); its numbers mean what they meant, and its identity is
+    unchanged (:data:`probe.records.identity.IDENTITY_FORMAT`), so runs keep reusing it. Raising the
+    version makes a probe that reads only v4 refuse these records in one line instead of taking a
+    field it does not know for damage."""
+    return dict(record)
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4,
+                                                                      4: _v4_to_v5}

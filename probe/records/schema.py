@@ -23,7 +23,7 @@ from probe.errors import ProbeError
 from probe.unfreezing.config import TuneConfig
 
 #: Version of the on-disk layout; :mod:`probe.records.store` migrates older files or refuses them.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Fields that legitimately differ between two identical runs.
 VOLATILE = ("created", "timing")
 Status = Literal["ok", "failed"]
