@@ -153,3 +153,12 @@ def test_select_under_each_protocol_names_it_and_refuses_typos(run_cli, tmp_path
     assert len(records["platonic"]["metrics"]) == 5
     with pytest.raises(ProbeError, match="unknown similarity protocol"):
         check_protocol("clip")
+
+
+def test_a_protocols_record_dict_gains_the_one_layer_caveat_only_where_it_has_one():
+    """probe's own protocol holds what it held before the caveat existed, so its similarity records'
+    identities (which hold this dict) are unchanged and `probe select` keeps reusing them."""
+    assert set(PROTOCOLS["probe"].to_dict()) == {"name", "metrics", "normalize", "clip_quantile", "standardize_svcca",
+                                                 "captions", "vision_pooling", "unlike_source"}
+    assert "unlike_source_one_layer" not in PROTOCOLS["freeze-align"].to_dict()
+    assert PROTOCOLS["platonic"].to_dict()["unlike_source_one_layer"].startswith("one layer per encoder")

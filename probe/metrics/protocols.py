@@ -55,11 +55,14 @@ class SimilarityProtocol:
         return "; ".join(said) if said else None
 
     def to_dict(self) -> dict[str, Any]:
-        """What a similarity record holds of its protocol (and so its identity)."""
-        return {"name": self.name, "metrics": list(self.metrics), "normalize": self.normalize,
+        """What a similarity record holds of its protocol (and so its identity). The one-layer caveat
+        is held only by a protocol that has one, so the other protocols' identities stay as they were."""
+        held = {"name": self.name, "metrics": list(self.metrics), "normalize": self.normalize,
                 "clip_quantile": self.clip_quantile, "standardize_svcca": self.standardize_svcca,
-                "captions": self.captions, "vision_pooling": self.vision_pooling,
-                "unlike_source": self.unlike_source, "unlike_source_one_layer": self.unlike_source_one_layer}
+                "captions": self.captions, "vision_pooling": self.vision_pooling, "unlike_source": self.unlike_source}
+        if self.unlike_source_one_layer is not None:
+            held["unlike_source_one_layer"] = self.unlike_source_one_layer
+        return held
 
     @property
     def pairs(self) -> str:
