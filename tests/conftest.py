@@ -73,3 +73,15 @@ def shared_cache(tmp_path_factory) -> Path:
     """One feature cache for the whole session: the tiny encoders run once per split of `shapes`.
     Sharing is safe because entries are content-addressed, locked and verified."""
     return tmp_path_factory.mktemp("shared-features")
+
+
+def load_script(relative: str):
+    """A repository script outside the package (``tools/...``, ``benchmarks/...``) as a module, so a
+    test can call its functions."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,7 +1,6 @@
 """Benchmark figures carry where and how they were measured: the commit, date, CPU model and cores,
 GPU card and command (``benchmarks/stamp.py``), shown with the cases in the leaderboard."""
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -9,15 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 
-def _stamp_module():
-    spec = importlib.util.spec_from_file_location("bench_stamp", ROOT / "benchmarks" / "stamp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_stamp_names_this_checkouts_commit_the_cpu_the_kernel_reports_and_the_command():
-    found = _stamp_module().stamp(["similarity", "knn"])
+    from conftest import load_script
+
+    found = load_script("benchmarks/stamp.py").stamp(["similarity", "knn"])
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert found["commit"].split("+")[0] == head
     assert found["cores"] == os.cpu_count() and found["command"] == "python -m benchmarks similarity knn"

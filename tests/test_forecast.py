@@ -3,8 +3,6 @@ planted relation, reports honest coverage, and says when it has too few pairs.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import assert_one_line_error
@@ -127,11 +125,9 @@ def test_probe_forecast_from_recorded_runs_and_selections(run_cli, tmp_path, sha
     assert "leave one encoder out" in record["config"]["validation"]
     assert {"similarity/mutual_knn", "vision/log10_params", "text/log10_params"} <= set(record["config"]["signals"])
     # the study's findings read these records: one fit per probed pair, every pair's similarity
-    import importlib.util
+    from conftest import load_script
 
-    spec = importlib.util.spec_from_file_location("study_findings", Path(__file__).parents[1] / "tools" / "study_findings.py")
-    findings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(findings)
+    findings = load_script("tools/study_findings.py")
     found = findings.read(tmp_path / "r", "shapes")
     assert found["n_fits"] == found["n_scored"] == 8 and len(found["plain"]) == 9 and found["similarity_s"] > 0
     (benchmark,) = found["probed"]

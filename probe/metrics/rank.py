@@ -39,9 +39,7 @@ def spearman_interval(x: Sequence[float], y: Sequence[float], *, n_boot: int = 2
     replacement. A resample whose ranks are all tied on a side has no correlation and is left out
     (with few points this happens; the interval is of the resamples that have one)."""
     values = _resampled_spearman([np.asarray(x, dtype=np.float64)], np.asarray(y, dtype=np.float64), n_boot, seed)[0]
-    tail = (1 - level) / 2 * 100
-    finite = values[np.isfinite(values)]
-    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+    return _percentile_interval(values, level)
 
 
 def spearman_difference_interval(a: Sequence[float], b: Sequence[float], y: Sequence[float], *, n_boot: int = 2000,
@@ -53,11 +51,16 @@ def spearman_difference_interval(a: Sequence[float], b: Sequence[float], y: Sequ
 
     y_arr = np.asarray(y, dtype=np.float64)
     both = _resampled_spearman([np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)], y_arr, n_boot, seed)
-    diff = both[0] - both[1]
-    finite = diff[np.isfinite(diff)]
-    tail = (1 - level) / 2 * 100
     observed = float(spearmanr(a, y).statistic) - float(spearmanr(b, y).statistic)
-    return observed, float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+    return (observed, *_percentile_interval(both[0] - both[1], level))
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite ``values`` (a resample without a
+    correlation is NaN and left out)."""
+    finite = values[np.isfinite(values)]
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
 
 
 def _resampled_spearman(xs: Sequence[np.ndarray], y: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
